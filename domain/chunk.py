@@ -1,0 +1,80 @@
+"""OperationChunk: one slice of an Operation's participants, the unit of work of the workers.
+
+Chunks are aggregates of their own so that a worker checking or settling chunk 17 of a
+100,000-Trader Operation loads 500 orders, not 100,000, and so that chunks are written in
+parallel without contending on one stream. The Operation keeps only their summaries.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import IllegalTransitionError
+from domain.requests import ParticipantOrder
+
+
+def chunk_id(operation_id: UUID, index: int) -> UUID:
+    return uuid5(operation_id, f"chunk:{index}")
+
+
+class OperationChunk(Aggregate):
+    @staticmethod
+    def create_id(operation_id: UUID, index: int) -> UUID:
+        return chunk_id(operation_id, index)
+
+    @event("Planned")
+    def __init__(self, operation_id: UUID, index: int, orders: list[dict[str, str | bool]]) -> None:
+        self.operation_id = operation_id
+        self.index = index
+        self.orders = orders
+        self.stage = "planned"
+        #: Per participant code: {"outcome", "reasons", "trader_id", "execution_id", ...}.
+        self.decisions: dict[str, dict[str, str]] = {}
+
+    @property
+    def participant_orders(self) -> list[ParticipantOrder]:
+        return [ParticipantOrder.from_dict(o) for o in self.orders]
+
+    def record_check(self, decisions: list[dict[str, str]]) -> None:
+        self._require("planned")
+        self._checked(decisions)
+
+    @event("Checked")
+    def _checked(self, decisions: list[dict[str, str]]) -> None:
+        self.decisions = {d["participant_code"]: d for d in decisions}
+        self.stage = "checked"
+
+    def record_settlement(self, outcomes: list[dict[str, str]]) -> None:
+        """`outcomes`: per approved participant, settled or skipped (dust at the locked price)."""
+        self._require("checked")
+        self._settled(outcomes)
+
+    @event("Settled")
+    def _settled(self, outcomes: list[dict[str, str]]) -> None:
+        for outcome in outcomes:
+            self.decisions[outcome["participant_code"]].update(outcome)
+        self.stage = "settled"
+
+    def record_release(self, reason: str) -> None:
+        """Every approved participant's hold released without trading (the Operation failed)."""
+        self._require("checked")
+        self._released(reason)
+
+    @event("Released")
+    def _released(self, reason: str) -> None:
+        for decision in self.decisions.values():
+            if decision["outcome"] == "approved":
+                decision.update(outcome="rejected", reasons=reason)
+        self.stage = "released"
+
+    @property
+    def approved_codes(self) -> list[str]:
+        return [c for c, d in self.decisions.items() if d["outcome"] == "approved"]
+
+    def _require(self, stage: str) -> None:
+        if self.stage != stage:
+            raise IllegalTransitionError(
+                f"chunk {self.index} of operation {self.operation_id} is {self.stage}, not {stage}"
+            )

@@ -1,0 +1,95 @@
+"""The platform's float account per quoted currency (novated funding, spec §9).
+
+Enrollments and top-ups are paid from it; sale proceeds and liquidations are paid into it.
+A chunk's buys reserve their total with one hold, so Traders approved in one chunk can never
+spend the same float twice, whatever other Operations are doing; only the Operation that
+placed a hold may settle or release it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain import ids
+from domain.errors import AmountInvalidError, FieldError, FloatInsufficientError, HoldNotOwnedError
+from domain.money import ZERO, floor_to
+
+
+def hold_key(operation_id: UUID, chunk: int) -> str:
+    return f"{operation_id}:{chunk}"
+
+
+class FloatAccount(Aggregate):
+    @staticmethod
+    def create_id(platform_id: str, currency: str) -> UUID:
+        return ids.float_account_id(platform_id, currency)
+
+    @event("Opened")
+    def __init__(self, platform_id: str, currency: str, precision: int) -> None:
+        self.platform_id = platform_id
+        self.currency = currency
+        self.precision = precision
+        self.balance = ZERO
+        self.holds: dict[str, Decimal] = {}
+
+    @property
+    def held(self) -> Decimal:
+        return sum(self.holds.values(), ZERO)
+
+    @property
+    def available(self) -> Decimal:
+        return self.balance - self.held
+
+    def deposit(self, amount: Decimal, reference: str) -> None:
+        if amount <= 0 or amount != floor_to(amount, self.precision):
+            raise AmountInvalidError(
+                f"a deposit must be positive with at most {self.precision} decimals",
+                errors=(FieldError("amount", "must be positive on the currency's minor unit"),),
+            )
+        self._deposited(amount, reference)
+
+    @event("Deposited")
+    def _deposited(self, amount: Decimal, reference: str) -> None:
+        self.balance += amount
+
+    def hold(self, operation_id: UUID, chunk: int, amount: Decimal) -> None:
+        key = hold_key(operation_id, chunk)
+        if key in self.holds or amount <= 0:
+            return
+        if amount > self.available:
+            raise FloatInsufficientError(
+                f"float {self.currency} has {self.available} available, {amount} needed"
+            )
+        self._held(key, amount)
+
+    @event("Held")
+    def _held(self, key: str, amount: Decimal) -> None:
+        self.holds[key] = amount
+
+    def settle(self, operation_id: UUID, chunk: int, debit: Decimal, credit: Decimal) -> None:
+        """Release the chunk's hold, pay out `debit` (at most the hold) and take in `credit`."""
+        key = hold_key(operation_id, chunk)
+        reserved = self.holds.get(key, ZERO)
+        if debit > reserved:
+            raise HoldNotOwnedError(
+                f"chunk {key} may debit at most its hold of {reserved}, not {debit}"
+            )
+        if debit or credit or key in self.holds:
+            self._settled(key, debit, credit)
+
+    @event("Settled")
+    def _settled(self, key: str, debit: Decimal, credit: Decimal) -> None:
+        self.holds.pop(key, None)
+        self.balance += credit - debit
+
+    def release(self, operation_id: UUID, chunk: int) -> None:
+        key = hold_key(operation_id, chunk)
+        if key in self.holds:
+            self._released(key)
+
+    @event("Released")
+    def _released(self, key: str) -> None:
+        del self.holds[key]

@@ -1,0 +1,41 @@
+"""Deterministic ids (spec §11.4): a replayed request finds the aggregate it made.
+
+Each kind of id has its own namespace so that two kinds never collide on the same name.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+_ROOT = UUID("6f1c2a4e-93d1-4c5b-8e0a-2b7d4f9c1e35")
+STRATEGY_NS = uuid5(_ROOT, "strategy")
+OPERATION_NS = uuid5(_ROOT, "operation")
+TRADER_NS = uuid5(_ROOT, "trader")
+EXECUTION_NS = uuid5(_ROOT, "execution")
+PARTICIPANT_NS = uuid5(_ROOT, "participant")
+FLOAT_NS = uuid5(_ROOT, "float-account")
+CATALOGUE_ID = uuid5(_ROOT, "instrument-catalogue")
+
+
+def strategy_id(platform_id: str, request_id: UUID) -> UUID:
+    return uuid5(STRATEGY_NS, f"{platform_id}:{request_id}")
+
+
+def operation_id(platform_id: str, request_id: UUID) -> UUID:
+    return uuid5(OPERATION_NS, f"{platform_id}:{request_id}")
+
+
+def trader_id(strategy: UUID, participant_code: str) -> UUID:
+    return uuid5(TRADER_NS, f"{strategy}:{participant_code}")
+
+
+def execution_id(operation: UUID, participant_code: str) -> UUID:
+    return uuid5(EXECUTION_NS, f"{operation}:{participant_code}")
+
+
+def participant_id(platform_id: str, participant_code: str) -> UUID:
+    return uuid5(PARTICIPANT_NS, f"{platform_id}:{participant_code}")
+
+
+def float_account_id(platform_id: str, currency: str) -> UUID:
+    return uuid5(FLOAT_NS, f"{platform_id}:{currency}")

@@ -1,0 +1,96 @@
+"""Money and quantities on Decimal, with the rounding rules of the business in one place.
+
+Rounding rule (why): quantities a Trader receives round *down*, so a buy never costs more than
+its budget; fiat a Trader pays rounds *up* and fiat a Trader receives rounds *down*, so rounding
+never moves value from the house (venue, float) to a participant. The spec (§11.10) proposed
+half-even for notionals; half-even lets a Trader gain up to half a minor unit per leg, which the
+"rounding never creates money" invariant forbids, so the direction is always against the
+participant and bounded by one minor unit per leg.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+
+from domain.errors import AmountInvalidError, FieldError
+
+ZERO = Decimal(0)
+
+
+def unit(precision: int) -> Decimal:
+    """The smallest step at `precision` decimals: 2 -> 0.01, 8 -> 0.00000001, 0 -> 1."""
+    return Decimal(1).scaleb(-precision)
+
+
+def floor_to(value: Decimal, precision: int) -> Decimal:
+    return value.quantize(unit(precision), rounding=ROUND_FLOOR)
+
+
+def ceil_to(value: Decimal, precision: int) -> Decimal:
+    return value.quantize(unit(precision), rounding=ROUND_CEILING)
+
+
+def decimals_of(value: Decimal) -> int:
+    """How many decimals a finite Decimal is written with (trailing zeros count: 1.50 -> 2)."""
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(0, -exponent)
+
+
+def parse_decimal(raw: object, field: str) -> Decimal:
+    """Turn a JSON decimal string into a finite Decimal, or say which field is wrong.
+
+    Floats are refused: a float has already lost the exact value the caller meant.
+    """
+    if isinstance(raw, bool) or not isinstance(raw, (str, Decimal, int)):
+        raise AmountInvalidError(
+            f'{field} must be a decimal string such as "100.50"',
+            errors=(FieldError(field, "must be a decimal string"),),
+        )
+    try:
+        value = Decimal(raw.strip()) if isinstance(raw, str) else Decimal(raw)
+    except (InvalidOperation, ValueError):
+        raise AmountInvalidError(
+            f"{field} is not a decimal number: {raw!r}",
+            errors=(FieldError(field, "is not a decimal number"),),
+        ) from None
+    if not value.is_finite():
+        raise AmountInvalidError(
+            f"{field} must be a finite number", errors=(FieldError(field, "must be finite"),)
+        )
+    return value
+
+
+@dataclass(frozen=True, order=True)
+class Money:
+    """An amount of one fiat currency, always on that currency's minor-unit grid."""
+
+    amount: Decimal
+    currency: str
+
+    def __add__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.amount + other.amount, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.amount - other.amount, self.currency)
+
+    def _same_currency(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise ValueError(f"cannot mix {self.currency} and {other.currency}")
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"
+
+
+@dataclass(frozen=True, order=True)
+class Quantity:
+    """An amount of one asset, on that asset's precision grid."""
+
+    amount: Decimal
+    asset: str
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.asset}"

@@ -1,0 +1,280 @@
+"""Operation: one asynchronous request against a Strategy, and the barriers between its stages.
+
+Lifecycle (spec §3.1): validating -> pricing -> settling -> settled | skipped | failed, plus
+validating -> skipped | failed when no Trader survives the checks, and pricing -> failed when
+quotes cannot be had. Every transition is its own event, because each one is a webhook.
+The barriers are here: pricing starts only once every chunk is checked, and the Operation
+ends only once every chunk is settled (or, after a failure, released).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain import ids
+from domain.allocations import Allocations
+from domain.errors import IllegalTransitionError
+from domain.statuses import OperationReason, OperationStatus, OperationType
+
+_EDGES: dict[OperationStatus, set[OperationStatus]] = {
+    OperationStatus.VALIDATING: {
+        OperationStatus.PRICING,
+        OperationStatus.SKIPPED,
+        OperationStatus.FAILED,
+    },
+    OperationStatus.PRICING: {OperationStatus.SETTLING, OperationStatus.FAILED},
+    OperationStatus.SETTLING: {
+        OperationStatus.SETTLED,
+        OperationStatus.SKIPPED,
+        OperationStatus.FAILED,
+    },
+}
+
+
+class Operation(Aggregate):
+    @staticmethod
+    def create_id(platform_id: str, request_id: UUID) -> UUID:
+        return ids.operation_id(platform_id, request_id)
+
+    @event("Requested")
+    def __init__(
+        self,
+        platform_id: str,
+        strategy_id: UUID,
+        request_id: UUID,
+        type: str,
+        quoted_currency: str,
+        allocations: list[dict[str, str]] | None,
+        parameters: dict[str, str],
+        request_hash: str,
+        participant_count: int,
+        chunk_count: int,
+    ) -> None:
+        self.platform_id = platform_id
+        self.strategy_id = strategy_id
+        self.request_id = request_id
+        self.type = OperationType(type)
+        self.quoted_currency = quoted_currency
+        self.allocations = allocations
+        self.parameters = parameters
+        self.request_hash = request_hash
+        self.participant_count = participant_count
+        self.chunk_count = chunk_count
+        self.status = OperationStatus.VALIDATING
+        self.status_reason = OperationReason.NONE
+        self.chunks: dict[int, str] = dict.fromkeys(range(chunk_count), "planned")
+        self.counts: dict[str, int] = {"approved": 0, "rejected": 0, "skipped": 0, "settled": 0}
+        self.flows: dict[str, dict[str, str]] = {}
+        self.locked_prices: dict[str, dict[str, str]] = {}
+        self.block_orders: dict[str, dict[str, str]] = {}
+        self.fills: dict[str, dict[str, str]] = {}
+        self.failure: str = ""
+        self.failure_detail: str = ""
+        self.totals: dict[str, dict[str, str]] = {}
+        self.float_moves: dict[str, str] = {"debit": "0", "credit": "0"}
+
+    @property
+    def allocation_set(self) -> Allocations | None:
+        return Allocations.from_list(self.allocations) if self.allocations is not None else None
+
+    def record_empty(self) -> None:
+        """An Operation with nobody in scope ends at once (spec: `no_executions`)."""
+        if self.chunk_count == 0:
+            self._finish_without_trades()
+
+    # -- credit check -------------------------------------------------------------------
+    def record_chunk_checked(
+        self,
+        index: int,
+        approved: int,
+        rejected: int,
+        skipped: int,
+        flows: dict[str, dict[str, str]],
+    ) -> None:
+        if self.chunks.get(index) != "planned":
+            raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunks.get(index)}")
+        self._require(OperationStatus.VALIDATING)
+        self._chunk_checked(
+            index=index, approved=approved, rejected=rejected, skipped=skipped, flows=flows
+        )
+        if self.all_chunks_are("checked"):
+            self._after_checks()
+
+    @event("ChunkChecked")
+    def _chunk_checked(
+        self,
+        index: int,
+        approved: int,
+        rejected: int,
+        skipped: int,
+        flows: dict[str, dict[str, str]],
+    ) -> None:
+        self.chunks[index] = "checked"
+        self.counts["approved"] += approved
+        self.counts["rejected"] += rejected
+        self.counts["skipped"] += skipped
+        for asset, flow in flows.items():
+            mine = self.flows.setdefault(asset, {"buy": "0", "sell": "0"})
+            for side in ("buy", "sell"):
+                mine[side] = str(Decimal(mine[side]) + Decimal(flow.get(side, "0")))
+
+    def _after_checks(self) -> None:
+        if self.counts["approved"]:
+            self._transition(OperationStatus.PRICING, OperationReason.NONE)
+        else:
+            self._finish_without_trades()
+
+    # -- pricing ------------------------------------------------------------------------
+    def lock_prices(
+        self, prices: dict[str, dict[str, str]], block_orders: dict[str, dict[str, str]]
+    ) -> None:
+        self._require(OperationStatus.PRICING)
+        if self.failure:
+            raise IllegalTransitionError(f"operation {self.id} is failing: {self.failure}")
+        missing = sorted(set(self.flows) - set(prices))
+        if missing:
+            raise IllegalTransitionError(f"no locked price for {', '.join(missing)}")
+        self._prices_locked(prices, block_orders)
+        self._transition(OperationStatus.SETTLING, OperationReason.NONE)
+
+    @event("PricesLocked")
+    def _prices_locked(
+        self, prices: dict[str, dict[str, str]], block_orders: dict[str, dict[str, str]]
+    ) -> None:
+        self.locked_prices = prices
+        self.block_orders = block_orders
+
+    def fail(self, reason: OperationReason, detail: str) -> None:
+        """Pricing or the venue failed: no Trader may trade; holds are released chunk by chunk."""
+        if self.failure:
+            return
+        if self.status not in (OperationStatus.PRICING, OperationStatus.SETTLING):
+            raise IllegalTransitionError(f"operation {self.id} cannot fail while {self.status}")
+        if any(state == "settled" for state in self.chunks.values()):
+            raise IllegalTransitionError(f"operation {self.id} already settled a chunk")
+        self._failed(reason.value, detail)
+
+    @event("Failing")
+    def _failed(self, reason: str, detail: str) -> None:
+        self.failure = reason
+        self.failure_detail = detail
+
+    # -- execution ----------------------------------------------------------------------
+    def record_fill(self, asset: str, fill: dict[str, str]) -> None:
+        self._require(OperationStatus.SETTLING)
+        if asset not in self.block_orders:
+            raise IllegalTransitionError(f"operation {self.id} placed no block order for {asset}")
+        if asset not in self.fills:
+            self._block_filled(asset, fill)
+
+    @event("BlockFilled")
+    def _block_filled(self, asset: str, fill: dict[str, str]) -> None:
+        self.fills[asset] = fill
+
+    @property
+    def all_blocks_filled(self) -> bool:
+        return set(self.fills) >= set(self.block_orders)
+
+    def record_chunk_settled(
+        self,
+        index: int,
+        settled: int,
+        skipped: int,
+        totals: dict[str, dict[str, str]],
+        float_debit: Decimal,
+        float_credit: Decimal,
+    ) -> None:
+        self._require(OperationStatus.SETTLING)
+        if self.failure or not self.all_blocks_filled:
+            raise IllegalTransitionError(f"operation {self.id} cannot settle chunks yet")
+        if self.chunks.get(index) != "checked":
+            raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunks.get(index)}")
+        self._chunk_settled(index, settled, skipped, totals, float_debit, float_credit)
+        if self.all_chunks_are("settled"):
+            self._finish_after_settlement()
+
+    @event("ChunkSettled")
+    def _chunk_settled(
+        self,
+        index: int,
+        settled: int,
+        skipped: int,
+        totals: dict[str, dict[str, str]],
+        float_debit: Decimal,
+        float_credit: Decimal,
+    ) -> None:
+        self.chunks[index] = "settled"
+        self.counts["settled"] += settled
+        self.counts["skipped"] += skipped
+        for asset, moves in totals.items():
+            mine = self.totals.setdefault(asset, {})
+            for key, value in moves.items():
+                mine[key] = str(Decimal(mine.get(key, "0")) + Decimal(value))
+        self.float_moves = {
+            "debit": str(Decimal(self.float_moves["debit"]) + float_debit),
+            "credit": str(Decimal(self.float_moves["credit"]) + float_credit),
+        }
+
+    def record_chunk_released(self, index: int, released: int) -> None:
+        if not self.failure:
+            raise IllegalTransitionError(f"operation {self.id} is not failing")
+        if self.chunks.get(index) != "checked":
+            raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunks.get(index)}")
+        self._chunk_released(index, released)
+        if self.all_chunks_are("released"):
+            self._transition(OperationStatus.FAILED, OperationReason(self.failure))
+
+    @event("ChunkReleased")
+    def _chunk_released(self, index: int, released: int) -> None:
+        self.chunks[index] = "released"
+        self.counts["rejected"] += released
+
+    # -- endings ------------------------------------------------------------------------
+    def _finish_without_trades(self) -> None:
+        counts = self.counts
+        total = counts["rejected"] + counts["skipped"]
+        if total == 0:
+            self._transition(OperationStatus.SKIPPED, OperationReason.NO_EXECUTIONS)
+        elif counts["rejected"] == total:
+            self._transition(OperationStatus.FAILED, OperationReason.ALL_REJECTED)
+        elif counts["skipped"] == total:
+            self._transition(OperationStatus.SKIPPED, OperationReason.ALL_SKIPPED)
+        else:
+            self._transition(OperationStatus.SKIPPED, OperationReason.PARTIAL_SUCCESS)
+
+    def _finish_after_settlement(self) -> None:
+        counts = self.counts
+        if counts["settled"] == 0:
+            self._finish_without_trades()
+        elif counts["settled"] == self.participant_count:
+            self._transition(OperationStatus.SETTLED, OperationReason.NONE)
+        else:
+            self._transition(OperationStatus.SETTLED, OperationReason.PARTIAL_SUCCESS)
+
+    def _transition(self, status: OperationStatus, reason: OperationReason) -> None:
+        if status not in _EDGES.get(self.status, set()):
+            raise IllegalTransitionError(f"operation {self.id}: {self.status} -> {status}")
+        self._status_changed(status.value, reason.value)
+
+    @event("StatusChanged")
+    def _status_changed(self, status: str, reason: str) -> None:
+        self.status = OperationStatus(status)
+        self.status_reason = OperationReason(reason)
+
+    def all_chunks_are(self, state: str) -> bool:
+        return all(s == state for s in self.chunks.values())
+
+    def _require(self, status: OperationStatus) -> None:
+        if self.status is not status:
+            raise IllegalTransitionError(f"operation {self.id} is {self.status}, not {status}")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "status_reason": self.status_reason.value,
+            **self.counts,
+        }

@@ -1,0 +1,240 @@
+"""Trading: the synchronous application service every adapter calls (HTTP, Kafka, CLI).
+
+Commands validate everything before writing and write each step in one atomic `save`, so a
+crash never leaves half a step. Ids derive from (platform, request id), so a replayed
+request finds what it made (and a reused id with another body is refused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+
+from domain import ids
+from domain.catalogue import DEFAULT_INSTRUMENTS, Instrument, InstrumentCatalogue, fiat_precision
+from domain.chunk import OperationChunk
+from domain.eligibility import ParticipantStatus
+from domain.errors import (
+    FieldError,
+    IdempotencyConflictError,
+    InvalidRequestError,
+    OperationNotFoundError,
+    StrategyNotFoundError,
+    TraderNotFoundError,
+)
+from domain.fingerprint import request_fingerprint
+from domain.float_account import FloatAccount
+from domain.operation import Operation
+from domain.reference import Catalogue, Participant
+from domain.requesting import plan_operation
+from domain.requests import Limits
+from domain.stages import OperationStages
+from domain.statuses import OperationType, TraderStatus
+from domain.strategy import Strategy
+from domain.trader import Trader
+
+A = TypeVar("A", bound=Aggregate)
+DEFAULT_CHUNK_SIZE = 500
+
+
+class Trading(OperationStages, Application[UUID]):
+    name = "Trading"
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {
+        Trader: 25,
+        FloatAccount: 100,
+        Catalogue: 50,
+    }
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        limits: Limits | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        super().__init__(env)
+        self.limits = limits or Limits()
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        self.chunk_size = chunk_size
+
+    # -- loading ------------------------------------------------------------------------
+    def get_many(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Any]:
+        """Load several aggregates; missing ones are absent. Infra overrides it with one query."""
+        found: dict[UUID, Any] = {}
+        for aggregate_id in aggregate_ids:
+            try:
+                found[aggregate_id] = self.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                continue
+        return found
+
+    def find(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        try:
+            aggregate: Any = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, kind) else None
+
+    # -- reference data -----------------------------------------------------------------
+    def catalogue(self) -> InstrumentCatalogue:
+        catalogue = self.find(ids.CATALOGUE_ID, Catalogue)
+        return catalogue.view() if catalogue else InstrumentCatalogue()
+
+    def list_instruments(self, instruments: Iterable[Instrument]) -> InstrumentCatalogue:
+        catalogue = self.find(ids.CATALOGUE_ID, Catalogue) or Catalogue()
+        for instrument in instruments:
+            catalogue.list_instrument(instrument)
+        self.save(catalogue)
+        return catalogue.view()
+
+    def ensure_default_catalogue(self) -> InstrumentCatalogue:
+        if self.find(ids.CATALOGUE_ID, Catalogue) is None:
+            return self.list_instruments(DEFAULT_INSTRUMENTS)
+        return self.catalogue()
+
+    def register_participants(
+        self,
+        platform_id: str,
+        codes: Iterable[str],
+        status: ParticipantStatus = ParticipantStatus.ACTIVE,
+        restricted_assets: Sequence[str] = (),
+    ) -> int:
+        """Register or update participants' eligibility; returns how many changed."""
+        codes = list(dict.fromkeys(codes))
+        existing = self.get_many([ids.participant_id(platform_id, c) for c in codes])
+        changed = []
+        for code in codes:
+            participant = existing.get(ids.participant_id(platform_id, code))
+            if participant is None:
+                participant = Participant(platform_id, code, status.value, list(restricted_assets))
+            else:
+                participant.update(status, list(restricted_assets))
+            if participant.pending_events:
+                changed.append(participant)
+        self.save(*changed)
+        return len(changed)
+
+    def deposit_float(
+        self, platform_id: str, currency: str, amount: Decimal, reference: str
+    ) -> FloatAccount:
+        account = self._float(platform_id, currency)
+        account.deposit(amount, reference)
+        self.save(account)
+        return account
+
+    def _float(self, platform_id: str, currency: str) -> FloatAccount:
+        found = self.find(ids.float_account_id(platform_id, currency), FloatAccount)
+        return found or FloatAccount(platform_id, currency, fiat_precision(currency))
+
+    # -- commands -----------------------------------------------------------------------
+    def create_strategy(
+        self, platform_id: str, request_id: UUID, body: Mapping[str, Any]
+    ) -> tuple[Strategy, bool]:
+        """Returns the Strategy and whether this call created it (False on a replay)."""
+        fingerprint = request_fingerprint("create_strategy", "", body)
+        existing = self.find(ids.strategy_id(platform_id, request_id), Strategy)
+        if existing is not None:
+            return self._replayed(existing, fingerprint), False
+        currency = body.get("quoted_currency")
+        if not isinstance(currency, str) or not currency:
+            raise InvalidRequestError(
+                "quoted_currency is required",
+                errors=(FieldError("quoted_currency", "is required"),),
+            )
+        fiat_precision(currency)
+        metadata = body.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise InvalidRequestError(
+                "metadata must be a JSON object",
+                errors=(FieldError("metadata", "must be an object"),),
+            )
+        strategy = Strategy(platform_id, request_id, currency, metadata, fingerprint)
+        self.save(strategy)
+        return strategy, True
+
+    def request_operation(
+        self,
+        platform_id: str,
+        strategy_id: UUID,
+        request_id: UUID,
+        kind: OperationType,
+        body: Mapping[str, Any],
+        scope: Sequence[str] | None = None,
+    ) -> tuple[Operation, bool]:
+        """Validate and record an Operation with its chunk plan (one atomic write)."""
+        fingerprint = request_fingerprint(kind.value, str(strategy_id), body)
+        existing = self.find(ids.operation_id(platform_id, request_id), Operation)
+        if existing is not None:
+            return self._replayed(existing, fingerprint), False
+        strategy = self.strategy(platform_id, strategy_id)
+        plan = plan_operation(
+            kind,
+            body,
+            quoted_currency=strategy.quoted_currency,
+            catalogue=self.catalogue(),
+            limits=self.limits,
+            scope=scope,
+        )
+        orders = [order.as_dict() for order in plan.orders]
+        chunks = [orders[i : i + self.chunk_size] for i in range(0, len(orders), self.chunk_size)]
+        operation = Operation(
+            platform_id=platform_id,
+            strategy_id=strategy_id,
+            request_id=request_id,
+            type=kind.value,
+            quoted_currency=strategy.quoted_currency,
+            allocations=plan.allocations.as_list() if plan.allocations else None,
+            parameters=plan.parameters,
+            request_hash=fingerprint,
+            participant_count=len(orders),
+            chunk_count=len(chunks),
+        )
+        if not chunks:
+            operation.record_empty()
+        planned = [OperationChunk(operation.id, i, chunk) for i, chunk in enumerate(chunks)]
+        self.save(operation, *planned)
+        return operation, True
+
+    def change_auto_rebalance(self, platform_id: str, trader_id: UUID, flag: bool) -> Trader:
+        trader = self.trader(platform_id, trader_id)
+        trader.change_auto_rebalance(flag)
+        self.save(trader)
+        return trader
+
+    # -- queries the write side needs -------------------------------------------------
+    def strategy(self, platform_id: str, strategy_id: UUID) -> Strategy:
+        strategy = self.find(strategy_id, Strategy)
+        if strategy is None or strategy.platform_id != platform_id:
+            raise StrategyNotFoundError(f"strategy {strategy_id} does not exist")
+        return strategy
+
+    def trader(self, platform_id: str, trader_id: UUID) -> Trader:
+        trader = self.find(trader_id, Trader)
+        if (
+            trader is None
+            or trader.platform_id != platform_id
+            or trader.status is TraderStatus.PENDING
+        ):
+            raise TraderNotFoundError(f"trader {trader_id} does not exist")
+        return trader
+
+    def operation(self, operation_id: UUID) -> Operation:
+        operation = self.find(operation_id, Operation)
+        if operation is None:
+            raise OperationNotFoundError(f"operation {operation_id} does not exist")
+        return operation
+
+    @staticmethod
+    def _replayed(aggregate: A, fingerprint: str) -> A:
+        if getattr(aggregate, "request_hash", fingerprint) != fingerprint:
+            raise IdempotencyConflictError(
+                "this X-REQUEST-ID was already used with a different request; "
+                "use a new X-REQUEST-ID for a new request"
+            )
+        return aggregate

@@ -1,0 +1,322 @@
+"""The stages of an Operation, chunk by chunk: credit check, price lock, settlement, release.
+
+Each stage method is idempotent (a chunk already checked or settled is a no-op) and writes
+its whole effect in one `save`: the chunk's result, every Trader it touched, the float and
+the Operation's barrier. A concurrent writer makes that save fail on an aggregate version,
+and the caller simply runs the stage again on fresh state.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+from domain import ids
+from domain.allocations import Allocations
+from domain.calculators import Market
+from domain.catalogue import InstrumentCatalogue, fiat_precision
+from domain.chunk import OperationChunk, chunk_id
+from domain.credit import (
+    CreditCheck,
+    CreditDecision,
+    OperationTerms,
+    Outcome,
+    TraderSnapshot,
+    planned_legs,
+)
+from domain.errors import IllegalTransitionError
+from domain.float_account import FloatAccount
+from domain.legs import Leg
+from domain.money import ZERO
+from domain.operation import Operation
+from domain.pricing import BlockFill, LockedQuote, net_block_orders
+from domain.reference import Participant
+from domain.requests import Limits, ParticipantOrder
+from domain.statuses import OperationReason, OperationStatus, OperationType, Reason, Side
+from domain.trader import Trader
+
+if TYPE_CHECKING:
+    from eventsourcing.domain import Aggregate
+
+    A = TypeVar("A", bound=Aggregate)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage did, for the adapter to log and route (next tasks, progress)."""
+
+    operation_id: UUID
+    chunk: int
+    status: OperationStatus
+    counts: Mapping[str, int]
+    replayed: bool = False
+
+
+class OperationStages:
+    if TYPE_CHECKING:
+        limits: Limits
+
+        def get_many(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Any]: ...
+        def find(self, aggregate_id: UUID, kind: type[A]) -> A | None: ...
+        def catalogue(self) -> InstrumentCatalogue: ...
+        def operation(self, operation_id: UUID) -> Operation: ...
+        def _float(self, platform_id: str, currency: str) -> FloatAccount: ...
+        def save(self, *objs: Any, **kwargs: Any) -> Any: ...
+
+    # -- credit check -------------------------------------------------------------------
+    def check_chunk(
+        self, operation_id: UUID, index: int, indicative: Mapping[str, Decimal]
+    ) -> StageResult:
+        operation, chunk = self._operation_and_chunk(operation_id, index)
+        if chunk.stage != "planned":
+            return self._result(operation, index, chunk, replayed=True)
+        orders = chunk.participant_orders
+        traders = self._traders(operation, orders)
+        profiles = self.get_many(
+            [ids.participant_id(operation.platform_id, o.code) for o in orders]
+        )
+        float_account = self._float(operation.platform_id, operation.quoted_currency)
+        check = CreditCheck(
+            _terms(operation, self.limits),
+            self._market(operation, indicative),
+            float_account.available if operation.type.buys_from_float else ZERO,
+        )
+        touched: list[Trader] = []
+        records = []
+        for order in orders:
+            trader = traders.get(order.code)
+            profile = profiles.get(ids.participant_id(operation.platform_id, order.code))
+            decision = check.check(
+                order,
+                _snapshot(trader),
+                profile.profile() if isinstance(profile, Participant) else None,
+            )
+            if decision.outcome is Outcome.APPROVED:
+                trader = trader or Trader(
+                    operation.strategy_id, operation.platform_id, order.code, order.auto_rebalance
+                )
+                trader.place_hold(operation.id, ids.execution_id(operation.id, order.code))
+                touched.append(trader)
+            records.append(_decision_record(operation, order, decision, trader))
+        draw = sum((d.float_draw for d in check.decisions), ZERO)
+        float_account.hold(operation.id, index, draw)
+        chunk.record_check(records)
+        operation.record_chunk_checked(
+            index,
+            approved=sum(d.outcome is Outcome.APPROVED for d in check.decisions),
+            rejected=sum(d.outcome is Outcome.REJECTED for d in check.decisions),
+            skipped=sum(d.outcome is Outcome.SKIPPED for d in check.decisions),
+            flows=_flows(check.decisions, traders, operation.allocation_set),
+        )
+        self.save(operation, chunk, float_account, *touched)
+        return self._result(operation, index, chunk)
+
+    # -- pricing ------------------------------------------------------------------------
+    def assets_to_price(self, operation_id: UUID) -> list[str]:
+        return sorted(self.operation(operation_id).flows)
+
+    def lock_prices(self, operation_id: UUID, quotes: Mapping[str, LockedQuote]) -> Operation:
+        operation = self.operation(operation_id)
+        if operation.status is not OperationStatus.PRICING or operation.failure:
+            return operation
+        orders = net_block_orders(operation.flows)
+        operation.lock_prices(
+            {asset: quote.as_dict() for asset, quote in quotes.items() if asset in operation.flows},
+            {asset: order.as_dict() for asset, order in orders.items()},
+        )
+        self.save(operation)
+        return operation
+
+    def fail_operation(self, operation_id: UUID, reason: OperationReason, detail: str) -> Operation:
+        """Quotes or the venue failed: nobody trades, and every hold will be released."""
+        operation = self.operation(operation_id)
+        if operation.status.terminal or operation.failure:
+            return operation
+        operation.fail(reason, detail)
+        self.save(operation)
+        return operation
+
+    def record_fill(self, operation_id: UUID, fill: BlockFill) -> Operation:
+        operation = self.operation(operation_id)
+        locked = Decimal(operation.locked_prices[fill.asset]["price"])
+        if fill.price != locked:
+            raise IllegalTransitionError(
+                f"fill of {fill.asset} at {fill.price} differs from the locked price {locked}"
+            )
+        operation.record_fill(fill.asset, fill.as_dict())
+        if operation.pending_events:
+            self.save(operation)
+        return operation
+
+    # -- settlement ---------------------------------------------------------------------
+    def settle_chunk(self, operation_id: UUID, index: int) -> StageResult:
+        operation, chunk = self._operation_and_chunk(operation_id, index)
+        if chunk.stage != "checked":
+            return self._result(operation, index, chunk, replayed=True)
+        market = self._market(operation, operation_prices(operation))
+        terms = _terms(operation, self.limits)
+        approved = [o for o in chunk.participant_orders if o.code in set(chunk.approved_codes)]
+        traders = self._traders(operation, approved)
+        totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+        outcomes, debit, credit = [], ZERO, ZERO
+        for order in approved:
+            trader = traders[order.code]
+            legs = planned_legs(terms, order, trader.holdings, market)
+            if not legs and not (terms.type is OperationType.LIQUIDATION and trader.cash > 0):
+                trader.release_hold(operation.id, Outcome.SKIPPED.value, Reason.DUST.value)
+                outcomes.append(
+                    {"participant_code": order.code, "outcome": "skipped", "reasons": "dust"}
+                )
+                continue
+            funded = (order.amount or ZERO) if terms.type.buys_from_float else ZERO
+            paid_out = _paid_out(terms.type, trader.cash, legs)
+            trader.settle(
+                operation.id,
+                terms.type,
+                legs,
+                dict(market.prices),
+                funded,
+                paid_out,
+                order.auto_rebalance if terms.type is OperationType.ENROLLMENT else None,
+            )
+            _add_totals(totals, legs)
+            debit, credit = debit + funded, credit + paid_out
+            outcomes.append({"participant_code": order.code, "outcome": "settled", "reasons": ""})
+        float_account = self._float(operation.platform_id, operation.quoted_currency)
+        float_account.settle(operation.id, index, debit, credit)
+        chunk.record_settlement(outcomes)
+        operation.record_chunk_settled(
+            index,
+            settled=sum(o["outcome"] == "settled" for o in outcomes),
+            skipped=sum(o["outcome"] == "skipped" for o in outcomes),
+            totals={a: {k: str(v) for k, v in t.items()} for a, t in totals.items()},
+            float_debit=debit,
+            float_credit=credit,
+        )
+        self.save(operation, chunk, float_account, *traders.values())
+        return self._result(operation, index, chunk)
+
+    def release_chunk(self, operation_id: UUID, index: int) -> StageResult:
+        """After a failure: release the chunk's holds; its Executions end rejected."""
+        operation, chunk = self._operation_and_chunk(operation_id, index)
+        if chunk.stage != "checked":
+            return self._result(operation, index, chunk, replayed=True)
+        approved = [o for o in chunk.participant_orders if o.code in set(chunk.approved_codes)]
+        traders = self._traders(operation, approved)
+        for trader in traders.values():
+            trader.release_hold(operation.id, Outcome.REJECTED.value, operation.failure)
+        float_account = self._float(operation.platform_id, operation.quoted_currency)
+        float_account.release(operation.id, index)
+        chunk.record_release(operation.failure)
+        operation.record_chunk_released(index, len(approved))
+        self.save(operation, chunk, float_account, *traders.values())
+        return self._result(operation, index, chunk)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _operation_and_chunk(
+        self, operation_id: UUID, index: int
+    ) -> tuple[Operation, OperationChunk]:
+        operation = self.operation(operation_id)
+        chunk = self.find(chunk_id(operation_id, index), OperationChunk)
+        if chunk is None:
+            raise IllegalTransitionError(f"operation {operation_id} has no chunk {index}")
+        return operation, chunk
+
+    def _traders(
+        self, operation: Operation, orders: Sequence[ParticipantOrder]
+    ) -> dict[str, Trader]:
+        by_id = {ids.trader_id(operation.strategy_id, o.code): o.code for o in orders}
+        found = self.get_many(list(by_id))
+        return {by_id[t]: trader for t, trader in found.items() if isinstance(trader, Trader)}
+
+    def _market(self, operation: Operation, prices: Mapping[str, Decimal]) -> Market:
+        currency = operation.quoted_currency
+        return Market(currency, fiat_precision(currency), self.catalogue(), prices)
+
+    @staticmethod
+    def _result(
+        operation: Operation, index: int, chunk: OperationChunk, replayed: bool = False
+    ) -> StageResult:
+        del chunk
+        return StageResult(operation.id, index, operation.status, dict(operation.counts), replayed)
+
+
+def operation_prices(operation: Operation) -> dict[str, Decimal]:
+    return {asset: Decimal(q["price"]) for asset, q in operation.locked_prices.items()}
+
+
+def _terms(operation: Operation, limits: Limits) -> OperationTerms:
+    tolerance = operation.parameters.get("drift_tolerance")
+    return OperationTerms(
+        operation.id,
+        operation.type,
+        operation.allocation_set,
+        limits.sell_price_buffer,
+        Decimal(tolerance) if tolerance is not None else None,
+    )
+
+
+def _snapshot(trader: Trader | None) -> TraderSnapshot | None:
+    if trader is None:
+        return None
+    return TraderSnapshot(trader.status, trader.held_by, trader.holdings)
+
+
+def _decision_record(
+    operation: Operation, order: ParticipantOrder, decision: CreditDecision, trader: Trader | None
+) -> dict[str, str]:
+    return {
+        "participant_code": order.code,
+        "outcome": decision.outcome.value,
+        "reasons": ",".join(r.value for r in decision.reasons),
+        "trader_id": str(trader.id) if trader is not None else "",
+        "execution_id": str(ids.execution_id(operation.id, order.code)),
+        "float_draw": str(decision.float_draw),
+    }
+
+
+def _flows(
+    decisions: Sequence[CreditDecision],
+    traders: Mapping[str, Trader],
+    allocations: Allocations | None,
+) -> dict[str, dict[str, str]]:
+    """Estimated quantity bought and sold per asset by the approved Traders.
+
+    Every asset they hold or are allocated is listed too (at zero), because the locked price
+    may turn a leg that was dust at the indicative price into a real one, and it needs a price.
+    """
+    flows: dict[str, dict[str, Decimal]] = defaultdict(lambda: {"buy": ZERO, "sell": ZERO})
+    for decision in decisions:
+        if decision.outcome is not Outcome.APPROVED:
+            continue
+        trader = traders.get(decision.participant_code)
+        held = trader.holdings.held_assets if trader else ()
+        for asset in (*held, *(allocations.assets if allocations else ())):
+            flows[asset]["buy"] += ZERO
+        for leg in decision.legs:
+            flows[leg.asset][leg.side.value] += leg.quantity
+    return {a: {s: str(q) for s, q in f.items()} for a, f in flows.items()}
+
+
+def _paid_out(kind: OperationType, cash: Decimal, legs: tuple[Leg, ...]) -> Decimal:
+    proceeds = sum((leg.notional for leg in legs if leg.side is Side.SELL), ZERO)
+    if kind is OperationType.PARTIAL_SELL:
+        return proceeds
+    if kind is OperationType.LIQUIDATION:
+        return cash + proceeds
+    return ZERO
+
+
+def _add_totals(totals: dict[str, dict[str, Decimal]], legs: tuple[Leg, ...]) -> None:
+    for leg in legs:
+        moves = totals[leg.asset]
+        if leg.side is Side.BUY:
+            moves["bought"] += leg.quantity
+            moves["paid"] += leg.notional
+        else:
+            moves["sold"] += leg.quantity
+            moves["received"] += leg.notional
