@@ -31,13 +31,6 @@ def ceil_to(value: Decimal, precision: int) -> Decimal:
     return value.quantize(unit(precision), rounding=ROUND_CEILING)
 
 
-def decimals_of(value: Decimal) -> int:
-    """How many decimals a finite Decimal is written with (trailing zeros count: 1.50 -> 2)."""
-    exponent = value.as_tuple().exponent
-    assert isinstance(exponent, int)
-    return max(0, -exponent)
-
-
 def parse_decimal(raw: object, field: str) -> Decimal:
     """Turn a JSON decimal string into a finite Decimal, or say which field is wrong.
 

@@ -10,7 +10,6 @@ ends only once every chunk is settled (or, after a failure, released).
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -57,15 +56,15 @@ class Operation(Aggregate):
         self.platform_id = platform_id
         self.strategy_id = strategy_id
         self.request_id = request_id
-        self.type = OperationType(type)
+        self._type = OperationType(type).value
         self.quoted_currency = quoted_currency
         self.allocations = allocations
         self.parameters = parameters
         self.request_hash = request_hash
         self.participant_count = participant_count
         self.chunk_count = chunk_count
-        self.status = OperationStatus.VALIDATING
-        self.status_reason = OperationReason.NONE
+        self._status = OperationStatus.VALIDATING.value
+        self._status_reason = OperationReason.NONE.value
         self.chunks: dict[int, str] = dict.fromkeys(range(chunk_count), "planned")
         self.counts: dict[str, int] = {"approved": 0, "rejected": 0, "skipped": 0, "settled": 0}
         self.flows: dict[str, dict[str, str]] = {}
@@ -76,6 +75,19 @@ class Operation(Aggregate):
         self.failure_detail: str = ""
         self.totals: dict[str, dict[str, str]] = {}
         self.float_moves: dict[str, str] = {"debit": "0", "credit": "0"}
+
+    # Lifecycle names are stored as plain strings: snapshots restore JSON types, not enums.
+    @property
+    def type(self) -> OperationType:
+        return OperationType(self._type)
+
+    @property
+    def status(self) -> OperationStatus:
+        return OperationStatus(self._status)
+
+    @property
+    def status_reason(self) -> OperationReason:
+        return OperationReason(self._status_reason)
 
     @property
     def allocation_set(self) -> Allocations | None:
@@ -262,8 +274,8 @@ class Operation(Aggregate):
 
     @event("StatusChanged")
     def _status_changed(self, status: str, reason: str) -> None:
-        self.status = OperationStatus(status)
-        self.status_reason = OperationReason(reason)
+        self._status = status
+        self._status_reason = reason
 
     def all_chunks_are(self, state: str) -> bool:
         return all(s == state for s in self.chunks.values())
@@ -271,10 +283,3 @@ class Operation(Aggregate):
     def _require(self, status: OperationStatus) -> None:
         if self.status is not status:
             raise IllegalTransitionError(f"operation {self.id} is {self.status}, not {status}")
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "status": self.status.value,
-            "status_reason": self.status_reason.value,
-            **self.counts,
-        }

@@ -60,7 +60,7 @@ class Participant(Aggregate):
     ) -> None:
         self.platform_id = platform_id
         self.code = code
-        self.status = ParticipantStatus(status)
+        self._status = ParticipantStatus(status).value
         self.restricted_assets = sorted(restricted_assets)
 
     def update(self, status: ParticipantStatus, restricted_assets: list[str]) -> None:
@@ -69,8 +69,13 @@ class Participant(Aggregate):
 
     @event("EligibilityChanged")
     def _updated(self, status: str, restricted_assets: list[str]) -> None:
-        self.status = ParticipantStatus(status)
+        self._status = status
         self.restricted_assets = restricted_assets
+
+    @property
+    def status(self) -> ParticipantStatus:
+        # A plain string underneath: snapshots restore JSON types, not enums.
+        return ParticipantStatus(self._status)
 
     def profile(self) -> ParticipantProfile:
         return ParticipantProfile(self.code, self.status, frozenset(self.restricted_assets))

@@ -35,11 +35,16 @@ class Trader(Aggregate):
         self.platform_id = platform_id
         self.participant_code = participant_code
         self.auto_rebalance = auto_rebalance
-        self.status = TraderStatus.PENDING
+        self._status = TraderStatus.PENDING.value
         self.positions: dict[str, Decimal] = {}
         self.cash = ZERO
         self.held_by: UUID | None = None
         self.execution_id: UUID | None = None
+
+    @property
+    def status(self) -> TraderStatus:
+        # Stored as a plain string: snapshots restore attributes as JSON types, not enums.
+        return TraderStatus(self._status)
 
     @property
     def holdings(self) -> Holdings:
@@ -126,7 +131,7 @@ class Trader(Aggregate):
                 self.positions[instruction["underlying_currency"]] = held
             else:
                 self.positions.pop(instruction["underlying_currency"], None)
-        self.status = TraderStatus(status)
+        self._status = status
         self.auto_rebalance = auto_rebalance
         self.held_by = None
         self.execution_id = None

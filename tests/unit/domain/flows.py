@@ -1,0 +1,110 @@
+"""Helpers that drive a whole Operation through the domain's stages, as the workers will."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+from domain.operation import Operation
+from domain.pricing import BlockFill, LockedQuote
+from domain.services import Trading
+from domain.statuses import OperationReason, OperationStatus, OperationType, Side
+from domain.strategy import Strategy
+
+PLATFORM = "platform-a"
+PRICES = {"BTC": Decimal("60000.00"), "ETH": Decimal("3000.00"), "SOL": Decimal("150.00")}
+BLUE_CHIP = [
+    {"underlying_currency": "BTC", "weight": "0.50"},
+    {"underlying_currency": "ETH", "weight": "0.30"},
+    {"underlying_currency": "SOL", "weight": "0.20"},
+]
+
+
+def new_app(chunk_size: int = 3, float_usd: str = "1000000.00") -> Trading:
+    app = Trading(chunk_size=chunk_size)
+    app.ensure_default_catalogue()
+    if Decimal(float_usd):
+        app.deposit_float(PLATFORM, "USD", Decimal(float_usd), "PLATFORM-A-FLOAT")
+    return app
+
+
+def new_strategy(app: Trading, currency: str = "USD") -> Strategy:
+    strategy, _ = app.create_strategy(PLATFORM, uuid4(), {"quoted_currency": currency})
+    return strategy
+
+
+def funded(
+    codes: Sequence[str], amount: str = "1000.00", auto: bool = True
+) -> list[dict[str, Any]]:
+    return [{"participant_code": c, "amount": amount, "auto_rebalance": auto} for c in codes]
+
+
+def request(
+    app: Trading,
+    strategy: Strategy,
+    kind: OperationType,
+    body: Mapping[str, Any],
+    scope: Sequence[str] | None = None,
+) -> Operation:
+    operation, created = app.request_operation(PLATFORM, strategy.id, uuid4(), kind, body, scope)
+    assert created
+    return operation
+
+
+def check_all(
+    app: Trading, operation_id: UUID, prices: Mapping[str, Decimal] = PRICES
+) -> Operation:
+    operation = app.operation(operation_id)
+    for index in range(operation.chunk_count):
+        app.check_chunk(operation_id, index, prices)
+    return app.operation(operation_id)
+
+
+def lock_and_fill(
+    app: Trading, operation_id: UUID, locked: Mapping[str, Decimal] = PRICES
+) -> Operation:
+    quotes = {
+        a: LockedQuote(a, locked[a], f"quote-{a}", "2026-11-26T00:00:00Z")
+        for a in app.assets_to_price(operation_id)
+    }
+    app.lock_prices(operation_id, quotes)
+    for asset, order in app.operation(operation_id).block_orders.items():
+        fill = BlockFill(
+            asset, Side(order["side"]), Decimal(order["quantity"]), locked[asset], f"fill-{asset}"
+        )
+        app.record_fill(operation_id, fill)
+    return app.operation(operation_id)
+
+
+def settle_all(app: Trading, operation_id: UUID) -> Operation:
+    operation = app.operation(operation_id)
+    for index in range(operation.chunk_count):
+        app.settle_chunk(operation_id, index)
+    return app.operation(operation_id)
+
+
+def run(
+    app: Trading,
+    strategy: Strategy,
+    kind: OperationType,
+    body: Mapping[str, Any],
+    scope: Sequence[str] | None = None,
+    indicative: Mapping[str, Decimal] = PRICES,
+    locked: Mapping[str, Decimal] = PRICES,
+) -> Operation:
+    """Request an Operation and take it to its end, as the pipeline would."""
+    operation = check_all(app, request(app, strategy, kind, body, scope).id, indicative)
+    if operation.status is OperationStatus.PRICING:
+        lock_and_fill(app, operation.id, locked)
+        operation = settle_all(app, operation.id)
+    return operation
+
+
+def fail_and_release(app: Trading, operation_id: UUID) -> Operation:
+    app.fail_operation(operation_id, OperationReason.PRICING_FAILED, "quote expired")
+    operation = app.operation(operation_id)
+    for index in range(operation.chunk_count):
+        app.release_chunk(operation_id, index)
+    return app.operation(operation_id)

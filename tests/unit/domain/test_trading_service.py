@@ -1,0 +1,452 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, ClassVar
+from uuid import UUID, uuid4
+
+import pytest
+
+from domain import ids
+from domain.catalogue import Instrument, InstrumentStatus
+from domain.chunk import OperationChunk, chunk_id
+from domain.eligibility import ParticipantStatus
+from domain.errors import (
+    AllocationInvalidError,
+    CurrencyUnsupportedError,
+    IdempotencyConflictError,
+    IllegalTransitionError,
+    InvalidRequestError,
+    OperationNotFoundError,
+    StrategyNotFoundError,
+    TraderNotFoundError,
+)
+from domain.pricing import BlockFill
+from domain.services import Trading
+from domain.statuses import (
+    OperationReason,
+    OperationStatus,
+    OperationType,
+    Side,
+    TraderStatus,
+)
+from domain.strategy import Strategy
+from domain.trader import Trader
+from tests.unit.domain.flows import (
+    BLUE_CHIP,
+    PLATFORM,
+    PRICES,
+    check_all,
+    fail_and_release,
+    funded,
+    lock_and_fill,
+    new_strategy,
+    request,
+    run,
+    settle_all,
+)
+
+D = Decimal
+CODES = ["P1", "P2", "P3", "P4", "P5"]
+
+
+def trader(app: Trading, strategy: Strategy, code: str) -> Trader:
+    found = app.find(ids.trader_id(strategy.id, code), Trader)
+    assert found is not None
+    return found
+
+
+def enroll(app: Trading, strategy: Strategy, codes: list[str] = CODES) -> None:
+    app.register_participants(PLATFORM, codes)
+    body = {"allocations": BLUE_CHIP, "participants": funded(codes)}
+    assert run(app, strategy, OperationType.ENROLLMENT, body).status is OperationStatus.SETTLED
+
+
+def test_the_enroll_to_liquidate_story(app: Trading, strategy: Strategy) -> None:
+    enroll(app, strategy)
+    p1 = trader(app, strategy, "P1")
+    assert p1.status is TraderStatus.ACTIVE
+    assert p1.positions == {"BTC": D("0.00833333"), "ETH": D("0.1"), "SOL": D("1.33333333")}
+    assert app._float(PLATFORM, "USD").balance == D("995000.00")
+
+    top_up = {"allocations": BLUE_CHIP, "participants": funded(["P1"], "500.00")}
+    run(app, strategy, OperationType.TOP_UP, top_up)
+    assert trader(app, strategy, "P1").positions["ETH"] == D("0.15")
+
+    sell = {"allocations": BLUE_CHIP, "participants": funded(["P2"], "100.00")}
+    run(app, strategy, OperationType.PARTIAL_SELL, sell)
+    assert trader(app, strategy, "P2").positions["BTC"] == D("0.00749999")
+
+    new_weights = [
+        {"underlying_currency": "ETH", "weight": "0.5"},
+        {"underlying_currency": "SOL", "weight": "0.5"},
+    ]
+    operation = run(
+        app, strategy, OperationType.REBALANCE, {"allocations": new_weights}, scope=CODES
+    )
+    assert operation.status is OperationStatus.SETTLED
+    assert "BTC" not in trader(app, strategy, "P3").positions
+
+    operation = run(app, strategy, OperationType.LIQUIDATION, {"participants": ["P4", "P5"]})
+    p4 = trader(app, strategy, "P4")
+    assert (p4.status, p4.positions, p4.cash) == (TraderStatus.LIQUIDATED, {}, D(0))
+    assert operation.float_moves["credit"] != "0"
+
+
+def test_ineligible_participants_are_rejected_and_the_rest_settle(
+    app: Trading, strategy: Strategy
+) -> None:
+    app.register_participants(PLATFORM, ["OK1", "OK2"])
+    app.register_participants(PLATFORM, ["SUS"], ParticipantStatus.SUSPENDED)
+    body = {"allocations": BLUE_CHIP, "participants": funded(["OK1", "SUS", "UNKNOWN", "OK2"])}
+    operation = run(app, strategy, OperationType.ENROLLMENT, body)
+    assert (operation.status, operation.status_reason) == (
+        OperationStatus.SETTLED,
+        OperationReason.PARTIAL_SUCCESS,
+    )
+    assert operation.counts == {"approved": 2, "rejected": 2, "skipped": 0, "settled": 2}
+    chunk = app.find(chunk_id(operation.id, 0), OperationChunk)
+    assert chunk is not None
+    assert chunk.decisions["SUS"]["reasons"] == "participant_ineligible"
+    assert chunk.decisions["SUS"]["trader_id"] == ""
+    assert app.find(ids.trader_id(strategy.id, "SUS"), Trader) is None
+
+
+def test_everyone_rejected_fails_the_operation(app: Trading, strategy: Strategy) -> None:
+    body = {"allocations": BLUE_CHIP, "participants": funded(["NOBODY"])}
+    operation = run(app, strategy, OperationType.ENROLLMENT, body)
+    assert (operation.status, operation.status_reason) == (
+        OperationStatus.FAILED,
+        OperationReason.ALL_REJECTED,
+    )
+
+
+def test_everyone_dust_skips_the_operation(app: Trading, strategy: Strategy) -> None:
+    app.register_participants(PLATFORM, ["TINY"])
+    body = {"allocations": BLUE_CHIP, "participants": funded(["TINY"], "0.50")}
+    operation = run(app, strategy, OperationType.ENROLLMENT, body)
+    assert (operation.status, operation.status_reason) == (
+        OperationStatus.SKIPPED,
+        OperationReason.ALL_SKIPPED,
+    )
+
+
+def test_rejected_and_skipped_with_nothing_settled_is_skipped(
+    app: Trading, strategy: Strategy
+) -> None:
+    app.register_participants(PLATFORM, ["TINY"])
+    body = {
+        "allocations": BLUE_CHIP,
+        "participants": [*funded(["TINY"], "0.50"), *funded(["NOBODY"])],
+    }
+    operation = run(app, strategy, OperationType.ENROLLMENT, body)
+    assert (operation.status, operation.status_reason) == (
+        OperationStatus.SKIPPED,
+        OperationReason.PARTIAL_SUCCESS,
+    )
+
+
+def test_rebalance_with_nobody_in_scope_ends_at_once(app: Trading, strategy: Strategy) -> None:
+    operation = request(
+        app, strategy, OperationType.REBALANCE, {"allocations": BLUE_CHIP}, scope=[]
+    )
+    assert (operation.status, operation.status_reason) == (
+        OperationStatus.SKIPPED,
+        OperationReason.NO_EXECUTIONS,
+    )
+
+
+def test_a_trader_on_target_at_the_locked_price_is_skipped_as_dust(
+    app: Trading, strategy: Strategy
+) -> None:
+    enroll(app, strategy, ["P1"])
+    moved = {**PRICES, "BTC": D("80000.00")}  # indicatively BTC is overweight...
+    body = {"allocations": BLUE_CHIP}
+    operation = check_all(
+        app, request(app, strategy, OperationType.REBALANCE, body, ["P1"]).id, moved
+    )
+    assert operation.status is OperationStatus.PRICING
+    with pytest.raises(IllegalTransitionError, match="no locked price"):
+        app.lock_prices(operation.id, {})
+    lock_and_fill(app, operation.id, PRICES)  # ...but locked back where it is on target
+    operation = settle_all(app, operation.id)
+    assert (operation.status, operation.status_reason) == (
+        OperationStatus.SKIPPED,
+        OperationReason.ALL_SKIPPED,
+    )
+    assert trader(app, strategy, "P1").held_by is None
+
+
+def test_pricing_failure_releases_every_hold_and_changes_no_position(
+    app: Trading, strategy: Strategy
+) -> None:
+    enroll(app, strategy)
+    before = {c: (trader(app, strategy, c).positions, trader(app, strategy, c).cash) for c in CODES}
+    operation = check_all(
+        app,
+        request(
+            app,
+            strategy,
+            OperationType.TOP_UP,
+            {"allocations": BLUE_CHIP, "participants": funded(CODES)},
+        ).id,
+    )
+    assert app._float(PLATFORM, "USD").held == D("5000.00")
+    operation = fail_and_release(app, operation.id)
+    assert (operation.status, operation.status_reason) == (
+        OperationStatus.FAILED,
+        OperationReason.PRICING_FAILED,
+    )
+    assert app._float(PLATFORM, "USD").held == 0
+    for code in CODES:
+        p = trader(app, strategy, code)
+        assert (p.positions, p.cash, p.held_by) == (*before[code], None)
+    assert (
+        app.fail_operation(operation.id, OperationReason.PRICING_FAILED, "late").status
+        is OperationStatus.FAILED
+    )
+    assert app.release_chunk(operation.id, 0).replayed
+
+
+def test_a_trader_held_by_one_operation_is_rejected_by_another(
+    app: Trading, strategy: Strategy
+) -> None:
+    enroll(app, strategy, ["P1", "P2"])
+    first = check_all(
+        app,
+        request(
+            app,
+            strategy,
+            OperationType.TOP_UP,
+            {"allocations": BLUE_CHIP, "participants": funded(["P1"])},
+        ).id,
+    )
+    second = run(
+        app, strategy, OperationType.REBALANCE, {"allocations": BLUE_CHIP}, scope=["P1", "P2"]
+    )
+    chunk = app.find(chunk_id(second.id, 0), OperationChunk)
+    assert chunk is not None
+    assert chunk.decisions["P1"]["reasons"] == "concurrent_hold"
+    assert second.counts["rejected"] == 1
+    lock_and_fill(app, first.id)
+    assert settle_all(app, first.id).status is OperationStatus.SETTLED
+
+
+def test_stages_are_idempotent(app: Trading, strategy: Strategy) -> None:
+    app.register_participants(PLATFORM, ["P1"])
+    operation = request(
+        app,
+        strategy,
+        OperationType.ENROLLMENT,
+        {"allocations": BLUE_CHIP, "participants": funded(["P1"])},
+    )
+    app.check_chunk(operation.id, 0, PRICES)
+    assert app.check_chunk(operation.id, 0, PRICES).replayed
+    lock_and_fill(app, operation.id)
+    version = app.operation(operation.id).version
+    lock_and_fill(app, operation.id)  # lock and fills redelivered
+    assert app.operation(operation.id).version == version
+    app.settle_chunk(operation.id, 0)
+    assert app.settle_chunk(operation.id, 0).replayed
+    assert trader(app, strategy, "P1").positions["ETH"] == D("0.1")
+
+
+def test_a_fill_at_another_price_than_the_locked_one_is_refused(
+    app: Trading, strategy: Strategy
+) -> None:
+    app.register_participants(PLATFORM, ["P1"])
+    operation = check_all(
+        app,
+        request(
+            app,
+            strategy,
+            OperationType.ENROLLMENT,
+            {"allocations": BLUE_CHIP, "participants": funded(["P1"])},
+        ).id,
+    )
+    lock_and_fill(app, operation.id)
+    with pytest.raises(IllegalTransitionError, match="locked price"):
+        app.record_fill(operation.id, BlockFill("BTC", Side.BUY, D(1), D("1"), "x"))
+
+
+def test_replayed_requests_return_the_original_and_reused_ids_conflict(app: Trading) -> None:
+    request_id = uuid4()
+    strategy, created = app.create_strategy(
+        PLATFORM, request_id, {"quoted_currency": "USD", "metadata": {"a": 1}}
+    )
+    again, created_again = app.create_strategy(
+        PLATFORM, request_id, {"metadata": {"a": 1}, "quoted_currency": "USD"}
+    )
+    assert (created, created_again, again.id, again.created_on) == (
+        True,
+        False,
+        strategy.id,
+        strategy.created_on,
+    )
+    with pytest.raises(IdempotencyConflictError):
+        app.create_strategy(PLATFORM, request_id, {"quoted_currency": "EUR"})
+    other, _ = app.create_strategy("platform-b", request_id, {"quoted_currency": "USD"})
+    assert other.id != strategy.id
+
+    body = {"allocations": BLUE_CHIP, "participants": funded(["P1"])}
+    op_request = uuid4()
+    operation, _ = app.request_operation(
+        PLATFORM, strategy.id, op_request, OperationType.ENROLLMENT, body
+    )
+    replay, created = app.request_operation(
+        PLATFORM, strategy.id, op_request, OperationType.ENROLLMENT, body
+    )
+    assert (replay.id, created) == (operation.id, False)
+    with pytest.raises(IdempotencyConflictError):
+        app.request_operation(PLATFORM, strategy.id, op_request, OperationType.TOP_UP, body)
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({}, InvalidRequestError),
+        ({"quoted_currency": ""}, InvalidRequestError),
+        ({"quoted_currency": "XYZ"}, CurrencyUnsupportedError),
+        ({"quoted_currency": "USD", "metadata": [1]}, InvalidRequestError),
+    ],
+)
+def test_bad_strategy_requests_are_refused(
+    app: Trading, body: dict[str, object], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        app.create_strategy(PLATFORM, uuid4(), body)
+
+
+def test_bad_operation_requests_write_nothing(app: Trading, strategy: Strategy) -> None:
+    before = app.recorder.max_notification_id()
+    with pytest.raises(AllocationInvalidError):
+        app.request_operation(
+            PLATFORM,
+            strategy.id,
+            uuid4(),
+            OperationType.ENROLLMENT,
+            {"allocations": [], "participants": funded(["A"])},
+        )
+    with pytest.raises(StrategyNotFoundError):
+        app.request_operation(
+            "platform-b",
+            strategy.id,
+            uuid4(),
+            OperationType.ENROLLMENT,
+            {"allocations": BLUE_CHIP, "participants": funded(["A"])},
+        )
+    with pytest.raises(InvalidRequestError, match="participants are required"):
+        app.request_operation(
+            PLATFORM, strategy.id, uuid4(), OperationType.REBALANCE, {"allocations": BLUE_CHIP}
+        )
+    with pytest.raises(InvalidRequestError, match="not both"):
+        app.request_operation(
+            PLATFORM,
+            strategy.id,
+            uuid4(),
+            OperationType.LIQUIDATION,
+            {"all": True, "participants": ["A"]},
+        )
+    for tolerance in (0.1, "abc", "1.5"):
+        with pytest.raises(InvalidRequestError):
+            app.request_operation(
+                PLATFORM,
+                strategy.id,
+                uuid4(),
+                OperationType.REBALANCE,
+                {"allocations": BLUE_CHIP, "participants": ["A"], "drift_tolerance": tolerance},
+            )
+    assert app.recorder.max_notification_id() == before
+
+
+def test_rebalance_parameters_and_liquidate_all_are_recorded(
+    app: Trading, strategy: Strategy
+) -> None:
+    operation = request(
+        app,
+        strategy,
+        OperationType.REBALANCE,
+        {"allocations": BLUE_CHIP, "drift_tolerance": "0.05"},
+        scope=["B", "A", "A"],
+    )
+    assert operation.parameters == {"drift_tolerance": "0.05"}
+    assert operation.participant_count == 2
+    liquidation = request(app, strategy, OperationType.LIQUIDATION, {"all": True}, scope=["A"])
+    assert liquidation.parameters == {"all": "true"}
+
+
+def test_change_auto_rebalance_needs_an_enrolled_trader_of_the_platform(
+    app: Trading, strategy: Strategy
+) -> None:
+    enroll(app, strategy, ["P1"])
+    p1 = trader(app, strategy, "P1")
+    assert app.change_auto_rebalance(PLATFORM, p1.id, False).auto_rebalance is False
+    with pytest.raises(TraderNotFoundError):
+        app.change_auto_rebalance("platform-b", p1.id, True)
+    with pytest.raises(OperationNotFoundError):
+        app.operation(uuid4())
+    with pytest.raises(IllegalTransitionError):
+        app.check_chunk(
+            app.operation(
+                next(
+                    iter(
+                        [
+                            request(
+                                app,
+                                strategy,
+                                OperationType.REBALANCE,
+                                {"allocations": BLUE_CHIP},
+                                scope=["P1"],
+                            ).id
+                        ]
+                    )
+                )
+            ).id,
+            9,
+            PRICES,
+        )
+
+
+def test_reference_data_is_managed_through_the_service() -> None:
+    app = Trading(chunk_size=2)
+    assert app.catalogue().find("BTC", "USD") is None
+    app.ensure_default_catalogue()
+    app.ensure_default_catalogue()
+    app.list_instruments([Instrument("BTC", "USD", 8, D("1.00"), InstrumentStatus.HALTED)])
+    assert not app.catalogue().get("BTC", "USD").tradable
+    assert app.register_participants(PLATFORM, ["A", "B", "A"]) == 2
+    assert app.register_participants(PLATFORM, ["A"]) == 0
+    with pytest.raises(ValueError, match="chunk_size"):
+        Trading(chunk_size=0)
+
+
+class SnapshotEveryOtherEvent(Trading):
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Trader: 2}
+
+
+def replayed(app: Trading, aggregate_id: UUID) -> Any:
+    """Rebuild an aggregate from its stored events alone, as an auditor would."""
+    state = None
+    for stored in app.events.get(aggregate_id):
+        state = stored.mutate(state)  # type: ignore[attr-defined]
+    return state
+
+
+def test_replaying_events_rebuilds_what_the_repository_and_snapshots_give() -> None:
+    app = SnapshotEveryOtherEvent(chunk_size=2)
+    app.ensure_default_catalogue()
+    app.deposit_float(PLATFORM, "USD", D("100000.00"), "wire")
+    strategy = new_strategy(app)
+    enroll(app, strategy)
+    run(
+        app,
+        strategy,
+        OperationType.TOP_UP,
+        {"allocations": BLUE_CHIP, "participants": funded(CODES)},
+    )
+    assert app.snapshots is not None
+    for code in CODES:
+        live = trader(app, strategy, code)
+        assert list(app.snapshots.get(live.id))  # loading went through a snapshot
+        assert vars(replayed(app, live.id)) == vars(live)
+    operation_ids = [app.operation(ids.operation_id(PLATFORM, r)).id for r in []]
+    assert operation_ids == []
