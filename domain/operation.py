@@ -73,6 +73,7 @@ class Operation(Aggregate):
         self.fills: dict[str, dict[str, str]] = {}
         self.failure: str = ""
         self.failure_detail: str = ""
+        self.ready_to_settle = False
         self.totals: dict[str, dict[str, str]] = {}
         self.float_moves: dict[str, str] = {"debit": "0", "credit": "0"}
 
@@ -152,6 +153,8 @@ class Operation(Aggregate):
             raise IllegalTransitionError(f"no locked price for {', '.join(missing)}")
         self._prices_locked(prices, block_orders)
         self._transition(OperationStatus.SETTLING, OperationReason.NONE)
+        if not block_orders:  # buys and sells cancelled out: nothing to place at the venue
+            self._fills_completed()
 
     @event("PricesLocked")
     def _prices_locked(
@@ -182,10 +185,17 @@ class Operation(Aggregate):
             raise IllegalTransitionError(f"operation {self.id} placed no block order for {asset}")
         if asset not in self.fills:
             self._block_filled(asset, fill)
+            if self.all_blocks_filled:
+                self._fills_completed()
 
     @event("BlockFilled")
     def _block_filled(self, asset: str, fill: dict[str, str]) -> None:
         self.fills[asset] = fill
+
+    @event("FillsCompleted")
+    def _fills_completed(self) -> None:
+        """The barrier before settlement: every block order is filled, chunks may settle."""
+        self.ready_to_settle = True
 
     @property
     def all_blocks_filled(self) -> bool:
@@ -201,7 +211,7 @@ class Operation(Aggregate):
         float_credit: Decimal,
     ) -> None:
         self._require(OperationStatus.SETTLING)
-        if self.failure or not self.all_blocks_filled:
+        if self.failure or not self.ready_to_settle:
             raise IllegalTransitionError(f"operation {self.id} cannot settle chunks yet")
         if self.chunks.get(index) != "checked":
             raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunks.get(index)}")

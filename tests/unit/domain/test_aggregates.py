@@ -208,6 +208,10 @@ def test_operation_refuses_edges_the_lifecycle_does_not_have() -> None:
     operation.record_fill("BTC", {"quantity": "1"})
     operation.record_fill("BTC", {"quantity": "2"})  # a redelivered fill is ignored
     assert operation.fills["BTC"] == {"quantity": "1"}
+    assert [type(e).__name__ for e in operation.collect_events()][-2:] == [
+        "BlockFilled",
+        "FillsCompleted",
+    ]
     operation.record_chunk_settled(0, 1, 0, {"BTC": {"bought": "1"}}, D(1), D(0))
     assert operation.status is OperationStatus.SETTLED
     with pytest.raises(IllegalTransitionError):
