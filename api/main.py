@@ -1,0 +1,111 @@
+"""The FastAPI application: built by `create_app`, served by `strategies serve`.
+
+The app is built from explicit arguments (settings, the resolved database URL) rather than
+globals, so tests and the CLI assemble it the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+import asyncpg
+from fastapi import FastAPI
+from starlette.datastructures import Headers, MutableHeaders
+
+from api.routes import health
+from infra.logging import bind_correlation_id, get_logger
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from infra.settings import Settings
+
+log = get_logger("api.http")
+
+DESCRIPTION = (
+    "Managed multi-asset baskets for platform users: define a Strategy, enroll participants, "
+    "and run enroll, top-up, partial-sell, rebalance and liquidate Operations on them."
+)
+# Accepted as a correlation id as is; anything else (too long, odd bytes) gets a fresh one
+# so that a client cannot inject text into our logs.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+def _version() -> str:
+    try:
+        return version("portfolio-strategies")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def create_app(settings: Settings, database_url: str) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # min_size=0: no connection at start-up, so an unreachable database shows up as a
+        # degraded /health instead of a process that refuses to start.
+        pool = await asyncpg.create_pool(database_url, min_size=0, max_size=10, timeout=5)
+        app.state.db_pool = pool
+        try:
+            yield
+        finally:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except TimeoutError:
+                pool.terminate()
+
+    app = FastAPI(
+        title="Portfolio Strategies",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.embedded_db = settings.postgres.embedded
+    app.include_router(health.router)
+    app.add_middleware(CorrelationIdMiddleware)
+    return app
+
+
+class CorrelationIdMiddleware:
+    """One correlation id per request, on every log line and in `X-Correlation-ID`.
+
+    Plain ASGI rather than BaseHTTPMiddleware: no body buffering, and the contextvars bound
+    here are the ones the endpoint runs with.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        requested = Headers(scope=scope).get("x-request-id", "")
+        correlation_id = requested if _REQUEST_ID.fullmatch(requested) else None
+        status_code = 500  # what the client gets if the app raises before answering
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                MutableHeaders(scope=message).append("X-Correlation-ID", bound_id)
+            await send(message)
+
+        with bind_correlation_id(correlation_id) as bound_id:
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                log.info(
+                    "http.request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status_code,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )

@@ -1,0 +1,176 @@
+"""The one configuration object, read from the environment once at start-up.
+
+The environment variable names are the contract with deployments (compose.yaml, CI):
+`DATABASE_URL`, `KAFKA_BOOTSTRAP_SERVERS` and `STRATEGIES_*`. Leaving the first two unset is
+what selects embedded mode (PostgreSQL from the data folder, in-process bus), so "unset" and
+"empty" mean the same thing here.
+
+The variables are validated as one flat model so that every bad value is reported at once,
+under its environment name; code reads them through the `postgres`, `kafka`, `log` and `http`
+sections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+APP_NAME = "portfolio-strategies"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+# Values never echoed back in an error message: they may carry a password.
+_SECRET_VARIABLES = frozenset({"DATABASE_URL"})
+
+
+class SettingsError(ValueError):
+    """Raised when the environment holds a value the program cannot run with."""
+
+
+class LogFormat(StrEnum):
+    """`auto` picks console output for a terminal and JSON lines for everything else."""
+
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+@dataclass(frozen=True)
+class PostgresSection:
+    # SecretStr so that a repr or a settings dump never shows the password.
+    url: SecretStr | None
+    data_dir: Path
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None
+
+
+@dataclass(frozen=True)
+class KafkaSection:
+    bootstrap_servers: str | None
+
+    @property
+    def embedded(self) -> bool:
+        return self.bootstrap_servers is None
+
+
+@dataclass(frozen=True)
+class LogSection:
+    level: LogLevel
+    format: LogFormat
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    host: str
+    port: int
+
+
+class Settings(BaseSettings):
+    """Built once by the entry point and passed down; nothing else reads `os.environ`."""
+
+    # Empty values count as unset so `DATABASE_URL=` in a shell or .env means embedded mode.
+    # populate_by_name lets tests write Settings(database_url=...) as well as the env names.
+    model_config = SettingsConfigDict(
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        hide_input_in_errors=True,
+    )
+
+    database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)),
+        validation_alias="STRATEGIES_DATA_DIR",
+    )
+    log_level: LogLevel = Field(default="INFO", validation_alias="STRATEGIES_LOG_LEVEL")
+    log_format: LogFormat = Field(default=LogFormat.AUTO, validation_alias="STRATEGIES_LOG_FORMAT")
+    http_host: str = Field(default="127.0.0.1", validation_alias="STRATEGIES_HTTP_HOST")
+    http_port: int = Field(default=8000, ge=1, le=65535, validation_alias="STRATEGIES_HTTP_PORT")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = value.get_secret_value().partition("://")[0]
+            if scheme not in ("postgresql", "postgres"):
+                msg = "must be a postgresql://user:password@host:port/dbname URL"
+                raise ValueError(msg)
+        return value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        servers = [server.strip() for server in value.split(",") if server.strip()]
+        for server in servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit():
+                msg = f"must be a comma-separated list of host:port ({server!r} is not)"
+                raise ValueError(msg)
+        return ",".join(servers)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Relative paths would follow the working directory of whichever process reads them.
+        return value.expanduser().resolve()
+
+    @cached_property
+    def postgres(self) -> PostgresSection:
+        """Embedded server data (cluster, log, last port) lives in `<data_dir>/postgres`."""
+        return PostgresSection(url=self.database_url, data_dir=self.data_dir / "postgres")
+
+    @cached_property
+    def kafka(self) -> KafkaSection:
+        return KafkaSection(bootstrap_servers=self.kafka_bootstrap_servers)
+
+    @cached_property
+    def log(self) -> LogSection:
+        return LogSection(level=self.log_level, format=self.log_format)
+
+    @cached_property
+    def http(self) -> HttpSection:
+        return HttpSection(host=self.http_host, port=self.http_port)
+
+
+def load_settings() -> Settings:
+    """Read the environment, turning pydantic's report into one line per bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid configuration in the environment:"]
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"])
+        line = f"  {name}: {error['msg']}"
+        if name not in _SECRET_VARIABLES and isinstance(error.get("input"), str | int):
+            line += f" (got {error['input']!r})"
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,133 @@
+"""Settings come from the environment names that deployments rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+import pytest
+
+from infra.settings import LogFormat, Settings, SettingsError, load_settings
+
+VARIABLES = (
+    "DATABASE_URL",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "STRATEGIES_DATA_DIR",
+    "STRATEGIES_LOG_LEVEL",
+    "STRATEGIES_LOG_FORMAT",
+    "STRATEGIES_HTTP_HOST",
+    "STRATEGIES_HTTP_PORT",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_nothing_configured_means_embedded_services_and_local_defaults() -> None:
+    settings = load_settings()
+    assert settings.postgres.url is None
+    assert settings.postgres.embedded
+    assert settings.kafka.bootstrap_servers is None
+    assert settings.kafka.embedded
+    assert settings.data_dir == Path(platformdirs.user_data_dir("portfolio-strategies"))
+    assert settings.postgres.data_dir == settings.data_dir / "postgres"
+    assert settings.log.level == "INFO"
+    assert settings.log.format is LogFormat.AUTO
+    assert (settings.http.host, settings.http.port) == ("127.0.0.1", 8000)
+
+
+def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:s3cret@db:5432/strategies")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092, kafka-2:9092")
+    monkeypatch.setenv("STRATEGIES_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STRATEGIES_LOG_LEVEL", "debug")
+    monkeypatch.setenv("STRATEGIES_LOG_FORMAT", "JSON")
+    monkeypatch.setenv("STRATEGIES_HTTP_HOST", "0.0.0.0")
+    monkeypatch.setenv("STRATEGIES_HTTP_PORT", "9000")
+
+    settings = load_settings()
+
+    assert settings.postgres.url is not None
+    assert settings.postgres.url.get_secret_value() == "postgresql://app:s3cret@db:5432/strategies"
+    assert not settings.postgres.embedded
+    assert settings.kafka.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
+    assert settings.data_dir == tmp_path
+    assert settings.log.level == "DEBUG"
+    assert settings.log.format is LogFormat.JSON
+    assert (settings.http.host, settings.http.port) == ("0.0.0.0", 9000)
+
+
+def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "")
+    settings = load_settings()
+    assert settings.postgres.embedded
+    assert settings.kafka.embedded
+
+
+def test_relative_data_dir_is_made_absolute(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STRATEGIES_DATA_DIR", "state")
+    assert load_settings().data_dir == tmp_path.resolve() / "state"
+
+
+def test_password_never_appears_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:s3cret@db/strategies")
+    settings = load_settings()
+    assert "s3cret" not in repr(settings)
+    assert "s3cret" not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("STRATEGIES_LOG_LEVEL", "LOUD", "'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"),
+        ("STRATEGIES_LOG_FORMAT", "xml", "'auto', 'json' or 'console'"),
+        ("STRATEGIES_HTTP_PORT", "eighty", "valid integer"),
+        ("STRATEGIES_HTTP_PORT", "70000", "less than or equal to 65535"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "localhost", "host:port"),
+        ("DATABASE_URL", "mysql://app@db/strategies", "postgresql://"),
+    ],
+)
+def test_bad_value_is_rejected_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert f"{name}: " in message
+    assert expected in message
+
+
+def test_log_level_error_shows_the_rejected_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATEGIES_LOG_LEVEL", "LOUD")
+    with pytest.raises(SettingsError, match=r"STRATEGIES_LOG_LEVEL: .* \(got 'LOUD'\)"):
+        load_settings()
+
+
+def test_every_bad_variable_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATEGIES_LOG_LEVEL", "LOUD")
+    monkeypatch.setenv("STRATEGIES_HTTP_PORT", "eighty")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert "STRATEGIES_LOG_LEVEL" in str(raised.value)
+    assert "STRATEGIES_HTTP_PORT" in str(raised.value)
+
+
+def test_rejected_database_url_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://app:s3cret@db/strategies")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert "s3cret" not in str(raised.value)
+
+
+def test_settings_can_be_built_in_code_by_field_name(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, log_level="warning", http_port=8123)
+    assert settings.log.level == "WARNING"
+    assert settings.http.port == 8123
