@@ -7,6 +7,7 @@ parallel without contending on one stream. The Operation keeps only their summar
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -30,6 +31,7 @@ class OperationChunk(Aggregate):
         self.index = index
         self.orders = orders
         self.stage = "planned"
+        self.summary: dict[str, Any] = {}
         #: Per participant code: {"outcome", "reasons", "trader_id", "execution_id", ...}.
         self.decisions: dict[str, dict[str, str]] = {}
 
@@ -37,36 +39,41 @@ class OperationChunk(Aggregate):
     def participant_orders(self) -> list[ParticipantOrder]:
         return [ParticipantOrder.from_dict(o) for o in self.orders]
 
-    def record_check(self, decisions: list[dict[str, str]]) -> None:
+    def record_check(self, decisions: list[dict[str, str]], summary: dict[str, Any]) -> None:
+        """`summary` is what the Operation's barrier needs (counts, flows, cash): kept here so
+        the barrier can be recorded in a later, small transaction (see `domain.stages`)."""
         self._require("planned")
-        self._checked(decisions)
+        self._checked(decisions, summary)
 
     @event("Checked")
-    def _checked(self, decisions: list[dict[str, str]]) -> None:
+    def _checked(self, decisions: list[dict[str, str]], summary: dict[str, Any]) -> None:
         self.decisions = {d["participant_code"]: d for d in decisions}
+        self.summary = summary
         self.stage = "checked"
 
-    def record_settlement(self, outcomes: list[dict[str, str]]) -> None:
+    def record_settlement(self, outcomes: list[dict[str, str]], summary: dict[str, Any]) -> None:
         """`outcomes`: per approved participant, settled or skipped (dust at the locked price)."""
         self._require("checked")
-        self._settled(outcomes)
+        self._settled(outcomes, summary)
 
     @event("Settled")
-    def _settled(self, outcomes: list[dict[str, str]]) -> None:
+    def _settled(self, outcomes: list[dict[str, str]], summary: dict[str, Any]) -> None:
         for outcome in outcomes:
             self.decisions[outcome["participant_code"]].update(outcome)
+        self.summary = summary
         self.stage = "settled"
 
     def record_release(self, reason: str) -> None:
         """Every approved participant's hold released without trading (the Operation failed)."""
         self._require("checked")
-        self._released(reason)
+        self._released(reason, len(self.approved_codes))
 
     @event("Released")
-    def _released(self, reason: str) -> None:
+    def _released(self, reason: str, released: int) -> None:
         for decision in self.decisions.values():
             if decision["outcome"] == "approved":
                 decision.update(outcome="rejected", reasons=reason)
+        self.summary = {"released": released}
         self.stage = "released"
 
     @property

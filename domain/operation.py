@@ -65,9 +65,15 @@ class Operation(Aggregate):
         self.chunk_count = chunk_count
         self._status = OperationStatus.VALIDATING.value
         self._status_reason = OperationReason.NONE.value
-        self.chunks: dict[int, str] = dict.fromkeys(range(chunk_count), "planned")
+        #: Stage per chunk, keyed by the index as a string: snapshots restore JSON, whose object
+        #: keys are strings, so an int key would silently stop matching after a snapshot.
+        self.chunks: dict[str, str] = {str(i): "planned" for i in range(chunk_count)}
         self.counts: dict[str, int] = {"approved": 0, "rejected": 0, "skipped": 0, "settled": 0}
+        #: Per asset, price-independent sums over approved Traders (see `domain.pricing`).
         self.flows: dict[str, dict[str, str]] = {}
+        self.cash_in_scope = Decimal(0)
+        #: Per asset, what the Traders settled beyond the block fill: the house's rounding.
+        self.residual: dict[str, str] = {}
         self.locked_prices: dict[str, dict[str, str]] = {}
         self.block_orders: dict[str, dict[str, str]] = {}
         self.fills: dict[str, dict[str, str]] = {}
@@ -107,12 +113,18 @@ class Operation(Aggregate):
         rejected: int,
         skipped: int,
         flows: dict[str, dict[str, str]],
+        cash: Decimal = Decimal(0),
     ) -> None:
-        if self.chunks.get(index) != "planned":
-            raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunks.get(index)}")
+        if self.chunk_stage(index) != "planned":
+            raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunk_stage(index)}")
         self._require(OperationStatus.VALIDATING)
         self._chunk_checked(
-            index=index, approved=approved, rejected=rejected, skipped=skipped, flows=flows
+            index=index,
+            approved=approved,
+            rejected=rejected,
+            skipped=skipped,
+            flows=flows,
+            cash=cash,
         )
         if self.all_chunks_are("checked"):
             self._after_checks()
@@ -125,15 +137,17 @@ class Operation(Aggregate):
         rejected: int,
         skipped: int,
         flows: dict[str, dict[str, str]],
+        cash: Decimal,
     ) -> None:
-        self.chunks[index] = "checked"
+        self.chunks[str(index)] = "checked"
         self.counts["approved"] += approved
         self.counts["rejected"] += rejected
         self.counts["skipped"] += skipped
+        self.cash_in_scope += cash
         for asset, flow in flows.items():
-            mine = self.flows.setdefault(asset, {"buy": "0", "sell": "0"})
-            for side in ("buy", "sell"):
-                mine[side] = str(Decimal(mine[side]) + Decimal(flow.get(side, "0")))
+            mine = self.flows.setdefault(asset, {})
+            for key, value in flow.items():
+                mine[key] = str(Decimal(mine.get(key, "0")) + Decimal(value))
 
     def _after_checks(self) -> None:
         if self.counts["approved"]:
@@ -154,7 +168,7 @@ class Operation(Aggregate):
         self._prices_locked(prices, block_orders)
         self._transition(OperationStatus.SETTLING, OperationReason.NONE)
         if not block_orders:  # buys and sells cancelled out: nothing to place at the venue
-            self._fills_completed()
+            self._fills_completed(self.chunk_count)
 
     @event("PricesLocked")
     def _prices_locked(
@@ -169,12 +183,12 @@ class Operation(Aggregate):
             return
         if self.status not in (OperationStatus.PRICING, OperationStatus.SETTLING):
             raise IllegalTransitionError(f"operation {self.id} cannot fail while {self.status}")
-        if any(state == "settled" for state in self.chunks.values()):
-            raise IllegalTransitionError(f"operation {self.id} already settled a chunk")
-        self._failed(reason.value, detail)
+        if self.ready_to_settle:
+            raise IllegalTransitionError(f"operation {self.id} is filled and settling")
+        self._failed(reason.value, detail, self.chunk_count)
 
     @event("Failing")
-    def _failed(self, reason: str, detail: str) -> None:
+    def _failed(self, reason: str, detail: str, chunk_count: int) -> None:
         self.failure = reason
         self.failure_detail = detail
 
@@ -186,15 +200,18 @@ class Operation(Aggregate):
         if asset not in self.fills:
             self._block_filled(asset, fill)
             if self.all_blocks_filled:
-                self._fills_completed()
+                self._fills_completed(self.chunk_count)
 
     @event("BlockFilled")
     def _block_filled(self, asset: str, fill: dict[str, str]) -> None:
         self.fills[asset] = fill
 
     @event("FillsCompleted")
-    def _fills_completed(self) -> None:
-        """The barrier before settlement: every block order is filled, chunks may settle."""
+    def _fills_completed(self, chunk_count: int) -> None:
+        """The barrier before settlement: every block order is filled, chunks may settle.
+
+        It carries the chunk count so that whoever derives the settle tasks needs no lookup.
+        """
         self.ready_to_settle = True
 
     @property
@@ -213,8 +230,8 @@ class Operation(Aggregate):
         self._require(OperationStatus.SETTLING)
         if self.failure or not self.ready_to_settle:
             raise IllegalTransitionError(f"operation {self.id} cannot settle chunks yet")
-        if self.chunks.get(index) != "checked":
-            raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunks.get(index)}")
+        if self.chunk_stage(index) != "checked":
+            raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunk_stage(index)}")
         self._chunk_settled(index, settled, skipped, totals, float_debit, float_credit)
         if self.all_chunks_are("settled"):
             self._finish_after_settlement()
@@ -229,7 +246,7 @@ class Operation(Aggregate):
         float_debit: Decimal,
         float_credit: Decimal,
     ) -> None:
-        self.chunks[index] = "settled"
+        self.chunks[str(index)] = "settled"
         self.counts["settled"] += settled
         self.counts["skipped"] += skipped
         for asset, moves in totals.items():
@@ -244,15 +261,15 @@ class Operation(Aggregate):
     def record_chunk_released(self, index: int, released: int) -> None:
         if not self.failure:
             raise IllegalTransitionError(f"operation {self.id} is not failing")
-        if self.chunks.get(index) != "checked":
-            raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunks.get(index)}")
+        if self.chunk_stage(index) != "checked":
+            raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunk_stage(index)}")
         self._chunk_released(index, released)
         if self.all_chunks_are("released"):
             self._transition(OperationStatus.FAILED, OperationReason(self.failure))
 
     @event("ChunkReleased")
     def _chunk_released(self, index: int, released: int) -> None:
-        self.chunks[index] = "released"
+        self.chunks[str(index)] = "released"
         self.counts["rejected"] += released
 
     # -- endings ------------------------------------------------------------------------
@@ -269,6 +286,7 @@ class Operation(Aggregate):
             self._transition(OperationStatus.SKIPPED, OperationReason.PARTIAL_SUCCESS)
 
     def _finish_after_settlement(self) -> None:
+        self._reconciled(self._residual())
         counts = self.counts
         if counts["settled"] == 0:
             self._finish_without_trades()
@@ -276,6 +294,29 @@ class Operation(Aggregate):
             self._transition(OperationStatus.SETTLED, OperationReason.NONE)
         else:
             self._transition(OperationStatus.SETTLED, OperationReason.PARTIAL_SUCCESS)
+
+    def _residual(self) -> dict[str, str]:
+        """Traders' net settled quantity minus the block fill, per asset.
+
+        Blocks are sized at the locked price from aggregates, but each Trader's quantity is
+        rounded to the asset's grid and dust legs are dropped, so the two can differ by a few
+        precision units; the venue (the house) carries that difference, and it is recorded.
+        """
+        residual = {}
+        for asset in sorted(set(self.totals) | set(self.fills)):
+            moves = self.totals.get(asset, {})
+            settled = Decimal(moves.get("bought", "0")) - Decimal(moves.get("sold", "0"))
+            fill = self.fills.get(asset)
+            filled = Decimal(fill["quantity"]) if fill else Decimal(0)
+            if fill and fill["side"] == "sell":
+                filled = -filled
+            if settled != filled:
+                residual[asset] = str(settled - filled)
+        return residual
+
+    @event("Reconciled")
+    def _reconciled(self, residual: dict[str, str]) -> None:
+        self.residual = residual
 
     def _transition(self, status: OperationStatus, reason: OperationReason) -> None:
         if status not in _EDGES.get(self.status, set()):
@@ -286,6 +327,9 @@ class Operation(Aggregate):
     def _status_changed(self, status: str, reason: str) -> None:
         self._status = status
         self._status_reason = reason
+
+    def chunk_stage(self, index: int) -> str | None:
+        return self.chunks.get(str(index))
 
     def all_chunks_are(self, state: str) -> bool:
         return all(s == state for s in self.chunks.values())

@@ -6,24 +6,39 @@ one block order per asset; every in-scope Trader then trades at the one locked p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
-from domain.statuses import Side
+from domain.allocations import Allocations
+from domain.statuses import OperationType, Side
 
 
 @dataclass(frozen=True)
 class LockedQuote:
-    """A firm quote: the price every Trader of the Operation gets for this asset."""
+    """A firm quote: the price every Trader of the Operation gets for this asset.
+
+    Side, size and expiry are the venue's terms of the quote, kept so the block order can be
+    placed against it later and an auditor can see what was agreed.
+    """
 
     asset: str
     price: Decimal
     quote_id: str
     quoted_at: str
+    side: str = ""
+    quantity: str = ""
+    expires_at: str = ""
 
     def as_dict(self) -> dict[str, str]:
-        return {"price": str(self.price), "quote_id": self.quote_id, "quoted_at": self.quoted_at}
+        return {
+            "price": str(self.price),
+            "quote_id": self.quote_id,
+            "quoted_at": self.quoted_at,
+            "side": self.side,
+            "quantity": self.quantity,
+            "expires_at": self.expires_at,
+        }
 
 
 @dataclass(frozen=True)
@@ -55,11 +70,50 @@ class BlockFill:
         }
 
 
-def net_block_orders(flows: Mapping[str, Mapping[str, str]]) -> dict[str, BlockOrder]:
-    """One order per asset for the net of estimated buys and sells; none when they cancel."""
+def net_block_orders(
+    kind: OperationType,
+    flows: Mapping[str, Mapping[str, str]],
+    cash: Decimal,
+    allocations: Allocations | None,
+    prices: Mapping[str, Decimal],
+    precision: Callable[[str], int],
+) -> dict[str, BlockOrder]:
+    """One order per asset for the net the Traders will trade at the locked `prices`.
+
+    The credit check records price-independent sums (fiat budgets of buys, fiat worth of
+    partial sells, quantities held, cash), so the block is sized at the locked price rather
+    than from indicative quantities: a price move between check and lock changes the block
+    with it. What remains (each Trader's rounding, dust) is a few precision units per asset,
+    recorded by the Operation as the house's residual.
+    """
     orders = {}
     for asset, flow in sorted(flows.items()):
-        net = Decimal(flow.get("buy", "0")) - Decimal(flow.get("sell", "0"))
+        net = _net_quantity(kind, asset, flows, flow, cash, allocations, prices)
+        net = net.quantize(Decimal(1).scaleb(-precision(asset)), rounding=ROUND_DOWN)
         if net:
             orders[asset] = BlockOrder(asset, Side.BUY if net > 0 else Side.SELL, abs(net))
     return orders
+
+
+def _net_quantity(
+    kind: OperationType,
+    asset: str,
+    flows: Mapping[str, Mapping[str, str]],
+    flow: Mapping[str, str],
+    cash: Decimal,
+    allocations: Allocations | None,
+    prices: Mapping[str, Decimal],
+) -> Decimal:
+    def total(key: str, of: Mapping[str, str] = flow) -> Decimal:
+        return Decimal(of.get(key, "0"))
+
+    price = prices[asset]
+    if kind in (OperationType.ENROLLMENT, OperationType.TOP_UP):
+        return total("buy_notional") / price
+    if kind is OperationType.PARTIAL_SELL:
+        return -total("sell_worth") / price
+    if kind is OperationType.LIQUIDATION:
+        return -total("held")
+    assert allocations is not None, "a rebalance carries allocations"
+    value = cash + sum((total("held", f) * prices[a] for a, f in flows.items()), Decimal(0))
+    return value * allocations.weight_of(asset) / price - total("held")

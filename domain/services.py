@@ -46,6 +46,7 @@ class Trading(OperationStages, Application[UUID]):
     name = "Trading"
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {
         Trader: 25,
+        Operation: 50,
         FloatAccount: 100,
         Catalogue: 50,
     }

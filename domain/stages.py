@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from domain import ids
-from domain.allocations import Allocations
 from domain.calculators import Market
 from domain.catalogue import InstrumentCatalogue, fiat_precision
 from domain.chunk import OperationChunk, chunk_id
@@ -31,9 +30,9 @@ from domain.credit import (
 from domain.errors import IllegalTransitionError
 from domain.float_account import FloatAccount
 from domain.legs import Leg
-from domain.money import ZERO
+from domain.money import ZERO, floor_to
 from domain.operation import Operation
-from domain.pricing import BlockFill, LockedQuote, net_block_orders
+from domain.pricing import BlockFill, BlockOrder, LockedQuote, net_block_orders
 from domain.reference import Participant
 from domain.requests import Limits, ParticipantOrder
 from domain.statuses import OperationReason, OperationStatus, OperationType, Reason, Side
@@ -72,18 +71,31 @@ class OperationStages:
         self, operation_id: UUID, index: int, indicative: Mapping[str, Decimal]
     ) -> StageResult:
         operation, chunk = self._operation_and_chunk(operation_id, index)
-        if chunk.stage != "planned":
-            return self._result(operation, index, chunk, replayed=True)
+        replayed = chunk.stage != "planned"
+        if not replayed:
+            self._check(operation, chunk, index, indicative)
+        return self._record_checked(operation, chunk, index, replayed)
+
+    def _check(
+        self,
+        operation: Operation,
+        chunk: OperationChunk,
+        index: int,
+        indicative: Mapping[str, Decimal],
+    ) -> None:
+        """The heavy step: decide every Trader of the chunk, hold the approved ones and
+        reserve their float, in one write that does not touch the Operation."""
         orders = chunk.participant_orders
         traders = self._traders(operation, orders)
         profiles = self.get_many(
             [ids.participant_id(operation.platform_id, o.code) for o in orders]
         )
+        buys = operation.type.buys_from_float
         float_account = self._float(operation.platform_id, operation.quoted_currency)
         check = CreditCheck(
             _terms(operation, self.limits),
             self._market(operation, indicative),
-            float_account.available if operation.type.buys_from_float else ZERO,
+            float_account.available if buys else ZERO,
         )
         touched: list[Trader] = []
         records = []
@@ -102,28 +114,72 @@ class OperationStages:
                 trader.place_hold(operation.id, ids.execution_id(operation.id, order.code))
                 touched.append(trader)
             records.append(_decision_record(operation, order, decision, trader))
-        draw = sum((d.float_draw for d in check.decisions), ZERO)
-        float_account.hold(operation.id, index, draw)
-        chunk.record_check(records)
-        operation.record_chunk_checked(
-            index,
-            approved=sum(d.outcome is Outcome.APPROVED for d in check.decisions),
-            rejected=sum(d.outcome is Outcome.REJECTED for d in check.decisions),
-            skipped=sum(d.outcome is Outcome.SKIPPED for d in check.decisions),
-            flows=_flows(check.decisions, traders, operation.allocation_set),
+        flows, cash = _flows(
+            check.terms, orders, check.decisions, traders, check.market.fiat_precision
         )
-        self.save(operation, chunk, float_account, *touched)
-        return self._result(operation, index, chunk)
+        float_account.hold(operation.id, index, sum((d.float_draw for d in check.decisions), ZERO))
+        chunk.record_check(
+            records,
+            {
+                "approved": sum(d.outcome is Outcome.APPROVED for d in check.decisions),
+                "rejected": sum(d.outcome is Outcome.REJECTED for d in check.decisions),
+                "skipped": sum(d.outcome is Outcome.SKIPPED for d in check.decisions),
+                "flows": flows,
+                "cash": str(cash),
+            },
+        )
+        self.save(chunk, *([float_account] if buys else []), *touched)
+
+    def _record_checked(
+        self, operation: Operation, chunk: OperationChunk, index: int, replayed: bool
+    ) -> StageResult:
+        """The barrier step: a small write on the Operation alone, so chunks checked in
+        parallel only ever contend here (and a conflict retries this step, not the chunk)."""
+        if operation.chunk_stage(index) == "planned":
+            summary = chunk.summary
+            operation.record_chunk_checked(
+                index,
+                approved=summary["approved"],
+                rejected=summary["rejected"],
+                skipped=summary["skipped"],
+                flows=summary["flows"],
+                cash=Decimal(summary["cash"]),
+            )
+            self.save(operation)
+            replayed = False
+        return self._result(operation, index, chunk, replayed)
 
     # -- pricing ------------------------------------------------------------------------
     def assets_to_price(self, operation_id: UUID) -> list[str]:
         return sorted(self.operation(operation_id).flows)
 
+    def estimated_blocks(
+        self, operation_id: UUID, indicative: Mapping[str, Decimal]
+    ) -> dict[str, BlockOrder]:
+        """The block orders at indicative prices: which side and size to ask firm quotes for."""
+        return self._block_orders(self.operation(operation_id), indicative)
+
+    def _block_orders(
+        self, operation: Operation, prices: Mapping[str, Decimal]
+    ) -> dict[str, BlockOrder]:
+        catalogue, currency = self.catalogue(), operation.quoted_currency
+        return net_block_orders(
+            operation.type,
+            operation.flows,
+            operation.cash_in_scope,
+            operation.allocation_set,
+            prices,
+            lambda asset: catalogue.precision(asset, currency),
+        )
+
     def lock_prices(self, operation_id: UUID, quotes: Mapping[str, LockedQuote]) -> Operation:
         operation = self.operation(operation_id)
         if operation.status is not OperationStatus.PRICING or operation.failure:
             return operation
-        orders = net_block_orders(operation.flows)
+        missing = sorted(set(operation.flows) - set(quotes))
+        if missing:
+            raise IllegalTransitionError(f"no locked price for {', '.join(missing)}")
+        orders = self._block_orders(operation, {a: q.price for a, q in quotes.items()})
         operation.lock_prices(
             {asset: quote.as_dict() for asset, quote in quotes.items() if asset in operation.flows},
             {asset: order.as_dict() for asset, order in orders.items()},
@@ -155,11 +211,28 @@ class OperationStages:
     # -- settlement ---------------------------------------------------------------------
     def settle_chunk(self, operation_id: UUID, index: int) -> StageResult:
         operation, chunk = self._operation_and_chunk(operation_id, index)
-        if chunk.stage != "checked":
-            return self._result(operation, index, chunk, replayed=True)
+        replayed = chunk.stage != "checked"
+        if not replayed:
+            if operation.status is not OperationStatus.SETTLING or not operation.ready_to_settle:
+                raise IllegalTransitionError(f"operation {operation_id} is not ready to settle")
+            self._settle(operation, chunk)
+        if operation.chunk_stage(index) == "checked" and chunk.stage == "settled":
+            summary = chunk.summary
+            debit, credit = Decimal(summary["debit"]), Decimal(summary["credit"])
+            float_account = self._float(operation.platform_id, operation.quoted_currency)
+            float_account.settle(operation.id, index, debit, credit)
+            operation.record_chunk_settled(
+                index, summary["settled"], summary["skipped"], summary["totals"], debit, credit
+            )
+            self.save(operation, float_account)
+            replayed = False
+        return self._result(operation, index, chunk, replayed)
+
+    def _settle(self, operation: Operation, chunk: OperationChunk) -> None:
+        """The heavy step: every approved Trader of the chunk trades at the locked prices."""
         market = self._market(operation, operation_prices(operation))
         terms = _terms(operation, self.limits)
-        approved = [o for o in chunk.participant_orders if o.code in set(chunk.approved_codes)]
+        approved = _approved_orders(chunk)
         traders = self._traders(operation, approved)
         totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
         outcomes, debit, credit = [], ZERO, ZERO
@@ -186,35 +259,38 @@ class OperationStages:
             _add_totals(totals, legs)
             debit, credit = debit + funded, credit + paid_out
             outcomes.append({"participant_code": order.code, "outcome": "settled", "reasons": ""})
-        float_account = self._float(operation.platform_id, operation.quoted_currency)
-        float_account.settle(operation.id, index, debit, credit)
-        chunk.record_settlement(outcomes)
-        operation.record_chunk_settled(
-            index,
-            settled=sum(o["outcome"] == "settled" for o in outcomes),
-            skipped=sum(o["outcome"] == "skipped" for o in outcomes),
-            totals={a: {k: str(v) for k, v in t.items()} for a, t in totals.items()},
-            float_debit=debit,
-            float_credit=credit,
+        chunk.record_settlement(
+            outcomes,
+            {
+                "settled": sum(o["outcome"] == "settled" for o in outcomes),
+                "skipped": sum(o["outcome"] == "skipped" for o in outcomes),
+                "totals": {a: {k: str(v) for k, v in t.items()} for a, t in totals.items()},
+                "debit": str(debit),
+                "credit": str(credit),
+            },
         )
-        self.save(operation, chunk, float_account, *traders.values())
-        return self._result(operation, index, chunk)
+        self.save(chunk, *traders.values())
 
     def release_chunk(self, operation_id: UUID, index: int) -> StageResult:
         """After a failure: release the chunk's holds; its Executions end rejected."""
         operation, chunk = self._operation_and_chunk(operation_id, index)
-        if chunk.stage != "checked":
-            return self._result(operation, index, chunk, replayed=True)
-        approved = [o for o in chunk.participant_orders if o.code in set(chunk.approved_codes)]
-        traders = self._traders(operation, approved)
-        for trader in traders.values():
-            trader.release_hold(operation.id, Outcome.REJECTED.value, operation.failure)
-        float_account = self._float(operation.platform_id, operation.quoted_currency)
-        float_account.release(operation.id, index)
-        chunk.record_release(operation.failure)
-        operation.record_chunk_released(index, len(approved))
-        self.save(operation, chunk, float_account, *traders.values())
-        return self._result(operation, index, chunk)
+        replayed = chunk.stage != "checked"
+        if not replayed:
+            if not operation.failure:
+                raise IllegalTransitionError(f"operation {operation_id} is not failing")
+            approved = _approved_orders(chunk)
+            traders = self._traders(operation, approved)
+            for trader in traders.values():
+                trader.release_hold(operation.id, Outcome.REJECTED.value, operation.failure)
+            chunk.record_release(operation.failure)
+            self.save(chunk, *traders.values())
+        if operation.chunk_stage(index) == "checked" and chunk.stage == "released":
+            float_account = self._float(operation.platform_id, operation.quoted_currency)
+            float_account.release(operation.id, index)
+            operation.record_chunk_released(index, chunk.summary["released"])
+            self.save(operation, float_account)
+            replayed = False
+        return self._result(operation, index, chunk, replayed)
 
     # -- helpers ------------------------------------------------------------------------
     def _operation_and_chunk(
@@ -243,6 +319,11 @@ class OperationStages:
     ) -> StageResult:
         del chunk
         return StageResult(operation.id, index, operation.status, dict(operation.counts), replayed)
+
+
+def _approved_orders(chunk: OperationChunk) -> list[ParticipantOrder]:
+    approved = set(chunk.approved_codes)
+    return [order for order in chunk.participant_orders if order.code in approved]
 
 
 def operation_prices(operation: Operation) -> dict[str, Decimal]:
@@ -280,26 +361,46 @@ def _decision_record(
 
 
 def _flows(
+    terms: OperationTerms,
+    orders: Sequence[ParticipantOrder],
     decisions: Sequence[CreditDecision],
     traders: Mapping[str, Trader],
-    allocations: Allocations | None,
-) -> dict[str, dict[str, str]]:
-    """Estimated quantity bought and sold per asset by the approved Traders.
+    fiat_precision: int,
+) -> tuple[dict[str, dict[str, str]], Decimal]:
+    """Price-independent sums over the approved Traders, from which the pricing stage sizes
+    each block order at the locked price (see `domain.pricing.net_block_orders`).
 
-    Every asset they hold or are allocated is listed too (at zero), because the locked price
-    may turn a leg that was dust at the indicative price into a real one, and it needs a price.
+    Per asset: `buy_notional` (fiat budgets of planned buys), `sell_worth` (fiat worth of
+    planned partial sells) and `held` (quantity held, which rebalance and liquidation trade
+    from); plus the approved Traders' cash, which a rebalance invests. Every asset the
+    Traders hold or are allocated is listed, because each needs a locked price.
     """
-    flows: dict[str, dict[str, Decimal]] = defaultdict(lambda: {"buy": ZERO, "sell": ZERO})
+    flows: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    cash = ZERO
+    allocations = terms.allocations
+    by_code = {order.code: order for order in orders}
     for decision in decisions:
         if decision.outcome is not Outcome.APPROVED:
             continue
+        order = by_code[decision.participant_code]
         trader = traders.get(decision.participant_code)
-        held = trader.holdings.held_assets if trader else ()
-        for asset in (*held, *(allocations.assets if allocations else ())):
-            flows[asset]["buy"] += ZERO
+        holdings = trader.holdings if trader else None
+        for asset in allocations.assets if allocations else ():
+            flows[asset]["held"] += ZERO
+        if holdings is not None and terms.type in (
+            OperationType.REBALANCE,
+            OperationType.LIQUIDATION,
+        ):
+            cash += holdings.cash
+            for asset in holdings.held_assets:
+                flows[asset]["held"] += holdings.quantity(asset)
         for leg in decision.legs:
-            flows[leg.asset][leg.side.value] += leg.quantity
-    return {a: {s: str(q) for s, q in f.items()} for a, f in flows.items()}
+            weight = allocations.weight_of(leg.asset) if allocations else ZERO
+            if terms.type.buys_from_float and order.amount is not None:
+                flows[leg.asset]["buy_notional"] += floor_to(order.amount * weight, fiat_precision)
+            elif terms.type is OperationType.PARTIAL_SELL and order.amount is not None:
+                flows[leg.asset]["sell_worth"] += order.amount * weight
+    return {a: {k: str(v) for k, v in f.items()} for a, f in flows.items()}, cash
 
 
 def _paid_out(kind: OperationType, cash: Decimal, legs: tuple[Leg, ...]) -> Decimal:

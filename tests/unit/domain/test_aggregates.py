@@ -205,9 +205,9 @@ def test_operation_refuses_edges_the_lifecycle_does_not_have() -> None:
         operation.record_fill("ETH", {})
     with pytest.raises(IllegalTransitionError, match="cannot settle chunks yet"):
         operation.record_chunk_settled(0, 1, 0, {}, D(0), D(0))
-    operation.record_fill("BTC", {"quantity": "1"})
-    operation.record_fill("BTC", {"quantity": "2"})  # a redelivered fill is ignored
-    assert operation.fills["BTC"] == {"quantity": "1"}
+    operation.record_fill("BTC", {"side": "buy", "quantity": "1"})
+    operation.record_fill("BTC", {"side": "buy", "quantity": "2"})  # a redelivered fill is ignored
+    assert operation.fills["BTC"] == {"side": "buy", "quantity": "1"}
     assert [type(e).__name__ for e in operation.collect_events()][-2:] == [
         "BlockFilled",
         "FillsCompleted",
@@ -241,13 +241,14 @@ def test_a_failing_operation_ends_failed_once_every_chunk_is_released() -> None:
 def test_chunk_stages_move_forward_only() -> None:
     chunk = OperationChunk(uuid4(), 0, [{"participant_code": "A", "amount": "1"}])
     with pytest.raises(IllegalTransitionError):
-        chunk.record_settlement([])
-    chunk.record_check([{"participant_code": "A", "outcome": "approved", "reasons": ""}])
+        chunk.record_settlement([], {})
+    chunk.record_check([{"participant_code": "A", "outcome": "approved", "reasons": ""}], {})
     assert chunk.approved_codes == ["A"]
     chunk.record_release("pricing_failed")
     assert chunk.decisions["A"]["outcome"] == "rejected"
+    assert chunk.summary == {"released": 1}
     with pytest.raises(IllegalTransitionError):
-        chunk.record_check([])
+        chunk.record_check([], {})
 
 
 def test_an_operation_that_settled_a_chunk_can_no_longer_fail() -> None:
@@ -256,7 +257,7 @@ def test_an_operation_that_settled_a_chunk_can_no_longer_fail() -> None:
         operation.record_chunk_checked(index, 1, 0, 0, {"BTC": {"buy": "1"}})
     operation.lock_prices({"BTC": {"price": "1"}}, {})
     operation.record_chunk_settled(0, 1, 0, {}, D(0), D(0))
-    with pytest.raises(IllegalTransitionError, match="already settled"):
+    with pytest.raises(IllegalTransitionError, match="filled and settling"):
         operation.fail(OperationReason.EXECUTION_FAILED, "venue down")
     with pytest.raises(IllegalTransitionError):
         operation.record_chunk_released(1, 1)

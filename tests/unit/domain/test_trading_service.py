@@ -20,6 +20,8 @@ from domain.errors import (
     StrategyNotFoundError,
     TraderNotFoundError,
 )
+from domain.float_account import FloatAccount
+from domain.operation import Operation
 from domain.pricing import BlockFill
 from domain.services import Trading
 from domain.statuses import (
@@ -420,7 +422,12 @@ def test_reference_data_is_managed_through_the_service() -> None:
 
 
 class SnapshotEveryOtherEvent(Trading):
-    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Trader: 2}
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {
+        Trader: 2,
+        Operation: 2,
+        OperationChunk: 2,
+        FloatAccount: 2,
+    }
 
 
 def replayed(app: Trading, aggregate_id: UUID) -> Any:
@@ -448,5 +455,71 @@ def test_replaying_events_rebuilds_what_the_repository_and_snapshots_give() -> N
         live = trader(app, strategy, code)
         assert list(app.snapshots.get(live.id))  # loading went through a snapshot
         assert vars(replayed(app, live.id)) == vars(live)
-    operation_ids = [app.operation(ids.operation_id(PLATFORM, r)).id for r in []]
-    assert operation_ids == []
+    # Operations and chunks too: a stage must behave the same on a snapshot-loaded aggregate
+    operation = run(
+        app,
+        strategy,
+        OperationType.TOP_UP,
+        {"allocations": BLUE_CHIP, "participants": funded(CODES)},
+    )
+    assert operation.status is OperationStatus.SETTLED
+    for aggregate_id in (operation.id, chunk_id(operation.id, 0), app._float(PLATFORM, "USD").id):
+        assert list(app.snapshots.get(aggregate_id))
+        assert vars(replayed(app, aggregate_id)) == vars(app.repository.get(aggregate_id))
+
+
+def test_block_orders_follow_the_locked_price_not_the_indicative_one(
+    app: Trading, strategy: Strategy
+) -> None:
+    app.register_participants(PLATFORM, CODES)
+    body = {"allocations": BLUE_CHIP, "participants": funded(CODES, "1000.00")}
+    operation = check_all(app, request(app, strategy, OperationType.ENROLLMENT, body).id)
+    moved = {asset: price * D("1.10") for asset, price in PRICES.items()}  # +10% before the lock
+    operation = settle_all(app, lock_and_fill(app, operation.id, moved).id)
+    btc = operation.block_orders["BTC"]
+    assert btc["side"] == "buy"
+    assert D(btc["quantity"]) == (D("500.00") * 5 / moved["BTC"]).quantize(
+        D("0.00000001"), "ROUND_DOWN"
+    )
+    bought = D(operation.totals["BTC"]["bought"])
+    residual = D(operation.residual.get("BTC", "0"))
+    assert bought == D(btc["quantity"]) + residual
+    assert abs(residual) <= D("0.00000001") * len(CODES)  # one unit per Trader at most
+
+
+def test_a_rebalance_block_nets_buyers_against_sellers(app: Trading, strategy: Strategy) -> None:
+    enroll(app, strategy)
+    target = [
+        {"underlying_currency": "BTC", "weight": "0.20"},
+        {"underlying_currency": "ETH", "weight": "0.80"},
+    ]
+    operation = run(app, strategy, OperationType.REBALANCE, {"allocations": target}, scope=CODES)
+    orders = operation.block_orders
+    assert (orders["BTC"]["side"], orders["ETH"]["side"], orders["SOL"]["side"]) == (
+        "sell",
+        "buy",
+        "sell",
+    )
+    for asset, moves in operation.totals.items():
+        net = D(moves.get("bought", "0")) - D(moves.get("sold", "0"))
+        fill = operation.fills[asset]
+        filled = D(fill["quantity"]) * (1 if fill["side"] == "buy" else -1)
+        assert net - filled == D(operation.residual.get(asset, "0"))
+        # each Trader rounds its quantity (a unit) and its fiat (a cent per leg it trades)
+        per_trader = D("0.00000001") + D("0.01") * 3 / PRICES[asset]
+        assert abs(net - filled) <= per_trader * len(CODES)
+
+
+def test_a_partial_sell_and_a_liquidation_size_their_blocks_from_worth_and_holdings(
+    app: Trading, strategy: Strategy
+) -> None:
+    enroll(app, strategy)
+    sell = {"allocations": BLUE_CHIP, "participants": funded(CODES[:2], "100.00")}
+    sale = run(app, strategy, OperationType.PARTIAL_SELL, sell)
+    assert D(sale.block_orders["BTC"]["quantity"]) == (D("100.00") / PRICES["BTC"]).quantize(
+        D("0.00000001"), "ROUND_DOWN"
+    )
+    held = trader(app, strategy, "P5").positions
+    exit_ = run(app, strategy, OperationType.LIQUIDATION, {"participants": ["P5"]})
+    assert {a: D(o["quantity"]) for a, o in exit_.block_orders.items()} == held
+    assert exit_.residual == {}
