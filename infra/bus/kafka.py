@@ -1,0 +1,380 @@
+"""The bus on real Kafka: faststream's `KafkaBroker` with explicit, per-partition commits.
+
+Consuming. One faststream subscriber per (topic, group) per process, with
+`ack_policy=MANUAL`, so faststream never commits on its own; it hands us one record at a time
+(in order per partition) and we call the handler. One process therefore runs one handler call
+at a time per subscription: parallelism comes from partitions spread over the processes (or
+bus instances) of a group. faststream's dependency injection is off (`apply_types=False`): it
+resolved context fields in a worker thread per record, which capped a consumer near 1k/s.
+
+Committing. After the handler returns, the record's next offset is queued, and a background
+task commits the queue at most every `commit_interval` with explicit offsets
+(`consumer.commit({tp: offset + 1})`). A commit is a broker round trip (~2 ms), so committing
+record by record would cap a consumer at a few hundred records a second; queued commits only
+ever name handled records. Before partitions are revoked (rebalance) and on `stop()`, the
+in-flight handler is awaited and the queue is flushed, so a clean hand-over redelivers
+nothing; a crash redelivers the records handled in the last `commit_interval` or so.
+
+Failures keep per-key order without blocking other partitions. A handler that raises is
+logged (`bus.handler_failed`), nothing is committed for it, and its partition is rewound to
+the failed record (`seek`) and paused; a timer resumes it after an exponential back-off
+(`retry_initial`, doubling, capped at `retry_max`). The consumer keeps serving its other
+partitions meanwhile, and the failed record comes back first, with everything behind it
+still in order. `Delivery.redelivered` counts the retries seen by this process since it got
+the partition (a record inherited after a rebalance or a crash starts at 0 again).
+
+Producing. `publish_many` sends every record through the broker's own aiokafka producer
+(`acks="all"`, idempotent), then awaits all the acknowledgements together. We reach past
+faststream's `publish` because it would add content-type and correlation_id headers to every
+record. Topics are created with `partitions` partitions at `start()` (subscribed ones and those
+named with `ensure_topics`), and on the first publish to a topic this bus has not created yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition  # type: ignore[import-untyped]
+from faststream.kafka import KafkaBroker, Topic
+from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
+from faststream.middlewares import AckPolicy
+
+from infra.bus import Delivery, Handler, Record
+from infra.bus.topics import ensure_topics
+from infra.logging import get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from faststream.kafka.subscriber.usecase import DefaultSubscriber
+    from faststream.message import StreamMessage
+
+log = get_logger(__name__)
+# faststream logs "Received"/"Processed" for every record; at DEBUG they cost nothing.
+_FASTSTREAM_LOG = logging.getLogger("infra.bus.faststream")
+
+
+class KafkaBus:
+    """A `Bus` on a Kafka cluster; see the module docstring for the delivery rules."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str,
+        partitions: int = 8,
+        replication_factor: int = 1,
+        retry_initial: float = 0.2,
+        retry_max: float = 5.0,
+        commit_interval: float = 0.05,
+        graceful_timeout: float = 30.0,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
+    ) -> None:
+        self.partitions = partitions
+        self._bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
+        self._replication_factor = replication_factor
+        self._tuning = _Tuning(retry_initial, retry_max, commit_interval, graceful_timeout)
+        self._graceful_timeout = graceful_timeout
+        self._session_timeout_ms = session_timeout_ms
+        self._heartbeat_interval_ms = heartbeat_interval_ms
+        self._broker = KafkaBroker(
+            bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            graceful_timeout=graceful_timeout,
+            logger=_FASTSTREAM_LOG,
+            log_level=logging.DEBUG,
+            apply_types=False,  # `_raw_record` hands the handler the record itself
+        )
+        self._groups: dict[tuple[str, str], _GroupConsumer] = {}
+        self._declared: set[str] = set()
+        self._created: set[str] = set()
+        self._running = False
+        self._stopped = False
+
+    def subscribe(self, topic: str, group: str, handler: Handler) -> None:
+        if self._running:
+            raise RuntimeError("subscribe before start()")
+        if (topic, group) in self._groups:
+            raise ValueError(f"group {group!r} already has a handler for {topic!r}")
+        consumer = _GroupConsumer(topic, group, handler, self._tuning)
+        subscriber = self._broker.subscriber(
+            Topic(topic, declare=False),  # created by ensure_topics, with our partition count
+            group_id=group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            no_reply=True,
+            listener=consumer,
+            decoder=_raw_record,
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=self._heartbeat_interval_ms,
+            # The group waits this long for us to rejoin; revocation waits for the in-flight
+            # handler (up to graceful_timeout) first, so leave room for it.
+            rebalance_timeout_ms=int((self._graceful_timeout + 5) * 1000),
+        )
+        subscriber(consumer.on_message)
+        consumer.subscriber = subscriber
+        self._groups[topic, group] = consumer
+
+    async def ensure_topics(self, *topics: str) -> None:
+        """Create these topics (with `partitions`) now if started, else at `start()`."""
+        self._declared.update(topics)
+        if self._running:
+            await self._create(set(topics))
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        if self._stopped:
+            raise RuntimeError("a stopped KafkaBus cannot start again; build a new one")
+        await self._create(self._declared | {topic for topic, _ in self._groups})
+        try:
+            await self._broker.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._broker.stop()
+            raise
+        self._running = True
+
+    async def stop(self) -> None:
+        """Stop fetching, finish the in-flight handlers, commit, then close the clients."""
+        if not self._running:
+            return
+        self._running = False
+        self._stopped = True
+        groups = list(self._groups.values())
+        for group in groups:
+            group.stop_fetching()
+        await asyncio.gather(*(group.drain(self._graceful_timeout) for group in groups))
+        await self._broker.stop()
+
+    async def publish_many(self, records: Sequence[Record]) -> None:
+        if not self._running:
+            raise RuntimeError("start() the bus before publishing")
+        await self._create({record.topic for record in records} - self._created)
+        producer = _aiokafka_producer(self._broker)
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for record in records:
+                futures.append(
+                    await producer.send(
+                        record.topic,
+                        record.value,
+                        key=None if record.key is None else record.key.encode(),
+                        headers=[(name, value.encode()) for name, value in record.headers.items()],
+                    )
+                )
+        finally:
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            log.error("bus.publish_failed", failed=len(failures), records=len(records))
+            raise failures[0]
+
+    async def publish(self, record: Record) -> None:
+        await self.publish_many([record])
+
+    def assigned_partitions(self, topic: str, group: str) -> frozenset[int]:
+        """The partitions of `topic` this process holds in `group` now (none mid-rebalance)."""
+        consumer = self._groups[topic, group].consumer()
+        if consumer is None:
+            return frozenset()
+        return frozenset(tp.partition for tp in consumer.assignment() if tp.topic == topic)
+
+    async def _create(self, topics: set[str]) -> None:
+        if not topics:
+            return
+        await ensure_topics(
+            self._bootstrap_servers,
+            topics,
+            partitions=self.partitions,
+            replication_factor=self._replication_factor,
+            client_id=f"{self._client_id}-admin",
+        )
+        self._created |= topics
+
+
+@dataclass(frozen=True)
+class _Tuning:
+    retry_initial: float
+    retry_max: float
+    commit_interval: float
+    #: How long a rebalance waits for the in-flight handler before handing its partition over.
+    revoke_timeout: float
+
+
+class _GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
+    """One (topic, group) in this process: calls the handler, commits, retries, hands over."""
+
+    def __init__(self, topic: str, group: str, handler: Handler, tuning: _Tuning) -> None:
+        self.topic = topic
+        self.group = group
+        self.subscriber: DefaultSubscriber | None = None
+        self._handler = handler
+        self._tuning = tuning
+        #: The record each partition is retrying, and how many times it failed.
+        self._failures: dict[Any, tuple[int, int]] = {}
+        self._resumes: dict[Any, asyncio.TimerHandle] = {}
+        #: Next offset to commit per partition: only ever past records whose handler returned.
+        self._pending: dict[Any, int] = {}
+        self._commit_lock = asyncio.Lock()
+        self._commit_task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+
+    async def on_message(self, record: Any) -> None:
+        if self._stopping:
+            return  # not handled, not committed: whoever owns the partition next gets it
+        tp = TopicPartition(record.topic, record.partition)
+        failed_offset, failures = self._failures.get(tp, (-1, 0))
+        delivery = _delivery(record, failures if failed_offset == record.offset else 0)
+        self._idle.clear()
+        try:
+            await self._handler(delivery)
+        except Exception:
+            self._retry_later(tp, delivery)
+        else:
+            self._failures.pop(tp, None)
+            self._pending[tp] = record.offset + 1
+            if self._commit_task is None or self._commit_task.done():
+                self._commit_task = asyncio.create_task(self._commit_soon())
+        finally:
+            self._idle.set()
+
+    def stop_fetching(self) -> None:
+        self._stopping = True
+        for handle in self._resumes.values():
+            handle.cancel()
+        self._resumes.clear()
+        consumer = self.consumer()
+        if consumer is not None:
+            consumer.pause(*consumer.assignment())
+
+    async def drain(self, grace: float) -> None:
+        """Wait for the in-flight handler call, then commit what was handled."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            log.warning("bus.drain_timeout", topic=self.topic, group=self.group, after=grace)
+        await self._flush()
+        if self._commit_task is not None:
+            self._commit_task.cancel()
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        """Before the group hands partitions over: finish the current record, commit."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self._tuning.revoke_timeout)
+        await self._flush()
+        for tp in revoked:
+            self._failures.pop(tp, None)
+            self._pending.pop(tp, None)
+            handle = self._resumes.pop(tp, None)
+            if handle is not None:
+                handle.cancel()
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        log.info(
+            "bus.partitions_assigned",
+            topic=self.topic,
+            group=self.group,
+            partitions=sorted(tp.partition for tp in assigned),
+        )
+
+    def consumer(self) -> Any:
+        return None if self.subscriber is None else self.subscriber.consumer
+
+    def _retry_later(self, tp: Any, delivery: Delivery) -> None:
+        attempt = delivery.redelivered + 1
+        delay = min(self._tuning.retry_max, self._tuning.retry_initial * 2 ** (attempt - 1))
+        log.warning(
+            "bus.handler_failed",
+            topic=delivery.topic,
+            group=self.group,
+            partition=delivery.partition,
+            offset=delivery.offset,
+            key=delivery.key,
+            attempt=attempt,
+            retry_in=delay,
+            exc_info=True,
+        )
+        consumer = self.consumer()
+        if self._stopping or consumer is None or tp not in consumer.assignment():
+            return  # revoked meanwhile: the next owner starts from the committed offset
+        self._failures[tp] = (delivery.offset, attempt)
+        consumer.seek(tp, delivery.offset)
+        consumer.pause(tp)
+        self._resumes[tp] = asyncio.get_running_loop().call_later(delay, self._resume, tp)
+
+    def _resume(self, tp: Any) -> None:
+        self._resumes.pop(tp, None)
+        consumer = self.consumer()
+        if not self._stopping and consumer is not None and tp in consumer.assignment():
+            consumer.resume(tp)
+
+    async def _commit_soon(self) -> None:
+        # One commit per interval at most: each costs the event loop as much as ~10 records.
+        while self._pending:
+            await asyncio.sleep(self._tuning.commit_interval)
+            if not await self._commit():
+                return
+
+    async def _flush(self) -> None:
+        while self._pending and await self._commit():
+            pass
+
+    async def _commit(self) -> bool:
+        async with self._commit_lock:
+            consumer = self.consumer()
+            if consumer is None:
+                return False
+            offsets, self._pending = self._pending, {}
+            assigned = consumer.assignment()
+            offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+            if not offsets:
+                return True
+            try:
+                await consumer.commit(offsets)
+            except Exception as exc:  # any commit failure means "redeliver", never "crash"
+                log.warning(
+                    "bus.commit_failed", topic=self.topic, group=self.group, error=repr(exc)
+                )
+                for tp, offset in offsets.items():
+                    self._pending.setdefault(tp, offset)
+                return False
+            return True
+
+
+def _delivery(record: Any, redelivered: int) -> Delivery:
+    return Delivery(
+        topic=record.topic,
+        value=record.value or b"",
+        key=None if record.key is None else record.key.decode(errors="replace"),
+        headers=MappingProxyType(
+            {name: value.decode(errors="replace") for name, value in record.headers}
+        ),
+        partition=record.partition,
+        offset=record.offset,
+        redelivered=redelivered,
+    )
+
+
+async def _raw_record(message: StreamMessage[Any]) -> Any:
+    """The aiokafka ConsumerRecord itself, bytes untouched (no JSON guess by faststream)."""
+    return message.raw_message
+
+
+def _aiokafka_producer(broker: KafkaBroker) -> Any:
+    # faststream keeps its aiokafka producer private (checked against faststream 0.7.8).
+    producer = broker.config.broker_config.producer
+    if not isinstance(producer, AioKafkaFastProducerImpl):
+        raise RuntimeError("the Kafka broker is not connected")
+    return producer._producer.producer

@@ -1,0 +1,247 @@
+"""The in-process bus of embedded mode: Kafka's topic and consumer-group semantics in one process.
+
+Each topic keeps its log in memory, split into `partitions` partitions; a record's partition
+is `crc32(key) % partitions`, stable across runs (keyless records go round-robin). Every
+(topic, group) keeps its own committed offset per partition, like a Kafka consumer group, so
+a group reads the topic from the beginning ("earliest") even when it subscribed after the
+records were published.
+
+One task per (topic, group, partition) hands the records to the handler one at a time, so
+per-key order holds while partitions run concurrently. The offset advances only after the
+handler returned; a handler that raises is logged and called again with the same record after
+an exponential back-off (`Delivery.redelivered` counts the retries), and the records behind
+it in that partition wait, while the other partitions keep flowing. `stop()` lets in-flight
+handler calls finish (up to `graceful_timeout`) and keeps the offsets, so `start()` again
+resumes where the group left off, like a consumer that rejoins its group.
+
+Retention: a long-running embedded process must not keep every event forever, so records
+that every subscribed group has committed are dropped, in batches. A group that only
+subscribes after a restart therefore starts at the oldest record still held, as a Kafka
+consumer with "earliest" starts at the oldest record the retention kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import zlib
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from infra.bus import Delivery, Handler, Record
+from infra.logging import get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+log = get_logger(__name__)
+
+#: Committed records are dropped once this many can go at once (a list slice is O(n)).
+_TRIM_BATCH = 1024
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition of a keyed record: the same in every process and every run."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+@dataclass
+class _Partition:
+    records: list[Delivery] = field(default_factory=list)
+    #: The offset of records[0]; grows as committed records are dropped.
+    base: int = 0
+    #: One wake-up event per reading group, set when a record is appended.
+    waiters: set[asyncio.Event] = field(default_factory=set)
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.records)
+
+    def at(self, offset: int) -> Delivery:
+        return self.records[offset - self.base]
+
+    def trim(self, committed: int) -> None:
+        if committed - self.base >= _TRIM_BATCH:
+            del self.records[: committed - self.base]
+            self.base = committed
+
+
+@dataclass
+class _Topic:
+    partitions: list[_Partition]
+    round_robin: Iterator[int]
+    groups: list[_Group] = field(default_factory=list)
+
+
+@dataclass
+class _Group:
+    topic: str
+    name: str
+    handler: Handler
+    #: The committed offset (next record to hand out) per partition; kept across restarts.
+    offsets: list[int]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class InProcessBus:
+    """A `Bus` for one process: same topics, keys, groups and retries as `KafkaBus`."""
+
+    def __init__(
+        self,
+        partitions: int = 8,
+        *,
+        retry_initial: float = 0.1,
+        retry_max: float = 5.0,
+        graceful_timeout: float = 30.0,
+    ) -> None:
+        if partitions < 1:
+            raise ValueError("a topic needs at least one partition")
+        self.partitions = partitions
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._graceful_timeout = graceful_timeout
+        self._topics: dict[str, _Topic] = {}
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._running = False
+        self._stopping = asyncio.Event()
+
+    def subscribe(self, topic: str, group: str, handler: Handler) -> None:
+        if self._running:
+            raise RuntimeError("subscribe before start()")
+        if (topic, group) in self._groups:
+            raise ValueError(f"group {group!r} already has a handler for {topic!r}")
+        subscription = _Group(topic, group, handler, [0] * self.partitions)
+        self._groups[topic, group] = subscription
+        self._topic(topic).groups.append(subscription)
+
+    async def ensure_topics(self, *topics: str) -> None:
+        """Nothing to create in memory; here for parity with `KafkaBus.ensure_topics`."""
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        self._stopping = asyncio.Event()
+        for group in self._groups.values():
+            group.tasks = [
+                asyncio.create_task(
+                    self._consume(group, partition),
+                    name=f"bus:{group.topic}:{group.name}:{partition}",
+                )
+                for partition in range(self.partitions)
+            ]
+
+    async def stop(self) -> None:
+        """Stop handing out records, let in-flight handler calls finish, keep the offsets."""
+        if not self._running:
+            return
+        self._running = False
+        self._stopping.set()
+        for topic in self._topics.values():
+            for partition in topic.partitions:
+                for wake in partition.waiters:
+                    wake.set()
+        tasks = [task for group in self._groups.values() for task in group.tasks]
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=self._graceful_timeout)
+        for task in late:
+            log.warning("bus.stop_timeout", task=task.get_name(), after=self._graceful_timeout)
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def publish_many(self, records: Sequence[Record]) -> None:
+        """Append to the logs (that is the acknowledgement) and wake the readers."""
+        woken: set[asyncio.Event] = set()
+        for record in records:
+            topic = self._topic(record.topic)
+            number = (
+                next(topic.round_robin)
+                if record.key is None
+                else partition_for(record.key, self.partitions)
+            )
+            partition = topic.partitions[number]
+            partition.records.append(
+                Delivery(
+                    topic=record.topic,
+                    value=record.value,
+                    key=record.key,
+                    headers=MappingProxyType(dict(record.headers)),
+                    partition=number,
+                    offset=partition.end,
+                )
+            )
+            woken |= partition.waiters
+        for wake in woken:
+            wake.set()
+
+    async def publish(self, record: Record) -> None:
+        await self.publish_many([record])
+
+    def assigned_partitions(self, topic: str, group: str) -> frozenset[int]:
+        """Every partition while running: one process is the whole group."""
+        if not self._running or (topic, group) not in self._groups:
+            return frozenset()
+        return frozenset(range(self.partitions))
+
+    def retained(self, topic: str) -> int:
+        """How many records of `topic` are held in memory (for monitoring embedded mode)."""
+        held = self._topics.get(topic)
+        return 0 if held is None else sum(len(p.records) for p in held.partitions)
+
+    def _topic(self, name: str) -> _Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = _Topic(
+                partitions=[_Partition() for _ in range(self.partitions)],
+                round_robin=itertools.cycle(range(self.partitions)),
+            )
+        return topic
+
+    async def _consume(self, group: _Group, number: int) -> None:
+        topic = self._topics[group.topic]
+        partition = topic.partitions[number]
+        wake = asyncio.Event()
+        partition.waiters.add(wake)
+        try:
+            while not self._stopping.is_set():
+                wake.clear()
+                # Below the base means those records were trimmed: start at the oldest kept.
+                offset = max(group.offsets[number], partition.base)
+                if offset >= partition.end:
+                    await wake.wait()
+                    continue
+                if await self._deliver(group, partition.at(offset)):
+                    group.offsets[number] = offset + 1
+                    partition.trim(min(g.offsets[number] for g in topic.groups))
+        finally:
+            partition.waiters.discard(wake)
+
+    async def _deliver(self, group: _Group, record: Delivery) -> bool:
+        """Hand one record over until the handler returns; False when stopped before that."""
+        attempt = 0
+        while True:
+            try:
+                await group.handler(replace(record, redelivered=attempt) if attempt else record)
+            except Exception:
+                delay = min(self._retry_max, self._retry_initial * 2**attempt)
+                log.warning(
+                    "bus.handler_failed",
+                    topic=record.topic,
+                    group=group.name,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    attempt=attempt + 1,
+                    retry_in=delay,
+                    exc_info=True,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                if self._stopping.is_set():
+                    return False
+                attempt += 1
+            else:
+                return True
