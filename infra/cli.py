@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from infra import cli_db
+from infra import cli_db, cli_demo, cli_worker
 from infra.database import database_url
 from infra.kafka.cli import app as kafka_app
 from infra.logging import configure_logging, get_logger
@@ -36,6 +36,8 @@ app = typer.Typer(
 )
 app.add_typer(cli_db.app, name="db")
 app.add_typer(kafka_app, name="kafka")
+app.command("worker")(cli_worker.worker)
+app.command("demo")(cli_demo.demo)
 
 
 def _version() -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -99,6 +98,12 @@ class Settings(BaseSettings):
     log_format: LogFormat = Field(default=LogFormat.AUTO, validation_alias="STRATEGIES_LOG_FORMAT")
     http_host: str = Field(default="127.0.0.1", validation_alias="STRATEGIES_HTTP_HOST")
     http_port: int = Field(default=8000, ge=1, le=65535, validation_alias="STRATEGIES_HTTP_PORT")
+    topic_prefix: str = Field(
+        default="strategies",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        validation_alias="STRATEGIES_TOPIC_PREFIX",
+    )
+    chunk_size: int = Field(default=500, ge=1, le=10_000, validation_alias="STRATEGIES_CHUNK_SIZE")
 
     @field_validator("database_url")
     @classmethod
@@ -139,20 +144,20 @@ class Settings(BaseSettings):
         # Relative paths would follow the working directory of whichever process reads them.
         return value.expanduser().resolve()
 
-    @cached_property
+    @property
     def postgres(self) -> PostgresSection:
         """Embedded server data (cluster, log, last port) lives in `<data_dir>/postgres`."""
         return PostgresSection(url=self.database_url, data_dir=self.data_dir / "postgres")
 
-    @cached_property
+    @property
     def kafka(self) -> KafkaSection:
         return KafkaSection(bootstrap_servers=self.kafka_bootstrap_servers)
 
-    @cached_property
+    @property
     def log(self) -> LogSection:
         return LogSection(level=self.log_level, format=self.log_format)
 
-    @cached_property
+    @property
     def http(self) -> HttpSection:
         return HttpSection(host=self.http_host, port=self.http_port)
 

@@ -131,3 +131,10 @@ def test_settings_can_be_built_in_code_by_field_name(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, log_level="warning", http_port=8123)
     assert settings.log.level == "WARNING"
     assert settings.http.port == 8123
+
+
+def test_a_copied_settings_object_derives_its_sections_from_its_own_values() -> None:
+    settings = Settings(log_level="INFO")
+    assert settings.log.level == "INFO"
+    quieter = settings.model_copy(update={"log_level": "WARNING"})
+    assert quieter.log.level == "WARNING"

@@ -1,0 +1,62 @@
+"""`strategies worker ROLE...`: run pipeline roles in this process until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from infra.database import database_url
+from infra.logging import get_logger
+from infra.runtime import ROLES, Engine, resolve_roles
+from infra.settings import Settings
+
+log = get_logger("infra.cli_worker")
+
+
+def worker(
+    ctx: typer.Context,
+    roles: Annotated[
+        list[str],
+        typer.Argument(
+            help=f"One or more of: {', '.join(ROLES)}, or 'all'. Without "
+            "KAFKA_BOOTSTRAP_SERVERS only 'all' is possible (the roles share an in-process bus).",
+            show_default=False,
+        ),
+    ],
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Traders per chunk for Operations requested here (STRATEGIES_CHUNK_SIZE)."
+        ),
+    ] = None,
+) -> None:
+    """Run stage workers, the outbox relay, the command consumer or projections.
+
+    SIGTERM or Ctrl-C stops consuming, lets in-flight messages finish and exits cleanly.
+    """
+    settings: Settings = ctx.obj
+    try:
+        resolve_roles(roles)
+        if not settings.kafka.bootstrap_servers and resolve_roles(roles) != set(ROLES):
+            raise ValueError(
+                "without KAFKA_BOOTSTRAP_SERVERS the roles share an in-process bus: "
+                "run 'strategies worker all', or set KAFKA_BOOTSTRAP_SERVERS"
+            )
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    with database_url(settings) as url:
+        asyncio.run(_run(settings, url, roles, chunk_size))
+
+
+async def _run(settings: Settings, url: str, roles: list[str], chunk_size: int | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Engine(settings, url, roles, chunk_size=chunk_size):
+        await stop.wait()
+        log.info("worker.draining")

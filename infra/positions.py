@@ -1,0 +1,74 @@
+"""Durable positions (the outbox relay's place in the log) and single-leader locks."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger("infra.positions")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS relay_positions (
+    name text PRIMARY KEY,
+    position bigint NOT NULL
+);
+"""
+
+
+class PostgresPositions:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def ensure_schema(self) -> None:
+        async with self.pool.acquire() as connection:
+            await connection.execute(SCHEMA)
+
+    async def load(self, name: str) -> int:
+        async with self.pool.acquire() as connection:
+            position = await connection.fetchval(
+                "SELECT position FROM relay_positions WHERE name = $1", name
+            )
+        return int(position or 0)
+
+    async def save(self, name: str, position: int) -> None:
+        async with self.pool.acquire() as connection:
+            # GREATEST: a position never moves backwards, whoever writes last.
+            await connection.execute(
+                """INSERT INTO relay_positions (name, position) VALUES ($1, $2)
+                   ON CONFLICT (name) DO UPDATE
+                   SET position = GREATEST(relay_positions.position, EXCLUDED.position)""",
+                name,
+                position,
+            )
+
+
+@asynccontextmanager
+async def leadership(
+    pool: asyncpg.Pool, name: str, stop: asyncio.Event, retry_every: float = 1.0
+) -> AsyncIterator[bool]:
+    """Hold a PostgreSQL advisory lock named `name` for the duration; several relay
+    processes may run, but only the holder relays (the others wait as hot standbys).
+    Yields False if `stop` was set before the lock could be had."""
+    key = zlib.crc32(name.encode())
+    connection = await pool.acquire()
+    try:
+        while not await connection.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            log.info("leadership.waiting", name=name)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=retry_every)
+            except TimeoutError:
+                continue
+            yield False
+            return
+        log.info("leadership.acquired", name=name)
+        try:
+            yield True
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock($1)", key)
+    finally:
+        await pool.release(connection)

@@ -1,0 +1,215 @@
+"""The composition root of the pipeline: builds the store, bus, venue and handlers for the
+roles a process runs, and starts and stops them together.
+
+Roles: `relay`, `credit-check`, `pricing`, `execution`, `commands`, `projections`; `all`
+runs every one in this process. With KAFKA_BOOTSTRAP_SERVERS set the roles talk over Kafka
+(each its own consumer group, so several processes share the work); without it they share
+an in-process bus with the same semantics (embedded mode: then every role must run here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import asyncpg
+import structlog
+from pydantic import ValidationError
+
+from domain.errors import DomainError
+from domain.requests import Limits
+from infra.bus import Bus, Delivery, Handler
+from infra.notification_log import ApplicationNotificationLog
+from infra.positions import PostgresPositions, leadership
+from infra.settings import Settings
+from infra.store import PostgresTrading, retry_on_conflict
+from infra.venue import QuoteProvider
+from infra.venue.config import VenueConfig, build_venue
+from projections.roster import Roster
+from workers.commands import CommandService, command_consumer
+from workers.context import StageContext
+from workers.credit_check import check_credit
+from workers.execution import execute
+from workers.messages import DomainEventMessage
+from workers.pricing_lock import lock_prices
+from workers.relay import OutboxRelay
+from workers.topics import Topics
+
+log = structlog.get_logger("infra.runtime")
+T = TypeVar("T")
+
+CONFLICT_ATTEMPTS = 30
+ROLES = ("relay", "credit-check", "pricing", "execution", "commands", "projections")
+
+
+def resolve_roles(names: Iterable[str]) -> frozenset[str]:
+    roles = set()
+    for name in names:
+        if name == "all":
+            roles |= set(ROLES)
+        elif name in ROLES:
+            roles.add(name)
+        else:
+            raise ValueError(f"unknown role {name!r}: choose from {', '.join((*ROLES, 'all'))}")
+    return frozenset(roles)
+
+
+def build_bus(settings: Settings, client_id: str) -> Bus:
+    servers = settings.kafka.bootstrap_servers
+    if servers:
+        from infra.bus.kafka import KafkaBus
+
+        return KafkaBus(servers, client_id=client_id)
+    from infra.bus.memory import InProcessBus
+
+    return InProcessBus()
+
+
+def guarded(handler: Handler) -> Handler:
+    """A task the domain refuses (unknown operation, a stage it has moved past) is logged and
+    acknowledged: retrying it could never succeed and would hold up its partition. Anything
+    else (database down, a bug) propagates, so the bus redelivers the record after a back-off."""
+
+    async def handle(delivery: Delivery) -> None:
+        try:
+            await handler(delivery)
+        except DomainError as refusal:
+            log.error(
+                "stage.refused",
+                topic=delivery.topic,
+                key=delivery.key,
+                offset=delivery.offset,
+                code=refusal.code,
+                reason=refusal.message,
+            )
+        except ValidationError as unreadable:
+            log.error(
+                "stage.unreadable",
+                topic=delivery.topic,
+                offset=delivery.offset,
+                error=str(unreadable),
+            )
+
+    return handle
+
+
+class Engine:
+    """Everything one process runs; `async with Engine(...)` starts and drains it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        roles: Iterable[str] = ("all",),
+        *,
+        bus: Bus | None = None,
+        venue: QuoteProvider | None = None,
+        chunk_size: int | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.roles = resolve_roles(roles)
+        if not settings.kafka.bootstrap_servers and bus is None and self.roles != set(ROLES):
+            raise ValueError(
+                "without KAFKA_BOOTSTRAP_SERVERS the roles share an in-process bus, so one "
+                "process must run them all (use 'all'), or set KAFKA_BOOTSTRAP_SERVERS"
+            )
+        self.bus = bus or build_bus(
+            settings, client_id="strategies-" + "-".join(sorted(self.roles))
+        )
+        self.venue: Any = venue or build_venue(VenueConfig.from_env(os.environ))
+        self.chunk_size = chunk_size or settings.chunk_size
+        self.limits = limits
+        self.topics = Topics(settings.topic_prefix)
+        self.stop_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a synchronous domain call in a thread, again if a concurrent writer won.
+
+        The budget is generous (about 20 s of jittered back-off in all) because a busy chunk
+        takes half a second and several may contend for the same float account; a handler
+        that still loses is redelivered by the bus.
+        """
+        return await asyncio.to_thread(
+            retry_on_conflict, lambda: fn(*args), attempts=CONFLICT_ATTEMPTS, base_delay=0.02
+        )
+
+    async def start(self) -> Engine:
+        self.trading = await asyncio.to_thread(
+            PostgresTrading, self.database_url, chunk_size=self.chunk_size, limits=self.limits
+        )
+        await self.call(self.trading.ensure_default_catalogue)
+        self.pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=8)
+        self.roster = Roster(self.pool)
+        await self.roster.ensure_schema()
+        self.positions = PostgresPositions(self.pool)
+        await self.positions.ensure_schema()
+        self.commands = CommandService(self.trading, self.call, self.roster)
+        self.stages = StageContext(self.trading, self.venue, self.venue, self.call)
+        self._subscribe(self.stages)
+        await self.bus.start()
+        if "relay" in self.roles:
+            self._tasks.append(asyncio.create_task(self._relay(), name="relay"))
+        log.info(
+            "engine.started",
+            roles=sorted(self.roles),
+            kafka=bool(self.settings.kafka.bootstrap_servers),
+        )
+        return self
+
+    def _subscribe(self, ctx: StageContext) -> None:
+        topics = self.topics
+
+        def bind(handler: Callable[[Delivery, StageContext], Awaitable[None]]) -> Handler:
+            return guarded(lambda delivery: handler(delivery, ctx))
+
+        if "credit-check" in self.roles:
+            self.bus.subscribe(
+                topics.credit_check, topics.group("credit-check"), bind(check_credit)
+            )
+        if "pricing" in self.roles:
+            self.bus.subscribe(topics.pricing, topics.group("pricing"), bind(lock_prices))
+        if "execution" in self.roles:
+            self.bus.subscribe(topics.execution, topics.group("execution"), bind(execute))
+        if "commands" in self.roles:
+            consume = command_consumer(self.commands, self.bus, topics)
+            self.bus.subscribe(topics.commands, topics.group("commands"), consume)
+        if "projections" in self.roles:
+            self.bus.subscribe(topics.events, topics.group("roster"), guarded(self._project_roster))
+
+    async def _project_roster(self, delivery: Delivery) -> None:
+        await self.roster.apply(DomainEventMessage.model_validate_json(delivery.value))
+
+    async def _relay(self) -> None:
+        async with leadership(
+            self.pool, f"{self.topics.prefix}.outbox", self.stop_event
+        ) as leading:
+            if leading:
+                relay = OutboxRelay(
+                    ApplicationNotificationLog(self.trading),
+                    self.bus,
+                    self.positions,
+                    name=f"{self.topics.prefix}.outbox",
+                    topics=self.topics,
+                )
+                await relay.run(self.stop_event)
+
+    async def stop(self) -> None:
+        """Graceful: stop the relay, drain in-flight handlers, then close the connections."""
+        self.stop_event.set()
+        for task in self._tasks:
+            await task
+        await self.bus.stop()
+        await self.pool.close()
+        await asyncio.to_thread(self.trading.close)
+        log.info("engine.stopped")
+
+    async def __aenter__(self) -> Engine:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,106 @@
+"""Driving the real pipeline from tests: an Engine on real Kafka and PostgreSQL, a client that
+speaks the command topics, and checks of what the domain's maths says should have happened."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+from domain import ids
+from domain.operation import Operation
+from domain.services import Trading
+from domain.trader import Trader
+from infra.bus import Delivery, Record
+from infra.bus.kafka import KafkaBus
+from infra.settings import Settings
+from workers.messages import CommandResult
+from workers.topics import Topics
+
+PLATFORM = "platform-it"
+BLUE_CHIP = [
+    {"underlying_currency": "BTC", "weight": "0.50"},
+    {"underlying_currency": "ETH", "weight": "0.30"},
+    {"underlying_currency": "SOL", "weight": "0.20"},
+]
+
+
+def pipeline_settings(database_url: str, bootstrap: str, prefix: str | None = None) -> Settings:
+    return Settings(
+        database_url=database_url,
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=prefix or f"it-{uuid4().hex[:12]}",
+        chunk_size=50,
+    )
+
+
+async def wait_terminal(trading: Trading, operation_id: UUID, timeout: float = 90) -> Operation:
+    deadline = time.monotonic() + timeout
+    while True:
+        operation = await asyncio.to_thread(trading.operation, operation_id)
+        if operation.status.terminal:
+            return operation
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"operation still {operation.status} after {timeout}s: {operation.chunks}"
+            )
+        await asyncio.sleep(0.1)
+
+
+def holdings(trading: Trading, strategy_id: UUID, codes: list[str]) -> dict[str, Trader]:
+    found = trading.get_many([ids.trader_id(strategy_id, c) for c in codes])
+    return {t.participant_code: t for t in found.values() if isinstance(t, Trader)}
+
+
+def locked_prices(operation: Operation) -> dict[str, Decimal]:
+    return {asset: Decimal(q["price"]) for asset, q in operation.locked_prices.items()}
+
+
+class CommandClient:
+    """An upstream service: publishes commands, reads their results and dead letters."""
+
+    def __init__(self, bootstrap: str, topics: Topics) -> None:
+        self.topics = topics
+        self.bus = KafkaBus(bootstrap, client_id=f"client-{uuid4().hex[:6]}")
+        self.results: dict[str, CommandResult] = {}
+        self.dead_letters: list[dict[str, Any]] = []
+        self.bus.subscribe(topics.command_results, f"client-{uuid4().hex}", self._result)
+        self.bus.subscribe(topics.commands_dead_letter, f"client-{uuid4().hex}", self._dead)
+
+    async def _result(self, delivery: Delivery) -> None:
+        result = CommandResult.model_validate_json(delivery.value)
+        self.results[result.request_id] = result
+
+    async def _dead(self, delivery: Delivery) -> None:
+        import json
+
+        self.dead_letters.append(json.loads(delivery.value))
+
+    async def __aenter__(self) -> CommandClient:
+        await self.bus.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.bus.stop()
+
+    async def send_raw(self, value: bytes, key: str | None, headers: Mapping[str, str]) -> None:
+        await self.bus.publish(Record(self.topics.commands, value, key=key, headers=dict(headers)))
+
+    async def send(self, command: str, body: dict[str, Any], **target: Any) -> CommandResult:
+        import json
+
+        request_id = str(uuid4())
+        payload = {"command": command, "body": body, **{k: str(v) for k, v in target.items()}}
+        await self.send_raw(json.dumps(payload).encode(), request_id, {"platform": PLATFORM})
+        return await self.result(request_id)
+
+    async def result(self, request_id: str, timeout: float = 60) -> CommandResult:
+        deadline = time.monotonic() + timeout
+        while request_id not in self.results:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no result for command {request_id} after {timeout}s")
+            await asyncio.sleep(0.05)
+        return self.results[request_id]

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from uuid import uuid4
+
+from workers.messages import (
+    CreditCheckRequested,
+    DomainEventMessage,
+    ExecutionRequested,
+    PricingRequested,
+)
+from workers.outbox import event_message, plain, records_for
+from workers.topics import DEFAULT as TOPICS
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+OPERATION = uuid4()
+
+
+def message(type_: str, **data: object) -> DomainEventMessage:
+    return DomainEventMessage(
+        position=7,
+        aggregate_id=OPERATION,
+        aggregate_type=type_.split(".")[0],
+        aggregate_version=3,
+        type=type_,
+        timestamp=NOW,
+        data=data,
+    )
+
+
+def test_stored_state_becomes_a_json_ready_event_keyed_by_aggregate() -> None:
+    trader = uuid4()
+    state = {
+        "originator_id": trader,
+        "originator_version": 4,
+        "timestamp": NOW,
+        "funded": Decimal("100.00"),
+        "instructions": [{"quantity": Decimal("0.1")}],
+        "operation_id": OPERATION,
+    }
+    event = event_message(42, "domain.trader:Trader.Settled", trader, 4, state)
+    assert (event.type, event.aggregate_type, event.position) == ("Trader.Settled", "Trader", 42)
+    assert event.data == {
+        "funded": "100.00",
+        "instructions": [{"quantity": "0.1"}],
+        "operation_id": str(OPERATION),
+    }
+    (record,) = records_for(event)
+    assert (record.topic, record.key) == (TOPICS.events, str(trader))
+    assert plain(NOW) == NOW.isoformat()
+
+
+def test_every_planned_chunk_asks_for_its_credit_check() -> None:
+    planned = message("OperationChunk.Planned", operation_id=str(OPERATION), index=3)
+    _, task = records_for(planned)
+    assert task.topic == TOPICS.credit_check
+    assert task.key == f"{OPERATION}:3"
+    assert CreditCheckRequested.model_validate_json(task.value).chunk == 3
+
+
+def test_the_pricing_barrier_asks_for_a_price_lock_and_settling_for_block_orders() -> None:
+    _, pricing = records_for(message("Operation.StatusChanged", status="pricing", reason=""))
+    assert pricing.topic == TOPICS.pricing
+    assert PricingRequested.model_validate_json(pricing.value).operation_id == OPERATION
+    _, blocks = records_for(message("Operation.StatusChanged", status="settling", reason=""))
+    assert ExecutionRequested.model_validate_json(blocks.value).action == "place_blocks"
+    assert records_for(message("Operation.StatusChanged", status="settled", reason="")) == [
+        records_for(message("Operation.StatusChanged", status="settled", reason=""))[0]
+    ]
+
+
+def test_fills_completed_settles_and_failing_releases_every_chunk() -> None:
+    settle = records_for(message("Operation.FillsCompleted", chunk_count=3))[1:]
+    assert [ExecutionRequested.model_validate_json(r.value).chunk for r in settle] == [0, 1, 2]
+    assert {ExecutionRequested.model_validate_json(r.value).action for r in settle} == {"settle"}
+    assert [r.key for r in settle] == [f"{OPERATION}:{i}" for i in range(3)]
+    release = records_for(
+        message("Operation.Failing", reason="pricing_failed", detail="x", chunk_count=2)
+    )[1:]
+    assert {ExecutionRequested.model_validate_json(r.value).action for r in release} == {"release"}
+
+
+def test_other_events_make_no_task() -> None:
+    assert len(records_for(message("Trader.HoldPlaced", operation_id=str(OPERATION)))) == 1
+
+
+def test_a_prefix_keeps_installations_apart() -> None:
+    from workers.topics import Topics
+
+    staging = Topics("staging")
+    planned = message("OperationChunk.Planned", operation_id=str(OPERATION), index=0)
+    assert [r.topic for r in records_for(planned, staging)] == [
+        "staging.events",
+        "staging.credit-check-requested",
+    ]
+    assert staging.group("pricing") == "staging.pricing"
+    for bad in ("", "has space", "x" * 101):
+        try:
+            Topics(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")

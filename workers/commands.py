@@ -1,0 +1,201 @@
+"""Commands from upstream services: `strategies.commands` in, `strategies.command-results` out.
+
+A command's record key is its request id (UUID v4) and its `platform` header names the
+platform, exactly like X-REQUEST-ID and the API key over HTTP: a replayed command returns the
+original resource (`replayed`), a business refusal is a `rejected` result with the domain's
+error code, and a record that cannot even be read goes to the dead-letter topic with the
+reason. Nothing a sender does can stop the consumer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+from uuid import UUID
+
+import structlog
+from pydantic import ValidationError
+
+from domain.errors import DomainError, FieldError, InvalidRequestError
+from domain.services import Trading
+from domain.statuses import OperationType
+from infra.bus import Bus, Delivery, Record
+from workers.context import SyncCaller
+from workers.messages import Command, CommandError, CommandResult, DeadLetter, ErrorDetail
+from workers.representations import operation_resource, strategy_resource, trader_resource
+from workers.topics import PLATFORM_HEADER, Topics
+
+log = structlog.get_logger("workers.commands")
+
+OPERATION_COMMANDS = {
+    "enroll": OperationType.ENROLLMENT,
+    "top_up": OperationType.TOP_UP,
+    "partial_sell": OperationType.PARTIAL_SELL,
+    "rebalance": OperationType.REBALANCE,
+    "liquidate": OperationType.LIQUIDATION,
+}
+
+
+class ScopeSource(Protocol):
+    """Who is in scope when a request names nobody (rebalance, liquidate `all`)."""
+
+    async def traders(self, strategy_id: UUID, *, auto_rebalance_only: bool) -> list[str]: ...
+
+
+class CommandService:
+    """Runs one command for one platform; shared by the command topic and the HTTP API."""
+
+    def __init__(self, trading: Trading, call: SyncCaller, scopes: ScopeSource) -> None:
+        self.trading = trading
+        self.call = call
+        self.scopes = scopes
+
+    async def execute(self, platform: str, request_id: UUID, command: Command) -> CommandResult:
+        try:
+            kind, resource, created = await self._run(platform, request_id, command)
+        except DomainError as error:
+            return _rejected(platform, request_id, command.command, error)
+        return CommandResult(
+            request_id=str(request_id),
+            platform=platform,
+            command=command.command,
+            outcome="accepted" if created else "replayed",
+            resource_type=kind,
+            resource=resource,
+        )
+
+    async def _run(
+        self, platform: str, request_id: UUID, command: Command
+    ) -> tuple[Any, dict[str, Any], bool]:
+        if command.command == "create_strategy":
+            strategy, created = await self.call(
+                self.trading.create_strategy, platform, request_id, command.body
+            )
+            return "strategy", strategy_resource(strategy), created
+        if command.command == "update_trader":
+            flag = command.body.get("auto_rebalance")
+            if command.trader_id is None or not isinstance(flag, bool):
+                raise InvalidRequestError(
+                    "update_trader needs trader_id and body.auto_rebalance (true or false)",
+                    errors=(FieldError("auto_rebalance", "must be true or false"),),
+                )
+            trader = await self.call(
+                self.trading.change_auto_rebalance, platform, command.trader_id, flag
+            )
+            return "trader", trader_resource(trader), True
+        if command.strategy_id is None:
+            raise InvalidRequestError(
+                f"{command.command} needs strategy_id",
+                errors=(FieldError("strategy_id", "is required"),),
+            )
+        kind = OPERATION_COMMANDS[command.command]
+        scope = await self._scope(kind, command)
+        operation, created = await self.call(
+            self.trading.request_operation,
+            platform,
+            command.strategy_id,
+            request_id,
+            kind,
+            command.body,
+            scope,
+        )
+        return "operation", operation_resource(operation), created
+
+    async def _scope(self, kind: OperationType, command: Command) -> list[str] | None:
+        assert command.strategy_id is not None
+        if kind is OperationType.REBALANCE and command.body.get("participants") is None:
+            return await self.scopes.traders(command.strategy_id, auto_rebalance_only=True)
+        if kind is OperationType.LIQUIDATION and command.body.get("all") is True:
+            return await self.scopes.traders(command.strategy_id, auto_rebalance_only=False)
+        return None
+
+
+def _rejected(platform: str, request_id: UUID, command: str, error: DomainError) -> CommandResult:
+    return CommandResult(
+        request_id=str(request_id),
+        platform=platform,
+        command=command,
+        outcome="rejected",
+        error=CommandError(
+            code=error.code,
+            message=error.message,
+            errors=[ErrorDetail(field=e.field, message=e.message) for e in error.errors],
+        ),
+    )
+
+
+class UnreadableCommandError(Exception):
+    """Raised when a command record cannot be understood at all (it is dead-lettered)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def read_command(delivery: Delivery) -> tuple[str, UUID, Command]:
+    platform = delivery.headers.get(PLATFORM_HEADER, "").strip()
+    if not platform:
+        raise UnreadableCommandError(
+            "missing_platform", f"the {PLATFORM_HEADER!r} header is required"
+        )
+    try:
+        request_id = UUID(delivery.key or "")
+    except ValueError:
+        raise UnreadableCommandError(
+            "invalid_request_id", "the record key must be a UUID v4 request id"
+        ) from None
+    if request_id.version != 4:
+        raise UnreadableCommandError(
+            "invalid_request_id", "the record key must be a UUID v4 request id"
+        )
+    try:
+        command = Command.model_validate_json(delivery.value)
+    except ValidationError as error:
+        reason = (
+            "invalid_json" if error.errors()[0]["type"] == "json_invalid" else "invalid_command"
+        )
+        raise UnreadableCommandError(reason, _summary(error)) from None
+    return platform, request_id, command
+
+
+def _summary(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()[:5]
+    )
+
+
+def command_consumer(
+    service: CommandService, bus: Bus, topics: Topics
+) -> Callable[[Delivery], Awaitable[None]]:
+    async def consume(delivery: Delivery) -> None:
+        try:
+            platform, request_id, command = read_command(delivery)
+        except UnreadableCommandError as unreadable:
+            await bus.publish(_dead_letter(delivery, unreadable, topics.commands_dead_letter))
+            log.warning("command.dead_lettered", reason=unreadable.reason, offset=delivery.offset)
+            return
+        result = await service.execute(platform, request_id, command)
+        await bus.publish(Record(topics.command_results, result.encode(), key=str(request_id)))
+        log.info(
+            "command.handled",
+            command=command.command,
+            outcome=result.outcome,
+            request_id=str(request_id),
+        )
+
+    return consume
+
+
+def _dead_letter(delivery: Delivery, unreadable: UnreadableCommandError, topic: str) -> Record:
+    letter = DeadLetter(
+        reason=unreadable.reason,
+        detail=unreadable.detail,
+        topic=delivery.topic,
+        partition=delivery.partition,
+        offset=delivery.offset,
+        key=delivery.key,
+        headers=dict(delivery.headers),
+        value=delivery.value.decode("utf-8", errors="replace"),
+    )
+    return Record(topic, letter.encode(), key=delivery.key)

@@ -1,0 +1,36 @@
+"""credit-check stage: one chunk of Traders checked on every leg at indicative prices.
+
+Adapter only: the credit rules live in `domain/credit.py`; the chunk's decisions, holds,
+float reservation and the Operation's barrier are written by `Trading.check_chunk` at once.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from infra.bus import Delivery
+from workers.context import StageContext
+from workers.messages import CreditCheckRequested
+
+log = structlog.get_logger("workers.credit_check")
+
+
+async def check_credit(delivery: Delivery, ctx: StageContext) -> None:
+    task = CreditCheckRequested.model_validate_json(delivery.value)
+    operation = await ctx.call(ctx.trading.operation, task.operation_id)
+    catalogue = await ctx.call(ctx.trading.catalogue)
+    assets = [
+        asset
+        for (asset, currency), instrument in catalogue.instruments.items()
+        if currency == operation.quoted_currency and instrument.tradable
+    ]
+    prices = await ctx.quotes.indicative(operation.quoted_currency, assets)
+    result = await ctx.call(ctx.trading.check_chunk, task.operation_id, task.chunk, prices)
+    log.info(
+        "credit.checked",
+        operation_id=str(task.operation_id),
+        chunk=task.chunk,
+        status=result.status.value,
+        replayed=result.replayed,
+        redelivered=delivery.redelivered,
+    )

@@ -1,0 +1,120 @@
+"""The outbox relay: tails the event store's notification log and publishes it to Kafka.
+
+It is the only way anything leaves the write side. It reads committed events in log order,
+publishes each (and the stage tasks it makes due), waits for every acknowledgement, and only
+then advances its durable position. A crash between publishing and saving the position
+republishes a few records on restart: consumers are idempotent, so delivery is at least once
+and effects exactly once, and per-key order is preserved because the log is read in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+import structlog
+
+from infra.bus import Bus, Record
+from workers.outbox import event_message, records_for
+from workers.topics import DEFAULT, Topics
+
+log = structlog.get_logger("workers.relay")
+
+
+@dataclass(frozen=True)
+class StoredNotification:
+    """A committed event as read from the log: its position, and its decoded state."""
+
+    position: int
+    topic: str
+    aggregate_id: UUID
+    version: int
+    state: Mapping[str, Any]
+
+
+class NotificationLog(Protocol):
+    def read(self, after: int, limit: int) -> Sequence[StoredNotification]:
+        """Up to `limit` notifications with positions greater than `after`, in order."""
+
+
+class PositionStore(Protocol):
+    async def load(self, name: str) -> int: ...
+
+    async def save(self, name: str, position: int) -> None: ...
+
+
+class MemoryPositions:
+    def __init__(self) -> None:
+        self.positions: dict[str, int] = {}
+
+    async def load(self, name: str) -> int:
+        return self.positions.get(name, 0)
+
+    async def save(self, name: str, position: int) -> None:
+        self.positions[name] = position
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        notifications: NotificationLog,
+        bus: Bus,
+        positions: PositionStore,
+        *,
+        name: str = "outbox",
+        batch_size: int = 1000,
+        idle_delay: float = 0.05,
+        on_published: Callable[[int], None] | None = None,
+        topics: Topics = DEFAULT,
+    ) -> None:
+        self.topics = topics
+        self.notifications = notifications
+        self.bus = bus
+        self.positions = positions
+        self.name = name
+        self.batch_size = batch_size
+        self.idle_delay = idle_delay
+        self.on_published = on_published
+        self.position = 0
+
+    async def run_once(self) -> int:
+        """Publish the next batch; returns how many events it published."""
+        batch = await asyncio.to_thread(self.notifications.read, self.position, self.batch_size)
+        if not batch:
+            return 0
+        records: list[Record] = []
+        for stored in batch:
+            message = event_message(
+                stored.position, stored.topic, stored.aggregate_id, stored.version, stored.state
+            )
+            records.extend(records_for(message, self.topics))
+        await self.bus.publish_many(records)
+        self.position = batch[-1].position
+        await self.positions.save(self.name, self.position)
+        if self.on_published:
+            self.on_published(self.position)
+        log.debug(
+            "relay.published", events=len(batch), records=len(records), position=self.position
+        )
+        return len(batch)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until `stop` is set; transient failures are logged and retried."""
+        self.position = await self.positions.load(self.name)
+        log.info("relay.started", position=self.position)
+        delay = self.idle_delay
+        while not stop.is_set():
+            try:
+                published = await self.run_once()
+                delay = self.idle_delay
+            except Exception:
+                log.exception("relay.failed", position=self.position)
+                published, delay = 0, min(delay * 2 if delay else 0.1, 5.0)
+            if not published:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+        log.info("relay.stopped", position=self.position)
