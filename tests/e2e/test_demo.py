@@ -1,0 +1,56 @@
+"""`strategies demo` as a newcomer runs it: the real CLI, the embedded default."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.demo_story import Cast, story
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_demo_runs_the_whole_story_and_prints_a_table(tmp_path: Path) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
+    }
+    env["STRATEGIES_DATA_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "demo", "--traders", "1200", "--chunk-size", "100"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    for expected in ("enrollment", "top_up", "rebalance", "partial_sell", "liquidation"):
+        assert expected in out
+    assert "participant_inel" in out  # the suspended participant was excluded
+    assert "instrument_inel" in out  # the participant barred from SOL was excluded
+    assert "failed" not in out
+
+
+def test_the_story_excludes_a_few_and_funds_everyone() -> None:
+    cast = Cast.of(2000)
+    assert len(cast.codes) == 2000
+    assert cast.suspended == ["DEMO-000997", "DEMO-001994"]
+    assert cast.no_sol == ["DEMO-001009"]
+    steps = story(cast)
+    assert [s.command for s in steps] == [
+        "enroll",
+        "top_up",
+        "rebalance",
+        "partial_sell",
+        "liquidate",
+    ]
+    assert "participants" not in steps[2].body  # the rebalance takes its scope from the roster
+    enroll_total = sum(float(p["amount"]) for p in steps[0].body["participants"])
+    assert float(cast.float_needed) >= enroll_total * 1.5
