@@ -111,7 +111,12 @@ class OperationStages:
                 trader = trader or Trader(
                     operation.strategy_id, operation.platform_id, order.code, order.auto_rebalance
                 )
-                trader.place_hold(operation.id, ids.execution_id(operation.id, order.code))
+                trader.place_hold(
+                    operation.id,
+                    ids.execution_id(operation.id, order.code),
+                    operation.type,
+                    decision.legs,
+                )
                 touched.append(trader)
             records.append(_decision_record(operation, order, decision, trader))
         flows, cash = _flows(

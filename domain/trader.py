@@ -54,15 +54,34 @@ class Trader(Aggregate):
     def account_label(self) -> str:
         return str(self.strategy_id)
 
-    def place_hold(self, operation_id: UUID, execution_id: UUID) -> None:
+    def place_hold(
+        self,
+        operation_id: UUID,
+        execution_id: UUID,
+        operation_type: OperationType,
+        planned: tuple[Leg, ...] = (),
+    ) -> None:
+        """Open the Execution: the Trader is reserved for this Operation until it settles.
+
+        The planned legs (at indicative prices) travel with the event so the Execution's
+        whole life, from `awaiting_execution` to its end, reads from this stream alone.
+        """
         if self.held_by == operation_id:
             return
         if self.held_by is not None:
             raise TraderHeldError(f"trader {self.id} is held by operation {self.held_by}")
-        self._hold_placed(operation_id, execution_id)
+        self._hold_placed(
+            operation_id, execution_id, operation_type.value, [leg.as_dict() for leg in planned]
+        )
 
     @event("HoldPlaced")
-    def _hold_placed(self, operation_id: UUID, execution_id: UUID) -> None:
+    def _hold_placed(
+        self,
+        operation_id: UUID,
+        execution_id: UUID,
+        operation_type: str,
+        instructions: list[dict[str, str]],
+    ) -> None:
         self.held_by = operation_id
         self.execution_id = execution_id
 

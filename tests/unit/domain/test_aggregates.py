@@ -42,17 +42,19 @@ def new_trader() -> Trader:
 
 def test_second_hold_is_refused_while_trader_is_held() -> None:
     trader = new_trader()
-    trader.place_hold(FIRST_OP, EXECUTION)
-    trader.place_hold(FIRST_OP, EXECUTION)  # the same operation again: a no-op
+    trader.place_hold(FIRST_OP, EXECUTION, OperationType.TOP_UP)
+    trader.place_hold(
+        FIRST_OP, EXECUTION, OperationType.TOP_UP
+    )  # the same operation again: a no-op
     with pytest.raises(TraderHeldError) as caught:
-        trader.place_hold(SECOND_OP, uuid4())
+        trader.place_hold(SECOND_OP, uuid4(), OperationType.TOP_UP)
     assert caught.value.code == "concurrent_hold"
     assert [type(e) for e in trader.collect_events()] == [Trader.Opened, Trader.HoldPlaced]
 
 
 def test_only_the_holding_operation_may_settle_or_release() -> None:
     trader = new_trader()
-    trader.place_hold(FIRST_OP, EXECUTION)
+    trader.place_hold(FIRST_OP, EXECUTION, OperationType.TOP_UP)
     with pytest.raises(HoldNotOwnedError):
         trader.release_hold(SECOND_OP, "rejected", "pricing_failed")
     with pytest.raises(HoldNotOwnedError):
@@ -63,7 +65,7 @@ def test_only_the_holding_operation_may_settle_or_release() -> None:
 
 def test_enrollment_settlement_activates_the_trader_and_books_fills() -> None:
     trader = new_trader()
-    trader.place_hold(FIRST_OP, EXECUTION)
+    trader.place_hold(FIRST_OP, EXECUTION, OperationType.TOP_UP)
     leg = Leg(Side.BUY, "BTC", D("0.001"), D("60.00"))
     trader.settle(
         FIRST_OP, OperationType.ENROLLMENT, (leg,), {"BTC": D("60000")}, D("100.00"), D(0), False
@@ -78,7 +80,7 @@ def test_enrollment_settlement_activates_the_trader_and_books_fills() -> None:
 
 def test_settlement_that_would_go_negative_is_refused_before_any_change() -> None:
     trader = new_trader()
-    trader.place_hold(FIRST_OP, EXECUTION)
+    trader.place_hold(FIRST_OP, EXECUTION, OperationType.TOP_UP)
     oversell = Leg(Side.SELL, "BTC", D("1"), D("60000.00"))
     with pytest.raises(IllegalTransitionError, match="negative"):
         trader.settle(
@@ -90,9 +92,9 @@ def test_settlement_that_would_go_negative_is_refused_before_any_change() -> Non
 
 def test_liquidation_marks_the_trader_liquidated() -> None:
     trader = new_trader()
-    trader.place_hold(FIRST_OP, EXECUTION)
+    trader.place_hold(FIRST_OP, EXECUTION, OperationType.TOP_UP)
     trader.settle(FIRST_OP, OperationType.ENROLLMENT, (), {}, D("5.00"), D(0))
-    trader.place_hold(SECOND_OP, uuid4())
+    trader.place_hold(SECOND_OP, uuid4(), OperationType.TOP_UP)
     trader.settle(SECOND_OP, OperationType.LIQUIDATION, (), {}, D(0), D("5.00"))
     assert trader.status is TraderStatus.LIQUIDATED
     assert trader.cash == 0
@@ -102,7 +104,7 @@ def test_auto_rebalance_changes_only_once_enrolled_and_only_when_different() -> 
     trader = new_trader()
     with pytest.raises(IllegalTransitionError):
         trader.change_auto_rebalance(False)
-    trader.place_hold(FIRST_OP, EXECUTION)
+    trader.place_hold(FIRST_OP, EXECUTION, OperationType.TOP_UP)
     trader.settle(FIRST_OP, OperationType.ENROLLMENT, (), {}, D(0), D(0))
     trader.collect_events()
     trader.change_auto_rebalance(True)
