@@ -283,7 +283,9 @@ class Operation(Aggregate):
         elif counts["skipped"] == total:
             self._transition(OperationStatus.SKIPPED, OperationReason.ALL_SKIPPED)
         else:
-            self._transition(OperationStatus.SKIPPED, OperationReason.PARTIAL_SUCCESS)
+            # Nothing traded, some rejected and some skipped: no success to call partial, and
+            # not all of either; each Execution carries its own reason.
+            self._transition(OperationStatus.SKIPPED, OperationReason.NONE)
 
     def _finish_after_settlement(self) -> None:
         self._reconciled(self._residual())

@@ -52,7 +52,7 @@ class CommandService:
 
     async def execute(self, platform: str, request_id: UUID, command: Command) -> CommandResult:
         try:
-            kind, resource, created = await self._run(platform, request_id, command)
+            kind, resource, created = await self.run(platform, request_id, command)
         except DomainError as error:
             return _rejected(platform, request_id, command.command, error)
         return CommandResult(
@@ -64,9 +64,10 @@ class CommandService:
             resource=resource,
         )
 
-    async def _run(
+    async def run(
         self, platform: str, request_id: UUID, command: Command
     ) -> tuple[Any, dict[str, Any], bool]:
+        """(resource type, resource, created); a refusal raises the domain's error."""
         if command.command == "create_strategy":
             strategy, created = await self.call(
                 self.trading.create_strategy, platform, request_id, command.body

@@ -143,7 +143,7 @@ def test_rejected_and_skipped_with_nothing_settled_is_skipped(
     operation = run(app, strategy, OperationType.ENROLLMENT, body)
     assert (operation.status, operation.status_reason) == (
         OperationStatus.SKIPPED,
-        OperationReason.PARTIAL_SUCCESS,
+        OperationReason.NONE,
     )
 
 

@@ -1,0 +1,177 @@
+"""Request and response bodies of the HTTP API, as the spec names them (§1, §2, §11).
+
+Decimals travel as strings; the domain validates their content (weights sum to 1, amounts
+within the currency's minor unit) and names the offending field, so these models only fix
+the JSON types and document the shapes and examples for OpenAPI.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STRATEGY_ID = "9ba5e569-a966-42a9-a7ad-666b0a5300f3"
+ALLOCATIONS_EXAMPLE = [
+    {"underlying_currency": "BTC", "weight": "0.50"},
+    {"underlying_currency": "ETH", "weight": "0.30"},
+    {"underlying_currency": "SOL", "weight": "0.20"},
+]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Allocation(Body):
+    underlying_currency: str = Field(min_length=1, max_length=16, examples=["BTC"])
+    weight: str = Field(
+        description="Decimal string; the weights of a request sum to exactly 1.", examples=["0.50"]
+    )
+
+
+class FundedParticipant(Body):
+    participant_code: str = Field(min_length=1, max_length=64, examples=["ABC123"])
+    amount: str = Field(
+        description="Fiat in the strategy's quoted currency, a decimal string.",
+        examples=["1000.00"],
+    )
+    auto_rebalance: bool = Field(
+        default=False, description="Enrollment only: include in rebalances that name nobody."
+    )
+
+
+class NamedParticipant(Body):
+    participant_code: str = Field(min_length=1, max_length=64, examples=["ABC123"])
+
+
+class StrategyCreate(Body):
+    quoted_currency: str = Field(examples=["USD"])
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, examples=[{"platform_label": "Blue Chip Crypto"}]
+    )
+
+
+class FundedOperationRequest(Body):
+    """Enroll, top-up and partial-sell."""
+
+    allocations: list[Allocation] = Field(min_length=1, examples=[ALLOCATIONS_EXAMPLE])
+    participants: list[FundedParticipant] = Field(
+        min_length=1,
+        examples=[[{"participant_code": "ABC123", "amount": "1000.00", "auto_rebalance": True}]],
+    )
+
+
+class RebalanceRequest(Body):
+    allocations: list[Allocation] = Field(min_length=1, examples=[ALLOCATIONS_EXAMPLE])
+    participants: list[str | NamedParticipant] | None = Field(
+        default=None,
+        description="Omitted: every active Trader with auto_rebalance. Given: exactly these.",
+        examples=[["ABC123", {"participant_code": "DEF456"}]],
+    )
+    drift_tolerance: str | None = Field(
+        default=None,
+        description="Extension: Traders whose weights are all within this of the target are skipped.",
+        examples=["0.02"],
+    )
+
+
+class LiquidateRequest(Body):
+    participants: list[NamedParticipant] | None = Field(
+        default=None, examples=[[{"participant_code": "ABC123"}]]
+    )
+    all: bool = Field(default=False, description="Every active Trader of the Strategy.")
+
+
+class TraderUpdate(Body):
+    auto_rebalance: bool
+
+
+class Strategy(BaseModel):
+    id: str = Field(examples=[STRATEGY_ID])
+    request_id: str
+    quoted_currency: str = Field(examples=["USD"])
+    metadata: dict[str, Any]
+    created_at: str = Field(examples=["2026-05-29T18:56:43Z"])
+    updated_at: str
+
+
+class Operation(BaseModel):
+    id: str
+    strategy_id: str
+    request_id: str
+    type: Literal["enrollment", "top_up", "partial_sell", "rebalance", "liquidation"]
+    status: Literal["validating", "pricing", "settling", "settled", "skipped", "failed"]
+    status_reason: str = Field(examples=["", "partial_success", "all_rejected", "pricing_failed"])
+    allocations: list[dict[str, str]]
+    participant_count: int = Field(description="Extension: participants in scope.")
+    created_at: str
+    updated_at: str
+
+
+class Instruction(BaseModel):
+    underlying_currency: str
+    side: Literal["buy", "sell"]
+    status: Literal["pending", "filled", "rejected"]
+    requested_quantity: str | None = None
+    requested_notional: str | None = None
+    price: str | None = None
+    quantity: str | None = None
+    total_notional: str | None = None
+    trade_id: str | None = None
+
+
+class Execution(BaseModel):
+    id: str
+    strategy_id: str
+    operation_id: str
+    trader_id: str = Field(description='"" when rejected before the Trader existed.')
+    participant_code: str
+    account_label: str
+    status: Literal["awaiting_execution", "settled", "skipped", "rejected"]
+    status_reason: str
+    status_reasons: list[str]
+    instructions: list[Instruction]
+    created_at: str
+    updated_at: str
+
+
+class Trader(BaseModel):
+    id: str
+    strategy_id: str
+    participant_code: str
+    account_label: str
+    auto_rebalance: bool
+    status: Literal["active", "liquidated"] = Field(description="Extension.")
+    positions: dict[str, str] = Field(
+        default_factory=dict, description="Extension: quantity per asset."
+    )
+    cash: str = Field(default="0", description="Extension: residual fiat from rounding.")
+    created_at: str
+    updated_at: str
+
+
+class Page(BaseModel):
+    page: int
+    total_pages: int
+
+
+class StrategyPage(Page):
+    message: list[Strategy]
+
+
+class OperationPage(Page):
+    message: list[Operation]
+
+
+class ExecutionPage(Page):
+    message: list[Execution]
+
+
+class TraderPage(Page):
+    message: list[Trader]
+
+
+class ServerTime(BaseModel):
+    epoch: int = Field(description="Unix seconds: what X-SCX-TIMESTAMP is compared with.")
+    iso: str
