@@ -26,7 +26,18 @@ class OperationChunk(Aggregate):
         return chunk_id(operation_id, index)
 
     @event("Planned")
-    def __init__(self, operation_id: UUID, index: int, orders: list[dict[str, str | bool]]) -> None:
+    def __init__(
+        self,
+        operation_id: UUID,
+        index: int,
+        orders: list[dict[str, str | bool]],
+        platform_id: str = "",
+        strategy_id: UUID | None = None,
+    ) -> None:
+        # platform and strategy ride along so read models can place the chunk's rejections
+        # without waiting for the Operation's own stream.
+        self.platform_id = platform_id
+        self.strategy_id = strategy_id
         self.operation_id = operation_id
         self.index = index
         self.orders = orders

@@ -167,7 +167,9 @@ def _instrument_reasons(
 ) -> list[Reason]:
     for asset in assets:
         instrument = market.catalogue.find(asset, market.quoted_currency)
-        tradable = instrument is not None and instrument.tradable and asset in market.prices
+        price = market.prices.get(asset)
+        priced = price is not None and price.is_finite() and price > 0
+        tradable = instrument is not None and instrument.tradable and priced
         if not tradable or (profile is not None and not profile.may_hold(asset)):
             return [Reason.INSTRUMENT_INELIGIBLE]
     return []

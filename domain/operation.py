@@ -265,6 +265,8 @@ class Operation(Aggregate):
             raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunk_stage(index)}")
         self._chunk_released(index, released)
         if self.all_chunks_are("released"):
+            if self.fills:  # blocks filled before the failure stay with the house: record them
+                self._reconciled(self._residual())
             self._transition(OperationStatus.FAILED, OperationReason(self.failure))
 
     @event("ChunkReleased")

@@ -83,8 +83,11 @@ def net_block_orders(
     The credit check records price-independent sums (fiat budgets of buys, fiat worth of
     partial sells, quantities held, cash), so the block is sized at the locked price rather
     than from indicative quantities: a price move between check and lock changes the block
-    with it. What remains (each Trader's rounding, dust) is a few precision units per asset,
-    recorded by the Operation as the house's residual.
+    with it. What remains is recorded by the Operation as the house's residual: at most one
+    precision unit per Trader for enrollments, top-ups and liquidations; rebalances and
+    partial sells can leave more, because per-Trader dust drops, funds and holding caps are
+    invisible in the sums (sizing them exactly needs a pass over every Trader at the locked
+    price).
     """
     orders = {}
     for asset, flow in sorted(flows.items()):

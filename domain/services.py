@@ -198,7 +198,10 @@ class Trading(OperationStages, Application[UUID]):
         )
         if not chunks:
             operation.record_empty()
-        planned = [OperationChunk(operation.id, i, chunk) for i, chunk in enumerate(chunks)]
+        planned = [
+            OperationChunk(operation.id, i, chunk, platform_id, strategy_id)
+            for i, chunk in enumerate(chunks)
+        ]
         self.save(operation, *planned)
         return operation, True
 

@@ -184,6 +184,9 @@ class OperationStages:
         missing = sorted(set(operation.flows) - set(quotes))
         if missing:
             raise IllegalTransitionError(f"no locked price for {', '.join(missing)}")
+        unpriced = sorted(a for a, q in quotes.items() if not (q.price.is_finite() and q.price > 0))
+        if unpriced:
+            raise IllegalTransitionError(f"a locked price must be positive: {', '.join(unpriced)}")
         orders = self._block_orders(operation, {a: q.price for a, q in quotes.items()})
         operation.lock_prices(
             {asset: quote.as_dict() for asset, quote in quotes.items() if asset in operation.flows},

@@ -7,6 +7,7 @@ asset's precision, weights in basis points that sum to exactly 10,000.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
@@ -18,7 +19,6 @@ from domain.calculators import Market
 from domain.catalogue import FIAT_PRECISION, Instrument, InstrumentCatalogue
 from domain.legs import Holdings, Leg
 from domain.money import floor_to, unit
-from domain.statuses import Side
 
 ASSETS: tuple[str, ...] = ("BTC", "ETH", "SOL", "ADA", "AVAX")
 QUOTED = "USD"
@@ -26,7 +26,9 @@ CENT = Decimal("0.01")
 MAX_PRICE = 200_000
 
 
-def on_grid(low: Decimal | str | int, high: Decimal | str | int, places: int) -> st.SearchStrategy[Decimal]:
+def on_grid(
+    low: Decimal | str | int, high: Decimal | str | int, places: int
+) -> st.SearchStrategy[Decimal]:
     """Decimals in [low, high] written with exactly `places` decimals."""
     step = Decimal(1).scaleb(-places)
     smallest = int(Decimal(low) / step)
@@ -84,16 +86,14 @@ def allocation_bodies(
     Weights are whole basis points (each at least 1) written as decimal strings, sometimes
     with trailing zeros ("0.2500") and sometimes without ("0.25").
     """
-    chosen = draw(
-        st.lists(st.sampled_from(assets), min_size=1, max_size=max_assets, unique=True)
-    )
+    chosen = draw(st.lists(st.sampled_from(assets), min_size=1, max_size=max_assets, unique=True))
     cuts = draw(
         st.lists(
             st.integers(1, 9_999), min_size=len(chosen) - 1, max_size=len(chosen) - 1, unique=True
         )
     )
     bounds = [0, *sorted(cuts), 10_000]
-    points = [high - low for low, high in zip(bounds, bounds[1:], strict=False)]
+    points = [high - low for low, high in itertools.pairwise(bounds)]
     normalise = draw(st.booleans())
     weights = [Decimal(p).scaleb(-4) for p in points]
     return [
@@ -178,7 +178,7 @@ def markets(draw: st.DrawFn, assets: Sequence[str] = ASSETS) -> Market:
     for asset in assets:
         precision = draw(st.one_of(st.just(8), st.integers(0, 10)))
         minimum = draw(st.sampled_from(["0", "1", "100", "1000"]))
-        min_notional = Decimal(minimum).scaleb(-fiat) if fiat else Decimal(minimum)
+        min_notional = Decimal(minimum).scaleb(-fiat)
         instruments.append(Instrument(asset, currency, precision, min_notional))
     return Market(currency, fiat, InstrumentCatalogue.of(instruments), draw(price_sets(assets)))
 
@@ -267,7 +267,3 @@ def rebalance_slack(
                 + (fiat * len(legs) + withheld + minimum) / price,
             )
         return slack
-
-
-def signed(leg: Leg) -> Decimal:
-    return leg.quantity if leg.side is Side.BUY else -leg.quantity

@@ -22,7 +22,7 @@ from domain.errors import (
 )
 from domain.float_account import FloatAccount
 from domain.operation import Operation
-from domain.pricing import BlockFill
+from domain.pricing import BlockFill, LockedQuote
 from domain.services import Trading
 from domain.statuses import (
     OperationReason,
@@ -523,3 +523,45 @@ def test_a_partial_sell_and_a_liquidation_size_their_blocks_from_worth_and_holdi
     exit_ = run(app, strategy, OperationType.LIQUIDATION, {"participants": ["P5"]})
     assert {a: D(o["quantity"]) for a, o in exit_.block_orders.items()} == held
     assert exit_.residual == {}
+
+
+def test_a_zero_or_negative_locked_price_is_refused(app: Trading, strategy: Strategy) -> None:
+    app.register_participants(PLATFORM, ["P1"])
+    body = {"allocations": BLUE_CHIP, "participants": funded(["P1"])}
+    operation = check_all(app, request(app, strategy, OperationType.ENROLLMENT, body).id)
+    for bad in (D(0), D(-5)):
+        quotes = {a: LockedQuote(a, bad, "q", "t") for a in app.assets_to_price(operation.id)}
+        with pytest.raises(IllegalTransitionError, match="positive"):
+            app.lock_prices(operation.id, quotes)
+    assert app.operation(operation.id).status is OperationStatus.PRICING
+
+
+def test_an_unpriced_or_zero_priced_asset_excludes_whoever_needs_it(
+    app: Trading, strategy: Strategy
+) -> None:
+    app.register_participants(PLATFORM, ["P1"])
+    body = {"allocations": BLUE_CHIP, "participants": funded(["P1"])}
+    operation = check_all(
+        app, request(app, strategy, OperationType.ENROLLMENT, body).id, {**PRICES, "SOL": D(0)}
+    )
+    assert (operation.status, operation.status_reason) == (
+        OperationStatus.FAILED,
+        OperationReason.ALL_REJECTED,
+    )
+
+
+def test_fills_made_before_an_execution_failure_are_recorded_as_the_house_residual(
+    app: Trading, strategy: Strategy
+) -> None:
+    app.register_participants(PLATFORM, ["P1"])
+    body = {"allocations": BLUE_CHIP, "participants": funded(["P1"])}
+    operation = check_all(app, request(app, strategy, OperationType.ENROLLMENT, body).id)
+    quotes = {a: LockedQuote(a, PRICES[a], "q", "t") for a in app.assets_to_price(operation.id)}
+    operation = app.lock_prices(operation.id, quotes)
+    btc = operation.block_orders["BTC"]
+    app.record_fill(
+        operation.id, BlockFill("BTC", Side.BUY, D(btc["quantity"]), PRICES["BTC"], "f")
+    )
+    operation = fail_and_release(app, operation.id)
+    assert operation.status is OperationStatus.FAILED
+    assert operation.residual == {"BTC": str(-D(btc["quantity"]))}

@@ -1,0 +1,1116 @@
+"""Properties of whole Operations run through `Trading`, chunk by chunk, as the workers will.
+
+Every example builds its world by calling commands only: register participants (some never
+registered, some suspended), fund the float (sometimes too little), enroll, then a random
+sequence of top-ups, partial sells, rebalances, liquidations and re-enrollments, each priced
+at an indicative price and locked up to 10% away, some of them failing at pricing or at
+execution. An `Audit` keeps what each Operation decided and the Traders before it ran, so
+each property is checked Operation by Operation against the state it started from.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, localcontext
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+import hypothesis
+from eventsourcing.application import project_aggregate
+from eventsourcing.domain import Aggregate
+from hypothesis import example, given, note, settings
+from hypothesis import strategies as st
+
+from domain import ids
+from domain.calculators import Market
+from domain.chunk import OperationChunk, chunk_id
+from domain.credit import OperationTerms, planned_legs
+from domain.eligibility import ParticipantStatus
+from domain.float_account import FloatAccount
+from domain.ledger import (
+    FLOAT,
+    VENUE,
+    balances,
+    check_non_negative,
+    check_uniform_prices,
+    imbalances,
+    settlement_postings,
+)
+from domain.legs import Holdings, Leg
+from domain.operation import Operation
+from domain.pricing import BlockFill, LockedQuote
+from domain.requests import Limits, ParticipantOrder
+from domain.services import Trading
+from domain.stages import operation_prices
+from domain.statuses import (
+    OperationReason,
+    OperationStatus,
+    OperationType,
+    Side,
+    TraderStatus,
+)
+from domain.trader import Trader
+from tests.unit.domain.strategies import (
+    ASSETS,
+    ELIGIBLE,
+    QUOTED,
+    SUSPENDED,
+    UNREGISTERED,
+    Entrant,
+    allocation_bodies,
+    moved_prices,
+    on_grid,
+    participant_batches,
+    participant_codes,
+    price_sets,
+    rebalance_slack,
+    rebalance_targets,
+)
+
+PLATFORM = "platform-props"
+ZERO = Decimal(0)
+WHOLE_RUNS = settings(max_examples=15, deadline=None)
+SHORT_RUNS = settings(max_examples=20, deadline=None)
+
+
+# -- the world: a Trading application driven by commands --------------------------------
+
+
+class RecordingTrading(Trading):
+    """`Trading` that remembers, per aggregate, the state its commands left at each save.
+
+    Replaying an aggregate's stored events must rebuild exactly this state; a command that
+    changed state outside its event, or an event body that is not deterministic, would not.
+    """
+
+    def __init__(self, *, chunk_size: int) -> None:
+        super().__init__(chunk_size=chunk_size)
+        self.saved: dict[UUID, dict[str, Any]] = {}
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        changed = [o for o in objs if isinstance(o, Aggregate) and o.pending_events]
+        recordings = super().save(*objs, **kwargs)
+        for aggregate in changed:
+            self.saved[aggregate.id] = copy.deepcopy(aggregate.__dict__)
+        return recordings
+
+
+@dataclass(frozen=True)
+class TraderState:
+    version: int
+    status: TraderStatus
+    positions: dict[str, Decimal]
+    cash: Decimal
+    held_by: UUID | None
+
+    @property
+    def holdings(self) -> Holdings:
+        return Holdings(dict(self.positions), self.cash)
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: OperationType
+    body: dict[str, Any]
+    scope: list[str] | None
+    indicative: dict[str, Decimal]
+    locked: dict[str, Decimal]
+    failure: OperationReason | None = None
+    #: Paid into the float just before the Operation is requested.
+    deposit: Decimal = ZERO
+
+
+@dataclass
+class Audit:
+    """What one Operation did, captured while it ran."""
+
+    step: Step
+    operation: Operation
+    orders: list[ParticipantOrder]
+    decisions: dict[str, dict[str, str]]
+    before: dict[str, TraderState | None]
+    float_available_before: Decimal
+    float_balance_before: Decimal
+    reached_pricing: bool
+    #: Per participant, the chunk's decision once the Operation ended (settled/skipped/...).
+    outcomes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class World:
+    entrants: list[Entrant]
+    chunk_size: int
+    #: Deliver every stage twice, as an at-least-once queue may: the second must be a no-op.
+    redeliver: bool = False
+    app: RecordingTrading = field(init=False)
+    strategy_id: UUID = field(init=False)
+    deposits: Decimal = ZERO
+    codes: set[str] = field(default_factory=set)
+    audits: list[Audit] = field(default_factory=list)
+    requests: int = 0
+
+    def __post_init__(self) -> None:
+        self.app = RecordingTrading(chunk_size=self.chunk_size)
+        self.app.ensure_default_catalogue()
+        active = [e.code for e in self.entrants if e.eligibility == ELIGIBLE]
+        suspended = [e.code for e in self.entrants if e.eligibility == SUSPENDED]
+        self.app.register_participants(PLATFORM, active)
+        self.app.register_participants(PLATFORM, suspended, ParticipantStatus.SUSPENDED)
+        strategy, _ = self.app.create_strategy(
+            PLATFORM, self._request_id(), {"quoted_currency": QUOTED}
+        )
+        self.strategy_id = strategy.id
+        self.codes.update(e.code for e in self.entrants)
+
+    def _request_id(self) -> UUID:
+        self.requests += 1
+        return uuid5(NAMESPACE_URL, f"request-{self.requests}")
+
+    def deposit(self, amount: Decimal) -> None:
+        if amount > 0:
+            self.app.deposit_float(PLATFORM, QUOTED, amount, "PLATFORM-FLOAT")
+            self.deposits += amount
+
+    def float_account(self) -> FloatAccount:
+        return self.app._float(PLATFORM, QUOTED)
+
+    def trader(self, code: str) -> Trader | None:
+        return self.app.find(ids.trader_id(self.strategy_id, code), Trader)
+
+    def traders(self) -> dict[str, Trader]:
+        found = {code: self.trader(code) for code in sorted(self.codes)}
+        return {code: trader for code, trader in found.items() if trader is not None}
+
+    def state(self, code: str) -> TraderState | None:
+        trader = self.trader(code)
+        if trader is None:
+            return None
+        return TraderState(
+            trader.version, trader.status, dict(trader.positions), trader.cash, trader.held_by
+        )
+
+    def run(self, step: Step) -> Audit:
+        """Request `step` and take it to its end, as the pipeline would."""
+        return self.finish(self.begin(step))
+
+    def begin(self, step: Step) -> Audit:
+        """Request `step` and check every chunk (the Traders it approves are now held)."""
+        app = self.app
+        self.deposit(step.deposit)
+        operation, created = app.request_operation(
+            PLATFORM, self.strategy_id, self._request_id(), step.kind, step.body, step.scope
+        )
+        assert created
+        chunks = [self._chunk(operation.id, i) for i in range(operation.chunk_count)]
+        orders = [order for chunk in chunks for order in chunk.participant_orders]
+        self.codes.update(order.code for order in orders)
+        float_before = self.float_account()
+        before = {code: self.state(code) for code in sorted(self.codes)}
+        decisions: dict[str, dict[str, str]] = {}
+        for index in range(operation.chunk_count):
+            app.check_chunk(operation.id, index, step.indicative)
+            decisions.update(copy.deepcopy(self._chunk(operation.id, index).decisions))
+        for index in self._redelivered(operation.chunk_count):
+            assert app.check_chunk(operation.id, index, step.indicative).replayed
+        operation = app.operation(operation.id)
+        return Audit(
+            step,
+            operation,
+            orders,
+            decisions,
+            before,
+            float_before.available,
+            float_before.balance,
+            operation.status is OperationStatus.PRICING,
+        )
+
+    def finish(self, audit: Audit) -> Audit:
+        """Lock, fill and settle (or fail and release) an Operation `begin` checked."""
+        if audit.reached_pricing:
+            self._price_and_settle(audit.operation, audit.step)
+        audit.operation = operation = self.app.operation(audit.operation.id)
+        for index in range(operation.chunk_count):
+            audit.outcomes.update(copy.deepcopy(self._chunk(operation.id, index).decisions))
+        self.audits.append(audit)
+        outcome = (
+            f"{audit.step.kind.value}: {operation.status.value} {operation.status_reason.value}"
+        )
+        note(f"{outcome} {operation.counts}")
+        hypothesis.event(outcome)
+        return audit
+
+    def _price_and_settle(self, operation: Operation, step: Step) -> None:
+        app = self.app
+        if step.failure is OperationReason.PRICING_FAILED:
+            self._fail(operation, step.failure)
+            return
+        quotes = {
+            asset: LockedQuote(asset, step.locked[asset], f"quote-{asset}", "2026-11-26T00:00:00Z")
+            for asset in app.assets_to_price(operation.id)
+        }
+        for _ in self._deliveries():
+            app.lock_prices(operation.id, quotes)
+        blocks = list(app.operation(operation.id).block_orders.items())
+        refused = step.failure is OperationReason.EXECUTION_FAILED and blocks
+        for asset, order in blocks[:-1] if refused else blocks:
+            fill = BlockFill(
+                asset, Side(order["side"]), Decimal(order["quantity"]), step.locked[asset], "fill"
+            )
+            for _ in self._deliveries():
+                app.record_fill(operation.id, fill)
+        if refused:  # the venue refused the last block: the Operation cannot go on
+            self._fail(operation, OperationReason.EXECUTION_FAILED)
+            return
+        for index in range(operation.chunk_count):
+            app.settle_chunk(operation.id, index)
+        for index in self._redelivered(operation.chunk_count):
+            assert app.settle_chunk(operation.id, index).replayed
+
+    def _fail(self, operation: Operation, reason: OperationReason) -> None:
+        for _ in self._deliveries():
+            self.app.fail_operation(operation.id, reason, "venue unavailable")
+        for index in range(operation.chunk_count):
+            self.app.release_chunk(operation.id, index)
+        for index in self._redelivered(operation.chunk_count):
+            assert self.app.release_chunk(operation.id, index).replayed
+
+    def _deliveries(self) -> range:
+        """How many times the queue delivers a single-shot command: twice when redelivering."""
+        return range(2 if self.redeliver else 1)
+
+    def _redelivered(self, chunk_count: int) -> range:
+        """The chunks whose stage a redelivering queue sends once more, after the stage ran."""
+        return range(chunk_count if self.redeliver else 0)
+
+    def _chunk(self, operation_id: UUID, index: int) -> OperationChunk:
+        chunk = self.app.find(chunk_id(operation_id, index), OperationChunk)
+        assert chunk is not None
+        return chunk
+
+    def new_events(self, code: str, since: TraderState | None) -> list[Any]:
+        version = since.version if since else 0
+        return list(self.app.events.get(ids.trader_id(self.strategy_id, code), gt=version))
+
+    def settled_events(self, operation_id: UUID) -> dict[str, Any]:
+        """Per participant code, the Trader's `Settled` event for `operation_id`."""
+        found = {}
+        for code in sorted(self.codes):
+            for event in self.app.events.get(ids.trader_id(self.strategy_id, code)):
+                if kind_of(event) == "Settled" and vars(event)["operation_id"] == operation_id:
+                    found[code] = event
+        return found
+
+
+def kind_of(event: Any) -> str:
+    return str(type(event).__name__)
+
+
+def locked_market(world: World, audit: Audit) -> Market:
+    return Market(QUOTED, 2, world.app.catalogue(), operation_prices(audit.operation))
+
+
+def terms_of(audit: Audit) -> OperationTerms:
+    operation = audit.operation
+    return OperationTerms(
+        operation.id, operation.type, operation.allocation_set, Limits().sell_price_buffer
+    )
+
+
+def legs_of(event: Any) -> list[dict[str, str]]:
+    return [
+        {k: v for k, v in instruction.items() if k != "price"}
+        for instruction in vars(event)["instructions"]
+    ]
+
+
+# -- scenarios --------------------------------------------------------------------------
+
+FAILURES = st.sampled_from(
+    [None] * 6 + [OperationReason.PRICING_FAILED, OperationReason.EXECUTION_FAILED]
+)
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    entrants: list[Entrant]
+    chunk_size: int
+    float_deposit: Decimal
+    steps: list[Step]
+    redeliver: bool = False
+
+    def world(self) -> World:
+        world = World(self.entrants, self.chunk_size, self.redeliver)
+        world.deposit(self.float_deposit)
+        return world
+
+
+def float_deposits(
+    entrants: Sequence[Entrant], *, tight: bool = False
+) -> st.SearchStrategy[Decimal]:
+    """A share of what the enrollment asks: ample by default, often too little when `tight`."""
+    total = sum((e.amount for e in entrants), ZERO)
+    shares = ["0", "0.3", "0.6", "0.9", "1", "2"] if tight else ["0.7", "1", "2", "3", "3"]
+    return st.sampled_from(shares).map(lambda r: (total * Decimal(r)).quantize(Decimal("0.01")))
+
+
+@st.composite
+def some_of(draw: st.DrawFn, entrants: Sequence[Entrant]) -> list[Entrant]:
+    chosen = draw(st.lists(st.sampled_from(list(entrants)), unique_by=lambda e: e.code))
+    return chosen or list(entrants[:1])
+
+
+@st.composite
+def strangers(draw: st.DrawFn, entrants: Sequence[Entrant]) -> list[str]:
+    """Codes nobody enrolled: they must be turned away as `trader_not_found`."""
+    known = {e.code for e in entrants}
+    return [c for c in draw(st.lists(participant_codes(), max_size=1)) if c not in known]
+
+
+@st.composite
+def next_step(
+    draw: st.DrawFn, kind: OperationType, entrants: Sequence[Entrant], prices: dict[str, Decimal]
+) -> Step:
+    indicative = draw(moved_prices(prices))
+    locked = draw(moved_prices(indicative))
+    failure = draw(FAILURES)
+    chosen = draw(some_of(entrants))
+    others = draw(strangers(entrants))
+    body: dict[str, Any]
+    scope: list[str] | None = None
+    if kind is OperationType.ENROLLMENT:
+        body = {
+            "allocations": draw(allocation_bodies()),
+            "participants": [e.funded() for e in chosen],
+        }
+    elif kind is OperationType.TOP_UP:
+        participants = [e.funded(draw(on_grid("1.00", "3000.00", 2))) for e in chosen]
+        participants += [{"participant_code": c, "amount": "10.00"} for c in others]
+        body = {"allocations": draw(allocation_bodies()), "participants": participants}
+    elif kind is OperationType.PARTIAL_SELL:
+        fractions = [draw(on_grid("0.01", "1.30", 2)) for _ in chosen]
+        participants = [
+            e.funded(max(Decimal("0.01"), (e.amount * f).quantize(Decimal("0.01"))))
+            for e, f in zip(chosen, fractions, strict=True)
+        ]
+        body = {"allocations": draw(allocation_bodies()), "participants": participants}
+    elif kind is OperationType.REBALANCE:
+        body = {"allocations": draw(allocation_bodies())}
+        if draw(st.booleans()):
+            scope = [e.code for e in entrants] + others
+        else:
+            body["participants"] = [e.code for e in chosen] + others
+    else:
+        if draw(st.booleans()):
+            body, scope = {"all": True}, [e.code for e in entrants] + others
+        else:
+            body = {
+                "participants": [{"participant_code": c} for c in [e.code for e in chosen] + others]
+            }
+    return Step(kind, body, scope, indicative, locked, failure)
+
+
+@st.composite
+def lifecycles(
+    draw: st.DrawFn,
+    then: Sequence[OperationType] | None = None,
+    min_size: int = 2,
+    max_size: int = 6,
+    tight_float: bool = False,
+) -> Lifecycle:
+    """An enrollment of a batch, then `then` (or 1..4 random Operations) on its Traders."""
+    entrants = draw(participant_batches(min_size, max_size))
+    prices = draw(price_sets())
+    enrollment = draw(next_step(OperationType.ENROLLMENT, entrants, prices))
+    everyone = [e.funded() for e in entrants]
+    enrollment = replace(
+        enrollment, body={**enrollment.body, "participants": everyone}, failure=None
+    )
+    kinds = then
+    if kinds is None:
+        kinds = draw(
+            st.lists(
+                st.sampled_from(
+                    [
+                        OperationType.TOP_UP,
+                        OperationType.PARTIAL_SELL,
+                        OperationType.REBALANCE,
+                        OperationType.LIQUIDATION,
+                        OperationType.ENROLLMENT,
+                    ]
+                ),
+                min_size=1,
+                max_size=4,
+            )
+        )
+    steps = [enrollment]
+    for kind in kinds:
+        step = draw(next_step(kind, entrants, steps[-1].locked))
+        if tight_float and kind.buys_from_float:
+            step = replace(step, deposit=draw(float_deposits(entrants, tight=True)))
+        steps.append(step)
+    deposit = draw(float_deposits(entrants, tight=tight_float))
+    return Lifecycle(entrants, draw(st.integers(1, 4)), deposit, steps, draw(st.booleans()))
+
+
+# -- invariants -------------------------------------------------------------------------
+
+
+def assert_value_conserved(world: World) -> None:
+    """Σ Trader positions + venue net == 0 per asset; Σ cash + float + venue == deposits."""
+    traders = world.traders().values()
+    venue: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    venue_fiat = ZERO
+    for audit in world.audits:
+        for asset, moves in audit.operation.totals.items():
+            venue[asset] += Decimal(moves.get("sold", "0")) - Decimal(moves.get("bought", "0"))
+            venue_fiat += Decimal(moves.get("paid", "0")) - Decimal(moves.get("received", "0"))
+    for asset in set(venue) | {a for t in traders for a in t.positions}:
+        held = sum((t.positions.get(asset, ZERO) for t in traders), ZERO)
+        assert held + venue[asset] == 0, (asset, held, venue[asset])
+    cash = sum((t.cash for t in traders), ZERO)
+    assert cash + world.float_account().balance + venue_fiat == world.deposits
+
+
+def assert_settlements_post_balanced_ledgers(world: World, audit: Audit) -> None:
+    """The postings of the Traders' `Settled` events net to zero and match the Operation."""
+    postings = []
+    for code, event in world.settled_events(audit.operation.id).items():
+        data = vars(event)
+        postings += settlement_postings(
+            ids.trader_id(world.strategy_id, code),
+            QUOTED,
+            data["instructions"],
+            data["funded"],
+            data["paid_out"],
+        )
+    assert imbalances(postings) == {}
+    books = balances(postings)
+    operation = audit.operation
+    for asset, moves in operation.totals.items():
+        net = Decimal(moves.get("sold", "0")) - Decimal(moves.get("bought", "0"))
+        assert books.get((VENUE, asset), ZERO) == net, asset
+    float_net = Decimal(operation.float_moves["credit"]) - Decimal(operation.float_moves["debit"])
+    assert books.get((FLOAT, QUOTED), ZERO) == float_net
+    assert world.float_account().balance - audit.float_balance_before == float_net
+
+
+def assert_nothing_negative_and_no_hold_left(world: World) -> None:
+    for code, trader in world.traders().items():
+        assert check_non_negative(code, trader.positions, trader.cash) == []
+        assert trader.held_by is None, code
+    account = world.float_account()
+    assert account.balance >= 0
+    assert account.holds == {}
+
+
+def assert_uniform_prices(world: World, audit: Audit) -> None:
+    locked = operation_prices(audit.operation)
+    if audit.operation.locked_prices:
+        assert locked == {a: audit.step.locked[a] for a in audit.operation.flows}
+    instructions = {
+        code: vars(event)["instructions"]
+        for code, event in world.settled_events(audit.operation.id).items()
+    }
+    assert check_uniform_prices(str(audit.operation.id), locked, instructions) == []
+
+
+def assert_turned_away_traders_unchanged(world: World, audit: Audit) -> None:
+    """Rejected or skipped at the check, or not in the Operation at all: no event, no hold."""
+    for code, before in audit.before.items():
+        if audit.decisions.get(code, {}).get("outcome") == "approved":
+            continue
+        after = world.state(code)
+        assert after == before, (code, audit.decisions.get(code))
+        assert after is None or after.held_by != audit.operation.id
+        if code in audit.outcomes:
+            assert audit.outcomes[code] == audit.decisions[code], code
+
+
+def assert_all_or_nothing(world: World, audit: Audit) -> None:
+    """An approved Trader gets one hold and then either every planned leg or none."""
+    operation = audit.operation
+    terms = terms_of(audit)
+    orders = {order.code: order for order in audit.orders}
+    assert set(audit.decisions) == set(orders)
+    for code, decision in audit.decisions.items():
+        if decision["outcome"] != "approved":
+            continue
+        before = audit.before[code]
+        events = world.new_events(code, before)
+        kinds = [kind_of(e) for e in events]
+        opened = ["Opened"] if before is None else []
+        assert kinds in (
+            [*opened, "HoldPlaced", "Settled"],
+            [*opened, "HoldPlaced", "HoldReleased"],
+        )
+        assert all(vars(e)["operation_id"] == operation.id for e in events[len(opened) :])
+        holdings = before.holdings if before else Holdings()
+        after = world.state(code)
+        assert after is not None
+        final = audit.outcomes[code]
+        if kinds[-1] == "HoldReleased":
+            assert after.holdings == holdings, code
+            expected = ("rejected", operation.failure) if operation.failure else ("skipped", "dust")
+            assert (final["outcome"], final["reasons"]) == expected, code
+            if not operation.failure:
+                market = locked_market(world, audit)
+                legs = planned_legs(terms, orders[code], holdings, market)
+                assert legs == () and (
+                    operation.type is not OperationType.LIQUIDATION or not holdings.cash
+                )
+            continue
+        assert not operation.failure
+        assert final["outcome"] == "settled", code
+        settled = vars(events[-1])
+        legs = planned_legs(terms, orders[code], holdings, locked_market(world, audit))
+        assert legs_of(events[-1]) == [leg.as_dict() for leg in legs], code
+        assert after.holdings == holdings.after(
+            tuple(Leg.from_dict(i) for i in settled["instructions"]),
+            settled["funded"],
+            settled["paid_out"],
+        )
+
+
+def assert_float_approves_in_request_order(audit: Audit) -> None:
+    """Walking the requests in order: a buy is approved iff its amount fits what is left."""
+    if not audit.operation.type.buys_from_float:
+        return
+    left = audit.float_available_before
+    refused_first: str | None = None
+    for order in audit.orders:
+        decision = audit.decisions[order.code]
+        assert order.amount is not None
+        if decision["outcome"] == "approved":
+            assert order.amount <= left, (order.code, order.amount, left, refused_first)
+            assert Decimal(decision["float_draw"]) == order.amount
+            left -= order.amount
+            if refused_first:
+                hypothesis.event("a smaller buy approved after a refusal")
+        elif decision["reasons"] == "insufficient_funds":
+            assert order.amount > left, (order.code, order.amount, left)
+            refused_first = refused_first or order.code
+        else:
+            assert "insufficient_funds" not in decision["reasons"].split(","), decision
+            assert Decimal(decision["float_draw"]) == 0
+
+
+def assert_replays_rebuild_saved_state(world: World) -> None:
+    """Every aggregate rebuilt from its events (and from its snapshot, if it has one) is the
+    very state its last command left."""
+    app = world.app
+    for aggregate_id, saved in app.saved.items():
+        replayed = project_aggregate(None, app.events.get(aggregate_id))
+        assert replayed is not None
+        assert replayed.__dict__ == saved, aggregate_id
+        assert app.repository.get(aggregate_id).__dict__ == saved, aggregate_id
+
+
+def assert_rebalanced_within_bound(world: World, audit: Audit) -> None:
+    if audit.operation.type is not OperationType.REBALANCE:
+        return
+    allocations = audit.operation.allocation_set
+    assert allocations is not None
+    market = locked_market(world, audit)
+    for code, event in world.settled_events(audit.operation.id).items():
+        before = audit.before[code]
+        assert before is not None
+        after = world.state(code)
+        assert after is not None
+        legs = [Leg.from_dict(i) for i in vars(event)["instructions"]]
+        targets = rebalance_targets(allocations, before.holdings, market.prices)
+        slack = rebalance_slack(allocations, before.holdings, legs, market)
+        with localcontext(prec=80):
+            for asset, target in targets.items():
+                gap = after.positions.get(asset, ZERO) - target
+                if asset not in allocations.assets:
+                    assert after.positions.get(asset, ZERO) == 0, (code, asset)
+                    continue
+                assert -slack[asset].below < gap <= slack[asset].above, (code, asset, gap)
+
+
+def assert_liquidated_hold_nothing(world: World, audit: Audit) -> None:
+    if audit.operation.type is not OperationType.LIQUIDATION:
+        return
+    for code in world.settled_events(audit.operation.id):
+        after = world.state(code)
+        assert after is not None
+        assert after.positions == {} and after.cash == 0, code
+        assert after.status is TraderStatus.LIQUIDATED
+
+
+def expected_status(audit: Audit) -> tuple[OperationStatus, OperationReason]:
+    """The end state §3.1/§11.14 give for these Execution outcomes."""
+    operation = audit.operation
+    finals = Counter(d["outcome"] for d in audit.outcomes.values())
+    total = sum(finals.values())
+    if operation.failure:
+        return OperationStatus.FAILED, OperationReason(operation.failure)
+    if finals["settled"]:
+        if finals["settled"] == total:
+            return OperationStatus.SETTLED, OperationReason.NONE
+        return OperationStatus.SETTLED, OperationReason.PARTIAL_SUCCESS
+    if finals["rejected"] == total:
+        return OperationStatus.FAILED, OperationReason.ALL_REJECTED
+    if finals["skipped"] == total:
+        return OperationStatus.SKIPPED, OperationReason.ALL_SKIPPED
+    return OperationStatus.SKIPPED, OperationReason.NONE  # some of each: nothing succeeded
+
+
+def run_all(lifecycle: Lifecycle) -> World:
+    world = lifecycle.world()
+    for step in lifecycle.steps:
+        world.run(step)
+    return world
+
+
+# -- properties of every Operation ------------------------------------------------------
+
+
+@WHOLE_RUNS
+@given(lifecycles())
+def test_value_is_conserved_across_traders_float_and_venue(lifecycle: Lifecycle) -> None:
+    world = lifecycle.world()
+    for step in lifecycle.steps:
+        audit = world.run(step)
+        assert_value_conserved(world)
+        assert_settlements_post_balanced_ledgers(world, audit)
+
+
+@WHOLE_RUNS
+@given(lifecycles())
+def test_no_position_cash_or_float_ever_goes_negative_and_no_hold_outlives_its_operation(
+    lifecycle: Lifecycle,
+) -> None:
+    world = lifecycle.world()
+    for step in lifecycle.steps:
+        world.run(step)
+        assert_nothing_negative_and_no_hold_left(world)
+
+
+@WHOLE_RUNS
+@given(lifecycles())
+def test_every_instruction_of_an_operation_carries_the_locked_price_of_its_asset(
+    lifecycle: Lifecycle,
+) -> None:
+    world = run_all(lifecycle)
+    for audit in world.audits:
+        assert_uniform_prices(world, audit)
+
+
+@WHOLE_RUNS
+@given(lifecycles())
+def test_traders_turned_away_by_the_check_get_no_event_and_no_hold(lifecycle: Lifecycle) -> None:
+    world = lifecycle.world()
+    for step in lifecycle.steps:
+        assert_turned_away_traders_unchanged(world, world.run(step))
+
+
+@WHOLE_RUNS
+@given(lifecycles())
+def test_every_execution_settles_all_its_planned_legs_or_none(lifecycle: Lifecycle) -> None:
+    world = lifecycle.world()
+    for step in lifecycle.steps:
+        assert_all_or_nothing(world, world.run(step))
+
+
+@WHOLE_RUNS
+@given(lifecycles())
+def test_replaying_each_aggregate_rebuilds_the_state_its_commands_left(
+    lifecycle: Lifecycle,
+) -> None:
+    assert_replays_rebuild_saved_state(run_all(lifecycle))
+
+
+@WHOLE_RUNS
+@given(lifecycles())
+def test_every_operation_ends_with_the_status_its_executions_call_for(
+    lifecycle: Lifecycle,
+) -> None:
+    for audit in run_all(lifecycle).audits:
+        operation = audit.operation
+        finals = Counter(d["outcome"] for d in audit.outcomes.values())
+        assert set(finals) <= {"settled", "skipped", "rejected"}
+        assert sum(finals.values()) == operation.participant_count == len(audit.orders)
+        for outcome in ("settled", "skipped", "rejected"):
+            assert operation.counts[outcome] == finals[outcome], outcome
+        assert operation.status.terminal
+        assert (operation.status, operation.status_reason) == expected_status(audit)
+
+
+ONE_DUST_ONE_INELIGIBLE = Lifecycle(
+    entrants=[
+        Entrant("DUST01", Decimal("1.00"), False),
+        Entrant("NOBODY", Decimal("100.00"), False, UNREGISTERED),
+    ],
+    chunk_size=1,
+    float_deposit=Decimal("1000.00"),
+    steps=[
+        Step(
+            OperationType.ENROLLMENT,
+            {
+                "allocations": [
+                    {"underlying_currency": "BTC", "weight": "0.5"},
+                    {"underlying_currency": "ETH", "weight": "0.5"},
+                ],
+                "participants": [
+                    {"participant_code": "DUST01", "amount": "1.00"},
+                    {"participant_code": "NOBODY", "amount": "100.00"},
+                ],
+            },
+            None,
+            dict.fromkeys(ASSETS, Decimal("100.00")),
+            dict.fromkeys(ASSETS, Decimal("100.00")),
+        )
+    ],
+)
+
+
+@WHOLE_RUNS
+@given(lifecycles())
+@example(lifecycle=ONE_DUST_ONE_INELIGIBLE)
+def test_an_operation_in_which_nobody_settled_never_reports_partial_success(
+    lifecycle: Lifecycle,
+) -> None:
+    """§3.1 defines `partial_success` as some Executions settled and others not, and §11.14
+    pairs it with `settled`; an Operation whose Executions were all rejected or skipped
+    (some of each) has no success to report."""
+    for audit in run_all(lifecycle).audits:
+        operation = audit.operation
+        if operation.counts["settled"] == 0:
+            assert operation.status_reason is not OperationReason.PARTIAL_SUCCESS, (
+                operation.status,
+                operation.counts,
+            )
+
+
+# -- properties of one kind of Operation ------------------------------------------------
+
+
+@SHORT_RUNS
+@given(lifecycles(then=[OperationType.TOP_UP, OperationType.TOP_UP], max_size=10, tight_float=True))
+def test_the_float_approves_buys_in_request_order_until_it_runs_out(lifecycle: Lifecycle) -> None:
+    world = lifecycle.world()
+    for step in lifecycle.steps:
+        audit = world.run(step)
+        assert_float_approves_in_request_order(audit)
+
+
+@SHORT_RUNS
+@given(
+    st.sampled_from(list(OperationType)).flatmap(
+        lambda kind: lifecycles(then=[] if kind is OperationType.ENROLLMENT else [kind])
+    ),
+    st.sampled_from([OperationReason.PRICING_FAILED, OperationReason.EXECUTION_FAILED]),
+)
+def test_a_failed_operation_releases_every_hold_and_changes_no_balance(
+    lifecycle: Lifecycle, reason: OperationReason
+) -> None:
+    *setup, last = lifecycle.steps
+    world = lifecycle.world()
+    for step in setup:
+        world.run(step)
+    failing = replace(last, failure=reason)
+    audit = world.run(failing)
+    if audit.reached_pricing and not audit.operation.failure:
+        # Buys and sells netted to no block at all: there was nothing for the venue to refuse.
+        assert reason is OperationReason.EXECUTION_FAILED and not audit.operation.block_orders
+        return
+    for code, before in audit.before.items():
+        after = world.state(code)
+        kinds = [kind_of(e) for e in world.new_events(code, before)]
+        if before is None:
+            assert after is None or after.status is TraderStatus.PENDING, code
+            assert kinds in ([], ["Opened", "HoldPlaced", "HoldReleased"]), code
+            continue
+        assert after is not None
+        assert kinds in ([], ["HoldPlaced", "HoldReleased"]), code
+        assert (after.status, after.positions, after.cash) == (
+            before.status,
+            before.positions,
+            before.cash,
+        )
+        assert after.held_by is None
+    account = world.float_account()
+    assert account.holds == {}
+    assert account.balance == audit.float_balance_before
+    assert audit.operation.totals == {}
+    if audit.reached_pricing:
+        assert audit.operation.status is OperationStatus.FAILED
+        assert audit.operation.status_reason is reason
+        approved = [c for c, d in audit.decisions.items() if d["outcome"] == "approved"]
+        assert all(
+            audit.outcomes[c]
+            == {**audit.decisions[c], "outcome": "rejected", "reasons": reason.value}
+            for c in approved
+        )
+
+
+@SHORT_RUNS
+@given(lifecycles(then=[OperationType.REBALANCE, OperationType.TOP_UP, OperationType.REBALANCE]))
+def test_rebalanced_traders_end_within_the_rounding_bound_of_their_targets(
+    lifecycle: Lifecycle,
+) -> None:
+    world = lifecycle.world()
+    for step in lifecycle.steps:
+        assert_rebalanced_within_bound(world, world.run(step))
+
+
+@SHORT_RUNS
+@given(lifecycles(then=[OperationType.REBALANCE, OperationType.LIQUIDATION]))
+def test_liquidated_traders_hold_nothing_and_no_cash(lifecycle: Lifecycle) -> None:
+    world = lifecycle.world()
+    for step in lifecycle.steps:
+        assert_liquidated_hold_nothing(world, world.run(step))
+
+
+@SHORT_RUNS
+@given(
+    lifecycles(then=[OperationType.TOP_UP, OperationType.REBALANCE]),
+    st.sampled_from([OperationType.TOP_UP, OperationType.REBALANCE, OperationType.LIQUIDATION]),
+    st.booleans(),
+)
+def test_a_trader_held_by_one_operation_is_turned_away_by_another_unchanged(
+    lifecycle: Lifecycle, second_kind: OperationType, second_finishes_first: bool
+) -> None:
+    enrollment, first, second = lifecycle.steps
+    everyone = [e.code for e in lifecycle.entrants]
+    if second_kind is OperationType.TOP_UP:
+        second = replace(second, kind=second_kind, body=first.body, scope=None)
+    elif second_kind is OperationType.LIQUIDATION:
+        second = replace(second, kind=second_kind, body={"all": True}, scope=everyone)
+    else:
+        second = replace(second, body={"allocations": second.body["allocations"]}, scope=everyone)
+    world = lifecycle.world()
+    world.run(enrollment)
+    first_audit = world.begin(first)
+    second_audit = world.begin(second)
+    first_id = first_audit.operation.id
+    held = {c for c, s in second_audit.before.items() if s and s.held_by == first_id}
+    for code in held & set(second_audit.decisions):
+        assert "concurrent_hold" in second_audit.decisions[code]["reasons"].split(","), code
+        assert second_audit.decisions[code]["outcome"] == "rejected"
+    assert_turned_away_traders_unchanged(world, second_audit)
+    audits = (first_audit, second_audit)
+    for audit in reversed(audits) if second_finishes_first else audits:
+        world.finish(audit)
+    for audit in (first_audit, second_audit):
+        assert_all_or_nothing(world, audit)
+        assert_uniform_prices(world, audit)
+    assert_value_conserved(world)
+    assert_nothing_negative_and_no_hold_left(world)
+    assert_replays_rebuild_saved_state(world)
+
+
+@settings(max_examples=5, deadline=None)
+@given(lifecycles(then=[OperationType.TOP_UP] * 12, min_size=1, max_size=2))
+def test_a_trader_rebuilt_from_its_snapshot_equals_the_trader_its_commands_left(
+    lifecycle: Lifecycle,
+) -> None:
+    """Traders are snapshotted every 25 events; thirteen Operations take one past that."""
+    lifecycle = replace(
+        lifecycle,
+        entrants=[replace(e, eligibility=ELIGIBLE) for e in lifecycle.entrants],
+        float_deposit=Decimal("10000000.00"),
+        steps=[replace(step, failure=None) for step in lifecycle.steps],
+    )
+    world = run_all(lifecycle)
+    assert_replays_rebuild_saved_state(world)
+    snapshots = world.app.snapshots
+    assert snapshots is not None
+    versions = {code: t.version for code, t in world.traders().items()}
+    snapshotted = [
+        code for code in versions if list(snapshots.get(ids.trader_id(world.strategy_id, code)))
+    ]
+    assert snapshotted or max(versions.values(), default=0) < 25
+
+
+@settings(max_examples=5, deadline=None)
+@given(
+    participant_batches(26, 30, ineligible=False, amount_low="2.00", amount_high="50.00"),
+    allocation_bodies(max_assets=2),
+    price_sets(),
+)
+@example(
+    entrants=[Entrant(f"P{i:02d}", Decimal("10.00"), True) for i in range(26)],
+    allocations=[{"underlying_currency": "BTC", "weight": "1"}],
+    prices=dict.fromkeys(ASSETS, Decimal("100.00")),
+)
+def test_an_operation_of_many_chunks_settles_every_chunk_and_conserves_value(
+    entrants: list[Entrant],
+    allocations: list[dict[str, str]],
+    prices: dict[str, Decimal],
+) -> None:
+    """One chunk per Trader takes the Operation's own stream past 50 events, where snapshots
+    start: an Operation rebuilt from its snapshot must carry on exactly as before."""
+    world = World(entrants, chunk_size=1)
+    world.deposit(sum((e.amount for e in entrants), ZERO))
+    body = {"allocations": allocations, "participants": [e.funded() for e in entrants]}
+    audit = world.run(Step(OperationType.ENROLLMENT, body, None, prices, prices))
+    operation = audit.operation
+    assert operation.version > 50
+    assert operation.status.terminal, (operation.status, operation.counts)
+    assert operation.all_chunks_are("settled"), operation.chunks
+    assert_all_or_nothing(world, audit)
+    assert_value_conserved(world)
+    assert_nothing_negative_and_no_hold_left(world)
+    assert_replays_rebuild_saved_state(world)
+
+
+def settled_beyond_fills(operation: Operation) -> dict[str, Decimal]:
+    """Per asset, the Traders' net settled quantity minus the venue's block fill."""
+    gaps = {}
+    for asset in sorted(set(operation.totals) | set(operation.fills)):
+        flow = operation.totals.get(asset, {})
+        settled = Decimal(flow.get("bought", "0")) - Decimal(flow.get("sold", "0"))
+        fill = operation.fills.get(asset)
+        filled = Decimal(fill["quantity"]) if fill else ZERO
+        if fill and fill["side"] == Side.SELL.value:
+            filled = -filled
+        if settled != filled:
+            gaps[asset] = settled - filled
+    return gaps
+
+
+@WHOLE_RUNS
+@given(lifecycles())
+def test_the_house_residual_recorded_at_settlement_is_what_traders_settled_beyond_the_fills(
+    lifecycle: Lifecycle,
+) -> None:
+    """Blocks are sized from aggregates at the locked price, Traders round one by one: the
+    venue (the house) carries the difference, so the Operation must record all of it."""
+    for audit in run_all(lifecycle).audits:
+        operation = audit.operation
+        if operation.all_chunks_are("settled"):
+            recorded = {a: Decimal(q) for a, q in operation.residual.items()}
+            assert recorded == settled_beyond_fills(operation)
+
+
+@SHORT_RUNS
+@given(
+    participant_batches(1, 6, ineligible=False),
+    allocation_bodies(),
+    price_sets(),
+    st.integers(1, 3),
+)
+def test_a_steady_price_enrollment_leaves_the_house_under_one_precision_unit_per_trader(
+    entrants: list[Entrant],
+    allocations: list[dict[str, str]],
+    prices: dict[str, Decimal],
+    chunk_size: int,
+) -> None:
+    """With the locked price equal to the indicative one, the block buys floor_u(Σ b / P) and
+    each of the n Traders buying the asset floor_u(b_i / P): since Σ floor <= floor Σ and the
+    two differ by less than n units, the house ends long between 0 and (n - 1) units."""
+    world = World(entrants, chunk_size)
+    world.deposit(sum((e.amount for e in entrants), ZERO))
+    body = {"allocations": allocations, "participants": [e.funded() for e in entrants]}
+    operation = world.run(Step(OperationType.ENROLLMENT, body, None, prices, prices)).operation
+    buyers: Counter[str] = Counter()
+    for event in world.settled_events(operation.id).values():
+        buyers.update(i["underlying_currency"] for i in vars(event)["instructions"])
+    for asset, gap in settled_beyond_fills(operation).items():
+        step = Decimal(1).scaleb(-8)
+        assert -(buyers[asset] - 1) * step <= gap <= 0, (asset, gap, buyers[asset])
+
+
+def dust_starved_rebalance() -> Lifecycle:
+    """One Trader holding 1 each of BTC, ETH, SOL and ADA at 100 moves to weights that make
+    BTC a real sell (4.96) but ETH, SOL and ADA dust sells (0.96 each), and AVAX at 1 a buy
+    of 7.84 that only the BTC proceeds fund."""
+    prices = {**dict.fromkeys(ASSETS, Decimal("100.00")), "AVAX": Decimal("1.00")}
+    quarter = [{"underlying_currency": a, "weight": "0.25"} for a in ("BTC", "ETH", "SOL", "ADA")]
+    weights = {"BTC": "0.2376", "ETH": "0.2476", "SOL": "0.2476", "ADA": "0.2476", "AVAX": "0.0196"}
+    return Lifecycle(
+        entrants=[Entrant("ABC123", Decimal("400.00"), True)],
+        chunk_size=1,
+        float_deposit=Decimal("400.00"),
+        steps=[
+            Step(
+                OperationType.ENROLLMENT,
+                {
+                    "allocations": quarter,
+                    "participants": [{"participant_code": "ABC123", "amount": "400.00"}],
+                },
+                None,
+                prices,
+                prices,
+            ),
+            Step(
+                OperationType.REBALANCE,
+                {
+                    "allocations": [
+                        {"underlying_currency": a, "weight": w} for a, w in weights.items()
+                    ]
+                },
+                ["ABC123"],
+                prices,
+                prices,
+            ),
+        ],
+    )
+
+
+@SHORT_RUNS
+@given(lifecycles())
+@example(lifecycle=dust_starved_rebalance())
+def test_the_house_is_left_with_at_most_one_precision_unit_of_any_asset_per_trader(
+    lifecycle: Lifecycle,
+) -> None:
+    """For enrollments, top-ups and liquidations a block rounds its aggregate down once and
+    each of n Traders rounds its own leg once, so they differ by at most n units.
+
+    Rebalances and partial sells are left out on purpose: their per-Trader legs depend on
+    dust drops, funds and holding caps that an aggregate cannot see, so their blocks can miss
+    by more (the dust-starved example leaves 2.88 AVAX). That gap is still recorded exactly as
+    the Operation's residual (see the residual test); sizing those blocks exactly needs a
+    sizing pass over every Trader at the locked price, a follow-up of its own."""
+    for audit in run_all(lifecycle).audits:
+        operation = audit.operation
+        if not operation.all_chunks_are("settled"):
+            continue  # failed after its fills: see the test below
+        if operation.type in (OperationType.REBALANCE, OperationType.PARTIAL_SELL):
+            continue
+        traders = operation.counts["approved"]
+        for asset, gap in settled_beyond_fills(operation).items():
+            assert abs(gap) <= traders * Decimal("0.00000001"), (operation.type, asset, gap)
+
+
+@SHORT_RUNS
+@given(lifecycles())
+@example(
+    lifecycle=Lifecycle(
+        entrants=[Entrant("ABC123", Decimal("1000.00"), True)],
+        chunk_size=1,
+        float_deposit=Decimal("1000.00"),
+        steps=[
+            Step(
+                OperationType.ENROLLMENT,
+                {
+                    "allocations": [
+                        {"underlying_currency": "BTC", "weight": "0.5"},
+                        {"underlying_currency": "ETH", "weight": "0.5"},
+                    ],
+                    "participants": [{"participant_code": "ABC123", "amount": "1000.00"}],
+                },
+                None,
+                dict.fromkeys(ASSETS, Decimal("60000.00")),
+                dict.fromkeys(ASSETS, Decimal("60000.00")),
+                OperationReason.EXECUTION_FAILED,
+            )
+        ],
+    )
+)
+def test_an_operation_failed_after_its_fills_leaves_no_fill_unaccounted_for(
+    lifecycle: Lifecycle,
+) -> None:
+    """When the venue fills one block and refuses the next, the Operation fails and every
+    Trader is released: the blocks already filled are then wholly the house's, and the
+    Operation must record them as it records the residual of a settlement."""
+    for audit in run_all(lifecycle).audits:
+        operation = audit.operation
+        if operation.fills and operation.status is OperationStatus.FAILED:
+            recorded = {a: Decimal(q) for a, q in operation.residual.items()}
+            assert recorded == settled_beyond_fills(operation), operation.fills
