@@ -1,0 +1,337 @@
+"""The executions read model. Each row is fed by ONE stream, which Kafka delivers in order:
+
+- an Execution of a Trader that passed the credit check belongs to the Trader's stream:
+  `Trader.HoldPlaced` opens it `awaiting_execution` with its planned (pending) instructions,
+  `Trader.Settled` fills them, `Trader.HoldReleased` ends it `rejected` or `skipped`. The
+  Trader's own row (Opened comes first in that stream) gives platform, strategy and code;
+- an Execution the credit check rejected or skipped belongs to the chunk's stream:
+  `OperationChunk.Checked` lists it. Its Operation comes from the chunk's `Planned` event
+  (kept in the small `operation_chunks` table), but platform and strategy live on the
+  Operation, another stream that may be projected later: such rows are written without
+  them (so no query shows them) and completed when `Operation.Requested` is applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar
+from uuid import UUID, uuid5
+
+from projections.operations import OPERATIONS
+from projections.schema import Column, Key, Rows, Table, find, moves_forward
+from projections.traders import PENDING, TRADERS, plain_decimal
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from projections.operations import OperationRow
+    from projections.traders import TraderRow
+    from workers.messages import DomainEventMessage
+
+AWAITING, SETTLED = "awaiting_execution", "settled"
+TRADER_EVENTS = frozenset({"Trader.HoldPlaced", "Trader.Settled", "Trader.HoldReleased"})
+CHECK_OUTCOMES = frozenset({"rejected", "skipped"})
+
+OPERATION_CHUNKS = Table(
+    "operation_chunks",
+    (
+        Column("id", "uuid"),
+        Column("operation_id", "uuid"),
+        # Only when the Planned event carries them; otherwise read from the Operation's row.
+        Column("platform_id", "text", nullable=True),
+        Column("strategy_id", "uuid", nullable=True),
+        Column("source_id", "uuid"),
+        Column("version", "integer"),
+    ),
+)
+
+EXECUTIONS = Table(
+    "executions",
+    (
+        Column("id", "uuid"),
+        Column("platform_id", "text", nullable=True),
+        Column("strategy_id", "uuid", nullable=True),
+        Column("operation_id", "uuid"),
+        Column("trader_id", "uuid", nullable=True),
+        Column("participant_code", "text"),
+        Column("account_label", "text"),
+        Column("status", "text"),
+        Column("status_reason", "text"),
+        Column("status_reasons", "text[]"),
+        Column("instructions", "jsonb"),
+        Column("created_at", "timestamptz"),
+        Column("updated_at", "timestamptz"),
+        Column("source_id", "uuid"),
+        Column("version", "integer"),
+    ),
+    (
+        ("by_platform", "(platform_id, created_at DESC, id)"),
+        ("by_strategy", "(platform_id, strategy_id, created_at DESC, id)"),
+        ("by_operation", "(platform_id, operation_id, created_at DESC, id)"),
+        ("by_trader", "(platform_id, trader_id, created_at DESC, id)"),
+        ("by_participant", "(platform_id, participant_code, created_at DESC, id)"),
+        ("by_status", "(platform_id, status, created_at DESC, id)"),
+        ("incomplete", "(operation_id) WHERE platform_id IS NULL"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    TABLE: ClassVar[Table] = OPERATION_CHUNKS
+    id: UUID
+    operation_id: UUID
+    platform_id: str | None
+    strategy_id: UUID | None
+    source_id: UUID
+    version: int
+
+
+@dataclass(frozen=True)
+class ExecutionRow:
+    TABLE: ClassVar[Table] = EXECUTIONS
+    id: UUID
+    #: None only until the Operation of a check-rejected Execution is projected.
+    platform_id: str | None
+    strategy_id: UUID | None
+    operation_id: UUID
+    #: None when rejected before the Trader existed (or while it never became visible).
+    trader_id: UUID | None
+    participant_code: str
+    account_label: str
+    status: str
+    status_reason: str
+    status_reasons: list[str]
+    instructions: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+    source_id: UUID
+    version: int
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """Complete the check-rejected Executions written before their Operation was projected."""
+
+    operation_id: UUID
+    platform_id: str
+    strategy_id: UUID
+
+    def args(self) -> tuple[UUID, str, UUID]:
+        return self.operation_id, self.platform_id, self.strategy_id
+
+
+def backfill_sql(schema: str) -> str:
+    return (
+        f"UPDATE {EXECUTIONS.qualified(schema)} SET platform_id = $2, strategy_id = $3::uuid,\n"
+        "    account_label = CASE WHEN trader_id IS NULL THEN '' ELSE $3::uuid::text END\n"
+        "WHERE operation_id = $1 AND platform_id IS NULL"
+    )
+
+
+def completed(row: object, backfill: Backfill) -> ExecutionRow | None:
+    """`row` as `backfill` leaves it, or None when the backfill does not concern it."""
+    if (
+        not isinstance(row, ExecutionRow)
+        or row.operation_id != backfill.operation_id
+        or row.platform_id is not None
+    ):
+        return None
+    return replace(
+        row,
+        platform_id=backfill.platform_id,
+        strategy_id=backfill.strategy_id,
+        account_label=str(backfill.strategy_id) if row.trader_id else "",
+    )
+
+
+def backfills(event: DomainEventMessage) -> list[Backfill]:
+    if event.type != "Operation.Requested":
+        return []
+    data = event.data
+    return [Backfill(event.aggregate_id, data["platform_id"], UUID(data["strategy_id"]))]
+
+
+# -- which rows an event reads ------------------------------------------------------------
+def needs(event: DomainEventMessage, rows: Rows) -> list[Key]:
+    """The rows `event` reads; asked again once they are known (a chunk names its Operation)."""
+    data = event.data
+    if event.type in TRADER_EVENTS:
+        keys = [(TRADERS.name, event.aggregate_id)]
+        if data.get("execution_id"):
+            keys.append((EXECUTIONS.name, UUID(data["execution_id"])))
+        return keys
+    if event.type == "OperationChunk.Planned":
+        return [(OPERATION_CHUNKS.name, event.aggregate_id)]
+    if event.type == "OperationChunk.Checked":
+        keys = [(OPERATION_CHUNKS.name, event.aggregate_id)]
+        keys += [(EXECUTIONS.name, UUID(d["execution_id"])) for d in _excluded(data)]
+        chunk: ChunkRow | None = find(rows, OPERATION_CHUNKS, event.aggregate_id)
+        if chunk is not None and chunk.platform_id is None:
+            keys.append((OPERATIONS.name, chunk.operation_id))
+        return keys
+    return []
+
+
+# -- the row changes ----------------------------------------------------------------------
+def changes(event: DomainEventMessage, rows: Rows) -> list[ChunkRow | ExecutionRow]:
+    if event.type in TRADER_EVENTS:
+        return _from_trader(event, rows)
+    if event.type == "OperationChunk.Planned":
+        return _planned(event, rows)
+    if event.type == "OperationChunk.Checked":
+        return list(_checked(event, rows))
+    return []
+
+
+def _from_trader(event: DomainEventMessage, rows: Rows) -> list[ChunkRow | ExecutionRow]:
+    data = event.data
+    if not data.get("execution_id"):
+        return []
+    execution_id = UUID(data["execution_id"])
+    current: ExecutionRow | None = find(rows, EXECUTIONS, execution_id)
+    trader: TraderRow | None = find(rows, TRADERS, event.aggregate_id)
+    if trader is None or not moves_forward(current, event.aggregate_id, event.aggregate_version):
+        return []
+    if event.type == "Trader.HoldPlaced":
+        return [_opened(event, execution_id, trader)]
+    if current is None:
+        return []  # closing an Execution this projection never saw open
+    moved = replace(current, updated_at=event.timestamp, version=event.aggregate_version)
+    if event.type == "Trader.Settled":
+        filled = [
+            _filled(execution_id, fill, current.instructions) for fill in data["instructions"]
+        ]
+        settled = replace(moved, status=SETTLED, status_reason="", status_reasons=[])
+        return [replace(settled, instructions=filled)]
+    reasons = [data["reason"]] if data["reason"] else []
+    ended = replace(
+        moved,
+        status=data["outcome"],
+        status_reason=data["reason"],
+        status_reasons=reasons,
+        instructions=[dict(i, status="rejected") for i in current.instructions],
+    )
+    if trader.status == PENDING:  # its first enrollment failed: the Trader never existed
+        ended = replace(ended, trader_id=None, account_label="")
+    return [ended]
+
+
+def _opened(event: DomainEventMessage, execution_id: UUID, trader: TraderRow) -> ExecutionRow:
+    data = event.data
+    return ExecutionRow(
+        id=execution_id,
+        platform_id=trader.platform_id,
+        strategy_id=trader.strategy_id,
+        operation_id=UUID(data["operation_id"]),
+        trader_id=trader.id,
+        participant_code=trader.participant_code,
+        account_label=str(trader.strategy_id),
+        status=AWAITING,
+        status_reason="",
+        status_reasons=[],
+        instructions=[_pending(leg) for leg in data.get("instructions", [])],
+        created_at=event.timestamp,
+        updated_at=event.timestamp,
+        source_id=event.aggregate_id,
+        version=event.aggregate_version,
+    )
+
+
+def _pending(leg: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "underlying_currency": leg["underlying_currency"],
+        "side": leg["side"],
+        "status": "pending",
+        "requested_quantity": plain_decimal(Decimal(leg["quantity"])),
+        "requested_notional": plain_decimal(Decimal(leg["notional"])),
+        "price": None,
+        "quantity": None,
+        "total_notional": None,
+        "trade_id": None,
+    }
+
+
+def _filled(
+    execution_id: UUID, fill: Mapping[str, str], planned: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A settled leg; what was requested comes from the planned leg of the same asset."""
+    asset = fill["underlying_currency"]
+    requested = next(
+        (leg for leg in planned if leg["underlying_currency"] == asset), _pending(fill)
+    )
+    return {
+        "underlying_currency": asset,
+        "side": fill["side"],
+        "status": "filled",
+        "requested_quantity": requested["requested_quantity"],
+        "requested_notional": requested["requested_notional"],
+        "price": plain_decimal(Decimal(fill["price"])),
+        "quantity": plain_decimal(Decimal(fill["quantity"])),
+        "total_notional": plain_decimal(Decimal(fill["notional"])),
+        "trade_id": str(uuid5(execution_id, asset)),
+    }
+
+
+def _planned(event: DomainEventMessage, rows: Rows) -> list[ChunkRow | ExecutionRow]:
+    current: ChunkRow | None = find(rows, OPERATION_CHUNKS, event.aggregate_id)
+    if current is not None:  # Planned is a chunk's first event: it never changes a row
+        return []
+    data = event.data
+    strategy = data.get("strategy_id")
+    return [
+        ChunkRow(
+            id=event.aggregate_id,
+            operation_id=UUID(data["operation_id"]),
+            platform_id=data.get("platform_id"),
+            strategy_id=UUID(strategy) if strategy else None,
+            source_id=event.aggregate_id,
+            version=event.aggregate_version,
+        )
+    ]
+
+
+def _checked(event: DomainEventMessage, rows: Rows) -> list[ExecutionRow]:
+    """The Executions the credit check rejected or skipped (approved ones are the Traders')."""
+    chunk: ChunkRow | None = find(rows, OPERATION_CHUNKS, event.aggregate_id)
+    if chunk is None:
+        return []
+    platform_id, strategy_id = chunk.platform_id, chunk.strategy_id
+    if platform_id is None:
+        operation: OperationRow | None = find(rows, OPERATIONS, chunk.operation_id)
+        if operation is not None:
+            platform_id, strategy_id = operation.platform_id, operation.strategy_id
+    found = []
+    for decision in _excluded(event.data):
+        execution_id = UUID(decision["execution_id"])
+        current = find(rows, EXECUTIONS, execution_id)
+        if not moves_forward(current, event.aggregate_id, event.aggregate_version):
+            continue
+        trader_id = UUID(decision["trader_id"]) if decision.get("trader_id") else None
+        reasons = [r for r in decision.get("reasons", "").split(",") if r]
+        found.append(
+            ExecutionRow(
+                id=execution_id,
+                platform_id=platform_id,
+                strategy_id=strategy_id,
+                operation_id=chunk.operation_id,
+                trader_id=trader_id,
+                participant_code=decision["participant_code"],
+                account_label=str(strategy_id) if trader_id and strategy_id else "",
+                status=decision["outcome"],
+                status_reason=reasons[0] if reasons else "",
+                status_reasons=reasons,
+                instructions=[],
+                created_at=event.timestamp,
+                updated_at=event.timestamp,
+                source_id=event.aggregate_id,
+                version=event.aggregate_version,
+            )
+        )
+    return found
+
+
+def _excluded(data: Mapping[str, Any]) -> list[Mapping[str, str]]:
+    return [d for d in data.get("decisions", []) if d.get("outcome") in CHECK_OUTCOMES]

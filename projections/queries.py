@@ -1,0 +1,295 @@
+"""List and get for the HTTP API, read from the projected tables only.
+
+Every query is scoped to one platform: another platform's resource reads as absent (the API
+answers 404 and never reveals it exists). A Trader whose first enrollment has not settled is
+`pending` and reads as absent too. Lists are newest first, ties by id, in pages of `size`
+(default 50, at most 200); each call returns `(items, page, total_pages)` with `total_pages`
+at least 1. Items are the spec's JSON objects: decimals and UUIDs as strings, RFC3339 UTC
+times, "" for the `trader_id` and `account_label` of an Execution rejected before its Trader
+existed. Traders add `status`, `positions` and `cash` (documented extensions); Operations
+add `participant_count`, `counts` and `locked_prices`.
+
+SQL is assembled from fixed column names only; every value is a parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from projections.executions import ExecutionRow
+from projections.operations import OperationRow
+from projections.schema import DEFAULT_SCHEMA, Table, row_from_record
+from projections.strategies import StrategyRow
+from projections.traders import PENDING, TraderRow, plain_decimal
+from workers.representations import rfc3339
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from uuid import UUID
+
+    import asyncpg
+
+DEFAULT_SIZE = 50
+MAX_SIZE = 200
+
+Item = dict[str, Any]
+PageOf = tuple[list[Item], int, int]
+#: (column, operator, value): a condition applied when the value is not None.
+Condition = tuple[str, str, Any]
+
+
+# -- resources ----------------------------------------------------------------------------
+def strategy_resource(row: StrategyRow) -> Item:
+    return {
+        "id": str(row.id),
+        "request_id": str(row.request_id),
+        "quoted_currency": row.quoted_currency,
+        "metadata": row.metadata,
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
+    }
+
+
+def trader_resource(row: TraderRow) -> Item:
+    return {
+        "id": str(row.id),
+        "strategy_id": str(row.strategy_id),
+        "participant_code": row.participant_code,
+        "account_label": row.account_label,
+        "auto_rebalance": row.auto_rebalance,
+        "status": row.status,
+        "positions": dict(row.positions),
+        "cash": plain_decimal(row.cash),
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
+    }
+
+
+def operation_resource(row: OperationRow) -> Item:
+    return {
+        "id": str(row.id),
+        "strategy_id": str(row.strategy_id),
+        "request_id": str(row.request_id),
+        "type": row.type,
+        "status": row.status,
+        "status_reason": row.status_reason,
+        "allocations": row.allocations,
+        "participant_count": row.participant_count,
+        "counts": row.counts,
+        "locked_prices": row.locked_prices,
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
+    }
+
+
+def execution_resource(row: ExecutionRow) -> Item:
+    return {
+        "id": str(row.id),
+        "strategy_id": str(row.strategy_id),
+        "operation_id": str(row.operation_id),
+        "trader_id": str(row.trader_id) if row.trader_id else "",
+        "participant_code": row.participant_code,
+        "account_label": row.account_label,
+        "status": row.status,
+        "status_reason": row.status_reason,
+        "status_reasons": list(row.status_reasons),
+        "instructions": row.instructions,
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
+    }
+
+
+# -- strategies ---------------------------------------------------------------------------
+async def get_strategy(
+    pool: asyncpg.Pool, platform_id: str, strategy_id: UUID, *, schema: str = DEFAULT_SCHEMA
+) -> Item | None:
+    return await _get(pool, schema, StrategyRow, strategy_resource, platform_id, strategy_id)
+
+
+async def list_strategies(
+    pool: asyncpg.Pool,
+    platform_id: str,
+    *,
+    page: int = 1,
+    size: int = DEFAULT_SIZE,
+    schema: str = DEFAULT_SCHEMA,
+) -> PageOf:
+    return await _list(pool, schema, StrategyRow, strategy_resource, platform_id, [], page, size)
+
+
+# -- traders ------------------------------------------------------------------------------
+_VISIBLE_TRADER: Condition = ("status", "<>", PENDING)
+
+
+async def get_trader(
+    pool: asyncpg.Pool, platform_id: str, trader_id: UUID, *, schema: str = DEFAULT_SCHEMA
+) -> Item | None:
+    return await _get(
+        pool, schema, TraderRow, trader_resource, platform_id, trader_id, [_VISIBLE_TRADER]
+    )
+
+
+async def list_traders(
+    pool: asyncpg.Pool,
+    platform_id: str,
+    *,
+    strategy_id: UUID | None = None,
+    participant_code: str | None = None,
+    auto_rebalance: bool | None = None,
+    page: int = 1,
+    size: int = DEFAULT_SIZE,
+    schema: str = DEFAULT_SCHEMA,
+) -> PageOf:
+    conditions = [
+        _VISIBLE_TRADER,
+        ("strategy_id", "=", strategy_id),
+        ("participant_code", "=", participant_code),
+        ("auto_rebalance", "=", auto_rebalance),
+    ]
+    return await _list(
+        pool, schema, TraderRow, trader_resource, platform_id, conditions, page, size
+    )
+
+
+# -- operations ---------------------------------------------------------------------------
+async def get_operation(
+    pool: asyncpg.Pool, platform_id: str, operation_id: UUID, *, schema: str = DEFAULT_SCHEMA
+) -> Item | None:
+    return await _get(pool, schema, OperationRow, operation_resource, platform_id, operation_id)
+
+
+async def list_operations(
+    pool: asyncpg.Pool,
+    platform_id: str,
+    *,
+    strategy_id: UUID | None = None,
+    type: str | None = None,
+    status: str | None = None,
+    request_id: UUID | None = None,
+    created_gte: datetime | None = None,
+    created_lt: datetime | None = None,
+    page: int = 1,
+    size: int = DEFAULT_SIZE,
+    schema: str = DEFAULT_SCHEMA,
+) -> PageOf:
+    conditions = [
+        ("strategy_id", "=", strategy_id),
+        ("type", "=", type),
+        ("status", "=", status),
+        ("request_id", "=", request_id),
+        ("created_at", ">=", _utc(created_gte)),
+        ("created_at", "<", _utc(created_lt)),
+    ]
+    return await _list(
+        pool, schema, OperationRow, operation_resource, platform_id, conditions, page, size
+    )
+
+
+# -- executions ---------------------------------------------------------------------------
+async def get_execution(
+    pool: asyncpg.Pool, platform_id: str, execution_id: UUID, *, schema: str = DEFAULT_SCHEMA
+) -> Item | None:
+    return await _get(pool, schema, ExecutionRow, execution_resource, platform_id, execution_id)
+
+
+async def list_executions(
+    pool: asyncpg.Pool,
+    platform_id: str,
+    *,
+    strategy_id: UUID | None = None,
+    operation_id: UUID | None = None,
+    trader_id: UUID | None = None,
+    participant_code: str | None = None,
+    status: str | None = None,
+    page: int = 1,
+    size: int = DEFAULT_SIZE,
+    schema: str = DEFAULT_SCHEMA,
+) -> PageOf:
+    conditions = [
+        ("strategy_id", "=", strategy_id),
+        ("operation_id", "=", operation_id),
+        ("trader_id", "=", trader_id),
+        ("participant_code", "=", participant_code),
+        ("status", "=", status),
+    ]
+    return await _list(
+        pool, schema, ExecutionRow, execution_resource, platform_id, conditions, page, size
+    )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time without zone is UTC (the API's times are), never the server's local time."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+# -- the two query shapes -----------------------------------------------------------------
+def check_page(page: int, size: int) -> None:
+    if page < 1:
+        raise ValueError(f"page must be 1 or more, not {page}")
+    if not 1 <= size <= MAX_SIZE:
+        raise ValueError(f"size must be between 1 and {MAX_SIZE}, not {size}")
+
+
+def _where(platform_id: str, conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
+    params: list[Any] = [platform_id]
+    clauses = ["platform_id = $1"]
+    for column, operator, value in conditions:
+        if value is not None:
+            params.append(value)
+            clauses.append(f"{column} {operator} ${len(params)}")
+    return " AND ".join(clauses), params
+
+
+async def _get(
+    pool: asyncpg.Pool,
+    schema: str,
+    kind: type[Any],
+    resource: Callable[[Any], Item],
+    platform_id: str,
+    row_id: UUID,
+    conditions: Sequence[Condition] = (),
+) -> Item | None:
+    table: Table = kind.TABLE
+    where, params = _where(platform_id, [("id", "=", row_id), *conditions])
+    record = await pool.fetchrow(
+        f"SELECT {table.selected()} FROM {table.qualified(schema)} WHERE {where}", *params
+    )
+    return None if record is None else resource(row_from_record(kind, record))
+
+
+async def _list(
+    pool: asyncpg.Pool,
+    schema: str,
+    kind: type[Any],
+    resource: Callable[[Any], Item],
+    platform_id: str,
+    conditions: Sequence[Condition],
+    page: int,
+    size: int,
+) -> PageOf:
+    check_page(page, size)
+    table: Table = kind.TABLE
+    where, params = _where(platform_id, conditions)
+    n = len(params)
+    records = await pool.fetch(
+        f"SELECT {table.selected()}, count(*) OVER () AS total "
+        f"FROM {table.qualified(schema)} WHERE {where} "
+        f"ORDER BY created_at DESC, id LIMIT ${n + 1} OFFSET ${n + 2}",
+        *params,
+        size,
+        (page - 1) * size,
+    )
+    if records:
+        total = int(records[0]["total"])
+    else:  # past the last page (or nothing at all): the window count had no row to ride on
+        total = int(
+            await pool.fetchval(
+                f"SELECT count(*) FROM {table.qualified(schema)} WHERE {where}", *params
+            )
+        )
+    items = [resource(row_from_record(kind, record)) for record in records]
+    return items, page, max(1, math.ceil(total / size))

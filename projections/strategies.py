@@ -1,0 +1,73 @@
+"""The strategies read model, fed by the Strategy stream alone (`Strategy.Created`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from uuid import UUID
+
+from projections.schema import Column, Key, Rows, Table, find, moves_forward
+
+if TYPE_CHECKING:
+    from workers.messages import DomainEventMessage
+
+STRATEGIES = Table(
+    "strategies",
+    (
+        Column("id", "uuid"),
+        Column("platform_id", "text"),
+        Column("request_id", "uuid"),
+        Column("quoted_currency", "text"),
+        Column("metadata", "jsonb"),
+        Column("created_at", "timestamptz"),
+        Column("updated_at", "timestamptz"),
+        Column("source_id", "uuid"),
+        Column("version", "integer"),
+    ),
+    (("by_platform", "(platform_id, created_at DESC, id)"),),
+)
+
+
+@dataclass(frozen=True)
+class StrategyRow:
+    TABLE: ClassVar[Table] = STRATEGIES
+    id: UUID
+    platform_id: str
+    request_id: UUID
+    quoted_currency: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    source_id: UUID
+    version: int
+
+
+def needs(event: DomainEventMessage, rows: Rows) -> list[Key]:
+    del rows
+    if event.type == "Strategy.Created":
+        return [(STRATEGIES.name, event.aggregate_id)]
+    return []
+
+
+def changes(event: DomainEventMessage, rows: Rows) -> list[StrategyRow]:
+    """The Strategy row `event` creates; nothing for an event already applied."""
+    if event.type != "Strategy.Created":
+        return []
+    current: StrategyRow | None = find(rows, STRATEGIES, event.aggregate_id)
+    if not moves_forward(current, event.aggregate_id, event.aggregate_version):
+        return []
+    data = event.data
+    return [
+        StrategyRow(
+            id=event.aggregate_id,
+            platform_id=data["platform_id"],
+            request_id=UUID(data["request_id"]),
+            quoted_currency=data["quoted_currency"],
+            metadata=data.get("metadata") or {},
+            created_at=event.timestamp,
+            updated_at=event.timestamp,
+            source_id=event.aggregate_id,
+            version=event.aggregate_version,
+        )
+    ]

@@ -1,0 +1,150 @@
+"""The traders read model, fed by the Trader stream alone.
+
+`Trader.Opened` adds the row as `pending` (the hold of its first enrollment); it becomes
+visible (`active`) when that enrollment settles. `Trader.Settled` carries the fills, not the
+resulting balances, so positions and cash are replayed here exactly as the aggregate does:
+`funded` comes in, `paid_out` goes out, a buy costs its notional and a sell yields it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, ClassVar
+from uuid import UUID
+
+from projections.schema import Column, Key, Rows, Table, find, moves_forward
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from workers.messages import DomainEventMessage
+
+PENDING = "pending"
+EVENTS = frozenset({"Trader.Opened", "Trader.Settled", "Trader.AutoRebalanceChanged"})
+
+TRADERS = Table(
+    "traders",
+    (
+        Column("id", "uuid"),
+        Column("platform_id", "text"),
+        Column("strategy_id", "uuid"),
+        Column("participant_code", "text"),
+        Column("account_label", "text"),
+        Column("auto_rebalance", "boolean"),
+        Column("status", "text"),
+        Column("positions", "jsonb"),
+        Column("cash", "numeric"),
+        Column("created_at", "timestamptz"),
+        Column("updated_at", "timestamptz"),
+        Column("source_id", "uuid"),
+        Column("version", "integer"),
+    ),
+    (
+        ("by_platform", "(platform_id, created_at DESC, id)"),
+        ("by_strategy", "(platform_id, strategy_id, created_at DESC, id)"),
+        ("by_participant", "(platform_id, participant_code, created_at DESC, id)"),
+        ("by_auto_rebalance", "(platform_id, auto_rebalance, created_at DESC, id)"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class TraderRow:
+    TABLE: ClassVar[Table] = TRADERS
+    id: UUID
+    platform_id: str
+    strategy_id: UUID
+    participant_code: str
+    account_label: str
+    auto_rebalance: bool
+    status: str
+    #: Asset -> quantity held, as a plain decimal string; assets at zero are absent.
+    positions: dict[str, str]
+    cash: Decimal
+    created_at: datetime
+    updated_at: datetime
+    source_id: UUID
+    version: int
+
+
+def needs(event: DomainEventMessage, rows: Rows) -> list[Key]:
+    del rows
+    return [(TRADERS.name, event.aggregate_id)] if event.type in EVENTS else []
+
+
+def changes(event: DomainEventMessage, rows: Rows) -> list[TraderRow]:
+    """The Trader row after `event`; nothing when the event is not new to the row."""
+    if event.type not in EVENTS:
+        return []
+    current: TraderRow | None = find(rows, TRADERS, event.aggregate_id)
+    if not moves_forward(current, event.aggregate_id, event.aggregate_version):
+        return []
+    data = event.data
+    if event.type == "Trader.Opened":
+        return [_opened(event)] if current is None else []
+    if current is None:
+        return []  # a later event without its Opened: nothing to change
+    moved = replace(current, updated_at=event.timestamp, version=event.aggregate_version)
+    if event.type == "Trader.AutoRebalanceChanged":
+        return [replace(moved, auto_rebalance=bool(data["auto_rebalance"]))]
+    positions, cash = settle(
+        current.positions,
+        current.cash,
+        data["instructions"],
+        Decimal(data["funded"]),
+        Decimal(data["paid_out"]),
+    )
+    return [
+        replace(
+            moved,
+            status=data["status"],
+            auto_rebalance=bool(data["auto_rebalance"]),
+            positions=positions,
+            cash=cash,
+        )
+    ]
+
+
+def _opened(event: DomainEventMessage) -> TraderRow:
+    data = event.data
+    return TraderRow(
+        id=event.aggregate_id,
+        platform_id=data["platform_id"],
+        strategy_id=UUID(data["strategy_id"]),
+        participant_code=data["participant_code"],
+        account_label=data["strategy_id"],
+        auto_rebalance=bool(data["auto_rebalance"]),
+        status=PENDING,
+        positions={},
+        cash=Decimal(0),
+        created_at=event.timestamp,
+        updated_at=event.timestamp,
+        source_id=event.aggregate_id,
+        version=event.aggregate_version,
+    )
+
+
+def settle(
+    positions: Mapping[str, str],
+    cash: Decimal,
+    instructions: Iterable[Mapping[str, str]],
+    funded: Decimal,
+    paid_out: Decimal,
+) -> tuple[dict[str, str], Decimal]:
+    """Positions and cash once a settlement's fills apply (the aggregate's own arithmetic)."""
+    held = {asset: Decimal(quantity) for asset, quantity in positions.items()}
+    cash += funded - paid_out
+    for instruction in instructions:
+        asset = instruction["underlying_currency"]
+        quantity, notional = Decimal(instruction["quantity"]), Decimal(instruction["notional"])
+        buy = instruction["side"] == "buy"
+        held[asset] = held.get(asset, Decimal(0)) + (quantity if buy else -quantity)
+        cash += -notional if buy else notional
+    return {asset: plain_decimal(q) for asset, q in sorted(held.items()) if q}, cash
+
+
+def plain_decimal(value: Decimal) -> str:
+    """A decimal string without exponent (str(Decimal("0.00000001")) is "1E-8")."""
+    return format(value, "f")

@@ -1,0 +1,212 @@
+"""The projection consumer: one delivery's row changes and its offset, in ONE transaction.
+
+`Projection` is the pure part: it folds events into the rows they read and write, with no
+I/O, so unit tests drive it directly. `ProjectionWriter` loads the rows a batch reads, folds
+the batch, upserts what changed (only forward: see `projections.schema`) and, for a bus
+delivery, records the consumed offset in the same transaction, so a crash or a redelivery
+can neither lose nor double an event.
+
+Offsets: a delivery at or below the stored offset of its partition is skipped, unless its
+event is newer than any this partition has applied (the store's log `position`). That
+exception exists because the embedded bus numbers its offsets from 0 again after a restart
+(and a re-created Kafka topic does the same), while log positions only grow; a genuine
+redelivery is at or below both. Row versions make a replay harmless either way.
+
+Cross-stream reads: a chunk's rejected Executions read their Operation's row, and that
+Operation's `Requested` completes them if it is applied later. The two run on different
+partitions, so both take a transaction-scoped advisory lock on the Operation first: one
+then always sees the other's commit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from projections import executions, operations, strategies, traders
+from projections.executions import backfill_sql
+from projections.operations import OPERATIONS
+from projections.schema import DEFAULT_SCHEMA, Key, Row, quoted, row_from_record, row_values
+from workers.messages import DomainEventMessage
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from uuid import UUID
+
+    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+    from infra.bus import Delivery
+
+    Connection = PoolConnectionProxy[asyncpg.Record]
+
+log = structlog.get_logger("projections.writer")
+
+#: Every read model, in the order an event is applied to them.
+MODELS: tuple[ModuleType, ...] = (strategies, operations, traders, executions)
+ROW_TYPES: dict[str, type[Any]] = {
+    kind.TABLE.name: kind
+    for kind in (
+        strategies.StrategyRow,
+        traders.TraderRow,
+        operations.OperationRow,
+        executions.ChunkRow,
+        executions.ExecutionRow,
+    )
+}
+DEFAULT_NAME = "read-models"
+
+
+class Projection:
+    """The rows a batch of events reads and writes, in memory; `None` means "no such row".
+
+    Rows not loaded read as absent, so a Projection fed a whole history from empty is the
+    read models themselves (this is how the unit tests use it).
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[Key, Any] = {}
+        self.dirty: dict[Key, Any] = {}
+        self.backfills: list[executions.Backfill] = []
+
+    def get(self, key: Key) -> Any:
+        return self.rows.get(key)
+
+    def missing(self, event: DomainEventMessage) -> set[Key]:
+        """The rows `event` reads that are not known yet (absent rows are known as None)."""
+        return {key for m in MODELS for key in m.needs(event, self) if key not in self.rows}
+
+    def know(self, keys: Iterable[Key], found: Iterable[Row]) -> None:
+        for key in keys:
+            self.rows.setdefault(key, None)
+        for row in found:
+            self.rows[(row.TABLE.name, row.id)] = row
+
+    def apply(self, event: DomainEventMessage) -> list[Any]:
+        """Fold one event; returns the rows it changed (empty when it was already applied)."""
+        changed = []
+        for model in MODELS:
+            for row in model.changes(event, self):
+                key = (row.TABLE.name, row.id)
+                self.rows[key] = self.dirty[key] = row
+                changed.append(row)
+        for backfill in executions.backfills(event):
+            self._complete(backfill)
+            self.backfills.append(backfill)
+        return changed
+
+    def _complete(self, backfill: executions.Backfill) -> None:
+        """The backfill's effect on rows held here (its SQL covers the rows already stored)."""
+        for key, row in list(self.rows.items()):
+            done = executions.completed(row, backfill)
+            if done is not None:
+                self.rows[key] = done
+                if key in self.dirty:
+                    self.dirty[key] = done
+
+
+class ProjectionWriter:
+    """Applies `strategies.events` to the read models of one schema."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, schema: str = DEFAULT_SCHEMA, *, name: str = DEFAULT_NAME
+    ) -> None:
+        quoted(schema)  # refuse a bad schema name now, not at the first event
+        self.pool = pool
+        self.schema = schema
+        self.name = name
+
+    async def handle(self, delivery: Delivery) -> None:
+        """The bus handler: apply the delivery's event and record its offset, atomically."""
+        message = DomainEventMessage.model_validate_json(delivery.value)
+        async with self.pool.acquire() as connection, connection.transaction():
+            if not await self._advance(connection, delivery, message.position):
+                log.debug(
+                    "projection.skipped",
+                    topic=delivery.topic,
+                    partition=delivery.partition,
+                    offset=delivery.offset,
+                    position=message.position,
+                )
+                return
+            changed = await self._apply(connection, [message])
+        log.debug(
+            "projection.applied",
+            type=message.type,
+            aggregate_id=str(message.aggregate_id),
+            offset=delivery.offset,
+            rows=changed,
+        )
+
+    async def apply(self, message: DomainEventMessage) -> int:
+        """Apply one event without offset bookkeeping; returns how many rows it changed."""
+        return await self.apply_many([message])
+
+    async def apply_many(self, messages: Sequence[DomainEventMessage]) -> int:
+        """Apply events in order, in one transaction; returns how many row changes it made."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            return await self._apply(connection, messages)
+
+    async def _advance(self, connection: Connection, delivery: Delivery, position: int) -> bool:
+        """Record the offset; False when the delivery was already applied. The row lock it
+        takes serialises two consumers that briefly share a partition during a rebalance."""
+        advanced = await connection.fetchval(
+            f"""INSERT INTO {quoted(self.schema)}.projection_offsets AS o
+                    (projection, topic, partition, "offset", position)
+                VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (projection, topic, partition) DO UPDATE
+                SET "offset" = EXCLUDED."offset", position = GREATEST(o.position, EXCLUDED.position)
+                WHERE o."offset" < EXCLUDED."offset" OR o.position < EXCLUDED.position
+                RETURNING true""",
+            self.name,
+            delivery.topic,
+            delivery.partition,
+            delivery.offset,
+            position,
+        )
+        return bool(advanced)
+
+    async def _apply(self, connection: Connection, messages: Sequence[DomainEventMessage]) -> int:
+        state = Projection()
+        await self._load(connection, state, set().union(*(state.missing(m) for m in messages)))
+        changed = 0
+        for message in messages:
+            while wanted := state.missing(message):  # a chunk's row names its Operation
+                await self._load(connection, state, wanted)
+            changed += len(state.apply(message))
+        await self._flush(connection, state)
+        return changed
+
+    async def _load(self, connection: Connection, state: Projection, keys: set[Key]) -> None:
+        by_table: dict[str, list[UUID]] = defaultdict(list)
+        for table, row_id in keys:
+            by_table[table].append(row_id)
+        for table, ids in by_table.items():
+            if table == OPERATIONS.name:
+                await self._lock_operations(connection, ids)
+            kind = ROW_TYPES[table]
+            records = await connection.fetch(kind.TABLE.select_by_ids(self.schema), ids)
+            state.know(((table, i) for i in ids), (row_from_record(kind, r) for r in records))
+
+    async def _lock_operations(self, connection: Connection, ids: Iterable[UUID]) -> None:
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || id::text, 0))"
+            " FROM unnest($2::uuid[]) AS id ORDER BY id",
+            f"projections:{self.schema}",
+            sorted(set(ids)),
+        )
+
+    async def _flush(self, connection: Connection, state: Projection) -> None:
+        by_table: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        for row in state.dirty.values():
+            by_table[row.TABLE.name].append(row_values(row))
+        for table, values in by_table.items():
+            await connection.executemany(ROW_TYPES[table].TABLE.upsert(self.schema), values)
+        if state.backfills:
+            await self._lock_operations(connection, (b.operation_id for b in state.backfills))
+            await connection.executemany(
+                backfill_sql(self.schema), [b.args() for b in state.backfills]
+            )

@@ -1,0 +1,112 @@
+"""The SQL the tables generate, and the JSON objects the queries return (no database)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+
+from projections.executions import EXECUTIONS, ExecutionRow
+from projections.operations import OPERATIONS
+from projections.queries import _where, check_page, execution_resource, trader_resource
+from projections.schema import quoted
+from projections.traders import TRADERS, TraderRow
+
+NOW = datetime(2026, 5, 29, 18, 56, 43, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("name", ["", "1abc", "a-b", 'x"; DROP TABLE t; --', "a" * 64])
+def test_a_schema_name_that_is_not_a_plain_identifier_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="schema name"):
+        quoted(name)
+
+
+def test_upserts_only_move_a_row_forward_within_its_own_stream() -> None:
+    sql = EXECUTIONS.upsert("scratch")
+    assert sql.startswith('INSERT INTO "scratch".executions AS r')
+    assert "WHERE r.version < EXCLUDED.version AND r.source_id = EXCLUDED.source_id" in sql
+    assert "$11::text::jsonb" in sql  # instructions travel as text, whatever the pool's codecs
+
+
+def test_every_list_filter_and_the_sort_order_have_an_index() -> None:
+    ddl = EXECUTIONS.create("public") + TRADERS.create("public") + OPERATIONS.create("public")
+    for table, column in [
+        ("executions", "strategy_id"),
+        ("executions", "operation_id"),
+        ("executions", "trader_id"),
+        ("executions", "participant_code"),
+        ("executions", "status"),
+        ("traders", "strategy_id"),
+        ("traders", "participant_code"),
+        ("traders", "auto_rebalance"),
+        ("operations", "strategy_id"),
+        ("operations", "type"),
+        ("operations", "status"),
+    ]:
+        assert f'"public".{table} (platform_id, {column}, created_at DESC, id)' in ddl
+    assert '"public".operations (platform_id, request_id)' in ddl
+    assert '"public".operations (platform_id, created_at DESC, id)' in ddl
+
+
+def test_conditions_become_parameters_and_absent_filters_vanish() -> None:
+    strategy = uuid4()
+    where, params = _where("p1", [("strategy_id", "=", strategy), ("status", "=", None)])
+    assert (where, params) == ("platform_id = $1 AND strategy_id = $2", ["p1", strategy])
+
+
+@pytest.mark.parametrize(("page", "size"), [(0, 50), (1, 0), (1, 201)])
+def test_pages_start_at_one_and_hold_at_most_two_hundred(page: int, size: int) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        check_page(page, size)
+
+
+def test_an_execution_rejected_before_its_trader_existed_shows_empty_strings() -> None:
+    strategy, operation = uuid4(), uuid4()
+    row = ExecutionRow(
+        id=uuid4(),
+        platform_id="p1",
+        strategy_id=strategy,
+        operation_id=operation,
+        trader_id=None,
+        participant_code="X9",
+        account_label="",
+        status="rejected",
+        status_reason="participant_ineligible",
+        status_reasons=["participant_ineligible"],
+        instructions=[],
+        created_at=NOW,
+        updated_at=NOW,
+        source_id=uuid4(),
+        version=2,
+    )
+    item = execution_resource(row)
+    assert (item["trader_id"], item["account_label"]) == ("", "")
+    assert (item["strategy_id"], item["operation_id"]) == (str(strategy), str(operation))
+    assert item["created_at"] == "2026-05-29T18:56:43Z"
+    assert "platform_id" not in item and "version" not in item
+
+
+def test_a_trader_shows_its_extensions_as_strings() -> None:
+    row = TraderRow(
+        id=uuid4(),
+        platform_id="p1",
+        strategy_id=uuid4(),
+        participant_code="P1",
+        account_label="label",
+        auto_rebalance=True,
+        status="active",
+        positions={"BTC": "0.00000001"},
+        cash=Decimal("1E-2"),
+        created_at=NOW,
+        updated_at=NOW,
+        source_id=uuid4(),
+        version=3,
+    )
+    item = trader_resource(row)
+    assert (item["positions"], item["cash"], item["status"]) == (
+        {"BTC": "0.00000001"},
+        "0.01",
+        "active",
+    )
