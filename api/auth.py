@@ -1,0 +1,221 @@
+"""Request signing (spec §7.2): who is calling, proven on every request.
+
+A client sends four headers: `X-SCX-API-KEY` (public), `X-SCX-TIMESTAMP` (Unix seconds),
+`X-SCX-PASSPHRASE`, and `X-SCX-SIGNED`, the base64 HMAC-SHA256 of
+
+    timestamp + METHOD + path-with-query + body
+
+keyed by the key's secret. The body is the raw request body, or `{}` for a GET, HEAD or
+DELETE that has none. The secret is issued as base64; zerohash's sample code decodes it and
+uses the 32 bytes as key, some clients use the base64 text itself: both are accepted.
+
+The checks run cheapest first and each failure has its own `code`, so a client can tell a
+clock problem from a key problem: missing headers, a timestamp that is not an integer or is
+more than 60 s away from ours, an unknown (or revoked) key, a wrong signature, a wrong
+passphrase (401); a disabled platform is a 403, told only to a caller that proved who it is.
+Secrets, signatures and passphrases are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from api.errors import ProblemError
+from domain.errors import FieldError
+from infra.logging import get_logger
+from infra.platforms import KeyCache, KeyRecord, find_key, key_cache
+from infra.secrets_box import verify_passphrase
+
+log = get_logger("api.auth")
+
+SIGNATURE_WINDOW_S = 60
+EMPTY_BODY = b"{}"
+BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+HEADERS = ("X-SCX-API-KEY", "X-SCX-SIGNED", "X-SCX-TIMESTAMP", "X-SCX-PASSPHRASE")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_CHALLENGE = {"WWW-Authenticate": 'SCX-HMAC-SHA256 realm="portfolio-strategies"'}
+
+
+@dataclass(frozen=True)
+class AuthenticatedPlatform:
+    platform_id: str
+    api_key: str
+
+
+def signing_payload(
+    timestamp: int | str, method: str, path_with_query: str, body: bytes | str | None
+) -> bytes:
+    """The bytes that are signed; `{}` stands in for the empty body of a GET or DELETE."""
+    if isinstance(body, str):
+        body = body.encode()
+    method = method.upper()
+    if not body and method in BODYLESS_METHODS:
+        body = EMPTY_BODY
+    return f"{timestamp}{method}{path_with_query}".encode() + (body or b"")
+
+
+def sign(
+    secret: bytes | str,
+    timestamp: int | str,
+    method: str,
+    path_with_query: str,
+    body: bytes | str | None = None,
+) -> str:
+    """`X-SCX-SIGNED` for a request.
+
+    `secret` as `str` is the base64 text the key was issued with and is decoded first, as
+    zerohash's sample code does; as `bytes` it is the HMAC key itself (pass
+    `secret_b64.encode()` to sign with the text as key, which the server also accepts).
+    """
+    key = base64.b64decode(secret, validate=True) if isinstance(secret, str) else secret
+    payload = signing_payload(timestamp, method, path_with_query, body)
+    return base64.b64encode(hmac.digest(key, payload, hashlib.sha256)).decode("ascii")
+
+
+def signature_matches(secret: bytes, signature: str, payload: bytes) -> bool:
+    """Both key forms are computed and compared in constant time, whichever matches."""
+    provided = signature.strip().encode()
+    matched = False
+    for key in (secret, base64.b64encode(secret)):
+        expected = base64.b64encode(hmac.digest(key, payload, hashlib.sha256))
+        matched |= hmac.compare_digest(expected, provided)
+    return matched
+
+
+def parse_timestamp(value: str) -> int:
+    if not _TIMESTAMP.fullmatch(value.strip()):
+        raise _unauthorized("invalid_timestamp", "X-SCX-TIMESTAMP must be Unix time in seconds.")
+    return int(value)
+
+
+def check_freshness(timestamp: int, now: float, window_s: int = SIGNATURE_WINDOW_S) -> None:
+    """Within `window_s` seconds of our clock, either side (the boundary itself is fine)."""
+    if abs(now - timestamp) > window_s:
+        raise _unauthorized(
+            "stale_timestamp",
+            f"X-SCX-TIMESTAMP is more than {window_s} s away from the server time "
+            f"({int(now)}); check the client clock.",
+        )
+
+
+def path_with_query(request: Request) -> str:
+    """The route as the client wrote it (still percent-encoded), with its query string."""
+    scope = request.scope
+    raw_path = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else scope["path"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{path}?{query}" if query else path
+
+
+async def authenticated_platform(
+    request: Request,
+    api_key: Annotated[
+        str | None, Header(alias="X-SCX-API-KEY", description="Public api key.")
+    ] = None,
+    signature: Annotated[
+        str | None,
+        Header(
+            alias="X-SCX-SIGNED",
+            description="base64 HMAC-SHA256 of timestamp + METHOD + path?query + body "
+            "('{}' for a GET or DELETE without body), keyed by the api secret.",
+        ),
+    ] = None,
+    timestamp: Annotated[
+        str | None,
+        Header(alias="X-SCX-TIMESTAMP", description="Unix seconds, within 60 s of server time."),
+    ] = None,
+    passphrase: Annotated[
+        str | None, Header(alias="X-SCX-PASSPHRASE", description="Passphrase of the api key.")
+    ] = None,
+) -> AuthenticatedPlatform:
+    """FastAPI dependency: the platform whose key signed this request, or a 401/403."""
+    try:
+        platform = await _authenticate(request, api_key, signature, timestamp, passphrase)
+    except ProblemError as refusal:
+        if refusal.status in (401, 403):  # not a 413 raised while reading the body
+            log.info(
+                "auth.refused", code=refusal.code, method=request.method, path=request.url.path
+            )
+        raise
+    request.state.platform = platform
+    return platform
+
+
+PlatformDep = Annotated[AuthenticatedPlatform, Depends(authenticated_platform)]
+
+
+async def _authenticate(
+    request: Request,
+    api_key: str | None,
+    signature: str | None,
+    timestamp: str | None,
+    passphrase: str | None,
+) -> AuthenticatedPlatform:
+    values = dict(zip(HEADERS, (api_key, signature, timestamp, passphrase), strict=True))
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise _unauthorized(
+            "missing_credentials",
+            "The request must carry the four X-SCX-* signing headers.",
+            errors=[FieldError(name, "Header required") for name in missing],
+        )
+    assert api_key and signature and timestamp and passphrase
+    check_freshness(parse_timestamp(timestamp), time.time())
+    state = request.app.state
+    cache: KeyCache = getattr(state, "key_cache", key_cache)
+    record = await find_key(state.db_pool, api_key, state.secret_box, cache=cache)
+    if record is None:
+        raise _unauthorized("unknown_api_key", "X-SCX-API-KEY is not an active key.")
+    payload = signing_payload(
+        timestamp.strip(), request.method, path_with_query(request), await request.body()
+    )
+    if not signature_matches(record.secret, signature, payload):
+        raise _unauthorized(
+            "invalid_signature",
+            "X-SCX-SIGNED does not match: sign timestamp + METHOD + path with query + body "
+            "('{}' for a GET or DELETE without body) with HMAC-SHA256, then base64.",
+        )
+    if not await _passphrase_matches(record, passphrase):
+        raise _unauthorized("invalid_passphrase", "X-SCX-PASSPHRASE does not match the key.")
+    if record.status != "active":
+        raise ProblemError(403, "platform_disabled", "This platform is disabled.")
+    return AuthenticatedPlatform(platform_id=record.platform_id, api_key=record.api_key)
+
+
+# scrypt costs tens of milliseconds, too much for every request. A passphrase that verified
+# once is remembered as an HMAC under a per-process random key (never the passphrase itself),
+# bound to the stored hash so that a new hash needs a new verification.
+_MEMO_KEY = secrets.token_bytes(32)
+_MEMO_MAX = 10_000
+_verified: dict[str, bytes] = {}
+
+
+async def _passphrase_matches(record: KeyRecord, passphrase: str) -> bool:
+    memo = hmac.digest(
+        _MEMO_KEY, f"{record.passphrase_hash}\0{passphrase}".encode(), hashlib.sha256
+    )
+    known = _verified.get(record.api_key)
+    if known is not None and hmac.compare_digest(known, memo):
+        return True
+    if not await asyncio.to_thread(verify_passphrase, record.passphrase_hash, passphrase):
+        return False
+    if len(_verified) >= _MEMO_MAX:
+        _verified.clear()
+    _verified[record.api_key] = memo
+    return True
+
+
+def _unauthorized(
+    code: str, detail: str, *, errors: list[FieldError] | None = None
+) -> ProblemError:
+    return ProblemError(401, code, detail, errors=errors or (), headers=dict(_CHALLENGE))

@@ -1,0 +1,472 @@
+"""Signed requests, size limits, problems and PATCH idempotency through a real FastAPI app
+on a real PostgreSQL: the dependencies as the routes will use them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import io
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api import idempotency
+from api.auth import PlatformDep, path_with_query, sign
+from api.errors import install_error_handlers
+from api.idempotency import RequestIdDep, fingerprint, recall, remember
+from api.limits import BodySizeLimitMiddleware
+from api.main import CorrelationIdMiddleware
+from domain.errors import IdempotencyConflictError
+from infra import platforms
+from infra.logging import configure_logging
+from infra.platforms import Credentials, create_platform, disable_platform, enable_platform
+from infra.secrets_box import SecretBox
+from infra.settings import LogFormat, Settings
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+pytestmark = pytest.mark.integration
+
+BOX = SecretBox(b"k" * 32)
+MAX_BODY = 64 * 1024
+
+
+class Note(BaseModel):
+    text: str
+
+
+class TraderPatch(BaseModel):
+    auto_rebalance: bool
+
+
+def build_app(pool: asyncpg.Pool) -> FastAPI:
+    app = FastAPI()
+    app.state.db_pool = pool
+    app.state.secret_box = BOX
+
+    @app.get("/whoami")
+    async def whoami(platform: PlatformDep) -> dict[str, str]:
+        return {"platform_id": platform.platform_id}
+
+    @app.post("/notes")
+    async def add_note(platform: PlatformDep, note: Note) -> dict[str, Any]:
+        return {"platform_id": platform.platform_id, "length": len(note.text)}
+
+    @app.patch("/traders/{trader_id}")
+    async def patch_trader(
+        trader_id: str,
+        change: TraderPatch,
+        platform: PlatformDep,
+        request_id: RequestIdDep,
+        request: Request,
+    ) -> JSONResponse:
+        key = fingerprint(request.method, path_with_query(request), await request.body())
+        stored = await recall(pool, platform.platform_id, request_id, key)
+        if stored is not None:
+            return JSONResponse(stored.body, headers={"X-REQUEST-ID": str(request_id)})
+        body = {"trader_id": trader_id, "auto_rebalance": change.auto_rebalance}
+        status, body, _ = await remember(pool, platform.platform_id, request_id, key, 200, body)
+        return JSONResponse(body, status_code=status, headers={"X-REQUEST-ID": str(request_id)})
+
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=MAX_BODY)
+    app.add_middleware(CorrelationIdMiddleware)
+    return app
+
+
+@pytest.fixture
+async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=12)
+    await platforms.ensure_schema(pool)
+    await idempotency.ensure_schema(pool)
+    await idempotency.ensure_schema(pool)  # idempotent
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def credentials(pool: asyncpg.Pool) -> Credentials:
+    return await create_platform(pool, "PLAT01", "Acme Wallet", BOX)
+
+
+@pytest.fixture
+async def client(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=build_app(pool))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        yield client
+
+
+def signed(
+    credentials: Credentials,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    timestamp: int | None = None,
+    key_as_text: bool = False,
+    overrides: dict[str, str] | None = None,
+) -> dict[str, str]:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    secret = credentials.secret_b64.encode() if key_as_text else credentials.secret_b64
+    headers = {
+        "X-SCX-API-KEY": credentials.api_key,
+        "X-SCX-SIGNED": sign(secret, timestamp, method, path, body),
+        "X-SCX-TIMESTAMP": str(timestamp),
+        "X-SCX-PASSPHRASE": credentials.passphrase,
+        "Content-Type": "application/json",
+    }
+    headers.update(overrides or {})
+    return headers
+
+
+def assert_refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("SCX-HMAC-SHA256")
+    return body
+
+
+# Signatures ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key_as_text", [False, True])
+async def test_a_signed_get_with_a_query_is_accepted(
+    client: httpx.AsyncClient, credentials: Credentials, key_as_text: bool
+) -> None:
+    path = "/whoami?page=2&size=10"
+    response = await client.get(
+        path, headers=signed(credentials, "GET", path, key_as_text=key_as_text)
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"platform_id": "PLAT01"}
+
+
+async def test_a_signed_post_covers_the_raw_body(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    body = b'{"text":  "hello"}'
+    ok = await client.post(
+        "/notes", content=body, headers=signed(credentials, "POST", "/notes", body)
+    )
+    tampered = await client.post(
+        "/notes",
+        content=b'{"text": "hello"}',
+        headers=signed(credentials, "POST", "/notes", body),
+    )
+    assert ok.status_code == 200, ok.text
+    assert ok.json() == {"platform_id": "PLAT01", "length": 5}
+    assert_refused(tampered, 401, "invalid_signature")
+
+
+async def test_missing_headers_are_each_named(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    body = assert_refused(await client.get("/whoami"), 401, "missing_credentials")
+    assert {error["field"] for error in body["errors"]} == {
+        "X-SCX-API-KEY",
+        "X-SCX-SIGNED",
+        "X-SCX-TIMESTAMP",
+        "X-SCX-PASSPHRASE",
+    }
+    headers = signed(credentials, "GET", "/whoami")
+    del headers["X-SCX-PASSPHRASE"]
+    body = assert_refused(await client.get("/whoami", headers=headers), 401, "missing_credentials")
+    assert [error["field"] for error in body["errors"]] == ["X-SCX-PASSPHRASE"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "skew", "code"),
+    [
+        ({"X-SCX-TIMESTAMP": "yesterday"}, 0, "invalid_timestamp"),
+        ({"X-SCX-TIMESTAMP": "1714445704000.0"}, 0, "invalid_timestamp"),
+        ({}, -120, "stale_timestamp"),
+        ({}, 120, "stale_timestamp"),
+        ({"X-SCX-API-KEY": "0" * 32}, 0, "unknown_api_key"),
+        ({"X-SCX-SIGNED": base64.b64encode(b"x" * 32).decode()}, 0, "invalid_signature"),
+        ({"X-SCX-SIGNED": "garbage"}, 0, "invalid_signature"),
+        ({"X-SCX-PASSPHRASE": "not-the-passphrase"}, 0, "invalid_passphrase"),
+    ],
+)
+async def test_bad_credentials_are_refused_with_their_code(
+    client: httpx.AsyncClient,
+    credentials: Credentials,
+    overrides: dict[str, str],
+    skew: int,
+    code: str,
+) -> None:
+    headers = signed(
+        credentials, "GET", "/whoami", timestamp=int(time.time()) + skew, overrides=overrides
+    )
+    assert_refused(await client.get("/whoami", headers=headers), 401, code)
+
+
+async def test_a_signature_without_the_query_string_is_refused(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    headers = signed(credentials, "GET", "/whoami")
+    response = await client.get("/whoami?page=2", headers=headers)
+    assert_refused(response, 401, "invalid_signature")
+
+
+async def test_a_get_signed_with_an_empty_body_instead_of_braces_is_refused(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    headers = signed(credentials, "GET", "/whoami")
+    timestamp = headers["X-SCX-TIMESTAMP"]
+    payload_without_braces = f"{timestamp}GET/whoami".encode()
+    wrong = hmac.digest(
+        base64.b64decode(credentials.secret_b64), payload_without_braces, hashlib.sha256
+    )
+    headers["X-SCX-SIGNED"] = base64.b64encode(wrong).decode()
+    assert_refused(await client.get("/whoami", headers=headers), 401, "invalid_signature")
+
+
+async def test_a_disabled_platform_is_forbidden_until_enabled(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, credentials: Credentials
+) -> None:
+    await disable_platform(pool, "PLAT01")
+    forbidden = await client.get("/whoami", headers=signed(credentials, "GET", "/whoami"))
+    await enable_platform(pool, "PLAT01")
+    allowed = await client.get("/whoami", headers=signed(credentials, "GET", "/whoami"))
+
+    assert_refused(forbidden, 403, "platform_disabled")
+    assert allowed.status_code == 200
+
+
+async def test_a_disabled_platform_is_told_only_to_a_caller_who_proves_the_key(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, credentials: Credentials
+) -> None:
+    await disable_platform(pool, "PLAT01")
+    headers = signed(credentials, "GET", "/whoami", overrides={"X-SCX-PASSPHRASE": "guess"})
+    assert_refused(await client.get("/whoami", headers=headers), 401, "invalid_passphrase")
+
+
+async def test_a_rotated_key_stops_working(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, credentials: Credentials
+) -> None:
+    await client.get("/whoami", headers=signed(credentials, "GET", "/whoami"))  # cached
+    new = await platforms.rotate_key(pool, "PLAT01", BOX)
+    old_response = await client.get("/whoami", headers=signed(credentials, "GET", "/whoami"))
+    new_response = await client.get("/whoami", headers=signed(new, "GET", "/whoami"))
+    assert_refused(old_response, 401, "unknown_api_key")
+    assert new_response.status_code == 200
+
+
+async def test_no_secret_signature_or_passphrase_is_logged(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    buffer = io.StringIO()
+    configure_logging(
+        Settings(log_format=LogFormat.JSON, log_level="DEBUG"), stream=buffer, force=True
+    )
+    try:
+        good = signed(credentials, "GET", "/whoami")
+        await client.get("/whoami", headers=good)
+        await client.get("/whoami", headers={**good, "X-SCX-PASSPHRASE": "wrong-passphrase"})
+        await client.get("/whoami", headers={**good, "X-SCX-SIGNED": "forged-signature"})
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    logged = buffer.getvalue()
+    assert "auth.refused" in logged
+    for clear in (
+        credentials.secret_b64,
+        credentials.passphrase,
+        good["X-SCX-SIGNED"],
+        "wrong-passphrase",
+        "forged-signature",
+    ):
+        assert clear not in logged
+
+
+# Limits and problems -------------------------------------------------------------------
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_read(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    body = b'{"text": "' + b"x" * MAX_BODY + b'"}'
+    response = await client.post(
+        "/notes", content=body, headers=signed(credentials, "POST", "/notes", body)
+    )
+    assert_refused(response, 413, "request_too_large")
+
+
+async def test_a_chunked_body_over_the_limit_is_refused_while_streaming(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    chunks = [b'{"text": "'] + [b"x" * 8192] * (MAX_BODY // 8192 + 1) + [b'"}']
+
+    async def stream() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    body = b"".join(chunks)
+    response = await client.post(
+        "/notes", content=stream(), headers=signed(credentials, "POST", "/notes", body)
+    )
+    assert "content-length" not in response.request.headers
+    assert_refused(response, 413, "request_too_large")
+
+
+async def test_an_oversized_body_read_by_the_signature_check_is_a_413_not_a_500(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    async def stream() -> AsyncIterator[bytes]:
+        for _ in range(MAX_BODY // 8192 + 2):
+            yield b"x" * 8192
+
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    buffer = io.StringIO()
+    configure_logging(Settings(log_format=LogFormat.JSON), stream=buffer, force=True)
+    try:
+        headers = signed(credentials, "GET", "/whoami")
+        response = await client.request("GET", "/whoami", content=stream(), headers=headers)
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    assert_refused(response, 413, "request_too_large")
+    assert "http.unhandled_error" not in buffer.getvalue()
+
+
+async def test_a_chunked_body_under_the_limit_is_fine(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    chunks = [b'{"text": "', b"x" * 1000, b'"}']
+
+    async def stream() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    body = b"".join(chunks)
+    response = await client.post(
+        "/notes", content=stream(), headers=signed(credentials, "POST", "/notes", body)
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_malformed_json_is_a_400_problem(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    body = b'{"text": '
+    response = await client.post(
+        "/notes", content=body, headers=signed(credentials, "POST", "/notes", body)
+    )
+    assert_refused(response, 400, "invalid_json")
+
+
+# PATCH idempotency over HTTP -----------------------------------------------------------
+
+
+def patch_headers(
+    credentials: Credentials, path: str, body: bytes, request_id: str
+) -> dict[str, str]:
+    return {**signed(credentials, "PATCH", path, body), "X-REQUEST-ID": request_id}
+
+
+async def test_a_patch_replay_returns_the_first_answer(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    path, request_id = "/traders/t-1", str(uuid.uuid4())
+    first_body, other_body = b'{"auto_rebalance": false}', b'{"auto_rebalance": true}'
+
+    first = await client.patch(
+        path, content=first_body, headers=patch_headers(credentials, path, first_body, request_id)
+    )
+    replay = await client.patch(
+        path, content=first_body, headers=patch_headers(credentials, path, first_body, request_id)
+    )
+    conflict = await client.patch(
+        path, content=other_body, headers=patch_headers(credentials, path, other_body, request_id)
+    )
+
+    assert first.status_code == replay.status_code == 200
+    assert first.json() == replay.json() == {"trader_id": "t-1", "auto_rebalance": False}
+    assert replay.headers["x-request-id"] == request_id
+    assert_refused(conflict, 409, "idempotency_conflict")
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    [None, "", "not-a-uuid", str(uuid.uuid1()), uuid.uuid4().hex, f"{{{uuid.uuid4()}}}"],
+)
+async def test_a_mutation_needs_a_uuid_v4_request_id(
+    client: httpx.AsyncClient, credentials: Credentials, request_id: str | None
+) -> None:
+    path, body = "/traders/t-1", b'{"auto_rebalance": true}'
+    headers = signed(credentials, "PATCH", path, body)
+    if request_id is not None:
+        headers["X-REQUEST-ID"] = request_id
+    response = await client.patch(path, content=body, headers=headers)
+    problem = assert_refused(response, 400, "invalid_request_id")
+    assert problem["errors"] == [{"field": "X-REQUEST-ID", "message": "Must be a UUID v4"}]
+
+
+# The idempotency table -----------------------------------------------------------------
+
+
+async def test_remember_stores_once_and_replays(pool: asyncpg.Pool) -> None:
+    request_id = uuid.uuid4()
+    key = fingerprint("PATCH", "/traders/t-1", b'{"auto_rebalance": true}')
+
+    first = await remember(pool, "PLAT01", request_id, key, 200, {"n": 1})
+    second = await remember(pool, "PLAT01", request_id, key, 200, {"n": 2})
+    elsewhere = await remember(pool, "PLAT02", request_id, key, 201, {"n": 3})
+
+    assert first == (200, {"n": 1}, False)
+    assert second == (200, {"n": 1}, True)
+    assert elsewhere == (201, {"n": 3}, False)  # the key's scope is the platform
+    stored = await recall(pool, "PLAT01", request_id, key)
+    assert stored is not None and stored.body == {"n": 1}
+    assert await recall(pool, "PLAT01", uuid.uuid4(), key) is None
+
+
+async def test_a_reused_request_id_with_another_fingerprint_conflicts(pool: asyncpg.Pool) -> None:
+    request_id = uuid.uuid4()
+    await remember(pool, "PLAT01", request_id, fingerprint("PATCH", "/a", b"{}"), 200, {})
+    for method, path, body in (
+        ("PATCH", "/a", b"{ }"),
+        ("PATCH", "/b", b"{}"),
+        ("POST", "/a", b"{}"),
+    ):
+        with pytest.raises(IdempotencyConflictError):
+            await remember(pool, "PLAT01", request_id, fingerprint(method, path, body), 200, {})
+        with pytest.raises(IdempotencyConflictError):
+            await recall(pool, "PLAT01", request_id, fingerprint(method, path, body))
+
+
+async def test_concurrent_duplicates_store_exactly_one_answer(pool: asyncpg.Pool) -> None:
+    request_id = uuid.uuid4()
+    key = fingerprint("PATCH", "/traders/t-1", b"{}")
+
+    outcomes = await asyncio.gather(
+        *(remember(pool, "PLAT01", request_id, key, 200, {"attempt": n}) for n in range(10))
+    )
+
+    winners = [outcome for outcome in outcomes if not outcome[2]]
+    assert len(winners) == 1
+    assert {outcome[1]["attempt"] for outcome in outcomes} == {winners[0][1]["attempt"]}
+    async with pool.acquire() as connection:
+        count = await connection.fetchval(
+            "SELECT count(*) FROM api_idempotency WHERE request_id = $1", request_id
+        )
+    assert count == 1
