@@ -7,11 +7,19 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Request
 
+from api.errors import ProblemError
 from infra.runtime import Engine
 
 
 def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
+    engine: Engine | None = request.app.state.engine
+    if engine is None:
+        raise ProblemError(
+            503,
+            "unavailable",
+            "the engine could not start (see /health); try again shortly",
+            headers={"Retry-After": "5"},
+        )
     return engine
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
@@ -18,8 +18,12 @@ import asyncpg
 from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 
-from api.routes import health
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimitMiddleware
+from api.routes import admin, health, operations, reads, server_time, traders
 from infra.logging import bind_correlation_id, get_logger
+from infra.runtime import Engine
+from infra.secrets_box import secret_box_for
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,16 +48,26 @@ def _version() -> str:
         return "0+unknown"
 
 
-def create_app(settings: Settings, database_url: str) -> FastAPI:
+def create_app(
+    settings: Settings, database_url: str, *, run_engine: bool = True, roles: Sequence[str] = ()
+) -> FastAPI:
+    """`roles`: the pipeline roles this process also runs. In embedded mode (no Kafka) every
+    role must run here, since the bus is in-process; with Kafka the API usually runs none."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # min_size=0: no connection at start-up, so an unreachable database shows up as a
         # degraded /health instead of a process that refuses to start.
         pool = await asyncpg.create_pool(database_url, min_size=0, max_size=10, timeout=5)
         app.state.db_pool = pool
+        app.state.engine = None
+        if run_engine:
+            app.state.engine = await _start_engine(settings, database_url, roles)
         try:
             yield
         finally:
+            if app.state.engine is not None:
+                await app.state.engine.stop()
             try:
                 await asyncio.wait_for(pool.close(), timeout=10)
             except TimeoutError:
@@ -67,9 +81,31 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     )
     app.state.settings = settings
     app.state.embedded_db = settings.postgres.embedded
+    app.state.secret_box = secret_box_for(settings)  # fails early when the key is missing
     app.include_router(health.router)
-    app.add_middleware(CorrelationIdMiddleware)
+    app.include_router(server_time.router)
+    app.include_router(operations.router)
+    app.include_router(reads.router)
+    app.include_router(traders.router)
+    app.include_router(admin.router)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(CorrelationIdMiddleware)  # added last: outermost
     return app
+
+
+async def _start_engine(
+    settings: Settings, database_url: str, roles: Sequence[str]
+) -> Engine | None:
+    """The API needs the write side (commands) and the read models (queries). If they cannot
+    start (database down), the API still starts: /health says why and every other route
+    answers 503 with a retry hint until a restart."""
+    try:
+        engine = Engine(settings, database_url, roles)
+        return await engine.start()
+    except Exception:
+        log.exception("api.engine_unavailable")
+        return None
 
 
 class CorrelationIdMiddleware:

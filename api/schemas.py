@@ -71,7 +71,8 @@ class RebalanceRequest(Body):
     )
     drift_tolerance: str | None = Field(
         default=None,
-        description="Extension: Traders whose weights are all within this of the target are skipped.",
+        description="Extension: Traders whose weights are all within this of the target "
+        "are skipped.",
         examples=["0.02"],
     )
 

@@ -18,6 +18,7 @@ import typer
 import uvicorn
 
 from infra import cli_db, cli_demo, cli_worker
+from infra.cli_platform import app as platform_app
 from infra.database import database_url
 from infra.kafka.cli import app as kafka_app
 from infra.logging import configure_logging, get_logger
@@ -36,6 +37,7 @@ app = typer.Typer(
 )
 app.add_typer(cli_db.app, name="db")
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(platform_app, name="platform")
 app.command("worker")(cli_worker.worker)
 app.command("demo")(cli_demo.demo)
 
@@ -93,8 +95,10 @@ def serve(
 
     settings: Settings = ctx.obj
     with _stop_on_signals(), database_url(settings) as url:
+        # Without Kafka the pipeline's bus is in-process, so the API process runs every role.
+        roles = () if settings.kafka.bootstrap_servers else ("all",)
         config = uvicorn.Config(
-            create_app(settings, url),
+            create_app(settings, url, roles=roles),
             host=host or settings.http.host,
             port=settings.http.port if port is None else port,
             log_config=None,  # keep our structlog handlers; uvicorn's loggers propagate to them

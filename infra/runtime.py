@@ -18,8 +18,10 @@ import asyncpg
 import structlog
 from pydantic import ValidationError
 
+from api import idempotency
 from domain.errors import DomainError
 from domain.requests import Limits
+from infra import platforms
 from infra.bus import Bus, Delivery, Handler
 from infra.notification_log import ApplicationNotificationLog
 from infra.positions import PostgresPositions, leadership
@@ -27,7 +29,9 @@ from infra.settings import Settings
 from infra.store import PostgresTrading, retry_on_conflict
 from infra.venue import QuoteProvider
 from infra.venue.config import VenueConfig, build_venue
+from projections import schema as read_models
 from projections.roster import Roster
+from projections.writer import ProjectionWriter
 from workers.commands import CommandService, command_consumer
 from workers.context import StageContext
 from workers.credit_check import check_credit
@@ -148,6 +152,10 @@ class Engine:
         await self.roster.ensure_schema()
         self.positions = PostgresPositions(self.pool)
         await self.positions.ensure_schema()
+        await read_models.ensure_schema(self.pool)
+        await platforms.ensure_schema(self.pool)
+        await idempotency.ensure_schema(self.pool)
+        self.projections = ProjectionWriter(self.pool)
         self.commands = CommandService(self.trading, self.call, self.roster)
         self.stages = StageContext(self.trading, self.venue, self.venue, self.call)
         self._subscribe(self.stages)
@@ -180,6 +188,9 @@ class Engine:
             self.bus.subscribe(topics.commands, topics.group("commands"), consume)
         if "projections" in self.roles:
             self.bus.subscribe(topics.events, topics.group("roster"), guarded(self._project_roster))
+            self.bus.subscribe(
+                topics.events, topics.group("read-models"), guarded(self.projections.handle)
+            )
 
     async def _project_roster(self, delivery: Delivery) -> None:
         await self.roster.apply(DomainEventMessage.model_validate_json(delivery.value))

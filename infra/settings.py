@@ -26,7 +26,7 @@ APP_NAME = "portfolio-strategies"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 # Values never echoed back in an error message: they may carry a password.
-_SECRET_VARIABLES = frozenset({"DATABASE_URL"})
+_SECRET_VARIABLES = frozenset({"DATABASE_URL", "STRATEGIES_MASTER_KEY", "STRATEGIES_ADMIN_TOKEN"})
 
 
 class SettingsError(ValueError):
@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         validation_alias="STRATEGIES_TOPIC_PREFIX",
     )
     chunk_size: int = Field(default=500, ge=1, le=10_000, validation_alias="STRATEGIES_CHUNK_SIZE")
+    master_key: SecretStr | None = Field(default=None, validation_alias="STRATEGIES_MASTER_KEY")
+    admin_token: SecretStr | None = Field(default=None, validation_alias="STRATEGIES_ADMIN_TOKEN")
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, validation_alias="STRATEGIES_MAX_BODY_BYTES"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -76,6 +77,7 @@ class Serve:
 
 
 _SERVICES = ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
+MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
 
 
 @pytest.fixture
@@ -190,8 +192,13 @@ async def in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def test_health_is_ok_in_process_against_the_session_database(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    settings = Settings(data_dir=tmp_path, database_url=postgres_url, kafka_bootstrap_servers=None)
-    async with in_process(create_app(settings, postgres_url)) as client:
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=postgres_url,
+        kafka_bootstrap_servers=None,
+        master_key=MASTER_KEY,
+    )
+    async with in_process(create_app(settings, postgres_url, run_engine=False)) as client:
         response = await client.get("/health")
     assert response.status_code == 200
     assert response.json()["checks"]["database"]["ok"] is True
@@ -207,8 +214,9 @@ async def test_health_is_503_quickly_when_database_and_broker_are_unreachable(
         data_dir=tmp_path,
         database_url=unreachable_db,
         kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        master_key=MASTER_KEY,
     )
-    async with in_process(create_app(settings, unreachable_db)) as client:
+    async with in_process(create_app(settings, unreachable_db, run_engine=False)) as client:
         started = time.monotonic()
         response = await client.get("/health")
         elapsed = time.monotonic() - started
@@ -227,9 +235,12 @@ async def test_health_reaches_a_real_kafka_broker(
     postgres_url: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     settings = Settings(
-        data_dir=tmp_path, database_url=postgres_url, kafka_bootstrap_servers=kafka_bootstrap
+        data_dir=tmp_path,
+        database_url=postgres_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        master_key=MASTER_KEY,
     )
-    async with in_process(create_app(settings, postgres_url)) as client:
+    async with in_process(create_app(settings, postgres_url, run_engine=False)) as client:
         response = await client.get("/health")
     assert response.status_code == 200, response.text
     assert response.json()["checks"]["broker"]["ok"] is True

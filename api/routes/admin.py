@@ -1,0 +1,145 @@
+"""Administration (extension, spec §11.18): fund a platform's float, set participant
+eligibility, manage the instrument catalogue. Guarded by a bearer token
+(STRATEGIES_ADMIN_TOKEN); without one configured the admin API is switched off."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import EngineDep
+from api.errors import Problem, ProblemError
+from domain.catalogue import Instrument, InstrumentStatus
+from domain.eligibility import ParticipantStatus
+from domain.money import parse_decimal
+
+
+def require_admin(request: Request) -> None:
+    token = request.app.state.settings.admin_token
+    if token is None:
+        raise ProblemError(
+            403, "admin_disabled", "the admin API is off: set STRATEGIES_ADMIN_TOKEN"
+        )
+    sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(sent.encode(), token.get_secret_value().encode()):
+        raise ProblemError(
+            401,
+            "invalid_admin_token",
+            "a valid 'Authorization: Bearer <admin token>' is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+router = APIRouter(
+    prefix="/admin",
+    tags=["administration (extension)"],
+    dependencies=[Depends(require_admin)],
+    responses={
+        400: {"model": Problem, "description": "Invalid body."},
+        401: {"model": Problem, "description": "Missing or wrong admin token."},
+        403: {"model": Problem, "description": "Admin API switched off."},
+    },
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FloatDeposit(Strict):
+    currency: str = Field(examples=["USD"])
+    amount: str = Field(examples=["1000000.00"])
+    reference: str = Field(min_length=1, max_length=128, examples=["PLAT01-FLOAT"])
+
+
+class FloatBalance(BaseModel):
+    platform_id: str
+    currency: str
+    balance: str
+    available: str
+
+
+class ParticipantEligibility(Strict):
+    participant_code: str = Field(min_length=1, max_length=64)
+    status: Literal["active", "suspended", "closed"] = "active"
+    restricted_assets: list[str] = Field(default_factory=list)
+
+
+class ParticipantsUpdate(Strict):
+    participants: Annotated[list[ParticipantEligibility], Field(min_length=1, max_length=10_000)]
+
+
+class InstrumentListing(Strict):
+    asset: str = Field(min_length=1, max_length=16)
+    quoted_currency: str
+    precision: int = Field(ge=0, le=18)
+    min_notional: str = Field(examples=["1.00"])
+    status: Literal["enabled", "halted", "disabled"] = "enabled"
+
+
+class InstrumentsUpdate(Strict):
+    instruments: Annotated[list[InstrumentListing], Field(min_length=1, max_length=500)]
+
+
+@router.post(
+    "/platforms/{platform_id}/float-deposits",
+    status_code=status.HTTP_201_CREATED,
+    response_model=FloatBalance,
+    summary="Fund a platform's float account",
+)
+async def deposit_float(platform_id: str, body: FloatDeposit, engine: EngineDep) -> FloatBalance:
+    amount = parse_decimal(body.amount, "amount")
+    account = await engine.call(
+        engine.trading.deposit_float, platform_id, body.currency, amount, body.reference
+    )
+    return FloatBalance(
+        platform_id=platform_id,
+        currency=body.currency,
+        balance=str(account.balance),
+        available=str(account.available),
+    )
+
+
+@router.put("/platforms/{platform_id}/participants", summary="Set participants' eligibility")
+async def set_participants(
+    platform_id: str, body: ParticipantsUpdate, engine: EngineDep
+) -> dict[str, int]:
+    changed = 0
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for entry in body.participants:
+        key = (entry.status, tuple(sorted(entry.restricted_assets)))
+        groups.setdefault(key, []).append(entry.participant_code)
+    for (state, restricted), codes in groups.items():
+        changed += await engine.call(
+            engine.trading.register_participants,
+            platform_id,
+            codes,
+            ParticipantStatus(state),
+            list(restricted),
+        )
+    return {"changed": changed}
+
+
+@router.get("/instruments", summary="The instrument catalogue")
+async def list_instruments(engine: EngineDep) -> list[dict[str, Any]]:
+    catalogue = await engine.call(engine.trading.catalogue)
+    return [i.as_dict() for i in sorted(catalogue.instruments.values(), key=lambda i: i.symbol)]
+
+
+@router.put("/instruments", summary="List or update instruments")
+async def set_instruments(body: InstrumentsUpdate, engine: EngineDep) -> list[dict[str, Any]]:
+    listings = [
+        Instrument(
+            item.asset,
+            item.quoted_currency,
+            item.precision,
+            parse_decimal(item.min_notional, "min_notional"),
+            InstrumentStatus(item.status),
+        )
+        for item in body.instruments
+    ]
+    catalogue = await engine.call(engine.trading.list_instruments, listings)
+    return [i.as_dict() for i in sorted(catalogue.instruments.values(), key=lambda i: i.symbol)]

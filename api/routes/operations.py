@@ -1,0 +1,136 @@
+"""POST /strategies and the Operation requests: adapters onto the CommandService.
+
+The same service serves `strategies.commands`, so HTTP and Kafka callers get the same
+validation, the same ids (derived from platform and X-REQUEST-ID) and the same replays.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+from uuid import UUID
+
+from fastapi import APIRouter, Response, status
+
+from api import schemas
+from api.auth import PlatformDep
+from api.deps import EngineDep
+from api.errors import Problem
+from api.idempotency import RequestIdDep
+from workers.messages import Command, CommandName
+
+router = APIRouter(tags=["strategies"])
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "Invalid body, weights, amounts or X-REQUEST-ID."},
+    401: {"model": Problem, "description": "Missing, wrong or expired signature."},
+    403: {"model": Problem, "description": "The platform is disabled."},
+    409: {"model": Problem, "description": "X-REQUEST-ID already used with another body."},
+    413: {"model": Problem, "description": "Request body too large."},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such Strategy for this platform."}
+}
+
+
+async def _run(
+    engine: EngineDep,
+    platform: str,
+    request_id: UUID,
+    response: Response,
+    command: CommandName,
+    body: dict[str, Any],
+    *,
+    created: int,
+    strategy_id: UUID | None = None,
+) -> dict[str, Any]:
+    order = Command(command=command, strategy_id=strategy_id, body=body)
+    _kind, resource, made = await engine.commands.run(platform, request_id, order)
+    response.status_code = created if made else status.HTTP_200_OK
+    response.headers["X-REQUEST-ID"] = str(request_id)
+    return resource
+
+
+@router.post(
+    "/strategies",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.Strategy,
+    summary="Create a Strategy",
+    responses={
+        200: {
+            "model": schemas.Strategy,
+            "description": "Replay: the Strategy this X-REQUEST-ID made.",
+        },
+        **PROBLEMS,
+    },
+)
+async def create_strategy(
+    body: schemas.StrategyCreate,
+    response: Response,
+    platform: PlatformDep,
+    request_id: RequestIdDep,
+    engine: EngineDep,
+) -> dict[str, Any]:
+    return await _run(
+        engine,
+        platform.platform_id,
+        request_id,
+        response,
+        "create_strategy",
+        body.model_dump(),
+        created=status.HTTP_201_CREATED,
+    )
+
+
+def _operation_route(
+    path: str, command: CommandName, model: type[schemas.Body], summary: str
+) -> None:
+    async def request_operation(
+        strategy_id: UUID,
+        body: model,  # type: ignore[valid-type]
+        response: Response,
+        platform: PlatformDep,
+        request_id: RequestIdDep,
+        engine: EngineDep,
+    ) -> dict[str, Any]:
+        return await _run(
+            engine,
+            platform.platform_id,
+            request_id,
+            response,
+            command,
+            cast(schemas.Body, body).model_dump(exclude_none=True),
+            created=status.HTTP_202_ACCEPTED,
+            strategy_id=strategy_id,
+        )
+
+    request_operation.__name__ = command
+    # Annotations are strings here (postponed evaluation) and `model` is a local: give FastAPI
+    # the class itself, or it could not tell which body this route expects.
+    request_operation.__annotations__["body"] = model
+    router.post(
+        f"/strategies/{{strategy_id}}/{path}",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=schemas.Operation,
+        summary=summary,
+        responses={
+            200: {
+                "model": schemas.Operation,
+                "description": "Replay: the Operation this X-REQUEST-ID made.",
+            },
+            **PROBLEMS,
+            **NOT_FOUND,
+        },
+    )(request_operation)
+
+
+_operation_route(
+    "enroll", "enroll", schemas.FundedOperationRequest, "Enroll participants (creates Traders)"
+)
+_operation_route("top-up", "top_up", schemas.FundedOperationRequest, "Top up existing Traders")
+_operation_route(
+    "partial-sell", "partial_sell", schemas.FundedOperationRequest, "Sell part of Traders' holdings"
+)
+_operation_route(
+    "rebalance", "rebalance", schemas.RebalanceRequest, "Rebalance Traders to new weights"
+)
+_operation_route("liquidate", "liquidate", schemas.LiquidateRequest, "Sell everything Traders hold")

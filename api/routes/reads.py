@@ -1,0 +1,222 @@
+"""GET endpoints: lists and single objects, read only from the projections.
+
+A GET of an Operation, Strategy or Trader that the projections have not caught up with yet
+answers from the event store instead of 404 (read-your-writes after a POST).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from api import schemas
+from api.auth import PlatformDep
+from api.deps import EngineDep
+from api.errors import Problem, ProblemError
+from domain.operation import Operation
+from domain.statuses import TraderStatus
+from domain.strategy import Strategy
+from domain.trader import Trader
+from projections import queries
+from workers.representations import operation_resource, strategy_resource, trader_resource
+
+router = APIRouter(tags=["reads"])
+
+Page = Annotated[int, Query(ge=1, description="1-based page number.")]
+Size = Annotated[int, Query(ge=1, le=queries.MAX_SIZE, description="Items per page (max 200).")]
+AUTH: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "Invalid filter or page."},
+    401: {"model": Problem, "description": "Missing, wrong or expired signature."},
+}
+MISSING: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "Not found (or another platform's)."}
+}
+
+
+def _page(found: queries.PageOf) -> dict[str, Any]:
+    items, page, total_pages = found
+    return {"message": items, "page": page, "total_pages": total_pages}
+
+
+def _not_found(kind: str, identifier: UUID) -> ProblemError:
+    return ProblemError(404, f"{kind}_not_found", f"{kind} {identifier} does not exist")
+
+
+@router.get(
+    "/strategies/operations",
+    response_model=schemas.OperationPage,
+    summary="List Operations",
+    responses=AUTH,
+)
+async def list_operations(
+    platform: PlatformDep,
+    engine: EngineDep,
+    strategy_id: UUID | None = None,
+    type: Literal["enrollment", "top_up", "partial_sell", "rebalance", "liquidation"] | None = None,
+    status: Literal["validating", "pricing", "settling", "settled", "skipped", "failed"]
+    | None = None,
+    request_id: UUID | None = None,
+    created_gte: Annotated[datetime | None, Query(alias="created_at[gte]")] = None,
+    created_lt: Annotated[datetime | None, Query(alias="created_at[lt]")] = None,
+    page: Page = 1,
+    size: Size = queries.DEFAULT_SIZE,
+) -> dict[str, Any]:
+    return _page(
+        await queries.list_operations(
+            engine.pool,
+            platform.platform_id,
+            strategy_id=strategy_id,
+            type=type,
+            status=status,
+            request_id=request_id,
+            created_gte=created_gte,
+            created_lt=created_lt,
+            page=page,
+            size=size,
+        )
+    )
+
+
+@router.get(
+    "/strategies/operations/{operation_id}",
+    response_model=schemas.Operation,
+    summary="Get an Operation",
+    responses={**AUTH, **MISSING},
+)
+async def get_operation(
+    operation_id: UUID, platform: PlatformDep, engine: EngineDep
+) -> dict[str, Any]:
+    found = await queries.get_operation(engine.pool, platform.platform_id, operation_id)
+    if found is not None:
+        return found
+    written = await engine.call(engine.trading.find, operation_id, Operation)
+    if written is None or written.platform_id != platform.platform_id:
+        raise _not_found("operation", operation_id)
+    return operation_resource(written)
+
+
+@router.get(
+    "/strategies/executions",
+    response_model=schemas.ExecutionPage,
+    summary="List Executions",
+    responses=AUTH,
+)
+async def list_executions(
+    platform: PlatformDep,
+    engine: EngineDep,
+    strategy_id: UUID | None = None,
+    operation_id: UUID | None = None,
+    trader_id: UUID | None = None,
+    participant_code: str | None = None,
+    status: Literal["awaiting_execution", "settled", "skipped", "rejected"] | None = None,
+    page: Page = 1,
+    size: Size = queries.DEFAULT_SIZE,
+) -> dict[str, Any]:
+    return _page(
+        await queries.list_executions(
+            engine.pool,
+            platform.platform_id,
+            strategy_id=strategy_id,
+            operation_id=operation_id,
+            trader_id=trader_id,
+            participant_code=participant_code,
+            status=status,
+            page=page,
+            size=size,
+        )
+    )
+
+
+@router.get(
+    "/strategies/executions/{execution_id}",
+    response_model=schemas.Execution,
+    summary="Get an Execution",
+    responses={**AUTH, **MISSING},
+)
+async def get_execution(
+    execution_id: UUID, platform: PlatformDep, engine: EngineDep
+) -> dict[str, Any]:
+    found = await queries.get_execution(engine.pool, platform.platform_id, execution_id)
+    if found is None:
+        raise _not_found("execution", execution_id)
+    return found
+
+
+@router.get(
+    "/strategies/traders", response_model=schemas.TraderPage, summary="List Traders", responses=AUTH
+)
+async def list_traders(
+    platform: PlatformDep,
+    engine: EngineDep,
+    strategy_id: UUID | None = None,
+    participant_code: str | None = None,
+    auto_rebalance: bool | None = None,
+    page: Page = 1,
+    size: Size = queries.DEFAULT_SIZE,
+) -> dict[str, Any]:
+    return _page(
+        await queries.list_traders(
+            engine.pool,
+            platform.platform_id,
+            strategy_id=strategy_id,
+            participant_code=participant_code,
+            auto_rebalance=auto_rebalance,
+            page=page,
+            size=size,
+        )
+    )
+
+
+@router.get(
+    "/strategies/traders/{trader_id}",
+    response_model=schemas.Trader,
+    summary="Get a Trader",
+    responses={**AUTH, **MISSING},
+)
+async def get_trader(trader_id: UUID, platform: PlatformDep, engine: EngineDep) -> dict[str, Any]:
+    found = await queries.get_trader(engine.pool, platform.platform_id, trader_id)
+    if found is not None:
+        return found
+    written = await engine.call(engine.trading.find, trader_id, Trader)
+    if (
+        written is None
+        or written.platform_id != platform.platform_id
+        or written.status is TraderStatus.PENDING
+    ):
+        raise _not_found("trader", trader_id)
+    return trader_resource(written)
+
+
+@router.get(
+    "/strategies",
+    response_model=schemas.StrategyPage,
+    summary="List Strategies (extension)",
+    responses=AUTH,
+)
+async def list_strategies(
+    platform: PlatformDep, engine: EngineDep, page: Page = 1, size: Size = queries.DEFAULT_SIZE
+) -> dict[str, Any]:
+    return _page(
+        await queries.list_strategies(engine.pool, platform.platform_id, page=page, size=size)
+    )
+
+
+@router.get(
+    "/strategies/{strategy_id}",
+    response_model=schemas.Strategy,
+    summary="Get a Strategy (extension)",
+    responses={**AUTH, **MISSING},
+)
+async def get_strategy(
+    strategy_id: UUID, platform: PlatformDep, engine: EngineDep
+) -> dict[str, Any]:
+    found = await queries.get_strategy(engine.pool, platform.platform_id, strategy_id)
+    if found is not None:
+        return found
+    written = await engine.call(engine.trading.find, strategy_id, Strategy)
+    if written is None or written.platform_id != platform.platform_id:
+        raise _not_found("strategy", strategy_id)
+    return strategy_resource(written)
