@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from infra import cli_db, cli_demo, cli_worker
+from infra import cli_admin, cli_db, cli_demo, cli_worker
 from infra.cli_platform import app as platform_app
 from infra.database import database_url
 from infra.kafka.cli import app as kafka_app
@@ -38,6 +38,10 @@ app = typer.Typer(
 app.add_typer(cli_db.app, name="db")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(platform_app, name="platform")
+app.add_typer(cli_admin.float_app, name="float")
+app.add_typer(cli_admin.participants_app, name="participants")
+app.add_typer(cli_admin.instruments_app, name="instruments")
+app.add_typer(cli_admin.projections_app, name="projections")
 app.command("worker")(cli_worker.worker)
 app.command("demo")(cli_demo.demo)
 

@@ -1,0 +1,158 @@
+"""Administration from the command line (extension): the float, participant eligibility,
+the instrument catalogue, and rebuilding the read models from the event history."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Annotated, TypeVar
+
+import asyncpg
+import typer
+
+from domain.catalogue import Instrument, InstrumentStatus
+from domain.eligibility import ParticipantStatus
+from domain.errors import DomainError
+from domain.money import parse_decimal
+from infra.database import database_url
+from infra.settings import Settings
+from infra.store import PostgresTrading
+
+T = TypeVar("T")
+
+float_app = typer.Typer(help="A platform's float account (novated funding).", no_args_is_help=True)
+participants_app = typer.Typer(help="Participant eligibility per platform.", no_args_is_help=True)
+instruments_app = typer.Typer(help="The instrument catalogue.", no_args_is_help=True)
+projections_app = typer.Typer(
+    help="The read models behind the GET endpoints.", no_args_is_help=True
+)
+
+
+def _with_trading(ctx: typer.Context, action: Callable[[PostgresTrading], T]) -> T:
+    settings: Settings = ctx.obj
+    with database_url(settings) as url:
+        trading = PostgresTrading(url)
+        try:
+            return action(trading)
+        except DomainError as error:
+            typer.echo(f"error ({error.code}): {error.message}", err=True)
+            raise typer.Exit(code=2) from None
+        finally:
+            trading.close()
+
+
+@float_app.command("deposit")
+def deposit(
+    ctx: typer.Context,
+    platform_id: Annotated[str, typer.Argument(help="The platform, e.g. PLAT01.")],
+    currency: Annotated[str, typer.Argument(help="Quoted currency, e.g. USD.")],
+    amount: Annotated[str, typer.Argument(help="Decimal amount, e.g. 1000000.00.")],
+    reference: Annotated[str, typer.Option(help="Wire reference.")] = "",
+) -> None:
+    """Record a deposit into the platform's float (enrollments and top-ups draw on it)."""
+    value = _decimal(amount, "amount")
+    account = _with_trading(
+        ctx,
+        lambda t: t.deposit_float(
+            platform_id, currency, value, reference or f"{platform_id}-FLOAT"
+        ),
+    )
+    typer.echo(
+        f"{platform_id} {currency} float: balance {account.balance}, available {account.available}"
+    )
+
+
+@participants_app.command("set")
+def set_participants(
+    ctx: typer.Context,
+    platform_id: Annotated[str, typer.Argument(help="The platform, e.g. PLAT01.")],
+    codes: Annotated[list[str], typer.Argument(help="Participant codes.")],
+    status: Annotated[
+        ParticipantStatus, typer.Option(help="Eligibility status.")
+    ] = ParticipantStatus.ACTIVE,
+    restrict: Annotated[
+        list[str] | None, typer.Option(help="An asset they may not hold (repeatable).")
+    ] = None,
+) -> None:
+    """Register participants (or change their eligibility); unknown participants are refused."""
+    changed = _with_trading(
+        ctx, lambda t: t.register_participants(platform_id, codes, status, list(restrict or []))
+    )
+    typer.echo(f"{changed} participant(s) changed")
+
+
+@instruments_app.command("list")
+def list_instruments(ctx: typer.Context) -> None:
+    """Show every listed instrument."""
+    catalogue = _with_trading(ctx, lambda t: t.ensure_default_catalogue())
+    typer.echo(f"{'SYMBOL':<12} {'PRECISION':>9} {'MIN NOTIONAL':>13}  STATUS")
+    for instrument in sorted(catalogue.instruments.values(), key=lambda i: i.symbol):
+        typer.echo(
+            f"{instrument.symbol:<12} {instrument.precision:>9} "
+            f"{instrument.min_notional!s:>13}  {instrument.status.value}"
+        )
+
+
+@instruments_app.command("set")
+def set_instrument(
+    ctx: typer.Context,
+    asset: Annotated[str, typer.Argument(help="Asset, e.g. BTC.")],
+    currency: Annotated[str, typer.Argument(help="Quoted currency, e.g. USD.")],
+    precision: Annotated[int, typer.Option(min=0, max=18, help="Quantity decimals.")] = 8,
+    min_notional: Annotated[str, typer.Option(help="Smallest leg worth trading.")] = "1.00",
+    status: Annotated[
+        InstrumentStatus, typer.Option(help="enabled, halted or disabled.")
+    ] = InstrumentStatus.ENABLED,
+) -> None:
+    """List an instrument or change it (halting one excludes every Trader who needs it)."""
+    instrument = Instrument(
+        asset, currency, precision, _decimal(min_notional, "min_notional"), status
+    )
+    _with_trading(ctx, lambda t: t.list_instruments([instrument]))
+    typer.echo(
+        f"{instrument.symbol}: precision {precision}, min notional {min_notional}, {status.value}"
+    )
+
+
+@projections_app.command("rebuild")
+def rebuild_projections(
+    ctx: typer.Context,
+    schema: Annotated[
+        str,
+        typer.Option(
+            help="Schema to rebuild into; rebuild 'public' only with projection workers stopped."
+        ),
+    ] = "public",
+) -> None:
+    """Recreate the read models from the whole event history (identical rows by construction)."""
+    from projections.rebuild import rebuild
+
+    settings: Settings = ctx.obj
+
+    async def run(url: str) -> int:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        trading = await asyncio.to_thread(PostgresTrading, url)
+        try:
+            async with pool.acquire() as connection:
+                await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            return await rebuild(pool, trading, schema)
+        finally:
+            trading.close()
+            await pool.close()
+
+    with database_url(settings) as url:
+        try:
+            events = asyncio.run(run(url))
+        except ValueError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(code=2) from None
+    typer.echo(f"rebuilt the read models in schema {schema!r} from {events} events")
+
+
+def _decimal(raw: str, field: str) -> Decimal:
+    try:
+        return parse_decimal(raw, field)
+    except DomainError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(code=2) from None
