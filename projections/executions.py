@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID, uuid5
 
 from projections.operations import OPERATIONS
-from projections.schema import Column, Key, Rows, Table, find, moves_forward
+from projections.schema import (
+    BOOKKEEPING,
+    Column,
+    Key,
+    Rows,
+    Table,
+    find,
+    list_indexes,
+    moves_forward,
+)
 from projections.traders import PENDING, TRADERS, plain_decimal
 
 if TYPE_CHECKING:
@@ -61,18 +70,10 @@ EXECUTIONS = Table(
         Column("status_reason", "text"),
         Column("status_reasons", "text[]"),
         Column("instructions", "jsonb"),
-        Column("created_at", "timestamptz"),
-        Column("updated_at", "timestamptz"),
-        Column("source_id", "uuid"),
-        Column("version", "integer"),
+        *BOOKKEEPING,
     ),
     (
-        ("by_platform", "(platform_id, created_at DESC, id)"),
-        ("by_strategy", "(platform_id, strategy_id, created_at DESC, id)"),
-        ("by_operation", "(platform_id, operation_id, created_at DESC, id)"),
-        ("by_trader", "(platform_id, trader_id, created_at DESC, id)"),
-        ("by_participant", "(platform_id, participant_code, created_at DESC, id)"),
-        ("by_status", "(platform_id, status, created_at DESC, id)"),
+        *list_indexes("strategy_id", "operation_id", "trader_id", "participant_code", "status"),
         ("incomplete", "(operation_id) WHERE platform_id IS NULL"),
     ),
 )

@@ -12,7 +12,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
-from projections.schema import Column, Key, Rows, Table, find, moves_forward
+from projections.schema import (
+    BOOKKEEPING,
+    Column,
+    Key,
+    Rows,
+    Table,
+    find,
+    list_indexes,
+    moves_forward,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -36,18 +45,9 @@ OPERATIONS = Table(
         Column("participant_count", "integer"),
         Column("counts", "jsonb"),
         Column("locked_prices", "jsonb"),
-        Column("created_at", "timestamptz"),
-        Column("updated_at", "timestamptz"),
-        Column("source_id", "uuid"),
-        Column("version", "integer"),
+        *BOOKKEEPING,
     ),
-    (
-        ("by_platform", "(platform_id, created_at DESC, id)"),
-        ("by_strategy", "(platform_id, strategy_id, created_at DESC, id)"),
-        ("by_type", "(platform_id, type, created_at DESC, id)"),
-        ("by_status", "(platform_id, status, created_at DESC, id)"),
-        ("by_request", "(platform_id, request_id)"),
-    ),
+    (*list_indexes("strategy_id", "type", "status"), ("by_request", "(platform_id, request_id)")),
 )
 
 

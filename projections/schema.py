@@ -48,6 +48,24 @@ class Column:
         return self.type == "jsonb"
 
 
+#: Every read-model row ends with these: when it was made and last changed, and which stream
+#: and version last changed it (the forward-only guard of every upsert).
+BOOKKEEPING = (
+    Column("created_at", "timestamptz"),
+    Column("updated_at", "timestamptz"),
+    Column("source_id", "uuid"),
+    Column("version", "integer"),
+)
+
+
+def list_indexes(*columns: str) -> tuple[tuple[str, str], ...]:
+    """One index per list filter, in the order lists read: a platform's rows, newest first."""
+    return (
+        ("by_platform", "(platform_id, created_at DESC, id)"),
+        *((f"by_{c}", f"(platform_id, {c}, created_at DESC, id)") for c in columns),
+    )
+
+
 @dataclass(frozen=True)
 class Table:
     """A read-model table keyed by `id`: its DDL and the generic statements on its rows.

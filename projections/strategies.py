@@ -7,7 +7,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
-from projections.schema import Column, Key, Rows, Table, find, moves_forward
+from projections.schema import (
+    BOOKKEEPING,
+    Column,
+    Key,
+    Rows,
+    Table,
+    find,
+    list_indexes,
+    moves_forward,
+)
 
 if TYPE_CHECKING:
     from workers.messages import DomainEventMessage
@@ -20,12 +29,9 @@ STRATEGIES = Table(
         Column("request_id", "uuid"),
         Column("quoted_currency", "text"),
         Column("metadata", "jsonb"),
-        Column("created_at", "timestamptz"),
-        Column("updated_at", "timestamptz"),
-        Column("source_id", "uuid"),
-        Column("version", "integer"),
+        *BOOKKEEPING,
     ),
-    (("by_platform", "(platform_id, created_at DESC, id)"),),
+    list_indexes(),
 )
 
 

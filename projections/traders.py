@@ -14,7 +14,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 from uuid import UUID
 
-from projections.schema import Column, Key, Rows, Table, find, moves_forward
+from projections.schema import (
+    BOOKKEEPING,
+    Column,
+    Key,
+    Rows,
+    Table,
+    find,
+    list_indexes,
+    moves_forward,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -36,17 +45,9 @@ TRADERS = Table(
         Column("status", "text"),
         Column("positions", "jsonb"),
         Column("cash", "numeric"),
-        Column("created_at", "timestamptz"),
-        Column("updated_at", "timestamptz"),
-        Column("source_id", "uuid"),
-        Column("version", "integer"),
+        *BOOKKEEPING,
     ),
-    (
-        ("by_platform", "(platform_id, created_at DESC, id)"),
-        ("by_strategy", "(platform_id, strategy_id, created_at DESC, id)"),
-        ("by_participant", "(platform_id, participant_code, created_at DESC, id)"),
-        ("by_auto_rebalance", "(platform_id, auto_rebalance, created_at DESC, id)"),
-    ),
+    list_indexes("strategy_id", "participant_code", "auto_rebalance"),
 )
 
 

@@ -14,7 +14,7 @@ import pytest
 from domain import ids
 from domain.chunk import chunk_id
 from domain.statuses import OperationType
-from projections.executions import EXECUTIONS, OPERATION_CHUNKS, ChunkRow, ExecutionRow
+from projections.executions import EXECUTIONS, OPERATION_CHUNKS, ExecutionRow
 from projections.operations import OPERATIONS, OperationRow
 from projections.schema import check_row_type
 from projections.strategies import STRATEGIES, StrategyRow
@@ -278,31 +278,21 @@ def test_rows_do_not_depend_on_the_order_across_streams(
         assert rows_of(mixed, table.name) == rows_of(expected, table.name), table.name
 
 
-def test_a_chunk_checked_before_its_operation_is_completed_when_the_operation_comes(
+def test_a_chunk_checked_before_its_operation_already_knows_its_platform(
     told: Story, history: list[DomainEventMessage]
 ) -> None:
-    requested = next(
-        e
-        for e in history
-        if e.type == "Operation.Requested" and e.aggregate_id == told.enrollment.id
-    )
+    """OperationChunk.Planned carries platform and strategy, so a rejection checked before
+    the Operation's own stream arrives is placed (and listed) at once."""
     chunk = [e for e in history if e.aggregate_id == chunk_id(told.enrollment.id, 1)]
     projection = fold(chunk)
     early = execution(projection, told.enrollment.id, INELIGIBLE)
-    assert (early.platform_id, early.strategy_id) == (None, None)
-    projection.apply(requested)
-    done = execution(projection, told.enrollment.id, INELIGIBLE)
-    assert (done.platform_id, done.strategy_id, done.account_label) == (
+    assert (early.platform_id, early.strategy_id, early.account_label) == (
         PLATFORM,
         told.strategy.id,
         "",
     )
-    (backfill,) = projection.backfills
-    assert backfill.args() == (told.enrollment.id, PLATFORM, told.strategy.id)
     chunk_row = projection.get((OPERATION_CHUNKS.name, chunk_id(told.enrollment.id, 1)))
-    assert chunk_row == ChunkRow(
-        chunk_id(told.enrollment.id, 1), told.enrollment.id, None, None, chunk_row.source_id, 1
-    )
+    assert (chunk_row.platform_id, chunk_row.strategy_id) == (PLATFORM, told.strategy.id)
 
 
 def test_a_later_event_without_its_creating_event_is_ignored(
