@@ -1,0 +1,202 @@
+"""`GET /strategies/events` (extension): the caller's domain events in log order, by cursor.
+
+The cursor is the event store's notification id, so a client resumes exactly where it left
+off and never sees an event twice. Only Strategy, Operation, OperationChunk and Trader events
+are served, and only those of aggregates whose creating event names the caller's platform.
+Ownership is resolved from that creating event (in the page, else one primary-key read of the
+events table for the whole page) and remembered in a bounded per-process index; the read models
+are not consulted because they may lag the log. A request scans at most `SCAN_LIMIT`
+notifications: a platform with little activity among many others gets short pages whose
+`next` cursor still moves forward, never a slow request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from fastapi import APIRouter, Request
+from psycopg.sql import SQL, Identifier
+
+from api.auth import PlatformDep
+from api.deps import EngineDep
+from api.errors import Problem, ProblemError
+from infra.notification_log import ApplicationNotificationLog
+from workers.outbox import event_message
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from eventsourcing.application import Application
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
+    from workers.relay import StoredNotification
+
+router = APIRouter(tags=["events"])
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+SCAN_LIMIT = 10_000
+INDEX_SIZE = 200_000
+PLATFORM_TYPES = frozenset({"Strategy", "Operation", "OperationChunk", "Trader"})
+AUTH: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "Invalid cursor or limit."},
+    401: {"model": Problem, "description": "Missing, wrong or expired signature."},
+}
+_FIRST_EVENTS = (
+    "SELECT originator_id, originator_version, topic, state FROM {events} "
+    "WHERE originator_id = ANY(%s) AND originator_version = 1"
+)
+
+
+class PlatformIndex:
+    """Aggregate id -> owning platform ("" for none), most recently used kept."""
+
+    def __init__(self, size: int = INDEX_SIZE) -> None:
+        self.size = size
+        self._owners: OrderedDict[UUID, str] = OrderedDict()
+        self._lock = threading.Lock()  # pages are read in worker threads
+
+    def get(self, aggregate_id: UUID) -> str | None:
+        with self._lock:
+            owner = self._owners.get(aggregate_id)
+            if owner is not None:
+                self._owners.move_to_end(aggregate_id)
+            return owner
+
+    def put(self, aggregate_id: UUID, owner: str) -> None:
+        with self._lock:
+            self._owners[aggregate_id] = owner
+            self._owners.move_to_end(aggregate_id)
+            while len(self._owners) > self.size:
+                self._owners.popitem(last=False)
+
+
+def owner_of(state: dict[str, object], index: PlatformIndex) -> str | None:
+    """The platform named by a creating event; a chunk without one defers to its Operation."""
+    platform = state.get("platform_id")
+    if platform:
+        return str(platform)
+    operation = state.get("operation_id")
+    if operation is not None:
+        return index.get(UUID(str(operation)))
+    return ""
+
+
+def _aggregate_type(topic: str) -> str:
+    return topic.partition(":")[2].partition(".")[0]
+
+
+class EventFeed:
+    """The synchronous part: reads the log and the creating events (run in a thread)."""
+
+    def __init__(self, app: Application[UUID], index: PlatformIndex) -> None:
+        self.app = app
+        self.log = ApplicationNotificationLog(app)
+        self.index = index
+
+    def page(self, platform_id: str, after: int, limit: int) -> tuple[list[Any], int]:
+        events: list[Any] = []
+        scanned, cursor = 0, after
+        while scanned < SCAN_LIMIT:
+            batch = self.log.read(cursor, min(MAX_LIMIT, SCAN_LIMIT - scanned))
+            if not batch:
+                break
+            self._learn(batch)
+            for notification in batch:
+                cursor = notification.position
+                if self._belongs(notification, platform_id):
+                    events.append(notification)
+                    if len(events) == limit:
+                        return self._messages(events), cursor
+            scanned += len(batch)
+        return self._messages(events), cursor
+
+    def _belongs(self, notification: StoredNotification, platform_id: str) -> bool:
+        if _aggregate_type(notification.topic) not in PLATFORM_TYPES:
+            return False
+        return self.index.get(notification.aggregate_id) == platform_id
+
+    def _learn(self, batch: Sequence[StoredNotification]) -> None:
+        wanted = [n for n in batch if _aggregate_type(n.topic) in PLATFORM_TYPES]
+        for n in wanted:
+            if n.version == 1:
+                self._remember(n.aggregate_id, dict(n.state))
+        missing = {n.aggregate_id for n in wanted if self.index.get(n.aggregate_id) is None}
+        if missing:
+            for aggregate_id, state in self._first_events(missing):
+                self._remember(aggregate_id, state)
+
+    def _remember(self, aggregate_id: UUID, state: dict[str, object]) -> None:
+        owner = owner_of(state, self.index)
+        if owner is None:  # a chunk whose Operation is unknown here: look it up first
+            operation = UUID(str(state["operation_id"]))
+            for op_id, op_state in self._first_events({operation}):
+                self._remember(op_id, op_state)
+            owner = owner_of(state, self.index) or ""
+        self.index.put(aggregate_id, owner)
+
+    def _first_events(self, ids: Iterable[UUID]) -> list[tuple[UUID, dict[str, object]]]:
+        recorder = cast("PostgresApplicationRecorder", self.app.recorder)
+        events = Identifier(recorder.datastore.schema, recorder.events_table_name)
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(SQL(_FIRST_EVENTS).format(events=events), (list(ids),))
+            rows = curs.fetchall()
+        found = []
+        for row in rows:
+            stored = StoredEvent(
+                originator_id=row["originator_id"],
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+            event = self.app.mapper.to_domain_event(stored)
+            found.append((UUID(str(row["originator_id"])), dict(vars(event))))
+        return found
+
+    @staticmethod
+    def _messages(events: Sequence[StoredNotification]) -> list[Any]:
+        return [
+            event_message(n.position, n.topic, n.aggregate_id, n.version, n.state).model_dump(
+                mode="json"
+            )
+            for n in events
+        ]
+
+
+def _feed(request: Request, app: Application[UUID]) -> EventFeed:
+    feed: EventFeed | None = getattr(request.app.state, "event_feed", None)
+    if feed is None or feed.app is not app:
+        feed = EventFeed(app, PlatformIndex())
+        request.app.state.event_feed = feed
+    return feed
+
+
+def _bounded(raw: str | None, name: str, default: int, low: int, high: int) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ProblemError(
+            400, f"invalid_{name}", f"{name} must be an integer from {low} to {high}"
+        )
+    return int(raw)
+
+
+@router.get(
+    "/strategies/events", summary="List the platform's domain events (extension)", responses=AUTH
+)
+async def list_events(
+    request: Request,
+    platform: PlatformDep,
+    engine: EngineDep,
+    after: str | None = None,
+    limit: str | None = None,
+) -> dict[str, Any]:
+    cursor = _bounded(after, "cursor", 0, 0, 2**62)
+    size = _bounded(limit, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    feed = _feed(request, engine.trading)
+    events, next_cursor = await engine.call(feed.page, platform.platform_id, cursor, size)
+    return {"events": events, "next": next_cursor}
