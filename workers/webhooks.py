@@ -1,0 +1,306 @@
+"""Webhooks (spec §8, §11.20): turn domain events into notifications and send them.
+
+`WebhookDispatcher` consumes `<prefix>.events` in its own group. It keeps a private copy of
+the read models (schema `webhook_state`, folded with the same pure `projections` code), so
+each payload is the object exactly as that event left it, whatever the API's read models
+have reached; folding the event and recording one delivery row per matching subscription
+happen in ONE transaction, and a redelivered event changes no row, so it notifies nothing
+twice. A chunk's rejections whose platform is not known yet raise: the bus redelivers later.
+
+`WebhookSender` sends in the background, one loop per active subscription, so a slow or
+dead receiver holds up neither the event consumer nor the other subscriptions. Due rows
+come from the table (a restart resumes them), claimed under a lease (`infra.webhooks_store`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid5
+
+import httpx
+import structlog
+
+from projections.executions import ExecutionRow
+from projections.operations import OperationRow
+from projections.queries import execution_resource, operation_resource, trader_resource
+from projections.schema import ensure_schema as ensure_read_models
+from projections.traders import PENDING, TraderRow
+from projections.writer import Projection, ProjectionWriter
+from workers.messages import DomainEventMessage
+
+if TYPE_CHECKING:
+    from infra.bus import Delivery
+    from infra.webhooks_store import DueDelivery, NewDelivery, Subscription, WebhookStore
+
+log = structlog.get_logger("workers.webhooks")
+
+OPERATION_CHANGED = "trade_strategy.operation.status_changed"
+EXECUTION_CHANGED = "trade_strategy.execution.status_changed"
+TRADER_CREATED = "trade_strategy.trader.created"
+STATE_SCHEMA = "webhook_state"
+FOLDED = frozenset({"Operation", "OperationChunk", "Trader"})
+OPERATION_EVENTS = frozenset({"Operation.Requested", "Operation.StatusChanged"})
+EXECUTION_EVENTS = frozenset(
+    {"Trader.HoldPlaced", "Trader.Settled", "Trader.HoldReleased", "OperationChunk.Checked"}
+)
+
+
+class PlatformNotKnownYetError(Exception):
+    """Raised when an event's platform is not in the state copy yet (the bus retries it)."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One notification an event makes, before it is matched to subscriptions."""
+
+    platform_id: str
+    payload_type: str
+    object_id: UUID
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """After a failure: `quick` retries `quick_interval` apart, then `backoff` more from
+    `backoff_initial` doubling, then dead letter (§11.20). Any 2xx is success."""
+
+    quick: int = 4
+    quick_interval: float = 0.25
+    backoff: int = 3
+    backoff_initial: float = 1.0
+    timeout: float = 5.0
+
+    def retry_in(self, failed_in_round: int) -> float | None:
+        """Seconds until the next attempt after `failed_in_round` failures, None when spent."""
+        if failed_in_round <= self.quick:
+            return self.quick_interval
+        step = failed_in_round - self.quick
+        return self.backoff_initial * 2 ** (step - 1) if step <= self.backoff else None
+
+
+# -- signing ------------------------------------------------------------------------------
+def signed_headers(
+    secret: str, body: bytes, payload_type: str, notification_id: UUID, *, legacy: bool, now_ms: int
+) -> dict[str, str]:
+    """The headers of one attempt; `x-zh-hook-signature-v2` covers timestamp and body."""
+    timestamp = str(now_ms)
+    v2 = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    headers = {
+        "content-type": "application/json",
+        "x-zh-hook-notification-id": str(notification_id),
+        "x-zh-hook-payload-type": payload_type,
+        "x-zh-hook-timestamp": timestamp,
+        "x-zh-hook-signature-v2": v2.hexdigest(),
+    }
+    if legacy:
+        body_only = hmac.new(secret.encode(), body, hashlib.sha256)
+        headers["x-zh-hook-signature-256"] = body_only.hexdigest()
+    return headers
+
+
+def notification_id(subscription_id: UUID, position: int, payload_type: str, obj: UUID) -> UUID:
+    """Stable per (subscription, event, payload type, object): a chunk's check can reject
+    several Executions in one event, so the object is part of it."""
+    return uuid5(subscription_id, f"{position}:{payload_type}:{obj}")
+
+
+# -- which notices an event makes ----------------------------------------------------------
+def notices(event: DomainEventMessage, before: dict[Any, Any], state: Projection) -> list[Notice]:
+    """The notices of `event`, from the rows it changed (`state.dirty`) and their `before`."""
+    found: list[Notice] = []
+    for key, row in state.dirty.items():
+        if isinstance(row, OperationRow) and event.type in OPERATION_EVENTS:
+            found.append(
+                Notice(row.platform_id, OPERATION_CHANGED, row.id, operation_resource(row))
+            )
+        elif isinstance(row, ExecutionRow) and event.type in EXECUTION_EVENTS:
+            platform = row.platform_id or _operation_platform(state, row.operation_id)
+            found.append(Notice(platform, EXECUTION_CHANGED, row.id, execution_resource(row)))
+        elif isinstance(row, TraderRow) and event.type == "Trader.Settled":
+            was = before.get(key)
+            if isinstance(was, TraderRow) and was.status == PENDING and row.status != PENDING:
+                found.append(Notice(row.platform_id, TRADER_CREATED, row.id, trader_resource(row)))
+    return found
+
+
+def _operation_platform(state: Projection, operation_id: UUID) -> str:
+    operation = state.get(("operations", operation_id))
+    if not isinstance(operation, OperationRow):
+        raise PlatformNotKnownYetError(f"operation {operation_id} not folded yet")
+    return operation.platform_id
+
+
+class WebhookDispatcher(ProjectionWriter):
+    """The `webhooks` role's event consumer (`guarded(dispatcher.handle)` on the events topic)."""
+
+    def __init__(self, store: WebhookStore, *, on_recorded: Any = None) -> None:
+        super().__init__(store.pool, STATE_SCHEMA, name="webhooks")
+        self.store = store
+        self.on_recorded = on_recorded
+
+    async def ensure_schema(self) -> None:
+        await ensure_read_models(self.pool, STATE_SCHEMA)
+        await self.store.ensure_schema()
+
+    async def handle(self, delivery: Delivery) -> None:
+        event = DomainEventMessage.model_validate_json(delivery.value)
+        if event.aggregate_type not in FOLDED:
+            return
+        async with self.pool.acquire() as connection, connection.transaction():
+            state = Projection()
+            while wanted := state.missing(event):
+                await self._load(connection, state, wanted)
+            before = dict(state.rows)
+            state.apply(event)
+            await self._flush(connection, state)
+            made = notices(event, before, state)
+            rows = await self._deliveries(connection, event, made) if made else []
+            await self.store.record(connection, rows)
+        if rows:
+            log.info("webhooks.recorded", type=event.type, position=event.position, count=len(rows))
+            if self.on_recorded is not None:
+                self.on_recorded()
+
+    async def _deliveries(
+        self, connection: Any, event: DomainEventMessage, made: list[Notice]
+    ) -> list[NewDelivery]:
+        from infra.webhooks_store import NewDelivery
+
+        platforms = sorted({n.platform_id for n in made})
+        subscriptions = await self.store.active(platforms, connection=connection)
+        rows = []
+        for notice in made:
+            body = json.dumps(notice.payload, separators=(",", ":"))
+            for sub in subscriptions:
+                if sub.platform_id != notice.platform_id or notice.payload_type not in (
+                    sub.payload_types
+                ):
+                    continue
+                if event.timestamp < sub.created_at:
+                    continue  # a replayed history is not news to a later subscription
+                nid = notification_id(sub.id, event.position, notice.payload_type, notice.object_id)
+                rows.append(
+                    NewDelivery(
+                        nid, sub.id, sub.platform_id, notice.payload_type, event.position,
+                        notice.object_id, body,
+                    )
+                )  # fmt: skip
+        return rows
+
+
+class WebhookSender:
+    """Background sending: `await sender.start()`, `sender.poke()` on news, `await stop()`."""
+
+    def __init__(
+        self,
+        store: WebhookStore,
+        policy: RetryPolicy | None = None,
+        *,
+        poll_interval: float = 0.5,
+        concurrency: int = 8,
+    ) -> None:
+        self.store = store
+        self.policy = policy or RetryPolicy()
+        self.poll_interval = poll_interval
+        self.concurrency = concurrency
+        self._loops: dict[UUID, asyncio.Task[None]] = {}
+        self._wake: dict[UUID, asyncio.Event] = {}
+        self._supervisor: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        self._client = httpx.AsyncClient(timeout=self.policy.timeout)
+        self._supervisor = asyncio.create_task(self._supervise(), name="webhooks-supervisor")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._supervisor, *self._loops.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loops.clear()
+        if self._client is not None:
+            await self._client.aclose()
+
+    def poke(self) -> None:
+        """Something was recorded or redelivered: every loop looks for due rows now."""
+        for wake in self._wake.values():
+            wake.set()
+
+    async def _supervise(self) -> None:
+        """Keep one loop per active subscription (new ones start, removed ones stop)."""
+        while True:
+            try:
+                active = {s.id: s for s in await self.store.active()}
+            except Exception as error:  # database blip: keep the loops, look again shortly
+                log.warning("webhooks.supervise_failed", error=repr(error))
+                active = None
+            if active is not None:
+                for gone in set(self._loops) - set(active):
+                    self._loops.pop(gone).cancel()
+                    self._wake.pop(gone, None)
+                for sub_id, sub in active.items():
+                    if sub_id not in self._loops or self._loops[sub_id].done():
+                        self._wake[sub_id] = asyncio.Event()
+                        self._loops[sub_id] = asyncio.create_task(self._loop(sub))
+            await asyncio.sleep(self.poll_interval)
+
+    async def _loop(self, sub: Subscription) -> None:
+        secret = await self.store.secret(sub.id)
+        wake = self._wake[sub.id]
+        lease = self.policy.timeout + 30
+        while True:
+            try:
+                due = await self.store.claim(sub.id, self.concurrency, lease)
+                await asyncio.gather(*(self._attempt(sub, secret, d) for d in due))
+            except Exception as error:  # the database went away: try again after a pause
+                log.warning("webhooks.loop_failed", subscription_id=str(sub.id), error=repr(error))
+                due = []
+            if not due:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.poll_interval)
+                wake.clear()
+
+    async def _attempt(self, sub: Subscription, secret: str, due: DueDelivery) -> None:
+        assert self._client is not None
+        body = due.body.encode()
+        headers = signed_headers(
+            secret,
+            body,
+            due.payload_type,
+            due.id,
+            legacy=sub.legacy_headers,
+            now_ms=time.time_ns() // 1_000_000,
+        )
+        started = time.monotonic()
+        code: int | None = None
+        try:
+            response = await self._client.post(sub.url, content=body, headers=headers)
+            code = response.status_code
+            error = "" if 200 <= code < 300 else f"HTTP {code}"
+        except httpx.TimeoutException:
+            error = f"timeout after {self.policy.timeout}s"
+        except httpx.HTTPError as failure:
+            error = f"{type(failure).__name__}: {failure}"
+        latency = round((time.monotonic() - started) * 1000)
+        if not error and code is not None:
+            await self.store.delivered(due.id, code, latency)
+            log.info("webhooks.delivered", notification_id=str(due.id), status=code)
+            return
+        retry_in = self.policy.retry_in(due.round_attempts + 1)
+        await self.store.failed(due.id, code, error, latency, retry_in)
+        log.warning(
+            "webhooks.attempt_failed",
+            notification_id=str(due.id),
+            error=error,
+            retry_in=retry_in,
+            dead=retry_in is None,
+        )
