@@ -20,7 +20,7 @@ from starlette.datastructures import Headers, MutableHeaders
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimitMiddleware
-from api.routes import admin, health, operations, reads, server_time, traders
+from api.routes import admin, events, health, operations, reads, server_time, traders, webhooks
 from infra.logging import bind_correlation_id, get_logger
 from infra.runtime import Engine
 from infra.secrets_box import secret_box_for
@@ -85,9 +85,11 @@ def create_app(
     app.include_router(health.router)
     app.include_router(server_time.router)
     app.include_router(operations.router)
+    app.include_router(events.router)  # before reads: /strategies/{strategy_id} would catch it
     app.include_router(reads.router)
     app.include_router(traders.router)
     app.include_router(admin.router)
+    app.include_router(webhooks.router)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)  # added last: outermost

@@ -17,7 +17,8 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from infra import cli_admin, cli_db, cli_demo, cli_worker
+from infra import cli_admin, cli_db, cli_demo, cli_webhooks, cli_worker
+from infra.cli_audit import app as audit_app
 from infra.cli_platform import app as platform_app
 from infra.database import database_url
 from infra.kafka.cli import app as kafka_app
@@ -42,6 +43,8 @@ app.add_typer(cli_admin.float_app, name="float")
 app.add_typer(cli_admin.participants_app, name="participants")
 app.add_typer(cli_admin.instruments_app, name="instruments")
 app.add_typer(cli_admin.projections_app, name="projections")
+app.add_typer(audit_app, name="audit")
+app.add_typer(cli_webhooks.app, name="webhooks")
 app.command("worker")(cli_worker.worker)
 app.command("demo")(cli_demo.demo)
 

@@ -1,7 +1,8 @@
 """The composition root of the pipeline: builds the store, bus, venue and handlers for the
 roles a process runs, and starts and stops them together.
 
-Roles: `relay`, `credit-check`, `pricing`, `execution`, `commands`, `projections`; `all`
+Roles: `relay`, `credit-check`, `pricing`, `execution`, `commands`, `projections`,
+`webhooks`; `all`
 runs every one in this process. With KAFKA_BOOTSTRAP_SERVERS set the roles talk over Kafka
 (each its own consumer group, so several processes share the work); without it they share
 an in-process bus with the same semantics (embedded mode: then every role must run here).
@@ -25,10 +26,12 @@ from infra import platforms
 from infra.bus import Bus, Delivery, Handler
 from infra.notification_log import ApplicationNotificationLog
 from infra.positions import PostgresPositions, leadership
+from infra.secrets_box import MasterKeyError, secret_box_for
 from infra.settings import Settings
 from infra.store import PostgresTrading, retry_on_conflict
 from infra.venue import QuoteProvider
 from infra.venue.config import VenueConfig, build_venue
+from infra.webhooks_store import WebhookStore
 from projections import schema as read_models
 from projections.roster import Roster
 from projections.writer import ProjectionWriter
@@ -40,12 +43,13 @@ from workers.messages import DomainEventMessage
 from workers.pricing_lock import lock_prices
 from workers.relay import OutboxRelay
 from workers.topics import Topics
+from workers.webhooks import WebhookDispatcher, WebhookSender
 
 log = structlog.get_logger("infra.runtime")
 T = TypeVar("T")
 
 CONFLICT_ATTEMPTS = 30
-ROLES = ("relay", "credit-check", "pricing", "execution", "commands", "projections")
+ROLES = ("relay", "credit-check", "pricing", "execution", "commands", "projections", "webhooks")
 
 
 def resolve_roles(names: Iterable[str]) -> frozenset[str]:
@@ -156,10 +160,15 @@ class Engine:
         await platforms.ensure_schema(self.pool)
         await idempotency.ensure_schema(self.pool)
         self.projections = ProjectionWriter(self.pool)
+        self.webhook_sender: WebhookSender | None = None
+        if "webhooks" in self.roles:
+            await self._prepare_webhooks()
         self.commands = CommandService(self.trading, self.call, self.roster)
         self.stages = StageContext(self.trading, self.venue, self.venue, self.call)
         self._subscribe(self.stages)
         await self.bus.start()
+        if self.webhook_sender is not None:
+            await self.webhook_sender.start()
         if "relay" in self.roles:
             self._tasks.append(asyncio.create_task(self._relay(), name="relay"))
         log.info(
@@ -168,6 +177,20 @@ class Engine:
             kafka=bool(self.settings.kafka.bootstrap_servers),
         )
         return self
+
+    async def _prepare_webhooks(self) -> None:
+        try:
+            box = secret_box_for(self.settings)
+        except MasterKeyError as missing:  # record deliveries anyway; send where the key is
+            log.warning("webhooks.sender_disabled", reason=str(missing))
+            box = None
+        store = WebhookStore(self.pool, box)
+        if box is not None:
+            self.webhook_sender = WebhookSender(store)
+        self.webhook_dispatcher = WebhookDispatcher(
+            store, on_recorded=self.webhook_sender.poke if self.webhook_sender else None
+        )
+        await self.webhook_dispatcher.ensure_schema()
 
     def _subscribe(self, ctx: StageContext) -> None:
         topics = self.topics
@@ -191,6 +214,10 @@ class Engine:
             self.bus.subscribe(
                 topics.events, topics.group("read-models"), guarded(self.projections.handle)
             )
+        if "webhooks" in self.roles:
+            self.bus.subscribe(
+                topics.events, topics.group("webhooks"), guarded(self.webhook_dispatcher.handle)
+            )
 
     async def _project_roster(self, delivery: Delivery) -> None:
         await self.roster.apply(DomainEventMessage.model_validate_json(delivery.value))
@@ -212,6 +239,8 @@ class Engine:
     async def stop(self) -> None:
         """Graceful: stop the relay, drain in-flight handlers, then close the connections."""
         self.stop_event.set()
+        if self.webhook_sender is not None:
+            await self.webhook_sender.stop()
         for task in self._tasks:
             await task
         await self.bus.stop()
