@@ -49,6 +49,7 @@ log = structlog.get_logger("infra.runtime")
 T = TypeVar("T")
 
 CONFLICT_ATTEMPTS = 30
+DRAIN_SECONDS = 60.0
 ROLES = ("relay", "credit-check", "pricing", "execution", "commands", "projections", "webhooks")
 
 
@@ -227,17 +228,37 @@ class Engine:
             self.pool, f"{self.topics.prefix}.outbox", self.stop_event
         ) as leading:
             if leading:
-                relay = OutboxRelay(
+                self.relay = OutboxRelay(
                     ApplicationNotificationLog(self.trading),
                     self.bus,
                     self.positions,
                     name=f"{self.topics.prefix}.outbox",
                     topics=self.topics,
+                    # a bus that keeps nothing across a restart: save only once delivered
+                    delivered=getattr(self.bus, "idle", None),
                 )
-                await relay.run(self.stop_event)
+                await self.relay.run(self.stop_event)
+
+    async def drain(self) -> bool:
+        """In embedded mode, let the in-process bus deliver everything the store holds
+        (projections and webhooks included) before stopping; True when it did."""
+        idle = getattr(self.bus, "idle", None)
+        relay = getattr(self, "relay", None)
+        if idle is None or relay is None:
+            return True
+        deadline = asyncio.get_running_loop().time() + DRAIN_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            newest = await asyncio.to_thread(self.trading.recorder.max_notification_id) or 0
+            if relay.position >= newest and idle():
+                return True
+            await asyncio.sleep(0.05)
+        log.warning("engine.drain_incomplete", position=relay.position)
+        return False
 
     async def stop(self) -> None:
-        """Graceful: stop the relay, drain in-flight handlers, then close the connections."""
+        """Graceful: deliver what the in-process bus still holds, stop the relay, drain
+        in-flight handlers, then close the connections."""
+        await self.drain()
         self.stop_event.set()
         if self.webhook_sender is not None:
             await self.webhook_sender.stop()

@@ -70,7 +70,12 @@ class OutboxRelay:
         idle_delay: float = 0.05,
         on_published: Callable[[int], None] | None = None,
         topics: Topics = DEFAULT,
+        delivered: Callable[[], bool] | None = None,
     ) -> None:
+        """`delivered`: for a bus that does not keep records (the in-process one), whether
+        everything published has been handled; the position is saved only then."""
+        self.delivered = delivered
+        self._saved = 0
         self.topics = topics
         self.notifications = notifications
         self.bus = bus
@@ -94,7 +99,7 @@ class OutboxRelay:
             records.extend(records_for(message, self.topics))
         await self.bus.publish_many(records)
         self.position = batch[-1].position
-        await self.positions.save(self.name, self.position)
+        await self.save_if_durable()
         if self.on_published:
             self.on_published(self.position)
         log.debug(
@@ -102,9 +107,14 @@ class OutboxRelay:
         )
         return len(batch)
 
+    async def save_if_durable(self) -> None:
+        if self.position > self._saved and (self.delivered is None or self.delivered()):
+            await self.positions.save(self.name, self.position)
+            self._saved = self.position
+
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set; transient failures are logged and retried."""
-        self.position = await self.positions.load(self.name)
+        self.position = self._saved = await self.positions.load(self.name)
         log.info("relay.started", position=self.position)
         delay = self.idle_delay
         while not stop.is_set():
@@ -115,6 +125,8 @@ class OutboxRelay:
                 log.exception("relay.failed", position=self.position)
                 published, delay = 0, min(delay * 2 if delay else 0.1, 5.0)
             if not published:
+                await self.save_if_durable()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
-        log.info("relay.stopped", position=self.position)
+        await self.save_if_durable()
+        log.info("relay.stopped", position=self.position, saved=self._saved)

@@ -186,6 +186,20 @@ class InProcessBus:
             return frozenset()
         return frozenset(range(self.partitions))
 
+    def idle(self) -> bool:
+        """Whether every record published so far has been handled by every group.
+
+        Nothing here survives the process, so this is when the outbox relay may record its
+        position: a crash before that republishes from the last idle point, and the consumers,
+        being idempotent, catch up without losing anything.
+        """
+        return all(
+            group.offsets[number] >= partition.end
+            for topic in self._topics.values()
+            for group in topic.groups
+            for number, partition in enumerate(topic.partitions)
+        )
+
     def retained(self, topic: str) -> int:
         """How many records of `topic` are held in memory (for monitoring embedded mode)."""
         held = self._topics.get(topic)

@@ -37,6 +37,19 @@ def test_the_demo_runs_the_whole_story_and_prints_a_table(tmp_path: Path) -> Non
     assert "instrument_inel" in out  # the participant barred from SOL was excluded
     assert "failed" not in out
 
+    # the demo's database audits clean: nothing the in-process bus held was lost at exit
+    for audit in (["audit", "replay"], ["audit", "verify"]):
+        checked = subprocess.run(
+            [sys.executable, "-m", "infra.cli", *audit],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+
 
 def test_the_story_excludes_a_few_and_funds_everyone() -> None:
     cast = Cast.of(2000)

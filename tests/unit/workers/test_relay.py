@@ -1,0 +1,67 @@
+"""The outbox relay over a bus that keeps nothing across restarts (embedded mode)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from infra.bus import Delivery
+from infra.bus.memory import InProcessBus
+from workers.relay import MemoryPositions, OutboxRelay, StoredNotification
+from workers.topics import DEFAULT as TOPICS
+
+AGGREGATE = uuid4()
+
+
+class Log:
+    def __init__(self, size: int) -> None:
+        self.items = [
+            StoredNotification(
+                i,
+                "domain.trader:Trader.AutoRebalanceChanged",
+                AGGREGATE,
+                i,
+                {"timestamp": datetime.now(UTC), "auto_rebalance": True},
+            )
+            for i in range(1, size + 1)
+        ]
+
+    def read(self, after: int, limit: int) -> Sequence[StoredNotification]:
+        return [n for n in self.items if n.position > after][:limit]
+
+
+async def test_the_position_is_saved_only_once_every_record_was_handled() -> None:
+    bus = InProcessBus(partitions=2)
+    release = asyncio.Event()
+    handled: list[int] = []
+
+    async def slow(delivery: Delivery) -> None:
+        await release.wait()
+        handled.append(delivery.offset)
+
+    bus.subscribe(TOPICS.events, "slow", slow)
+    await bus.start()
+    positions = MemoryPositions()
+    relay = OutboxRelay(Log(5), bus, positions, delivered=bus.idle)
+    assert await relay.run_once() == 5
+    assert await positions.load("outbox") == 0  # published, but not handled yet
+    release.set()
+    for _ in range(100):
+        if bus.idle():
+            break
+        await asyncio.sleep(0.01)
+    await relay.save_if_durable()
+    assert await positions.load("outbox") == 5
+    await bus.stop()
+
+
+async def test_a_durable_bus_saves_the_position_right_after_publishing() -> None:
+    bus = InProcessBus(partitions=2)
+    await bus.start()
+    positions = MemoryPositions()
+    relay = OutboxRelay(Log(3), bus, positions)
+    await relay.run_once()
+    assert await positions.load("outbox") == 3
+    await bus.stop()
