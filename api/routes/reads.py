@@ -6,6 +6,7 @@ answers from the event store instead of 404 (read-your-writes after a POST).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -20,6 +21,7 @@ from domain.operation import Operation
 from domain.statuses import TraderStatus
 from domain.strategy import Strategy
 from domain.trader import Trader
+from infra.runtime import Engine
 from projections import queries
 from workers.representations import operation_resource, strategy_resource, trader_resource
 
@@ -43,6 +45,29 @@ def _page(found: queries.PageOf) -> dict[str, Any]:
 
 def _not_found(kind: str, identifier: UUID) -> ProblemError:
     return ProblemError(404, f"{kind}_not_found", f"{kind} {identifier} does not exist")
+
+
+_RESOURCES: dict[type[Any], tuple[str, Callable[[Any], dict[str, Any]]]] = {
+    Operation: ("operation", operation_resource),
+    Trader: ("trader", trader_resource),
+    Strategy: ("strategy", strategy_resource),
+}
+
+
+async def _written(
+    engine: Engine, platform_id: str, identifier: UUID, kind: type[Any]
+) -> dict[str, Any]:
+    """Read-your-writes: an id the projections have not reached yet answers from the event
+    store (another platform's, or a Trader whose enrollment has not settled, stays 404)."""
+    name, resource = _RESOURCES[kind]
+    written = await engine.call(engine.trading.find, identifier, kind)
+    if (
+        written is None
+        or written.platform_id != platform_id
+        or (isinstance(written, Trader) and written.status is TraderStatus.PENDING)
+    ):
+        raise _not_found(name, identifier)
+    return resource(written)
 
 
 @router.get(
@@ -90,12 +115,7 @@ async def get_operation(
     operation_id: UUID, platform: PlatformDep, engine: EngineDep
 ) -> dict[str, Any]:
     found = await queries.get_operation(engine.pool, platform.platform_id, operation_id)
-    if found is not None:
-        return found
-    written = await engine.call(engine.trading.find, operation_id, Operation)
-    if written is None or written.platform_id != platform.platform_id:
-        raise _not_found("operation", operation_id)
-    return operation_resource(written)
+    return found or await _written(engine, platform.platform_id, operation_id, Operation)
 
 
 @router.get(
@@ -178,16 +198,7 @@ async def list_traders(
 )
 async def get_trader(trader_id: UUID, platform: PlatformDep, engine: EngineDep) -> dict[str, Any]:
     found = await queries.get_trader(engine.pool, platform.platform_id, trader_id)
-    if found is not None:
-        return found
-    written = await engine.call(engine.trading.find, trader_id, Trader)
-    if (
-        written is None
-        or written.platform_id != platform.platform_id
-        or written.status is TraderStatus.PENDING
-    ):
-        raise _not_found("trader", trader_id)
-    return trader_resource(written)
+    return found or await _written(engine, platform.platform_id, trader_id, Trader)
 
 
 @router.get(
@@ -214,9 +225,4 @@ async def get_strategy(
     strategy_id: UUID, platform: PlatformDep, engine: EngineDep
 ) -> dict[str, Any]:
     found = await queries.get_strategy(engine.pool, platform.platform_id, strategy_id)
-    if found is not None:
-        return found
-    written = await engine.call(engine.trading.find, strategy_id, Strategy)
-    if written is None or written.platform_id != platform.platform_id:
-        raise _not_found("strategy", strategy_id)
-    return strategy_resource(written)
+    return found or await _written(engine, platform.platform_id, strategy_id, Strategy)
