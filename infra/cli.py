@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from infra import cli_admin, cli_db, cli_demo, cli_webhooks, cli_worker
+from infra import cli_admin, cli_bench, cli_db, cli_demo, cli_webhooks, cli_worker
 from infra.cli_audit import app as audit_app
 from infra.cli_platform import app as platform_app
 from infra.database import database_url
@@ -47,6 +47,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(cli_webhooks.app, name="webhooks")
 app.command("worker")(cli_worker.worker)
 app.command("demo")(cli_demo.demo)
+app.command("bench")(cli_bench.bench)
 
 
 def _version() -> str:

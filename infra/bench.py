@@ -1,0 +1,275 @@
+"""`strategies bench`: what the engine does per second, how its cost grows, and how close it
+runs to the machine's own ceilings (PostgreSQL COPY, the broker's produce/consume rate).
+
+Each Operation of the story is timed from its request until it is terminal AND the read
+models show it (every Execution projected), with a per-stage breakdown read from the
+Operation's own event timestamps. Figures only: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import psutil
+
+from domain.eligibility import ParticipantStatus
+from infra.runtime import Engine
+from workers.messages import Command, CommandName
+
+PLATFORM = "BENCH"
+ALLOCATIONS = [
+    {"underlying_currency": "BTC", "weight": "0.50"},
+    {"underlying_currency": "ETH", "weight": "0.30"},
+    {"underlying_currency": "SOL", "weight": "0.20"},
+]
+NEW_WEIGHTS = [
+    {"underlying_currency": "BTC", "weight": "0.40"},
+    {"underlying_currency": "ETH", "weight": "0.40"},
+    {"underlying_currency": "SOL", "weight": "0.20"},
+]
+
+
+@dataclass
+class OperationFigures:
+    traders: int
+    type: str
+    status: str
+    seconds: float
+    check_s: float
+    pricing_s: float
+    execution_s: float
+    projection_lag_s: float
+    events: int
+
+    @property
+    def per_trader_ms(self) -> float:
+        return self.seconds * 1000 / max(self.traders, 1)
+
+
+@dataclass
+class RunFigures:
+    mode: str
+    workers: int
+    traders: int
+    operations: list[OperationFigures] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        seconds = sum(o.seconds for o in self.operations)
+        return sum(o.events for o in self.operations) / seconds if seconds else 0.0
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def copy_ceiling(pool: asyncpg.Pool, rows: int) -> float:
+    """Rows per second PostgreSQL takes by COPY into a table shaped like the event store."""
+    payload = b"x" * 300
+    records = [(uuid4(), i, "domain.trader:Trader.Settled", payload) for i in range(rows)]
+    async with pool.acquire() as connection:
+        await connection.execute(
+            "CREATE TEMP TABLE bench_copy (originator_id uuid, originator_version int, "
+            "topic text, state bytea)"
+        )
+        started = time.perf_counter()
+        await connection.copy_records_to_table("bench_copy", records=records)
+        elapsed = time.perf_counter() - started
+        await connection.execute("DROP TABLE bench_copy")
+    return rows / elapsed
+
+
+async def broker_ceiling(bootstrap: str, messages: int, size: int = 400) -> dict[str, float]:
+    """The broker's produce and end-to-end consume rate for records of the pipeline's size."""
+    from infra.bus import Delivery, Record
+    from infra.bus.kafka import KafkaBus
+
+    topic = f"bench-ceiling-{uuid4().hex[:8]}"
+    done = asyncio.Event()
+    seen = 0
+
+    async def count(_: Delivery) -> None:
+        nonlocal seen
+        seen += 1
+        if seen >= messages:
+            done.set()
+
+    bus = KafkaBus(bootstrap, client_id="bench")
+    bus.subscribe(topic, f"bench-{uuid4().hex[:8]}", count)
+    await bus.start()
+    try:
+        value = b"x" * size
+        started = time.perf_counter()
+        await bus.publish_many([Record(topic, value, key=str(i % 500)) for i in range(messages)])
+        produced = time.perf_counter() - started
+        await asyncio.wait_for(done.wait(), timeout=300)
+        consumed = time.perf_counter() - started
+    finally:
+        await bus.stop()
+    return {"produce_per_s": messages / produced, "consume_per_s": messages / consumed}
+
+
+async def run_story(engine: Engine, traders: int, watch: list[psutil.Process]) -> RunFigures:
+    trading = engine.trading
+    codes = [f"B{i:07d}" for i in range(traders)]
+    await engine.call(trading.register_participants, PLATFORM, codes, ParticipantStatus.ACTIVE)
+    await engine.call(
+        trading.deposit_float, PLATFORM, "USD", Decimal(traders) * Decimal("2000"), "BENCH"
+    )
+    created = await _run(engine, "create_strategy", None, {"quoted_currency": "USD"})
+    strategy = UUID(created["id"])
+    story: list[tuple[CommandName, dict[str, Any]]] = [
+        ("enroll", {"allocations": ALLOCATIONS, "participants": _funded(codes, "1000.00", True)}),
+        ("top_up", {"allocations": ALLOCATIONS, "participants": _funded(codes, "100.00")}),
+        ("rebalance", {"allocations": NEW_WEIGHTS}),
+        ("partial_sell", {"allocations": NEW_WEIGHTS, "participants": _funded(codes, "50.00")}),
+        ("liquidate", {"all": True}),
+    ]
+    figures = RunFigures("", 0, traders)
+    peak = _rss(watch)
+    for command, body in story:
+        if command in ("rebalance", "liquidate"):
+            await _roster_caught_up(engine, strategy, traders)
+        before = await asyncio.to_thread(trading.recorder.max_notification_id) or 0
+        started = time.perf_counter()
+        resource_ = await _run(engine, command, strategy, body)
+        operation_id = UUID(resource_["id"])
+        terminal_at = await _until_terminal(engine, operation_id, watch)
+        await _until_projected(engine, operation_id)
+        projected_at = time.perf_counter()
+        seconds = projected_at - started
+        after = await asyncio.to_thread(trading.recorder.max_notification_id) or 0
+        stages = await asyncio.to_thread(_stage_times, trading, operation_id)
+        operation = await engine.call(trading.operation, operation_id)
+        figures.operations.append(
+            OperationFigures(
+                traders=operation.participant_count,
+                type=operation.type.value,
+                status=operation.status.value,
+                seconds=seconds,
+                check_s=stages["check"],
+                pricing_s=stages["pricing"],
+                execution_s=stages["execution"],
+                projection_lag_s=projected_at - terminal_at,
+                events=after - before,
+            )
+        )
+        peak = max(peak, _rss(watch))
+    figures.peak_rss_mb = peak
+    return figures
+
+
+def _funded(codes: list[str], amount: str, auto: bool = False) -> list[dict[str, Any]]:
+    return [{"participant_code": c, "amount": amount, "auto_rebalance": auto} for c in codes]
+
+
+async def _run(
+    engine: Engine, command: CommandName, strategy: UUID | None, body: dict[str, Any]
+) -> dict[str, Any]:
+    order = Command(command=command, strategy_id=strategy, body=body)
+    _kind, created, _new = await engine.commands.run(PLATFORM, uuid4(), order)
+    return created
+
+
+async def _roster_caught_up(engine: Engine, strategy: UUID, traders: int) -> None:
+    """Rebalance and liquidate-all take their scope from the roster projection."""
+    for _ in range(36_000):
+        if len(await engine.roster.traders(strategy, auto_rebalance_only=False)) >= traders:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the roster did not catch up within an hour")
+
+
+async def _until_terminal(engine: Engine, operation_id: UUID, watch: list[psutil.Process]) -> float:
+    while True:
+        operation = await engine.call(engine.trading.operation, operation_id)
+        if operation.status.terminal:
+            return time.perf_counter()
+        _rss(watch)
+        await asyncio.sleep(0.1)
+
+
+async def _until_projected(engine: Engine, operation_id: UUID) -> None:
+    """Terminal in the read models, with every Execution of the Operation projected."""
+    operation = await engine.call(engine.trading.operation, operation_id)
+    while True:
+        async with engine.pool.acquire() as connection:
+            status = await connection.fetchval(
+                "SELECT status FROM operations WHERE id = $1", operation_id
+            )
+            executions = await connection.fetchval(
+                "SELECT count(*) FROM executions WHERE operation_id = $1 "
+                "AND status IN ('settled', 'skipped', 'rejected')",
+                operation_id,
+            )
+        if status == operation.status.value and executions >= operation.participant_count:
+            return
+        await asyncio.sleep(0.1)
+
+
+def _stage_times(trading: Any, operation_id: UUID) -> dict[str, float]:
+    """Durations between the Operation's own events: request → pricing → locked → terminal."""
+    marks: dict[str, float] = {}
+    for event in trading.events.get(operation_id):
+        name = type(event).__name__
+        stamp = event.timestamp.timestamp()
+        if name == "Requested":
+            marks["requested"] = stamp
+        elif name == "StatusChanged" and event.status == "pricing":
+            marks["pricing"] = stamp
+        elif name == "PricesLocked":
+            marks["locked"] = stamp
+        elif name == "StatusChanged" and event.status in ("settled", "skipped", "failed"):
+            marks["terminal"] = stamp
+    requested = marks.get("requested", 0.0)
+    pricing = marks.get("pricing", marks.get("terminal", requested))
+    locked = marks.get("locked", pricing)
+    terminal = marks.get("terminal", locked)
+    return {
+        "check": pricing - requested,
+        "pricing": locked - pricing,
+        "execution": terminal - locked,
+    }
+
+
+def _rss(watch: list[psutil.Process]) -> float:
+    """Peak resident memory in MB of this process (ru_maxrss) or of any watched worker."""
+    peaks = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]
+    for process in watch:
+        try:
+            peaks.append(process.memory_info().rss / 2**20)
+        except psutil.Error:
+            continue
+    return max(peaks)
+
+
+def as_json(ceilings: dict[str, Any], runs: list[RunFigures]) -> dict[str, Any]:
+    return {
+        "machine": machine(),
+        "ceilings": ceilings,
+        "runs": [
+            {
+                **{k: v for k, v in asdict(run).items() if k != "operations"},
+                "events_per_second": run.events_per_second,
+                "operations": [
+                    {**asdict(o), "per_trader_ms": o.per_trader_ms} for o in run.operations
+                ],
+            }
+            for run in runs
+        ],
+    }

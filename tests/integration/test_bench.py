@@ -1,0 +1,61 @@
+"""The benchmark harness runs end to end and writes every figure the issue asks for."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_small_embedded_bench_prints_and_writes_its_figures(tmp_path: Path) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
+    }
+    env["STRATEGIES_DATA_DIR"] = str(tmp_path)
+    output = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "bench",
+            "--traders",
+            "40",
+            "--mode",
+            "embedded",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Benchmark" in done.stdout
+    figures = json.loads(output.read_text())
+    assert figures["machine"]["cpus"] >= 1
+    assert figures["ceilings"]["copy_rows_per_s"] > 0
+    (run,) = figures["runs"]
+    assert (run["mode"], run["traders"]) == ("embedded", 40)
+    assert [o["type"] for o in run["operations"]] == [
+        "enrollment",
+        "top_up",
+        "rebalance",
+        "partial_sell",
+        "liquidation",
+    ]
+    for operation in run["operations"]:
+        assert operation["status"] == "settled"
+        assert operation["seconds"] >= operation["execution_s"] >= 0
+        assert operation["events"] > 0 and operation["per_trader_ms"] > 0
+    assert run["peak_rss_mb"] > 0
