@@ -212,9 +212,13 @@ class Engine:
             self.bus.subscribe(topics.commands, topics.group("commands"), consume)
         if "projections" in self.roles:
             self.bus.subscribe(topics.events, topics.group("roster"), guarded(self._project_roster))
-            self.bus.subscribe(
-                topics.events, topics.group("read-models"), guarded(self.projections.handle)
-            )
+            batches = getattr(self.bus, "subscribe_batch", None)
+            if batches is not None:  # one transaction per batch instead of per event
+                batches(topics.events, topics.group("read-models"), self.projections.handle_many)
+            else:
+                self.bus.subscribe(
+                    topics.events, topics.group("read-models"), guarded(self.projections.handle)
+                )
         if "webhooks" in self.roles:
             self.bus.subscribe(
                 topics.events, topics.group("webhooks"), guarded(self.webhook_dispatcher.handle)

@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from pydantic import ValidationError
 
 from projections import executions, operations, strategies, traders
 from projections.executions import backfill_sql
@@ -108,6 +109,15 @@ class Projection:
                     self.dirty[key] = done
 
 
+def _decode(delivery: Delivery) -> DomainEventMessage | None:
+    """A record that is not an event is logged and passed over, never retried forever."""
+    try:
+        return DomainEventMessage.model_validate_json(delivery.value)
+    except ValidationError as unreadable:
+        log.error("projection.unreadable", offset=delivery.offset, error=str(unreadable))
+        return None
+
+
 class ProjectionWriter:
     """Applies `strategies.events` to the read models of one schema."""
 
@@ -140,6 +150,31 @@ class ProjectionWriter:
             offset=delivery.offset,
             rows=changed,
         )
+
+    async def handle_many(self, deliveries: list[Delivery]) -> None:
+        """The batch handler: consecutive deliveries of one partition, applied together with
+        their offset in ONE transaction (the per-event transaction was the read side's cost).
+        A delivery already applied (by offset or log position, as in `handle`) is skipped."""
+        last = deliveries[-1]
+        decoded = [(d, _decode(d)) for d in deliveries]
+        async with self.pool.acquire() as connection, connection.transaction():
+            stored = await connection.fetchrow(
+                f"""SELECT "offset", position FROM {quoted(self.schema)}.projection_offsets
+                    WHERE projection = $1 AND topic = $2 AND partition = $3 FOR UPDATE""",
+                self.name,
+                last.topic,
+                last.partition,
+            )
+            offset, position = (stored["offset"], stored["position"]) if stored else (-1, 0)
+            fresh = [
+                message
+                for delivery, message in decoded
+                if message is not None and (delivery.offset > offset or message.position > position)
+            ]
+            if fresh:
+                await self._apply(connection, fresh)
+                await self._advance(connection, last, max(position, *(m.position for m in fresh)))
+        log.debug("projection.applied_batch", records=len(deliveries), applied=len(fresh))
 
     async def apply(self, message: DomainEventMessage) -> int:
         """Apply one event without offset bookkeeping; returns how many rows it changed."""

@@ -40,6 +40,8 @@ class Delivery:
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
+#: Consecutive records of one partition, in order; the offsets commit together on return.
+BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
 
 
 class Bus(Protocol):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from infra.bus import Delivery, Handler, Record
+from infra.bus import BatchHandler, Delivery, Handler, Record
 from infra.logging import get_logger
 
 if TYPE_CHECKING:
@@ -79,10 +79,13 @@ class _Topic:
 class _Group:
     topic: str
     name: str
-    handler: Handler
+    handler: Handler | None
     #: The committed offset (next record to hand out) per partition; kept across restarts.
     offsets: list[int]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: Set instead of `handler` by `subscribe_batch`: several records of a partition per call.
+    batch_handler: BatchHandler | None = None
+    max_batch: int = 1
 
 
 class InProcessBus:
@@ -108,13 +111,26 @@ class InProcessBus:
         self._stopping = asyncio.Event()
 
     def subscribe(self, topic: str, group: str, handler: Handler) -> None:
+        self._add(_Group(topic, group, handler, [0] * self.partitions))
+
+    def subscribe_batch(
+        self, topic: str, group: str, handler: BatchHandler, max_batch: int = 500
+    ) -> None:
+        """Like `subscribe`, but the handler gets up to `max_batch` consecutive records of one
+        partition at a time (whatever is waiting), committed together once it returns: for
+        consumers whose cost is per call, such as a projection writing one transaction."""
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._add(_Group(topic, group, None, [0] * self.partitions, [], handler, max_batch))
+
+    def _add(self, subscription: _Group) -> None:
         if self._running:
             raise RuntimeError("subscribe before start()")
-        if (topic, group) in self._groups:
-            raise ValueError(f"group {group!r} already has a handler for {topic!r}")
-        subscription = _Group(topic, group, handler, [0] * self.partitions)
-        self._groups[topic, group] = subscription
-        self._topic(topic).groups.append(subscription)
+        key = (subscription.topic, subscription.name)
+        if key in self._groups:
+            raise ValueError(f"group {key[1]!r} already has a handler for {key[0]!r}")
+        self._groups[key] = subscription
+        self._topic(subscription.topic).groups.append(subscription)
 
     async def ensure_topics(self, *topics: str) -> None:
         """Nothing to create in memory; here for parity with `KafkaBus.ensure_topics`."""
@@ -227,27 +243,36 @@ class InProcessBus:
                 if offset >= partition.end:
                     await wake.wait()
                     continue
-                if await self._deliver(group, partition.at(offset)):
-                    group.offsets[number] = offset + 1
+                last = min(partition.end, offset + group.max_batch)
+                records = [partition.at(o) for o in range(offset, last)]
+                if await self._deliver(group, records):
+                    group.offsets[number] = last
                     partition.trim(min(g.offsets[number] for g in topic.groups))
         finally:
             partition.waiters.discard(wake)
 
-    async def _deliver(self, group: _Group, record: Delivery) -> bool:
-        """Hand one record over until the handler returns; False when stopped before that."""
+    async def _deliver(self, group: _Group, records: list[Delivery]) -> bool:
+        """Hand records over until the handler returns; False when stopped before that."""
         attempt = 0
+        first = records[0]
         while True:
+            handed = [replace(r, redelivered=attempt) for r in records] if attempt else records
             try:
-                await group.handler(replace(record, redelivered=attempt) if attempt else record)
+                if group.batch_handler is not None:
+                    await group.batch_handler(handed)
+                else:
+                    assert group.handler is not None
+                    await group.handler(handed[0])
             except Exception:
                 delay = min(self._retry_max, self._retry_initial * 2**attempt)
                 log.warning(
                     "bus.handler_failed",
-                    topic=record.topic,
+                    topic=first.topic,
                     group=group.name,
-                    partition=record.partition,
-                    offset=record.offset,
-                    key=record.key,
+                    partition=first.partition,
+                    offset=first.offset,
+                    records=len(records),
+                    key=first.key,
                     attempt=attempt + 1,
                     retry_in=delay,
                     exc_info=True,

@@ -350,3 +350,30 @@ async def test_the_writer_on_the_engine_bus_follows_the_pipeline_and_equals_a_re
         pool, PLATFORM, strategy_id=strategy.id, schema="observed"
     )
     assert len(traders) == 3
+
+
+async def test_batches_of_a_partition_give_the_rows_of_a_rebuild_even_when_redelivered(
+    fresh_database_url: str, pool: asyncpg.Pool
+) -> None:
+    """The batch handler applies consecutive deliveries in one transaction; a batch delivered
+    again, or overlapping one already applied, changes nothing."""
+    app, _told, _ = await asyncio.to_thread(real_story, fresh_database_url)
+    try:
+        history = await asyncio.to_thread(messages, app)
+        writer = ProjectionWriter(pool)
+        by_partition = Partitions().deliver(history)
+
+        async def drain(deliveries: list[Delivery]) -> None:
+            for start in range(0, len(deliveries), 7):
+                batch = deliveries[start : start + 7]
+                await writer.handle_many(batch)
+                await writer.handle_many(batch)  # redelivered whole
+                await writer.handle_many(deliveries[max(0, start - 3) : start + 2])  # overlap
+
+        await asyncio.gather(*(drain(d) for d in by_partition.values()))
+        await rebuild(pool, app, "scratch")
+        assert await snapshot(pool, "public") == await snapshot(pool, "scratch")
+        garbage = Delivery(TOPIC, b"not an event", "k", {}, 0, 10_000)
+        await writer.handle_many([garbage])  # logged and passed over, never retried forever
+    finally:
+        await asyncio.to_thread(app.close)

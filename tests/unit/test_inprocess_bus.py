@@ -270,3 +270,30 @@ async def _until(condition: Callable[[], bool]) -> None:
         if condition():
             return
         await asyncio.sleep(0.005)
+
+
+async def test_a_batch_subscriber_gets_consecutive_records_and_a_failed_batch_again() -> None:
+    from infra.bus import Delivery as Got
+
+    bus = InProcessBus(partitions=1, retry_initial=0.01)
+    batches: list[list[int]] = []
+    failures = 1
+
+    async def handle(records: list[Got]) -> None:
+        nonlocal failures
+        batches.append([r.offset for r in records])
+        if failures:
+            failures -= 1
+            raise RuntimeError("database blip")
+
+    bus.subscribe_batch("t", "g", handle, max_batch=4)
+    await bus.publish_many([Record("t", str(i).encode(), key="k") for i in range(10)])
+    await bus.start()
+    for _ in range(200):
+        if bus.idle():
+            break
+        await asyncio.sleep(0.01)
+    await bus.stop()
+    assert batches[0] == batches[1] == [0, 1, 2, 3]  # retried whole, in order
+    assert [o for batch in batches[1:] for o in batch] == list(range(10))
+    assert all(len(b) <= 4 for b in batches)
