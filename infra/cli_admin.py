@@ -4,7 +4,7 @@ the instrument catalogue, and rebuilding the read models from the event history.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Annotated, TypeVar
 
@@ -29,7 +29,9 @@ projections_app = typer.Typer(
 )
 
 
-def _with_trading(ctx: typer.Context, action: Callable[[PostgresTrading], T]) -> T:
+def with_trading(ctx: typer.Context, action: Callable[[PostgresTrading], T]) -> T:
+    """Run `action` on the event store of the configured (or embedded) database; a domain
+    refusal becomes its message and exit code 2."""
     settings: Settings = ctx.obj
     with database_url(settings) as url:
         trading = PostgresTrading(url)
@@ -42,6 +44,30 @@ def _with_trading(ctx: typer.Context, action: Callable[[PostgresTrading], T]) ->
             trading.close()
 
 
+def with_pool_and_trading(
+    ctx: typer.Context, action: Callable[[asyncpg.Pool, PostgresTrading], Awaitable[T]]
+) -> T:
+    """The same for commands that also read the read models (a pool) asynchronously; a bad
+    argument they raise as ValueError (a schema name, say) becomes exit code 2."""
+    settings: Settings = ctx.obj
+
+    async def run(url: str) -> T:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        trading = await asyncio.to_thread(PostgresTrading, url)
+        try:
+            return await action(pool, trading)
+        finally:
+            trading.close()
+            await pool.close()
+
+    with database_url(settings) as url:
+        try:
+            return asyncio.run(run(url))
+        except ValueError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(code=2) from None
+
+
 @float_app.command("deposit")
 def deposit(
     ctx: typer.Context,
@@ -52,7 +78,7 @@ def deposit(
 ) -> None:
     """Record a deposit into the platform's float (enrollments and top-ups draw on it)."""
     value = _decimal(amount, "amount")
-    account = _with_trading(
+    account = with_trading(
         ctx,
         lambda t: t.deposit_float(
             platform_id, currency, value, reference or f"{platform_id}-FLOAT"
@@ -76,7 +102,7 @@ def set_participants(
     ] = None,
 ) -> None:
     """Register participants (or change their eligibility); unknown participants are refused."""
-    changed = _with_trading(
+    changed = with_trading(
         ctx, lambda t: t.register_participants(platform_id, codes, status, list(restrict or []))
     )
     typer.echo(f"{changed} participant(s) changed")
@@ -85,7 +111,7 @@ def set_participants(
 @instruments_app.command("list")
 def list_instruments(ctx: typer.Context) -> None:
     """Show every listed instrument."""
-    catalogue = _with_trading(ctx, lambda t: t.ensure_default_catalogue())
+    catalogue = with_trading(ctx, lambda t: t.ensure_default_catalogue())
     typer.echo(f"{'SYMBOL':<12} {'PRECISION':>9} {'MIN NOTIONAL':>13}  STATUS")
     for instrument in sorted(catalogue.instruments.values(), key=lambda i: i.symbol):
         typer.echo(
@@ -109,7 +135,7 @@ def set_instrument(
     instrument = Instrument(
         asset, currency, precision, _decimal(min_notional, "min_notional"), status
     )
-    _with_trading(ctx, lambda t: t.list_instruments([instrument]))
+    with_trading(ctx, lambda t: t.list_instruments([instrument]))
     typer.echo(
         f"{instrument.symbol}: precision {precision}, min notional {min_notional}, {status.value}"
     )
@@ -128,25 +154,12 @@ def rebuild_projections(
     """Recreate the read models from the whole event history (identical rows by construction)."""
     from projections.rebuild import rebuild
 
-    settings: Settings = ctx.obj
+    async def run(pool: asyncpg.Pool, trading: PostgresTrading) -> int:
+        async with pool.acquire() as connection:
+            await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        return await rebuild(pool, trading, schema)
 
-    async def run(url: str) -> int:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
-        trading = await asyncio.to_thread(PostgresTrading, url)
-        try:
-            async with pool.acquire() as connection:
-                await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            return await rebuild(pool, trading, schema)
-        finally:
-            trading.close()
-            await pool.close()
-
-    with database_url(settings) as url:
-        try:
-            events = asyncio.run(run(url))
-        except ValueError as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(code=2) from None
+    events = with_pool_and_trading(ctx, run)
     typer.echo(f"rebuilt the read models in schema {schema!r} from {events} events")
 
 

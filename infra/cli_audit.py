@@ -4,7 +4,6 @@ history, and report what happened to whom (extension). Exit codes: 0 clean, 1 fi
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
@@ -22,9 +21,7 @@ from infra.audit_report import (
     trader_at,
     trader_state,
 )
-from infra.cli_admin import _with_trading
-from infra.database import database_url
-from infra.settings import Settings
+from infra.cli_admin import with_pool_and_trading, with_trading
 from infra.store import PostgresTrading
 
 app = typer.Typer(
@@ -46,24 +43,12 @@ def replay(
     live: Annotated[str, typer.Option(help="The live read-model schema.")] = "public",
 ) -> None:
     """Rebuild every read model into a scratch schema and compare it with the live one."""
-    settings: Settings = ctx.obj
 
-    async def run(url: str) -> list[str]:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
-        trading = await asyncio.to_thread(PostgresTrading, url)
-        try:
-            found = await replay_differences(pool, trading, live=live, scratch=schema)
-            return [str(d) for d in found]
-        finally:
-            trading.close()
-            await pool.close()
+    async def run(pool: asyncpg.Pool, trading: PostgresTrading) -> list[str]:
+        found = await replay_differences(pool, trading, live=live, scratch=schema)
+        return [str(d) for d in found]
 
-    with database_url(settings) as url:
-        try:
-            differences = asyncio.run(run(url))
-        except ValueError as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(code=2) from None
+    differences = with_pool_and_trading(ctx, run)
     for line in differences:
         typer.echo(line)
     if differences:
@@ -80,7 +65,7 @@ def verify_invariants(
     ] = None,
 ) -> None:
     """Check value conservation, uniform prices, untouched rejections and released holds."""
-    checked, violations = _with_trading(ctx, lambda t: verify(t, operation))
+    checked, violations = with_trading(ctx, lambda t: verify(t, operation))
     for violation in violations:
         typer.echo(describe(violation))
     if violations:
@@ -96,7 +81,7 @@ def operation_fairness(
     format: Annotated[ReportFormat, typer.Option(help="json or csv.")] = ReportFormat.JSON,
 ) -> None:
     """Fairness report: locked prices, blocks and fills, and every Trader's instructions."""
-    report = _with_trading(ctx, lambda t: operation_report(t, operation_id))
+    report = with_trading(ctx, lambda t: operation_report(t, operation_id))
     if report is None:
         typer.echo(f"error: operation {operation_id} does not exist", err=True)
         raise typer.Exit(code=2)
@@ -113,7 +98,7 @@ def trader_as_of(
 ) -> None:
     """A Trader's positions, cash, status and hold as of a moment, from its own events."""
     moment = _rfc3339(at)
-    trader = _with_trading(ctx, lambda t: trader_at(t, trader_id, moment))
+    trader = with_trading(ctx, lambda t: trader_at(t, trader_id, moment))
     if trader is None:
         typer.echo(f"error: trader {trader_id} did not exist at {at}", err=True)
         raise typer.Exit(code=2)
