@@ -43,7 +43,7 @@ from workers.messages import DomainEventMessage
 from workers.pricing_lock import lock_prices
 from workers.relay import OutboxRelay
 from workers.topics import Topics
-from workers.webhooks import WebhookDispatcher, WebhookSender
+from workers.webhooks import WebhookRecorder, WebhookSender
 
 log = structlog.get_logger("infra.runtime")
 T = TypeVar("T")
@@ -160,10 +160,9 @@ class Engine:
         await read_models.ensure_schema(self.pool)
         await platforms.ensure_schema(self.pool)
         await idempotency.ensure_schema(self.pool)
-        self.projections = ProjectionWriter(self.pool)
         self.webhook_sender: WebhookSender | None = None
-        if "webhooks" in self.roles:
-            await self._prepare_webhooks()
+        recorder = await self._prepare_webhooks()
+        self.projections = ProjectionWriter(self.pool, notifier=recorder)
         self.commands = CommandService(self.trading, self.call, self.roster)
         self.stages = StageContext(self.trading, self.venue, self.venue, self.call)
         self._subscribe(self.stages)
@@ -179,19 +178,23 @@ class Engine:
         )
         return self
 
-    async def _prepare_webhooks(self) -> None:
-        try:
-            box = secret_box_for(self.settings)
-        except MasterKeyError as missing:  # record deliveries anyway; send where the key is
-            log.warning("webhooks.sender_disabled", reason=str(missing))
-            box = None
+    async def _prepare_webhooks(self) -> WebhookRecorder:
+        """The `projections` role records the notifications (in its own transactions), the
+        `webhooks` role sends them; sending needs the master key, recording does not."""
+        box = None
+        if "webhooks" in self.roles:
+            try:
+                box = secret_box_for(self.settings)
+            except MasterKeyError as missing:  # recorded anyway; sent where the key is
+                log.warning("webhooks.sender_disabled", reason=str(missing))
         store = WebhookStore(self.pool, box)
         if box is not None:
             self.webhook_sender = WebhookSender(store)
-        self.webhook_dispatcher = WebhookDispatcher(
+        recorder = WebhookRecorder(
             store, on_recorded=self.webhook_sender.poke if self.webhook_sender else None
         )
-        await self.webhook_dispatcher.ensure_schema()
+        await recorder.ensure_schema()
+        return recorder
 
     def _subscribe(self, ctx: StageContext) -> None:
         topics = self.topics
@@ -210,18 +213,12 @@ class Engine:
         if "commands" in self.roles:
             consume = command_consumer(self.commands, self.bus, topics)
             self.bus.subscribe(topics.commands, topics.group("commands"), consume)
+        # The read models take runs of a partition's records: one transaction per run instead
+        # of per event (the read side's main cost), which also records the webhooks.
         if "projections" in self.roles:
             self.bus.subscribe(topics.events, topics.group("roster"), guarded(self._project_roster))
-            batches = getattr(self.bus, "subscribe_batch", None)
-            if batches is not None:  # one transaction per batch instead of per event
-                batches(topics.events, topics.group("read-models"), self.projections.handle_many)
-            else:
-                self.bus.subscribe(
-                    topics.events, topics.group("read-models"), guarded(self.projections.handle)
-                )
-        if "webhooks" in self.roles:
-            self.bus.subscribe(
-                topics.events, topics.group("webhooks"), guarded(self.webhook_dispatcher.handle)
+            self.bus.subscribe_batch(
+                topics.events, topics.group("read-models"), self.projections.handle_many
             )
 
     async def _project_roster(self, delivery: Delivery) -> None:

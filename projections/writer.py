@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -72,6 +72,10 @@ class Projection:
         self.rows: dict[Key, Any] = {}
         self.dirty: dict[Key, Any] = {}
         self.backfills: list[executions.Backfill] = []
+        #: What the last `apply` changed, and those rows as they were before it (webhooks
+        #: turn each event's own changes into notifications, several events per batch).
+        self.last_changed: dict[Key, Any] = {}
+        self.last_before: dict[Key, Any] = {}
 
     def get(self, key: Key) -> Any:
         return self.rows.get(key)
@@ -89,10 +93,12 @@ class Projection:
     def apply(self, event: DomainEventMessage) -> list[Any]:
         """Fold one event; returns the rows it changed (empty when it was already applied)."""
         changed = []
+        self.last_changed, self.last_before = {}, {}
         for model in MODELS:
             for row in model.changes(event, self):
                 key = (row.TABLE.name, row.id)
-                self.rows[key] = self.dirty[key] = row
+                self.last_before.setdefault(key, self.rows.get(key))
+                self.rows[key] = self.dirty[key] = self.last_changed[key] = row
                 changed.append(row)
         for backfill in executions.backfills(event):
             self._complete(backfill)
@@ -107,9 +113,11 @@ class Projection:
                 self.rows[key] = done
                 if key in self.dirty:
                     self.dirty[key] = done
+                if key in self.last_changed:
+                    self.last_changed[key] = done
 
 
-def _decode(delivery: Delivery) -> DomainEventMessage | None:
+def decode(delivery: Delivery) -> DomainEventMessage | None:
     """A record that is not an event is logged and passed over, never retried forever."""
     try:
         return DomainEventMessage.model_validate_json(delivery.value)
@@ -118,16 +126,45 @@ def _decode(delivery: Delivery) -> DomainEventMessage | None:
         return None
 
 
+class Observation(Protocol):
+    """What a `Notifier` makes of one transaction's events (webhooks: their notifications)."""
+
+    def observe(self, event: DomainEventMessage, state: Projection) -> None:
+        """Called after each event is folded: `state.last_changed` is what it changed."""
+
+    async def finish(self, connection: Any) -> None:
+        """Write what was observed, in the writer's transaction, before it commits."""
+
+
+class Notifier(Protocol):
+    async def begin(self, connection: Any) -> Observation: ...
+
+    def committed(self, observation: Observation) -> None:
+        """After the commit: wake whoever acts on what was written."""
+
+
 class ProjectionWriter:
-    """Applies `strategies.events` to the read models of one schema."""
+    """Applies `strategies.events` to the read models of one schema.
+
+    With a `notifier` (the live read models, see `workers.webhooks.WebhookRecorder`), each
+    transaction also records what its events announce, so a notification is never about a
+    state the API cannot show yet, and a replayed event, which changes no row, announces
+    nothing twice.
+    """
 
     def __init__(
-        self, pool: asyncpg.Pool, schema: str = DEFAULT_SCHEMA, *, name: str = DEFAULT_NAME
+        self,
+        pool: asyncpg.Pool,
+        schema: str = DEFAULT_SCHEMA,
+        *,
+        name: str = DEFAULT_NAME,
+        notifier: Notifier | None = None,
     ) -> None:
         quoted(schema)  # refuse a bad schema name now, not at the first event
         self.pool = pool
         self.schema = schema
         self.name = name
+        self.notifier = notifier
 
     async def handle(self, delivery: Delivery) -> None:
         """The bus handler: apply the delivery's event and record its offset, atomically."""
@@ -142,7 +179,8 @@ class ProjectionWriter:
                     position=message.position,
                 )
                 return
-            changed = await self._apply(connection, [message])
+            changed, observation = await self._apply(connection, [message])
+        self._committed(observation)
         log.debug(
             "projection.applied",
             type=message.type,
@@ -156,7 +194,7 @@ class ProjectionWriter:
         their offset in ONE transaction (the per-event transaction was the read side's cost).
         A delivery already applied (by offset or log position, as in `handle`) is skipped."""
         last = deliveries[-1]
-        decoded = [(d, _decode(d)) for d in deliveries]
+        decoded = [(d, decode(d)) for d in deliveries]
         async with self.pool.acquire() as connection, connection.transaction():
             stored = await connection.fetchrow(
                 f"""SELECT "offset", position FROM {quoted(self.schema)}.projection_offsets
@@ -171,9 +209,11 @@ class ProjectionWriter:
                 for delivery, message in decoded
                 if message is not None and (delivery.offset > offset or message.position > position)
             ]
+            observation = None
             if fresh:
-                await self._apply(connection, fresh)
+                _, observation = await self._apply(connection, fresh)
                 await self._advance(connection, last, max(position, *(m.position for m in fresh)))
+        self._committed(observation)
         log.debug("projection.applied_batch", records=len(deliveries), applied=len(fresh))
 
     async def apply(self, message: DomainEventMessage) -> int:
@@ -183,7 +223,13 @@ class ProjectionWriter:
     async def apply_many(self, messages: Sequence[DomainEventMessage]) -> int:
         """Apply events in order, in one transaction; returns how many row changes it made."""
         async with self.pool.acquire() as connection, connection.transaction():
-            return await self._apply(connection, messages)
+            changed, observation = await self._apply(connection, messages)
+        self._committed(observation)
+        return changed
+
+    def _committed(self, observation: Observation | None) -> None:
+        if self.notifier is not None and observation is not None:
+            self.notifier.committed(observation)
 
     async def _advance(self, connection: Connection, delivery: Delivery, position: int) -> bool:
         """Record the offset; False when the delivery was already applied. The row lock it
@@ -204,7 +250,10 @@ class ProjectionWriter:
         )
         return bool(advanced)
 
-    async def _apply(self, connection: Connection, messages: Sequence[DomainEventMessage]) -> int:
+    async def _apply(
+        self, connection: Connection, messages: Sequence[DomainEventMessage]
+    ) -> tuple[int, Observation | None]:
+        observation = await self.notifier.begin(connection) if self.notifier else None
         state = Projection()
         await self._load(connection, state, set().union(*(state.missing(m) for m in messages)))
         changed = 0
@@ -212,8 +261,12 @@ class ProjectionWriter:
             while wanted := state.missing(message):  # a chunk's row names its Operation
                 await self._load(connection, state, wanted)
             changed += len(state.apply(message))
+            if observation is not None:
+                observation.observe(message, state)
         await self._flush(connection, state)
-        return changed
+        if observation is not None:
+            await observation.finish(connection)
+        return changed, observation
 
     async def _load(self, connection: Connection, state: Projection, keys: set[Key]) -> None:
         by_table: dict[str, list[UUID]] = defaultdict(list)

@@ -1,11 +1,12 @@
 """Webhooks (spec §8, §11.20): turn domain events into notifications and send them.
 
-`WebhookDispatcher` consumes `<prefix>.events` in its own group. It keeps a private copy of
-the read models (schema `webhook_state`, folded with the same pure `projections` code), so
-each payload is the object exactly as that event left it, whatever the API's read models
-have reached; folding the event and recording one delivery row per matching subscription
-happen in ONE transaction, and a redelivered event changes no row, so it notifies nothing
-twice. A chunk's rejections whose platform is not known yet raise: the bus redelivers later.
+`WebhookRecorder` rides on the read-model writer (the `projections` role): the transaction
+that folds a run of events also records one delivery row per notification and matching
+subscription, each payload being the object exactly as its event left it. So a receiver is
+never told of a state the API cannot show yet, nothing is folded twice (the webhooks once
+kept a private copy of the read models, which cost as much as the read models themselves),
+and a redelivered event, which changes no row, notifies nothing twice. A chunk's rejections
+whose platform is not known yet raise: the bus redelivers later.
 
 `WebhookSender` sends in the background, one loop per active subscription, so a slow or
 dead receiver holds up neither the event consumer nor the other subscriptions. Due rows
@@ -30,13 +31,13 @@ import structlog
 from projections.executions import ExecutionRow
 from projections.operations import OperationRow
 from projections.queries import execution_resource, operation_resource, trader_resource
-from projections.schema import ensure_schema as ensure_read_models
 from projections.traders import PENDING, TraderRow
-from projections.writer import Projection, ProjectionWriter
+from projections.writer import Observation, Projection
 from workers.messages import DomainEventMessage
 
 if TYPE_CHECKING:
-    from infra.bus import Delivery
+    from collections.abc import Callable
+
     from infra.webhooks_store import DueDelivery, NewDelivery, Subscription, WebhookStore
 
 log = structlog.get_logger("workers.webhooks")
@@ -44,8 +45,6 @@ log = structlog.get_logger("workers.webhooks")
 OPERATION_CHANGED = "trade_strategy.operation.status_changed"
 EXECUTION_CHANGED = "trade_strategy.execution.status_changed"
 TRADER_CREATED = "trade_strategy.trader.created"
-STATE_SCHEMA = "webhook_state"
-FOLDED = frozenset({"Operation", "OperationChunk", "Trader"})
 OPERATION_EVENTS = frozenset({"Operation.Requested", "Operation.StatusChanged"})
 EXECUTION_EVENTS = frozenset(
     {"Trader.HoldPlaced", "Trader.Settled", "Trader.HoldReleased", "OperationChunk.Checked"}
@@ -112,10 +111,11 @@ def notification_id(subscription_id: UUID, position: int, payload_type: str, obj
 
 
 # -- which notices an event makes ----------------------------------------------------------
-def notices(event: DomainEventMessage, before: dict[Any, Any], state: Projection) -> list[Notice]:
-    """The notices of `event`, from the rows it changed (`state.dirty`) and their `before`."""
+def notices(event: DomainEventMessage, state: Projection) -> list[Notice]:
+    """The notices of `event`, the last one `state` applied, from the rows it changed."""
     found: list[Notice] = []
-    for key, row in state.dirty.items():
+    before = state.last_before
+    for key, row in state.last_changed.items():
         if isinstance(row, OperationRow) and event.type in OPERATION_EVENTS:
             found.append(
                 Notice(row.platform_id, OPERATION_CHANGED, row.id, operation_resource(row))
@@ -137,62 +137,73 @@ def _operation_platform(state: Projection, operation_id: UUID) -> str:
     return operation.platform_id
 
 
-class WebhookDispatcher(ProjectionWriter):
-    """The `webhooks` role's event consumer (`guarded(dispatcher.handle)` on the events topic)."""
+class WebhookRecorder:
+    """The read-model writer's `Notifier`: each transaction that folds events also records
+    one delivery row per notification and subscription that wants it."""
 
-    def __init__(self, store: WebhookStore, *, on_recorded: Any = None) -> None:
-        super().__init__(store.pool, STATE_SCHEMA, name="webhooks")
+    def __init__(self, store: WebhookStore, *, on_recorded: Callable[[], None] | None = None):
         self.store = store
         self.on_recorded = on_recorded
 
     async def ensure_schema(self) -> None:
-        await ensure_read_models(self.pool, STATE_SCHEMA)
         await self.store.ensure_schema()
 
-    async def handle(self, delivery: Delivery) -> None:
-        event = DomainEventMessage.model_validate_json(delivery.value)
-        if event.aggregate_type not in FOLDED:
-            return
-        async with self.pool.acquire() as connection, connection.transaction():
-            state = Projection()
-            while wanted := state.missing(event):
-                await self._load(connection, state, wanted)
-            before = dict(state.rows)
-            state.apply(event)
-            await self._flush(connection, state)
-            made = notices(event, before, state)
-            rows = await self._deliveries(connection, event, made) if made else []
-            await self.store.record(connection, rows)
-        if rows:
-            log.info("webhooks.recorded", type=event.type, position=event.position, count=len(rows))
+    async def begin(self, connection: Any) -> WebhookObservation:
+        # Read in the transaction: a subscription added meanwhile starts with the next one.
+        return WebhookObservation(self.store, await self.store.active(connection=connection))
+
+    def committed(self, observation: Observation) -> None:
+        assert isinstance(observation, WebhookObservation)
+        if observation.recorded:
+            log.info("webhooks.recorded", count=observation.recorded)
             if self.on_recorded is not None:
                 self.on_recorded()
 
-    async def _deliveries(
-        self, connection: Any, event: DomainEventMessage, made: list[Notice]
-    ) -> list[NewDelivery]:
-        from infra.webhooks_store import NewDelivery
 
-        platforms = sorted({n.platform_id for n in made})
-        subscriptions = await self.store.active(platforms, connection=connection)
-        rows = []
-        for notice in made:
-            body = json.dumps(notice.payload, separators=(",", ":"))
-            for sub in subscriptions:
-                if sub.platform_id != notice.platform_id or notice.payload_type not in (
-                    sub.payload_types
-                ):
-                    continue
-                if event.timestamp < sub.created_at:
-                    continue  # a replayed history is not news to a later subscription
-                nid = notification_id(sub.id, event.position, notice.payload_type, notice.object_id)
-                rows.append(
-                    NewDelivery(
-                        nid, sub.id, sub.platform_id, notice.payload_type, event.position,
-                        notice.object_id, body,
-                    )
-                )  # fmt: skip
-        return rows
+class WebhookObservation:
+    def __init__(self, store: WebhookStore, subscriptions: list[Subscription]) -> None:
+        self.store = store
+        self.subscriptions = subscriptions
+        self.made: list[tuple[DomainEventMessage, Notice]] = []
+        self.recorded = 0
+
+    def observe(self, event: DomainEventMessage, state: Projection) -> None:
+        if self.subscriptions:  # payloads cost more than the fold: build them only if wanted
+            self.made.extend((event, notice) for notice in notices(event, state))
+
+    async def finish(self, connection: Any) -> None:
+        rows = _deliveries(self.subscriptions, self.made)
+        await self.store.record(connection, rows)
+        self.recorded = len(rows)
+
+
+def _deliveries(
+    subscriptions: list[Subscription], made: list[tuple[DomainEventMessage, Notice]]
+) -> list[NewDelivery]:
+    """One delivery row per notice and active subscription that wants it."""
+    from infra.webhooks_store import NewDelivery
+
+    rows = []
+    for event, notice in made:
+        wanted = [
+            sub
+            for sub in subscriptions
+            if sub.platform_id == notice.platform_id
+            and notice.payload_type in sub.payload_types
+            and event.timestamp >= sub.created_at  # a replayed history is not news to it
+        ]
+        if not wanted:
+            continue
+        body = json.dumps(notice.payload, separators=(",", ":"))
+        for sub in wanted:
+            nid = notification_id(sub.id, event.position, notice.payload_type, notice.object_id)
+            rows.append(
+                NewDelivery(
+                    nid, sub.id, sub.platform_id, notice.payload_type, event.position,
+                    notice.object_id, body,
+                )
+            )  # fmt: skip
+    return rows
 
 
 class WebhookSender:

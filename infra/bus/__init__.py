@@ -48,6 +48,11 @@ class Bus(Protocol):
     def subscribe(self, topic: str, group: str, handler: Handler) -> None:
         """Register `handler` for `topic` in consumer group `group` (before `start`)."""
 
+    def subscribe_batch(
+        self, topic: str, group: str, handler: BatchHandler, max_batch: int = 500
+    ) -> None:
+        """Like `subscribe`, with runs of consecutive records of one partition per call."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None:

@@ -2,10 +2,12 @@
 
 Consuming. One faststream subscriber per (topic, group) per process, with
 `ack_policy=MANUAL`, so faststream never commits on its own; it hands us one record at a time
-(in order per partition) and we call the handler. One process therefore runs one handler call
-at a time per subscription: parallelism comes from partitions spread over the processes (or
-bus instances) of a group. faststream's dependency injection is off (`apply_types=False`): it
-resolved context fields in a worker thread per record, which capped a consumer near 1k/s.
+(in order per partition) and we call the handler (`subscribe_batch`: what one fetch returned,
+as one run of consecutive records per partition, for consumers whose cost is per call). One
+process therefore runs one handler call at a time per subscription: parallelism comes from
+partitions spread over the processes (or bus instances) of a group. faststream's dependency
+injection is off (`apply_types=False`): it resolved context fields in a worker thread per
+record, which capped a consumer near 1k/s.
 
 Committing. After the handler returns, the record's next offset is queued, and a background
 task commits the queue at most every `commit_interval` with explicit offsets
@@ -44,7 +46,7 @@ from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
 from faststream.middlewares import AckPolicy
 
-from infra.bus import Delivery, Handler, Record
+from infra.bus import BatchHandler, Delivery, Handler, Record
 from infra.bus.topics import ensure_topics
 from infra.logging import get_logger
 
@@ -101,11 +103,25 @@ class KafkaBus:
         self._stopped = False
 
     def subscribe(self, topic: str, group: str, handler: Handler) -> None:
+        consumer = _GroupConsumer(topic, group, self._tuning, handler=handler)
+        self._add(consumer, consumer.on_message)
+
+    def subscribe_batch(
+        self, topic: str, group: str, handler: BatchHandler, max_batch: int = 500
+    ) -> None:
+        """Like `subscribe`, but the handler gets the runs of consecutive records of each
+        partition that one fetch returned (up to `max_batch` in all), committed together."""
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        consumer = _GroupConsumer(topic, group, self._tuning, batch_handler=handler)
+        self._add(consumer, consumer.on_batch, batch=True, max_records=max_batch)
+
+    def _add(self, consumer: _GroupConsumer, call: Any, **batching: Any) -> None:
+        topic, group = consumer.topic, consumer.group
         if self._running:
             raise RuntimeError("subscribe before start()")
         if (topic, group) in self._groups:
             raise ValueError(f"group {group!r} already has a handler for {topic!r}")
-        consumer = _GroupConsumer(topic, group, handler, self._tuning)
         subscriber = self._broker.subscriber(
             Topic(topic, declare=False),  # created by ensure_topics, with our partition count
             group_id=group,
@@ -119,8 +135,9 @@ class KafkaBus:
             # The group waits this long for us to rejoin; revocation waits for the in-flight
             # handler (up to graceful_timeout) first, so leave room for it.
             rebalance_timeout_ms=int((self._graceful_timeout + 5) * 1000),
+            **batching,
         )
-        subscriber(consumer.on_message)
+        subscriber(call)
         consumer.subscriber = subscriber
         self._groups[topic, group] = consumer
 
@@ -214,11 +231,20 @@ class _Tuning:
 class _GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
     """One (topic, group) in this process: calls the handler, commits, retries, hands over."""
 
-    def __init__(self, topic: str, group: str, handler: Handler, tuning: _Tuning) -> None:
+    def __init__(
+        self,
+        topic: str,
+        group: str,
+        tuning: _Tuning,
+        *,
+        handler: Handler | None = None,
+        batch_handler: BatchHandler | None = None,
+    ) -> None:
         self.topic = topic
         self.group = group
         self.subscriber: DefaultSubscriber | None = None
         self._handler = handler
+        self._batch_handler = batch_handler
         self._tuning = tuning
         #: The record each partition is retrying, and how many times it failed.
         self._failures: dict[Any, tuple[int, int]] = {}
@@ -234,21 +260,50 @@ class _GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_message(self, record: Any) -> None:
         if self._stopping:
             return  # not handled, not committed: whoever owns the partition next gets it
+        assert self._handler is not None
         tp = TopicPartition(record.topic, record.partition)
-        failed_offset, failures = self._failures.get(tp, (-1, 0))
-        delivery = _delivery(record, failures if failed_offset == record.offset else 0)
+        delivery = self._delivery(tp, record)
         self._idle.clear()
         try:
             await self._handler(delivery)
         except Exception:
             self._retry_later(tp, delivery)
         else:
-            self._failures.pop(tp, None)
-            self._pending[tp] = record.offset + 1
-            if self._commit_task is None or self._commit_task.done():
-                self._commit_task = asyncio.create_task(self._commit_soon())
+            self._handled(tp, record.offset)
         finally:
             self._idle.set()
+
+    async def on_batch(self, records: Sequence[Any]) -> None:
+        """A fetch's records, handed over as one run per partition; a failed run is retried
+        from its first record (the partition pauses), the other partitions' runs commit."""
+        if self._stopping:
+            return
+        assert self._batch_handler is not None
+        runs: dict[Any, list[Any]] = {}
+        for record in records:
+            runs.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
+        self._idle.clear()
+        try:
+            for tp, run in runs.items():
+                deliveries = [self._delivery(tp, record) for record in run]
+                try:
+                    await self._batch_handler(deliveries)
+                except Exception:
+                    self._retry_later(tp, deliveries[0])
+                else:
+                    self._handled(tp, run[-1].offset)
+        finally:
+            self._idle.set()
+
+    def _delivery(self, tp: Any, record: Any) -> Delivery:
+        failed_offset, failures = self._failures.get(tp, (-1, 0))
+        return _delivery(record, failures if failed_offset == record.offset else 0)
+
+    def _handled(self, tp: Any, offset: int) -> None:
+        self._failures.pop(tp, None)
+        self._pending[tp] = offset + 1
+        if self._commit_task is None or self._commit_task.done():
+            self._commit_task = asyncio.create_task(self._commit_soon())
 
     def stop_fetching(self) -> None:
         self._stopping = True

@@ -303,3 +303,97 @@ def _keys_on_different_partitions() -> tuple[str, str]:
         if partitioner(f"op-{n}".encode(), partitions, partitions) != where
     )
     return first, other
+
+
+async def test_batches_are_runs_of_one_partition_in_order_each_record_once(
+    make_bus: Callable[..., KafkaBus],
+) -> None:
+    topic, bus = unique("test.bus-batch"), make_bus()
+    runs: list[list[Delivery]] = []
+
+    async def take(run: list[Delivery]) -> None:
+        runs.append(run)
+
+    bus.subscribe_batch(topic, unique("read-models"), take, max_batch=100)
+    await bus.start()
+    sent = records(topic, 2000, keys=37)
+    await bus.publish_many(sent)
+    await until(lambda: sum(map(len, runs)) >= 2000, "2000 records in batches")
+    await asyncio.sleep(1.0)  # long enough for a duplicate to show up
+
+    assert sum(map(len, runs)) == 2000
+    assert all(len({d.partition for d in run}) == 1 for run in runs)
+    assert all(
+        [d.offset for d in run] == list(range(run[0].offset, run[0].offset + len(run)))
+        for run in runs
+    )
+    assert max(map(len, runs)) > 1  # they really were batched
+    assert max(map(len, runs)) <= 100
+    seen: dict[str | None, list[int]] = defaultdict(list)
+    for run in runs:
+        for delivery in run:
+            seen[delivery.key].append(seq(delivery))
+    expected: dict[str | None, list[int]] = defaultdict(list)
+    for n, record in enumerate(sent):
+        expected[record.key].append(n)
+    assert seen == expected
+
+
+async def test_a_failing_batch_is_retried_from_its_first_record_and_others_flow(
+    make_bus: Callable[..., KafkaBus],
+) -> None:
+    topic, bus = unique("test.bus-batch-retry"), make_bus(retry_initial=0.3, retry_max=1.0)
+    key, other = _keys_on_different_partitions()
+    handled: list[tuple[str | None, int, int]] = []
+    failures = 0
+
+    async def fail_twice_on_seven(run: list[Delivery]) -> None:
+        nonlocal failures
+        if any(d.key == key and seq(d) == 7 for d in run) and failures < 2:
+            failures += 1
+            raise RuntimeError("the database is down")
+        handled.extend((d.key, seq(d), d.redelivered) for d in run)
+
+    bus.subscribe_batch(topic, unique("read-models"), fail_twice_on_seven)
+    await bus.start()
+    await bus.publish_many([Record(topic, f"{n:08d}".encode(), key=key) for n in range(10)])
+    await bus.publish_many([Record(topic, f"{n:08d}".encode(), key=other) for n in range(5)])
+    await until(lambda: len(handled) >= 15, "15 records handled")
+    await asyncio.sleep(0.5)
+
+    assert failures == 2
+    assert [n for k, n, _ in handled if k == key] == list(range(10))  # nothing twice, in order
+    assert [n for k, n, _ in handled if k == other] == list(range(5))
+    # The failed run's first record came back counted as redelivered twice.
+    assert [r for k, _, r in handled if k == key].count(2) == 1
+
+
+async def test_a_restarted_batch_consumer_resumes_after_the_last_committed_run(
+    make_bus: Callable[..., KafkaBus],
+) -> None:
+    topic, group = unique("test.bus-batch-resume"), unique("read-models")
+    first_seen: list[int] = []
+
+    async def first(run: list[Delivery]) -> None:
+        first_seen.extend(seq(d) for d in run)
+
+    bus = make_bus()
+    bus.subscribe_batch(topic, group, first)
+    await bus.start()
+    await bus.publish_many(records(topic, 300, keys=11))
+    await until(lambda: len(first_seen) >= 300, "the first 300")
+    await bus.stop()
+
+    second_seen: list[int] = []
+
+    async def second(run: list[Delivery]) -> None:
+        second_seen.extend(seq(d) for d in run)
+
+    again = make_bus()
+    again.subscribe_batch(topic, group, second)
+    await again.start()
+    await again.publish_many(records(topic, 100, keys=11, start=300))
+    await until(lambda: len(second_seen) >= 100, "the next 100")
+    await asyncio.sleep(1.0)
+    assert sorted(first_seen) == list(range(300))
+    assert sorted(second_seen) == list(range(300, 400))

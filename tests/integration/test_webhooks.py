@@ -32,19 +32,17 @@ from api.webhook_verify import verify_webhook
 from domain.statuses import OperationStatus, OperationType
 from infra.bus.memory import InProcessBus
 from infra.ports import LOOPBACK, free_port
-from infra.runtime import ROLES, Engine, guarded
+from infra.runtime import ROLES, Engine
 from infra.secrets_box import SecretBox
 from infra.settings import Settings
 from infra.webhooks_store import PAYLOAD_TYPES, WebhookStore
 from projections import queries
 from tests.integration.pipeline.harness import BLUE_CHIP, PLATFORM, wait_terminal
-from workers.topics import Topics
 from workers.webhooks import (
     EXECUTION_CHANGED,
     OPERATION_CHANGED,
     TRADER_CREATED,
     RetryPolicy,
-    WebhookDispatcher,
     WebhookSender,
 )
 
@@ -142,11 +140,7 @@ async def rig(database_url: str) -> AsyncIterator[Rig]:
     box = SecretBox(os.urandom(32))
     store = WebhookStore(pool, box)
     sender = WebhookSender(store, FAST, poll_interval=0.05)
-    dispatcher = WebhookDispatcher(store, on_recorded=sender.poke)
-    await dispatcher.ensure_schema()
     bus = InProcessBus()
-    topics = Topics(settings.topic_prefix)
-    bus.subscribe(topics.events, topics.group("webhooks"), guarded(dispatcher.handle))
     app = FastAPI()
     app.include_router(webhook_routes.router)
     install_error_handlers(app)
@@ -157,7 +151,8 @@ async def rig(database_url: str) -> AsyncIterator[Rig]:
     auth = {"authorization": f"Bearer {TOKEN}"}
     try:
         async with (
-            # every role but webhooks: this rig runs its own dispatcher and sender (fast retries)
+            # every role but webhooks: the projections role records the notifications, and this
+            # rig runs its own sender (fast retries)
             Engine(
                 settings, database_url, [r for r in ROLES if r != "webhooks"], bus=bus
             ) as engine,
