@@ -9,6 +9,7 @@ Operation's own event timestamps. Figures only: nothing here asserts a speed.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
 import platform
 import resource
@@ -72,10 +73,64 @@ class RunFigures:
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "packages": {name: _version(name) for name in _PACKAGES},
     }
+
+
+_PACKAGES = ("eventsourcing", "psycopg", "asyncpg", "aiokafka", "faststream", "pydantic")
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+async def server_versions(pool: asyncpg.Pool) -> dict[str, str]:
+    async with pool.acquire() as connection:
+        return {"postgresql": str(await connection.fetchval("SHOW server_version"))}
+
+
+def growth(runs: list[RunFigures]) -> list[dict[str, Any]]:
+    """Cost per trader at each N over the cost at the smallest N of the same mode, workers
+    and operation: 1.0 is linear, above it the engine gets dearer per trader as N grows."""
+    found = []
+    for run in runs:
+        base = min(
+            (r for r in runs if (r.mode, r.workers) == (run.mode, run.workers)),
+            key=lambda r: r.traders,
+        )
+        for operation in run.operations:
+            first = next((o for o in base.operations if o.type == operation.type), None)
+            if first is None or base is run or not first.per_trader_ms:
+                continue
+            found.append(
+                {
+                    "mode": run.mode,
+                    "workers": run.workers,
+                    "operation": operation.type,
+                    "traders": run.traders,
+                    "versus": base.traders,
+                    "ratio": operation.per_trader_ms / first.per_trader_ms,
+                }
+            )
+    return found
 
 
 async def copy_ceiling(pool: asyncpg.Pool, rows: int) -> float:
@@ -95,7 +150,8 @@ async def copy_ceiling(pool: asyncpg.Pool, rows: int) -> float:
 
 
 async def broker_ceiling(bootstrap: str, messages: int, size: int = 400) -> dict[str, float]:
-    """The broker's produce and end-to-end consume rate for records of the pipeline's size."""
+    """The broker's produce and end-to-end consume rate for records of the pipeline's size,
+    through our own bus (batched consumer, as the events topic is read)."""
     from infra.bus import Delivery, Record
     from infra.bus.kafka import KafkaBus
 
@@ -103,14 +159,14 @@ async def broker_ceiling(bootstrap: str, messages: int, size: int = 400) -> dict
     done = asyncio.Event()
     seen = 0
 
-    async def count(_: Delivery) -> None:
+    async def count(run: list[Delivery]) -> None:
         nonlocal seen
-        seen += 1
+        seen += len(run)
         if seen >= messages:
             done.set()
 
     bus = KafkaBus(bootstrap, client_id="bench")
-    bus.subscribe(topic, f"bench-{uuid4().hex[:8]}", count)
+    bus.subscribe_batch(topic, f"bench-{uuid4().hex[:8]}", count)
     await bus.start()
     try:
         value = b"x" * size
@@ -258,14 +314,31 @@ def _rss(watch: list[psutil.Process]) -> float:
     return max(peaks)
 
 
-def as_json(ceilings: dict[str, Any], runs: list[RunFigures]) -> dict[str, Any]:
+def ratios(run: RunFigures, ceilings: dict[str, Any]) -> dict[str, float | None]:
+    """The run's event rate as a share of the machine's ceilings. Each event is one record on
+    the events topic, the bulk of the pipeline's messages (stage tasks are one per chunk)."""
+    copy_rate = ceilings.get("copy_rows_per_s")
+    broker = ceilings.get("broker") or {}
+    consume = broker.get("consume_per_s")
+    rate = run.events_per_second
     return {
-        "machine": machine(),
+        "events_vs_copy": rate / copy_rate if copy_rate else None,
+        "messages_vs_broker": rate / consume if consume and run.mode == "kafka" else None,
+    }
+
+
+def as_json(
+    ceilings: dict[str, Any], runs: list[RunFigures], versions: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "machine": {**machine(), **(versions or {})},
         "ceilings": ceilings,
+        "growth": growth(runs),
         "runs": [
             {
                 **{k: v for k, v in asdict(run).items() if k != "operations"},
                 "events_per_second": run.events_per_second,
+                **ratios(run, ceilings),
                 "operations": [
                     {**asdict(o), "per_trader_ms": o.per_trader_ms} for o in run.operations
                 ],

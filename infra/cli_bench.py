@@ -21,7 +21,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.bench import RunFigures, as_json, broker_ceiling, copy_ceiling, run_story
+from infra.bench import (
+    RunFigures,
+    as_json,
+    broker_ceiling,
+    copy_ceiling,
+    growth,
+    ratios,
+    run_story,
+    server_versions,
+)
 from infra.bus.memory import InProcessBus
 from infra.database import database_url
 from infra.logging import configure_logging
@@ -89,7 +98,12 @@ async def _bench(
 ) -> dict[str, object]:
     pool = await asyncpg.create_pool(server, min_size=1, max_size=2)
     ceilings: dict[str, object] = {"copy_rows_per_s": await copy_ceiling(pool, max(counts) * 6)}
+    versions = await server_versions(pool)
     await pool.close()
+    if bootstrap:
+        from infra.kafka.config import kafka_version
+
+        versions["kafka"] = kafka_version()
     if bootstrap:
         ceilings["broker"] = await broker_ceiling(bootstrap, min(max(counts) * 4, 200_000))
     console.print(f"ceilings: {ceilings}")
@@ -102,7 +116,8 @@ async def _bench(
                 runs.append(run)
                 console.print(_table([run], ceilings))
     console.print(_table(runs, ceilings))
-    return as_json(ceilings, runs)
+    console.print(_growth_table(runs))
+    return as_json(ceilings, runs, versions)
 
 
 async def _one_run(
@@ -199,10 +214,30 @@ def _table(runs: list[RunFigures], ceilings: dict[str, object]) -> Table:
                 f"{o.events / o.seconds:,.0f}" if o.seconds else "-",
                 f"{run.peak_rss_mb:.0f}",
             )
-    copy_rate = ceilings.get("copy_rows_per_s")
-    if isinstance(copy_rate, float) and runs:
-        table.caption = "events/s as a share of the COPY ceiling: " + ", ".join(
-            f"{r.mode}/{r.workers}/{r.traders:,}: {r.events_per_second / copy_rate:.0%}"
-            for r in runs
+    if runs:
+        parts = []
+        for run in runs:
+            shares = ratios(run, ceilings)
+            copy_share = shares["events_vs_copy"] or 0.0
+            text = f"{run.mode}/{run.workers}/{run.traders:,}: {copy_share:.1%} of COPY"
+            if shares["messages_vs_broker"] is not None:
+                text += f", {shares['messages_vs_broker']:.0%} of the broker"
+            parts.append(text)
+        table.caption = "events/s as a share of the ceilings: " + "; ".join(parts)
+    return table
+
+
+def _growth_table(runs: list[RunFigures]) -> Table:
+    table = Table(title="Cost per trader against the smallest N (1.0 = linear)")
+    for column in ("mode", "workers", "operation", "N", "versus N", "ratio"):
+        table.add_column(column, justify="right")
+    for row in growth(runs):
+        table.add_row(
+            row["mode"],
+            str(row["workers"]),
+            row["operation"],
+            f"{row['traders']:,}",
+            f"{row['versus']:,}",
+            f"{row['ratio']:.2f}",
         )
     return table

@@ -319,3 +319,29 @@ def test_other_errors_are_not_retried() -> None:
     with pytest.raises(ValueError, match="not a conflict"):
         retry_on_conflict(broken)
     assert calls == [1]
+
+
+def test_events_go_in_as_binary_arrays_and_read_back_byte_for_byte_in_log_order(
+    app: PostgresTrading,
+) -> None:
+    from eventsourcing.persistence import IntegrityError, StoredEvent
+
+    from infra.event_recorder import ArrayInsertRecorder
+
+    recorder = app.recorder
+    assert isinstance(recorder, ArrayInsertRecorder)
+    before = recorder.max_notification_id() or 0
+    states = [bytes(range(256)) * 2, b"", b"\\x00'\"{}", "€ unicode".encode()]
+    events = [
+        StoredEvent(uuid4(), version, f"test:Topic{n}", state)
+        for n, state in enumerate(states)
+        for version in (1, 2)
+    ]
+    ids = recorder.insert_events(events)
+    assert ids == list(range(before + 1, before + 1 + len(events)))
+    stored = recorder.select_notifications(before + 1, limit=100)
+    assert [(n.originator_id, n.originator_version, n.topic, n.state) for n in stored] == [
+        (e.originator_id, e.originator_version, e.topic, e.state) for e in events
+    ]
+    with pytest.raises(IntegrityError):  # a version taken twice is still a conflict
+        recorder.insert_events([events[0]])
