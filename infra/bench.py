@@ -23,6 +23,7 @@ import asyncpg
 import psutil
 
 from domain.eligibility import ParticipantStatus
+from domain.requests import Limits
 from infra.runtime import Engine
 from workers.messages import Command, CommandName
 
@@ -50,6 +51,8 @@ class OperationFigures:
     execution_s: float
     projection_lag_s: float
     events: int
+    #: Operations the step took (a request names at most 10,000 participants).
+    operations: int = 1
 
     @property
     def per_trader_ms(self) -> float:
@@ -203,31 +206,47 @@ async def run_story(engine: Engine, traders: int, watch: list[psutil.Process]) -
             await _roster_caught_up(engine, strategy, traders)
         before = await asyncio.to_thread(trading.recorder.max_notification_id) or 0
         started = time.perf_counter()
-        resource_ = await _run(engine, command, strategy, body)
-        operation_id = UUID(resource_["id"])
-        terminal_at = await _until_terminal(engine, operation_id, watch)
-        await _until_projected(engine, operation_id)
+        # A request names at most 10,000 participants: a bigger N goes as several Operations
+        # at once, as a platform would send them, and is timed until the last is done.
+        requests = [await _run(engine, command, strategy, part) for part in _per_call(body)]
+        operation_ids = [UUID(r["id"]) for r in requests]
+        terminal_at = 0.0
+        for operation_id in operation_ids:
+            terminal_at = max(terminal_at, await _until_terminal(engine, operation_id, watch))
+        for operation_id in operation_ids:
+            await _until_projected(engine, operation_id)
         projected_at = time.perf_counter()
-        seconds = projected_at - started
         after = await asyncio.to_thread(trading.recorder.max_notification_id) or 0
-        stages = await asyncio.to_thread(_stage_times, trading, operation_id)
-        operation = await engine.call(trading.operation, operation_id)
+        stages = [await asyncio.to_thread(_stage_times, trading, o) for o in operation_ids]
+        operations = [await engine.call(trading.operation, o) for o in operation_ids]
+        statuses = sorted({o.status.value for o in operations})
         figures.operations.append(
             OperationFigures(
-                traders=operation.participant_count,
-                type=operation.type.value,
-                status=operation.status.value,
-                seconds=seconds,
-                check_s=stages["check"],
-                pricing_s=stages["pricing"],
-                execution_s=stages["execution"],
+                traders=sum(o.participant_count for o in operations),
+                type=operations[0].type.value,
+                status=statuses[0] if len(statuses) == 1 else "/".join(statuses),
+                seconds=projected_at - started,
+                check_s=max(s["check"] for s in stages),
+                pricing_s=max(s["pricing"] for s in stages),
+                execution_s=max(s["execution"] for s in stages),
                 projection_lag_s=projected_at - terminal_at,
                 events=after - before,
+                operations=len(operations),
             )
         )
         peak = max(peak, _rss(watch))
     figures.peak_rss_mb = peak
     return figures
+
+
+def _per_call(body: dict[str, Any], most: int = Limits().max_participants) -> list[dict[str, Any]]:
+    participants = body.get("participants")
+    if not participants or len(participants) <= most:
+        return [body]
+    return [
+        {**body, "participants": participants[i : i + most]}
+        for i in range(0, len(participants), most)
+    ]
 
 
 def _funded(codes: list[str], amount: str, auto: bool = False) -> list[dict[str, Any]]:

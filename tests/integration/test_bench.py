@@ -27,7 +27,7 @@ def test_a_small_embedded_bench_prints_and_writes_its_figures(tmp_path: Path) ->
             "infra.cli",
             "bench",
             "--traders",
-            "40",
+            "20,40",
             "--mode",
             "embedded",
             "--output",
@@ -45,8 +45,15 @@ def test_a_small_embedded_bench_prints_and_writes_its_figures(tmp_path: Path) ->
     figures = json.loads(output.read_text())
     assert figures["machine"]["cpus"] >= 1
     assert figures["ceilings"]["copy_rows_per_s"] > 0
-    (run,) = figures["runs"]
-    assert (run["mode"], run["traders"]) == ("embedded", 40)
+    assert figures["machine"]["postgresql"]
+    assert figures["machine"]["packages"]["eventsourcing"] != "absent"
+    small, run = figures["runs"]
+    assert (small["traders"], run["mode"], run["traders"]) == (20, "embedded", 40)
+    assert 0 < run["events_vs_copy"] < 1 and run["messages_vs_broker"] is None
+    assert {(g["operation"], g["traders"], g["versus"]) for g in figures["growth"]} == {
+        (o["type"], 40, 20) for o in run["operations"]
+    }
+    assert all(g["ratio"] > 0 for g in figures["growth"])
     assert [o["type"] for o in run["operations"]] == [
         "enrollment",
         "top_up",

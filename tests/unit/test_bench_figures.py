@@ -1,0 +1,38 @@
+"""The benchmark's own arithmetic: requests split as a platform would, growth and shares."""
+
+from __future__ import annotations
+
+from infra.bench import OperationFigures, RunFigures, _per_call, growth, ratios
+
+
+def figures(traders: int, seconds: float, kind: str = "rebalance") -> OperationFigures:
+    return OperationFigures(traders, kind, "settled", seconds, 0.0, 0.0, 0.0, 0.0, traders * 2)
+
+
+def test_a_request_names_at_most_ten_thousand_participants() -> None:
+    body = {
+        "allocations": [],
+        "participants": [{"participant_code": str(i)} for i in range(25_001)],
+    }
+    parts = _per_call(body)
+    assert [len(p["participants"]) for p in parts] == [10_000, 10_000, 5_001]
+    assert [c for p in parts for c in p["participants"]] == body["participants"]
+    assert all(p["allocations"] == [] for p in parts)
+    assert _per_call({"all": True}) == [{"all": True}]
+
+
+def test_growth_compares_each_n_with_the_smallest_of_its_mode() -> None:
+    small = RunFigures("kafka", 2, 10_000, [figures(10_000, 10.0)])
+    big = RunFigures("kafka", 2, 100_000, [figures(100_000, 130.0)])
+    other = RunFigures("embedded", 0, 1_000, [figures(1_000, 1.0)])
+    (row,) = growth([small, big, other])
+    assert (row["mode"], row["traders"], row["versus"]) == ("kafka", 100_000, 10_000)
+    assert round(row["ratio"], 6) == 1.3
+
+
+def test_shares_of_the_ceilings() -> None:
+    run = RunFigures("kafka", 1, 1_000, [figures(1_000, 2.0)])  # 1,000 events/s
+    shares = ratios(run, {"copy_rows_per_s": 100_000.0, "broker": {"consume_per_s": 4_000.0}})
+    assert shares == {"events_vs_copy": 0.01, "messages_vs_broker": 0.25}
+    embedded = RunFigures("embedded", 0, 1_000, [figures(1_000, 2.0)])
+    assert ratios(embedded, {"copy_rows_per_s": 100_000.0})["messages_vs_broker"] is None
