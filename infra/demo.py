@@ -99,7 +99,7 @@ async def _execute(
 
 
 async def _wait_for_roster(engine: Engine, strategy_id: UUID, expected: int) -> None:
-    """The rebalance scope is read from the roster projection: let it catch up first."""
+    """The rebalance scope is read from the traders read model: let it catch up first."""
     deadline = time.monotonic() + ROSTER_CATCH_UP_SECONDS
     while len(await engine.roster.traders(strategy_id, auto_rebalance_only=False)) < expected:
         if time.monotonic() > deadline:

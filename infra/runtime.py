@@ -39,7 +39,6 @@ from workers.commands import CommandService, command_consumer
 from workers.context import StageContext
 from workers.credit_check import check_credit
 from workers.execution import execute
-from workers.messages import DomainEventMessage
 from workers.pricing_lock import lock_prices
 from workers.relay import OutboxRelay
 from workers.topics import Topics
@@ -154,7 +153,6 @@ class Engine:
         await self.call(self.trading.ensure_default_catalogue)
         self.pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=8)
         self.roster = Roster(self.pool)
-        await self.roster.ensure_schema()
         self.positions = PostgresPositions(self.pool)
         await self.positions.ensure_schema()
         await read_models.ensure_schema(self.pool)
@@ -216,13 +214,9 @@ class Engine:
         # The read models take runs of a partition's records: one transaction per run instead
         # of per event (the read side's main cost), which also records the webhooks.
         if "projections" in self.roles:
-            self.bus.subscribe(topics.events, topics.group("roster"), guarded(self._project_roster))
             self.bus.subscribe_batch(
                 topics.events, topics.group("read-models"), self.projections.handle_many
             )
-
-    async def _project_roster(self, delivery: Delivery) -> None:
-        await self.roster.apply(DomainEventMessage.model_validate_json(delivery.value))
 
     async def _relay(self) -> None:
         async with leadership(

@@ -47,7 +47,11 @@ TRADERS = Table(
         Column("cash", "numeric"),
         *BOOKKEEPING,
     ),
-    list_indexes("strategy_id", "participant_code", "auto_rebalance"),
+    (
+        *list_indexes("strategy_id", "participant_code", "auto_rebalance"),
+        # The scope of a rebalance or liquidate-all (`projections.roster`), by Strategy alone.
+        ("scope", "(strategy_id, participant_code)"),
+    ),
 )
 
 
