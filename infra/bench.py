@@ -262,7 +262,7 @@ async def _run(
 
 
 async def _roster_caught_up(engine: Engine, strategy: UUID, traders: int) -> None:
-    """Rebalance and liquidate-all take their scope from the roster projection."""
+    """Rebalance and liquidate-all take their scope from the traders read model."""
     for _ in range(36_000):
         if len(await engine.roster.traders(strategy, auto_rebalance_only=False)) >= traders:
             return
@@ -288,8 +288,9 @@ async def _until_projected(engine: Engine, operation_id: UUID) -> None:
                 "SELECT status FROM operations WHERE id = $1", operation_id
             )
             executions = await connection.fetchval(
-                "SELECT count(*) FROM executions WHERE operation_id = $1 "
+                "SELECT count(*) FROM executions WHERE platform_id = $1 AND operation_id = $2 "
                 "AND status IN ('settled', 'skipped', 'rejected')",
+                PLATFORM,
                 operation_id,
             )
         if status == operation.status.value and executions >= operation.participant_count:

@@ -345,3 +345,18 @@ def test_events_go_in_as_binary_arrays_and_read_back_byte_for_byte_in_log_order(
     ]
     with pytest.raises(IntegrityError):  # a version taken twice is still a conflict
         recorder.insert_events([events[0]])
+
+
+@pytest.mark.timeout(120)
+def test_a_save_of_a_hundred_thousand_events_goes_through_in_one_transaction(
+    app: PostgresTrading,
+) -> None:
+    """Registering 100,000 participants is one ~40 MB insert; in psycopg's pipeline mode it
+    deadlocked (server waiting in ClientRead, client in Pipeline.sync)."""
+    from eventsourcing.persistence import StoredEvent
+
+    state = b"s" * 400
+    events = [StoredEvent(uuid4(), 1, "test:Big", state) for _ in range(100_000)]
+    ids = app.recorder.insert_events(events)
+    assert ids is not None and len(ids) == 100_000
+    assert ids == list(range(ids[0], ids[0] + 100_000))
