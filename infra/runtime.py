@@ -208,6 +208,9 @@ class Engine:
             self.bus.subscribe(topics.pricing, topics.group("pricing"), bind(lock_prices))
         if "execution" in self.roles:
             self.bus.subscribe(topics.execution, topics.group("execution"), bind(execute))
+            # Its own lane: placing blocks must not queue behind chunk settlements, or the
+            # locked quotes expire (seen with ten 10,000-trader enrollments at once).
+            self.bus.subscribe(topics.blocks, topics.group("blocks"), bind(execute))
         if "commands" in self.roles:
             consume = command_consumer(self.commands, self.bus, topics)
             self.bus.subscribe(topics.commands, topics.group("commands"), consume)

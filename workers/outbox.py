@@ -71,7 +71,7 @@ def stage_tasks(message: DomainEventMessage, topics: Topics = DEFAULT) -> list[R
         return [_task(topics.pricing, operation, PricingRequested(operation_id=operation))]
     if message.type == "Operation.StatusChanged" and data["status"] == "settling":
         blocks = ExecutionRequested(operation_id=operation, action="place_blocks")
-        return [_task(topics.execution, operation, blocks)]
+        return [_task(topics.blocks, operation, blocks)]
     if message.type == "Operation.FillsCompleted":
         return _per_chunk(topics, operation, "settle", data["chunk_count"])
     if message.type == "Operation.Failing":

@@ -43,6 +43,12 @@ class Topics:
         return self._name("execution-requested")
 
     @property
+    def blocks(self) -> str:
+        """Block orders to place: apart from the chunk settlements of `execution`, so a
+        locked quote is used while it is valid, not after other Operations' chunks."""
+        return self._name("blocks-requested")
+
+    @property
     def commands(self) -> str:
         return self._name("commands")
 
@@ -61,6 +67,7 @@ class Topics:
             self.credit_check,
             self.pricing,
             self.execution,
+            self.blocks,
             self.commands,
             self.command_results,
             self.commands_dead_letter,

@@ -65,6 +65,8 @@ def test_the_pricing_barrier_asks_for_a_price_lock_and_settling_for_block_orders
     assert PricingRequested.model_validate_json(pricing.value).operation_id == OPERATION
     _, blocks = records_for(message("Operation.StatusChanged", status="settling", reason=""))
     assert ExecutionRequested.model_validate_json(blocks.value).action == "place_blocks"
+    # Not behind chunk settlements on execution-requested: a locked quote has a deadline.
+    assert blocks.topic == TOPICS.blocks != TOPICS.execution
     assert records_for(message("Operation.StatusChanged", status="settled", reason="")) == [
         records_for(message("Operation.StatusChanged", status="settled", reason=""))[0]
     ]
