@@ -111,17 +111,21 @@ async def server_versions(pool: asyncpg.Pool) -> dict[str, str]:
 
 
 def growth(runs: list[RunFigures]) -> list[dict[str, Any]]:
-    """Cost per trader at each N over the cost at the smallest N of the same mode, workers
-    and operation: 1.0 is linear, above it the engine gets dearer per trader as N grows."""
+    """Cost per trader at each N over the cost at the next smaller N of the same mode,
+    workers and operation: 1.0 is linear, above it the engine gets dearer per trader."""
     found = []
     for run in runs:
-        base = min(
-            (r for r in runs if (r.mode, r.workers) == (run.mode, run.workers)),
-            key=lambda r: r.traders,
-        )
+        smaller = [
+            r
+            for r in runs
+            if (r.mode, r.workers) == (run.mode, run.workers) and r.traders < run.traders
+        ]
+        if not smaller:
+            continue
+        base = max(smaller, key=lambda r: r.traders)
         for operation in run.operations:
             first = next((o for o in base.operations if o.type == operation.type), None)
-            if first is None or base is run or not first.per_trader_ms:
+            if first is None or not first.per_trader_ms:
                 continue
             found.append(
                 {

@@ -228,7 +228,7 @@ def _table(runs: list[RunFigures], ceilings: dict[str, object]) -> Table:
 
 
 def _growth_table(runs: list[RunFigures]) -> Table:
-    table = Table(title="Cost per trader against the smallest N (1.0 = linear)")
+    table = Table(title="Cost per trader against the next smaller N (1.0 = linear)")
     for column in ("mode", "workers", "operation", "N", "versus N", "ratio"):
         table.add_column(column, justify="right")
     for row in growth(runs):

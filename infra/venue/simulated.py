@@ -13,8 +13,11 @@ gives away the venue's half-spread, and with a zero spread both equal the mid.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import random
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import TYPE_CHECKING
@@ -58,8 +61,7 @@ class SimulatedVenue:
         self._rates = {currency.upper(): rate for currency, rate in config.currency_rates.items()}
         self._fail_quotes = {asset.upper() for asset in config.fail_quotes}
         self._reject_orders = {asset.upper() for asset in config.reject_orders}
-        self._quote_counter = 0
-        self._quotes: dict[str, Quote] = {}
+        self._quotes_issued = 0
         self._fills: dict[str, tuple[str, Fill]] = {}  # client order id -> (quote id, fill)
         self._failing_quotes = 0
         self._failing_orders = 0
@@ -124,12 +126,9 @@ class SimulatedVenue:
         mid = self._mid(quoted_currency, asset)
         if mid is None:
             raise QuoteUnavailableError(f"no market for {asset}/{quoted_currency}")
-        self._quote_counter += 1
         quoted_at = self._clock()
         quote = Quote(
-            quote_id=str(
-                uuid.uuid5(VENUE_NAMESPACE, f"{self.config.seed}:quote:{self._quote_counter}")
-            ),
+            quote_id="",
             asset=asset,
             quoted_currency=quoted_currency,
             side=side,
@@ -140,8 +139,31 @@ class SimulatedVenue:
             quoted_at=quoted_at,
             expires_at=quoted_at + self.config.quote_ttl,
         )
-        self._quotes[quote.quote_id] = quote
-        return quote
+        return replace(quote, quote_id=self._quote_id(quote))
+
+    def _quote_id(self, quote: Quote, nonce: bytes | None = None) -> str:
+        """A nonce (8 bytes) and a MAC of it and the quote's terms under the venue's
+        seed (8 bytes), as a UUID. Like a real venue's shared order book, it lets every
+        worker process verify a quote another one obtained (each process has its own
+        simulator); a quote with altered terms no longer matches its id."""
+        if nonce is None:  # deterministic per seed, like the prices: runs replay exactly
+            self._quotes_issued += 1
+            seeded = f"{self.config.seed}:quote:{self._quotes_issued}".encode()
+            nonce = hashlib.sha256(seeded).digest()[:8]
+        terms = (
+            f"{quote.asset}:{quote.quoted_currency}:{quote.side.value}:{quote.price}:"
+            f"{quote.quantity}:{quote.quoted_at.isoformat()}:{quote.expires_at.isoformat()}"
+        )
+        key = f"simulated-venue:{self.config.seed}".encode()
+        mac = hmac.new(key, nonce + terms.encode(), hashlib.sha256).digest()[:8]
+        return str(uuid.UUID(bytes=nonce + mac))
+
+    def _genuine(self, quote: Quote) -> bool:
+        try:
+            nonce = uuid.UUID(quote.quote_id).bytes[:8]
+        except ValueError:
+            return False
+        return hmac.compare_digest(quote.quote_id, self._quote_id(quote, nonce))
 
     def _side_price(self, mid: Decimal, side: Side) -> Decimal:
         with localcontext(_WALK_CONTEXT):
@@ -175,7 +197,7 @@ class SimulatedVenue:
         return fill
 
     def _check_order(self, client_order_id: str, quote: Quote, quantity: Decimal) -> None:
-        if self._quotes.get(quote.quote_id) != quote:
+        if not self._genuine(quote):
             raise OrderRejectedError(f"order {client_order_id}: quote {quote.quote_id} unknown")
         if self._clock() >= quote.expires_at:
             raise QuoteExpiredError(

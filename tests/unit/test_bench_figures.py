@@ -21,13 +21,15 @@ def test_a_request_names_at_most_ten_thousand_participants() -> None:
     assert _per_call({"all": True}) == [{"all": True}]
 
 
-def test_growth_compares_each_n_with_the_smallest_of_its_mode() -> None:
+def test_growth_compares_each_n_with_the_next_smaller_of_its_mode() -> None:
+    tiny = RunFigures("kafka", 2, 1_000, [figures(1_000, 0.5)])
     small = RunFigures("kafka", 2, 10_000, [figures(10_000, 10.0)])
     big = RunFigures("kafka", 2, 100_000, [figures(100_000, 130.0)])
     other = RunFigures("embedded", 0, 1_000, [figures(1_000, 1.0)])
-    (row,) = growth([small, big, other])
-    assert (row["mode"], row["traders"], row["versus"]) == ("kafka", 100_000, 10_000)
-    assert round(row["ratio"], 6) == 1.3
+    first, second = growth([tiny, small, big, other])
+    assert (first["traders"], first["versus"], round(first["ratio"], 6)) == (10_000, 1_000, 2.0)
+    assert (second["mode"], second["traders"], second["versus"]) == ("kafka", 100_000, 10_000)
+    assert round(second["ratio"], 6) == 1.3
 
 
 def test_shares_of_the_ceilings() -> None:

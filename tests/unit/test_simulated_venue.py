@@ -373,3 +373,19 @@ def test_config_names_the_variable_with_a_bad_value(name: str, value: str) -> No
 def test_config_refuses_impossible_values(overrides: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         VenueConfig(**overrides)  # type: ignore[arg-type]
+
+
+async def test_a_quote_from_one_worker_process_is_honoured_by_another(clock: Clock) -> None:
+    """Pricing and block placement may run in different worker processes, each with its own
+    simulator: a quote must verify anywhere with the same seed, and only unaltered."""
+    pricing, execution = venue_with(clock), venue_with(clock)
+    quote = await pricing.firm_quote("USD", "BTC", Side.BUY, Decimal("0.5"))
+    fill = await execution.place_block("order-x", quote, Decimal("0.5"))
+    assert (fill.price, fill.quantity) == (quote.price, Decimal("0.5"))
+    better = replace(quote, price=quote.price - 1)
+    with pytest.raises(OrderRejectedError, match="unknown"):
+        await execution.place_block("order-y", better, Decimal("0.5"))
+    with pytest.raises(OrderRejectedError, match="unknown"):
+        await venue_with(clock, seed=8).place_block("order-z", quote, Decimal("0.5"))
+    with pytest.raises(OrderRejectedError, match="unknown"):
+        await execution.place_block("order-w", replace(quote, quote_id="not-a-uuid"), Decimal(1))
