@@ -12,13 +12,13 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 
-from api.errors import install_error_handlers
+from api.errors import document_problem_media_type, install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.routes import admin, events, health, operations, reads, server_time, traders, webhooks
 from infra.logging import bind_correlation_id, get_logger
@@ -91,9 +91,22 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(webhooks.router)
     install_error_handlers(app)
+    _document_problems(app)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)  # added last: outermost
     return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Serve the OpenAPI document with the problem responses' real media type."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_problem_media_type(generate())  # FastAPI caches what it generated
+        return generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _start_engine(

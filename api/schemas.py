@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 STRATEGY_ID = "9ba5e569-a966-42a9-a7ad-666b0a5300f3"
 ALLOCATIONS_EXAMPLE = [
@@ -21,6 +21,28 @@ ALLOCATIONS_EXAMPLE = [
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _encodable_text(cls, value: Any) -> Any:
+        """Python's json, FastAPI's parser, decodes an escaped lone surrogate ("\\ud800") into
+        a str that UTF-8 cannot encode. pydantic refuses it in a `str` field but not inside
+        `metadata` or a `str | object` list item, where the request fingerprint then failed with
+        a 500. The command topic's strict JSON parser refuses such text; so does this (400)."""
+        pending = [value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, str):
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    raise ValueError("must be valid Unicode text (no unpaired surrogate)") from None
+            elif isinstance(item, dict):
+                pending.extend(item)
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+        return value
 
 
 class Allocation(Body):

@@ -16,6 +16,11 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from domain.errors import AmountInvalidError, FieldError
 
 ZERO = Decimal(0)
+#: Decimal arithmetic keeps 28 significant digits, so a larger amount cannot even be rounded
+#: to a minor unit (`quantize` raises InvalidOperation): a fuzzed "1e26" was a 500 over HTTP
+#: and a command retried forever on Kafka. 15 whole digits (below a quadrillion) leave room
+#: for 8-decimal quantities and for sums over thousands of participants.
+MAX_WHOLE_DIGITS = 15
 
 
 def unit(precision: int) -> Decimal:
@@ -51,6 +56,11 @@ def parse_decimal(raw: object, field: str) -> Decimal:
     if not value.is_finite():
         raise AmountInvalidError(
             f"{field} must be a finite number", errors=(FieldError(field, "must be finite"),)
+        )
+    if value and value.adjusted() >= MAX_WHOLE_DIGITS:
+        raise AmountInvalidError(
+            f"{field} is too large: at most {MAX_WHOLE_DIGITS} digits before the decimal point",
+            errors=(FieldError(field, f"must be below 1e{MAX_WHOLE_DIGITS}"),),
         )
     return value
 

@@ -112,6 +112,11 @@ def _code(raw: object, path: str, errors: list[FieldError]) -> str | None:
             )
         )
         return None
+    if not raw.isprintable():
+        # PostgreSQL text cannot hold a NUL: the read models would refuse such a code, and
+        # their consumer would retry it forever. Control characters make unreadable codes anyway.
+        errors.append(FieldError(path, "participant_code must be printable characters only"))
+        return None
     return raw
 
 
@@ -124,8 +129,8 @@ def _amount(raw: object, path: str, precision: int, errors: list[FieldError]) ->
         return None
     try:
         amount = parse_decimal(raw, path)
-    except DomainError:
-        errors.append(FieldError(path, "is not a decimal number"))
+    except DomainError as refused:
+        errors.extend(refused.errors)  # names this path: not a number, not finite, too large
         return None
     if amount <= 0:
         errors.append(FieldError(path, "must be greater than 0"))

@@ -7,6 +7,7 @@ request finds what it made (and a reused id with another body is refused).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
@@ -40,6 +41,8 @@ from domain.trader import Trader
 
 A = TypeVar("A", bound=Aggregate)
 DEFAULT_CHUNK_SIZE = 500
+#: Levels of objects and lists a Strategy's metadata may nest (labels, not documents).
+MAX_METADATA_DEPTH = 32
 
 
 class Trading(OperationStages, Application[UUID]):
@@ -155,6 +158,11 @@ class Trading(OperationStages, Application[UUID]):
                 "metadata must be a JSON object",
                 errors=(FieldError("metadata", "must be an object"),),
             )
+        unstorable = _not_storable_as_jsonb(metadata)
+        if unstorable:
+            raise InvalidRequestError(
+                f"metadata {unstorable}", errors=(FieldError("metadata", unstorable),)
+            )
         strategy = Strategy(platform_id, request_id, currency, metadata, fingerprint)
         self.save(strategy)
         return strategy, True
@@ -242,3 +250,29 @@ class Trading(OperationStages, Application[UUID]):
                 "use a new X-REQUEST-ID for a new request"
             )
         return aggregate
+
+
+def _not_storable_as_jsonb(value: object) -> str | None:
+    """Why decoded JSON cannot be stored as a Strategy's metadata, or None if it can.
+
+    Python's json reads NaN and Infinity and keeps NUL characters, and PostgreSQL's jsonb
+    refuses all three: the read models' consumer retried such a Strategy forever. Nesting is
+    bounded well below pydantic's 255 levels: deeper, the outbox relay failed on the event
+    (stopping every later one) and the POST itself was a 500. Iterative, so deeply nested
+    metadata cannot exhaust the stack here.
+    """
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_METADATA_DEPTH:
+            return f"must not nest deeper than {MAX_METADATA_DEPTH} levels"
+        if isinstance(item, float) and not math.isfinite(item):
+            return "must contain finite numbers only, not NaN or Infinity"
+        if isinstance(item, str) and "\x00" in item:
+            return "must not contain the NUL character"
+        if isinstance(item, dict):
+            pending.extend((key, depth) for key in item)
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+    return None

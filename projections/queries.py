@@ -15,7 +15,7 @@ SQL is assembled from fixed column names only; every value is a parameter.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import MAXYEAR, UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from projections.executions import ExecutionRow
@@ -220,10 +220,22 @@ async def list_executions(
 
 
 def _utc(moment: datetime | None) -> datetime | None:
-    """A time without zone is UTC (the API's times are), never the server's local time."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    """A time without zone is UTC (the API's times are), never the server's local time.
+
+    A zoned time is converted here, not by the driver: 9999-12-31T23:59-14:00 is past the
+    last datetime in UTC, and asyncpg's conversion raised (a fuzzed filter got a 500). Such a
+    bound compares like the end (or start) of the datetime range, which it is clamped to.
+    """
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        if moment.year == MAXYEAR:
+            return datetime.max.replace(tzinfo=UTC)
+        return datetime.min.replace(tzinfo=UTC)
 
 
 # -- the two query shapes -----------------------------------------------------------------

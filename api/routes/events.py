@@ -21,7 +21,7 @@ from eventsourcing.persistence import StoredEvent
 from fastapi import APIRouter, Request
 from psycopg.sql import SQL, Identifier
 
-from api.auth import PlatformDep
+from api.auth import PlatformDep, SignedRoute
 from api.deps import EngineDep
 from api.errors import Problem, ProblemError
 from infra.notification_log import ApplicationNotificationLog
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from workers.relay import StoredNotification
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=SignedRoute)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -45,6 +45,7 @@ PLATFORM_TYPES = frozenset({"Strategy", "Operation", "OperationChunk", "Trader"}
 AUTH: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Invalid cursor or limit."},
     401: {"model": Problem, "description": "Missing, wrong or expired signature."},
+    403: {"model": Problem, "description": "The platform is disabled."},
 }
 _FIRST_EVENTS = (
     "SELECT originator_id, originator_version, topic, state FROM {events} "
@@ -178,7 +179,9 @@ def _feed(request: Request, app: Application[UUID]) -> EventFeed:
 def _bounded(raw: str | None, name: str, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # str.isdigit() also accepts "²", and int() refuses that and more than 4300 digits: both
+    # were 500s. ASCII digits, at most as many as 2**63 has, are safe to convert.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not low <= int(raw) <= high:
         raise ProblemError(
             400, f"invalid_{name}", f"{name} must be an integer from {low} to {high}"
         )

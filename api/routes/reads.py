@@ -14,7 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from api import schemas
-from api.auth import PlatformDep
+from api.auth import PlatformDep, SignedRoute
 from api.deps import EngineDep
 from api.errors import Problem, ProblemError
 from domain.operation import Operation
@@ -25,13 +25,19 @@ from infra.runtime import Engine
 from projections import queries
 from workers.representations import operation_resource, strategy_resource, trader_resource
 
-router = APIRouter(tags=["reads"])
+router = APIRouter(tags=["reads"], route_class=SignedRoute)
 
-Page = Annotated[int, Query(ge=1, description="1-based page number.")]
+#: No list has this many pages, and (page - 1) * size must fit PostgreSQL's 64-bit OFFSET: an
+#: unbounded page (a fuzzed 2**63) failed in the driver with a 500 instead of a 400.
+MAX_PAGE = 1_000_000_000
+Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number.")]
 Size = Annotated[int, Query(ge=1, le=queries.MAX_SIZE, description="Items per page (max 200).")]
+#: PostgreSQL text cannot hold a NUL: such a filter failed in the database with a 500.
+ParticipantCode = Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00]*$")]
 AUTH: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Invalid filter or page."},
     401: {"model": Problem, "description": "Missing, wrong or expired signature."},
+    403: {"model": Problem, "description": "The platform is disabled."},
 }
 MISSING: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "Not found (or another platform's)."}
@@ -130,7 +136,7 @@ async def list_executions(
     strategy_id: UUID | None = None,
     operation_id: UUID | None = None,
     trader_id: UUID | None = None,
-    participant_code: str | None = None,
+    participant_code: ParticipantCode = None,
     status: Literal["awaiting_execution", "settled", "skipped", "rejected"] | None = None,
     page: Page = 1,
     size: Size = queries.DEFAULT_SIZE,
@@ -172,7 +178,7 @@ async def list_traders(
     platform: PlatformDep,
     engine: EngineDep,
     strategy_id: UUID | None = None,
-    participant_code: str | None = None,
+    participant_code: ParticipantCode = None,
     auto_rebalance: bool | None = None,
     page: Page = 1,
     size: Size = queries.DEFAULT_SIZE,

@@ -43,6 +43,7 @@ def test_every_endpoint_of_the_spec_is_documented_with_its_errors(tmp_path: Path
         assert "401" in responses, (path, method)
         assert "400" in responses, (path, method)
         problem = responses["401"]["content"]
+        assert set(problem) == {"application/problem+json"}, (path, method)  # what is sent
         schema = next(iter(problem.values()))["schema"]
         assert schema["$ref"].endswith("/Problem"), (path, method)
     for path, method in [p for p in SIGNED_PATHS_METHODS if p[1] == "post"]:

@@ -53,6 +53,9 @@ def test_trailing_zeros_beyond_the_minor_unit_are_still_whole_cents() -> None:
         ("1.001", "participants[0].amount"),
         (10, "participants[0].amount"),
         (None, "participants[0].amount"),
+        ("NaN", "participants[0].amount"),
+        ("1e26", "participants[0].amount"),  # past Decimal's 28 digits: quantize would raise
+        ("1E+999999", "participants[0].amount"),
     ],
 )
 def test_bad_amounts_name_their_field(amount: Any, field: str) -> None:
@@ -76,6 +79,8 @@ def test_duplicates_codes_and_flags_are_all_reported() -> None:
     ]
     assert bad_fields(["A"]) == ["participants[0]"]
     assert bad_fields([{"participant_code": "x" * 65, "amount": "1"}]) == ["participants[0]"]
+    for unprintable in ("A\x00", "\x07", "A\u200bB"):  # PostgreSQL text cannot hold a NUL
+        assert bad_fields([{"participant_code": unprintable, "amount": "1"}]) == ["participants[0]"]
 
 
 def test_more_participants_than_the_limit_are_refused_with_advice() -> None:

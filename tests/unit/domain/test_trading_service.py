@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID, uuid4
@@ -309,6 +310,15 @@ def test_replayed_requests_return_the_original_and_reused_ids_conflict(app: Trad
         ({"quoted_currency": ""}, InvalidRequestError),
         ({"quoted_currency": "XYZ"}, CurrencyUnsupportedError),
         ({"quoted_currency": "USD", "metadata": [1]}, InvalidRequestError),
+        # What PostgreSQL's jsonb refuses, or pydantic cannot serialise back:
+        ({"quoted_currency": "USD", "metadata": {"k": ["\x00"]}}, InvalidRequestError),
+        ({"quoted_currency": "USD", "metadata": {"\x00": 1}}, InvalidRequestError),
+        ({"quoted_currency": "USD", "metadata": {"k": float("nan")}}, InvalidRequestError),
+        ({"quoted_currency": "USD", "metadata": {"k": {"l": float("inf")}}}, InvalidRequestError),
+        (
+            {"quoted_currency": "USD", "metadata": {"k": json.loads("[" * 40 + "]" * 40)}},
+            InvalidRequestError,
+        ),
     ],
 )
 def test_bad_strategy_requests_are_refused(
