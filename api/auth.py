@@ -26,15 +26,21 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Header, Request
+from fastapi.routing import APIRoute
 
 from api.errors import ProblemError
 from domain.errors import FieldError
 from infra.logging import get_logger
 from infra.platforms import KeyCache, KeyRecord, find_key, key_cache
 from infra.secrets_box import verify_passphrase
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+    from starlette.responses import Response
 
 log = get_logger("api.auth")
 
@@ -43,6 +49,10 @@ EMPTY_BODY = b"{}"
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 HEADERS = ("X-SCX-API-KEY", "X-SCX-SIGNED", "X-SCX-TIMESTAMP", "X-SCX-PASSPHRASE")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# Issued keys are 32 hex digits (infra.platforms). A value that is not short printable ASCII
+# cannot be one and is refused without a query: PostgreSQL text cannot hold a NUL, and such
+# a key made the lookup fail with a 500.
+_API_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 _CHALLENGE = {"WWW-Authenticate": 'SCX-HMAC-SHA256 realm="portfolio-strategies"'}
 
 
@@ -139,6 +149,9 @@ async def authenticated_platform(
     ] = None,
 ) -> AuthenticatedPlatform:
     """FastAPI dependency: the platform whose key signed this request, or a 401/403."""
+    checked = getattr(request.state, "platform", None)
+    if isinstance(checked, AuthenticatedPlatform):
+        return checked  # a SignedRoute checked it before the body was parsed
     try:
         platform = await _authenticate(request, api_key, signature, timestamp, passphrase)
     except ProblemError as refusal:
@@ -152,6 +165,42 @@ async def authenticated_platform(
 
 
 PlatformDep = Annotated[AuthenticatedPlatform, Depends(authenticated_platform)]
+
+
+class CallerFirstRoute(APIRoute):
+    """A route that checks who is calling before FastAPI reads the body.
+
+    FastAPI parses a JSON body before it solves any dependency, so a caller who cannot
+    authenticate would be told about its request (400 `invalid_json`) instead of being
+    refused (401). Subclasses say how the caller is checked; the dependency doing the same
+    check later finds the result and does not repeat it.
+    """
+
+    async def check_caller(self, request: Request) -> None:
+        raise NotImplementedError
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def caller_first(request: Request) -> Response:
+            await self.check_caller(request)
+            return await handle(request)
+
+        return caller_first
+
+
+class SignedRoute(CallerFirstRoute):
+    """The routes of the platform API (`APIRouter(route_class=SignedRoute)`)."""
+
+    async def check_caller(self, request: Request) -> None:
+        headers = request.headers
+        await authenticated_platform(
+            request,
+            api_key=headers.get("X-SCX-API-KEY"),
+            signature=headers.get("X-SCX-SIGNED"),
+            timestamp=headers.get("X-SCX-TIMESTAMP"),
+            passphrase=headers.get("X-SCX-PASSPHRASE"),
+        )
 
 
 async def _authenticate(
@@ -173,7 +222,9 @@ async def _authenticate(
     check_freshness(parse_timestamp(timestamp), time.time())
     state = request.app.state
     cache: KeyCache = getattr(state, "key_cache", key_cache)
-    record = await find_key(state.db_pool, api_key, state.secret_box, cache=cache)
+    record = None
+    if _API_KEY.fullmatch(api_key):
+        record = await find_key(state.db_pool, api_key, state.secret_box, cache=cache)
     if record is None:
         raise _unauthorized("unknown_api_key", "X-SCX-API-KEY is not an active key.")
     payload = signing_payload(

@@ -153,10 +153,13 @@ def rebuild_projections(
 ) -> None:
     """Recreate the read models from the whole event history (identical rows by construction)."""
     from projections.rebuild import rebuild
+    from projections.schema import quoted
 
     async def run(pool: asyncpg.Pool, trading: PostgresTrading) -> int:
         async with pool.acquire() as connection:
-            await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            # quoted(): the name comes from the command line; hand-written quotes would let
+            # a '"' in it end the identifier and run the rest as SQL.
+            await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted(schema)}")
         return await rebuild(pool, trading, schema)
 
     events = with_pool_and_trading(ctx, run)

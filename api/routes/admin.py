@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.auth import CallerFirstRoute
 from api.deps import EngineDep
 from api.errors import Problem, ProblemError
 from domain.catalogue import Instrument, InstrumentStatus
@@ -33,8 +34,16 @@ def require_admin(request: Request) -> None:
         )
 
 
+class AdminRoute(CallerFirstRoute):
+    """The admin routes: the token is checked before the body is parsed (`CallerFirstRoute`)."""
+
+    async def check_caller(self, request: Request) -> None:
+        require_admin(request)
+
+
 router = APIRouter(
     prefix="/admin",
+    route_class=AdminRoute,
     tags=["administration (extension)"],
     dependencies=[Depends(require_admin)],
     responses={

@@ -12,13 +12,13 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 
 from api import schemas
-from api.auth import PlatformDep
+from api.auth import PlatformDep, SignedRoute
 from api.deps import EngineDep
 from api.errors import Problem
 from api.idempotency import RequestIdDep
 from workers.messages import Command, CommandName
 
-router = APIRouter(tags=["strategies"])
+router = APIRouter(tags=["strategies"], route_class=SignedRoute)
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Invalid body, weights, amounts or X-REQUEST-ID."},

@@ -8,13 +8,13 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response
 
 from api import schemas
-from api.auth import PlatformDep, path_with_query
+from api.auth import PlatformDep, SignedRoute, path_with_query
 from api.deps import EngineDep
 from api.errors import Problem
 from api.idempotency import RequestIdDep, fingerprint, recall, remember
 from workers.representations import trader_resource
 
-router = APIRouter(tags=["strategies"])
+router = APIRouter(tags=["strategies"], route_class=SignedRoute)
 
 
 @router.patch(
