@@ -43,7 +43,8 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
             table=Identifier(self.events_table_name),
         )
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    # Patient enough for a whole pool of connections the server dropped (each fails once).
+    @retry((InterfaceError, OperationalError), max_attempts=30, wait=0.05)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:

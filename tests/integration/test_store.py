@@ -360,3 +360,20 @@ def test_a_save_of_a_hundred_thousand_events_goes_through_in_one_transaction(
     ids = app.recorder.insert_events(events)
     assert ids is not None and len(ids) == 100_000
     assert ids == list(range(ids[0], ids[0] + 100_000))
+
+
+def test_batched_loads_survive_dropped_connections(
+    app: PostgresTrading, strategy: Strategy, fresh_database_url: str
+) -> None:
+    """A database restart or pg_terminate_backend kills the pooled connections; the next
+    load retries on a fresh one instead of failing the stage (or the API's read)."""
+    import psycopg
+
+    assert app.get_many([strategy.id])  # the pool holds a live connection now
+    with psycopg.connect(fresh_database_url, autocommit=True) as admin:
+        dropped = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert dropped is not None and dropped[0] >= 1
+    assert list(app.get_many([strategy.id])) == [strategy.id]
