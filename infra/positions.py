@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import structlog
@@ -49,11 +51,19 @@ class PostgresPositions:
 
 @asynccontextmanager
 async def leadership(
-    pool: asyncpg.Pool, name: str, stop: asyncio.Event, retry_every: float = 1.0
+    pool: asyncpg.Pool,
+    name: str,
+    stop: asyncio.Event,
+    retry_every: float = 1.0,
+    lost: asyncio.Event | None = None,
 ) -> AsyncIterator[bool]:
     """Hold a PostgreSQL advisory lock named `name` for the duration; several relay
     processes may run, but only the holder relays (the others wait as hot standbys).
-    Yields False if `stop` was set before the lock could be had."""
+    Yields False if `stop` was set before the lock could be had.
+
+    The lock lives as long as its session: if the connection dies (database restart,
+    pg_terminate_backend) a standby may take over, so the holder checks its session every
+    `retry_every` seconds and sets `lost` when it is gone, to stop leading at once."""
     key = zlib.crc32(name.encode())
     connection = await pool.acquire()
     try:
@@ -66,9 +76,27 @@ async def leadership(
             yield False
             return
         log.info("leadership.acquired", name=name)
+        watchdog = asyncio.create_task(_watch(connection, name, retry_every, lost))
         try:
             yield True
         finally:
-            await connection.execute("SELECT pg_advisory_unlock($1)", key)
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            # A dead session already released the lock with it: nothing left to unlock.
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await connection.execute("SELECT pg_advisory_unlock($1)", key)
     finally:
         await pool.release(connection)
+
+
+async def _watch(connection: Any, name: str, every: float, lost: asyncio.Event | None) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.wait_for(connection.fetchval("SELECT 1"), timeout=every * 5)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            log.warning("leadership.lost", name=name)
+            if lost is not None:
+                lost.set()
+            return

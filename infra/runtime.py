@@ -245,20 +245,37 @@ class Engine:
             )
 
     async def _relay(self) -> None:
-        async with leadership(
-            self.pool, f"{self.topics.prefix}.outbox", self.stop_event
-        ) as leading:
-            if leading:
-                self.relay = OutboxRelay(
-                    ApplicationNotificationLog(self.trading),
-                    self.bus,
-                    self.positions,
-                    name=f"{self.topics.prefix}.outbox",
-                    topics=self.topics,
-                    # a bus that keeps nothing across a restart: save only once delivered
-                    delivered=getattr(self.bus, "idle", None),
-                )
-                await self.relay.run(self.stop_event)
+        """Relay while holding the leadership; when the lock's session is lost, stop at
+        once (a standby may be leading already) and queue up for it again."""
+        while not self.stop_event.is_set():
+            lost = asyncio.Event()
+            stopping = asyncio.create_task(self._forward(self.stop_event, lost))
+            try:
+                async with leadership(
+                    self.pool, f"{self.topics.prefix}.outbox", self.stop_event, lost=lost
+                ) as leading:
+                    if leading:
+                        self.relay = OutboxRelay(
+                            ApplicationNotificationLog(self.trading),
+                            self.bus,
+                            self.positions,
+                            name=f"{self.topics.prefix}.outbox",
+                            topics=self.topics,
+                            # a bus that keeps nothing across a restart: save only once
+                            # delivered
+                            delivered=getattr(self.bus, "idle", None),
+                        )
+                        await self.relay.run(lost)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+                log.warning("relay.leadership_failed", error=repr(error))
+                await asyncio.sleep(1.0)
+            finally:
+                stopping.cancel()
+
+    @staticmethod
+    async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:
+        await source.wait()
+        target.set()
 
     async def drain(self) -> bool:
         """In embedded mode, let the in-process bus deliver everything the store holds
