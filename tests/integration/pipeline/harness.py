@@ -62,8 +62,9 @@ def locked_prices(operation: Operation) -> dict[str, Decimal]:
 class CommandClient:
     """An upstream service: publishes commands, reads their results and dead letters."""
 
-    def __init__(self, bootstrap: str, topics: Topics) -> None:
+    def __init__(self, bootstrap: str, topics: Topics, platform: str = PLATFORM) -> None:
         self.topics = topics
+        self.platform = platform
         self.bus = KafkaBus(bootstrap, client_id=f"client-{uuid4().hex[:6]}")
         self.results: dict[str, CommandResult] = {}
         self.dead_letters: list[dict[str, Any]] = []
@@ -94,7 +95,7 @@ class CommandClient:
 
         request_id = str(uuid4())
         payload = {"command": command, "body": body, **{k: str(v) for k, v in target.items()}}
-        await self.send_raw(json.dumps(payload).encode(), request_id, {"platform": PLATFORM})
+        await self.send_raw(json.dumps(payload).encode(), request_id, {"platform": self.platform})
         return await self.result(request_id)
 
     async def result(self, request_id: str, timeout: float = 60) -> CommandResult:

@@ -134,9 +134,20 @@ def start_worker(
     )
 
 
-@pytest.mark.parametrize("kill_when", ["checking", "settling"])
+@pytest.mark.parametrize(
+    ("kill_when", "how"),
+    [
+        ("checking", signal.SIGKILL),
+        ("settling", signal.SIGKILL),
+        ("settling", signal.SIGTERM),  # a graceful stop: drains, exits 0, leaves nothing half
+    ],
+)
 async def test_a_worker_killed_mid_operation_finishes_it_exactly_once_after_restart(
-    fresh_database_url: str, kafka_bootstrap: str, tmp_path: Path, kill_when: str
+    fresh_database_url: str,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    kill_when: str,
+    how: signal.Signals,
 ) -> None:
     prefix = f"kill-{uuid4().hex[:10]}"
     trading = await asyncio.to_thread(PostgresTrading, fresh_database_url, chunk_size=40)
@@ -159,8 +170,13 @@ async def test_a_worker_killed_mid_operation_finishes_it_exactly_once_after_rest
             {"allocations": BLUE_CHIP, "participants": funded(codes)},
         )
         await _until_stage(trading, operation.id, kill_when, log)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=10)
+        began = time.monotonic()
+        worker.send_signal(how)
+        code = worker.wait(timeout=60)
+        if how is signal.SIGTERM:
+            assert code == 0, log.read_text()[-3000:]
+            assert time.monotonic() - began < 45  # drained in-flight work, did not hang
+            assert '"engine.stopped"' in log.read_text()
         worker = start_worker(fresh_database_url, kafka_bootstrap, prefix, log)
         done = await wait_terminal(trading, operation.id, timeout=180)
     finally:
