@@ -193,6 +193,8 @@ class SignedRoute(CallerFirstRoute):
     """The routes of the platform API (`APIRouter(route_class=SignedRoute)`)."""
 
     async def check_caller(self, request: Request) -> None:
+        if authenticated_platform in request.app.dependency_overrides:
+            return  # the app replaced the check (tests of a route's own behaviour)
         headers = request.headers
         await authenticated_platform(
             request,

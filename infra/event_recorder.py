@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.utils import retry
 from psycopg.sql import SQL, Composed, Identifier
+
+from infra.store import retry_dropped_connections
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -43,8 +43,7 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
             table=Identifier(self.events_table_name),
         )
 
-    # Patient enough for a whole pool of connections the server dropped (each fails once).
-    @retry((InterfaceError, OperationalError), max_attempts=30, wait=0.05)
+    @retry_dropped_connections
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:

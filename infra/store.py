@@ -16,6 +16,7 @@ plain `Trading(env)` reads the same tables.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -29,8 +30,8 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
-from eventsourcing.utils import retry
 from psycopg.sql import SQL, Composed, Identifier
+from psycopg_pool import PoolTimeout
 
 from domain.services import DEFAULT_CHUNK_SIZE, Trading
 from infra.eventstore import eventsourcing_env
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
     from domain.requests import Limits
 
-__all__ = ["DEFAULT_POOL_SIZE", "PostgresTrading", "retry_on_conflict"]
+__all__ = ["DEFAULT_POOL_SIZE", "PostgresTrading", "retry_dropped_connections", "retry_on_conflict"]
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -88,6 +89,31 @@ CROSS JOIN LATERAL (
 ) e
 ORDER BY w.n, e.originator_version
 """
+
+
+def retry_dropped_connections(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run `fn` again on a fresh connection while pooled connections turn out dead.
+
+    After a database restart or pg_terminate_backend every pooled connection is dead and
+    each fails once before the pool replaces it, so the budget is three times the pool (a
+    pre-ping on checkout took 20 s to get past ten). When the database cannot be reached
+    at all (the pool times out), it fails at once: the caller answers 503 or the bus backs
+    off, instead of waiting here for minutes.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> T:
+        attempts = 3 * (DEFAULT_POOL_SIZE + DEFAULT_POOL_SIZE)
+        for attempt in range(1, attempts + 1):
+            try:
+                return fn(*args, **kwargs)
+            except (InterfaceError, OperationalError) as error:
+                if isinstance(error.__cause__, PoolTimeout) or attempt == attempts:
+                    raise
+                time.sleep(0.05)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return run
 
 
 def retry_on_conflict(
@@ -200,10 +226,7 @@ class PostgresTrading(Trading):
         aggregate = self.get_many([aggregate_id]).get(aggregate_id)
         return aggregate if isinstance(aggregate, kind) else None
 
-    # Like eventsourcing's own reads, but patient enough for a whole pool of connections the
-    # server dropped (restart, pg_terminate_backend): each fails once and is replaced. (A
-    # pre-ping on checkout took 20 s to get past 10 dead connections.)
-    @retry((InterfaceError, OperationalError), max_attempts=3 * DEFAULT_POOL_SIZE, wait=0.05)
+    @retry_dropped_connections
     def _load_versions(self, wanted: Sequence[tuple[UUID, int | None]]) -> list[Any | None]:
         """Each (id, version or None for the latest) rebuilt, positionally; None if absent."""
         if not wanted:
