@@ -115,8 +115,10 @@ def operation_postings(audit: OperationAudit) -> list[Posting]:
                 )
                 if p.account == account
             ]
-    for asset in sorted(set(_fills(audit)) | set(audit.residual)):
-        venue_net = _signed_fill(_fills(audit).get(asset)) + Decimal(audit.residual.get(asset, "0"))
+    for asset in sorted(set(_fills(audit)) | set(_residual(audit))):
+        venue_net = _signed_fill(_fills(audit).get(asset)) + Decimal(
+            _residual(audit).get(asset, "0")
+        )
         postings.append(Posting(VENUE, asset, -venue_net))
     for moves in audit.totals.values():
         fiat = Decimal(moves.get("paid", "0")) - Decimal(moves.get("received", "0"))
@@ -191,11 +193,11 @@ def check_fills(audit: OperationAudit) -> list[InvariantViolation]:
     """Block fill plus the recorded residual equals the Traders' net quantity, per asset."""
     settled = traders_totals(audit)
     violations = []
-    for asset in sorted(set(settled) | set(_fills(audit)) | set(audit.residual)):
+    for asset in sorted(set(settled) | set(_fills(audit)) | set(_residual(audit))):
         moves = settled.get(asset, {})
         net = moves.get("bought", ZERO) - moves.get("sold", ZERO)
         fill = _signed_fill(_fills(audit).get(asset))
-        residual = Decimal(audit.residual.get(asset, "0"))
+        residual = Decimal(_residual(audit).get(asset, "0"))
         if fill + residual != net:
             violations.append(
                 InvariantViolation(
@@ -332,6 +334,12 @@ def describe(violation: InvariantViolation) -> str:
 
 def _fills(audit: OperationAudit) -> Mapping[str, Mapping[str, str]]:
     return {} if audit.failed else audit.fills
+
+
+def _residual(audit: OperationAudit) -> Mapping[str, str]:
+    """A failed Operation's residual is minus the fill the house kept: both stay with the
+    venue, so neither is the Traders' to match (they net to nothing)."""
+    return {} if audit.failed else audit.residual
 
 
 def _signed_fill(fill: Mapping[str, str] | None) -> Decimal:
