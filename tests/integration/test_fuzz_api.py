@@ -19,14 +19,13 @@ run and the 5xx seen are printed (-s).
 from __future__ import annotations
 
 import base64
-import logging
 import os
 import re
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Generator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +34,6 @@ from typing import Any
 import httpx
 import pytest
 import requests
-import structlog
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
@@ -55,6 +53,7 @@ from api.idempotency import REQUEST_ID_HEADER
 from api.main import create_app
 from infra.platforms import Credentials, create_platform
 from infra.settings import Settings
+from tests.integration.pipeline.harness import quiet_logs
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 # A longer run on demand needs a longer budget than the suite's 300 s per test.
@@ -268,24 +267,6 @@ async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         ) as http,
     ):
         yield http
-
-
-@contextmanager
-def quiet_logs() -> Iterator[None]:
-    """One info line per request would bury the figures: warnings and errors only (an
-    unexpected error is logged with its traceback, which is what a 5xx needs)."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.WARNING)
-    configured = structlog.is_configured()
-    if not configured:
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-        if not configured:
-            structlog.reset_defaults()
 
 
 # -- the seed: real ids for the path parameters --------------------------------------------

@@ -4,11 +4,15 @@ speaks the command topics, and checks of what the domain's maths says should hav
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
+
+import structlog
 
 from domain import ids
 from domain.operation import Operation
@@ -105,3 +109,21 @@ class CommandClient:
                 raise AssertionError(f"no result for command {request_id} after {timeout}s")
             await asyncio.sleep(0.05)
         return self.results[request_id]
+
+
+@contextmanager
+def quiet_logs() -> Iterator[None]:
+    """Warnings and errors only, while a fuzz test runs: an info line per request or
+    command would bury its figures (a 5xx still logs its traceback)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)
+    configured = structlog.is_configured()
+    if not configured:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        if not configured:
+            structlog.reset_defaults()

@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid1, uuid3, uuid4
 
 import pytest
-import structlog
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -46,6 +43,7 @@ from tests.integration.pipeline.harness import (
     PLATFORM,
     CommandClient,
     pipeline_settings,
+    quiet_logs,
     wait_terminal,
 )
 from workers.messages import CommandResult
@@ -724,24 +722,6 @@ def generate(world: World, count: int) -> list[Draft]:
             replace(draft, key=request_id) if draft.key == FRESH else draft for draft in group
         )
     return drafts
-
-
-@contextmanager
-def quiet_logs() -> Iterator[None]:
-    """Info lines per command would bury the figures; warnings (a handler that failed and
-    will be retried) and errors stay."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.WARNING)
-    configured = structlog.is_configured()
-    if not configured:
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-        if not configured:
-            structlog.reset_defaults()
 
 
 @pytest.fixture
