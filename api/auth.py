@@ -13,6 +13,8 @@ The checks run cheapest first and each failure has its own `code`, so a client c
 clock problem from a key problem: missing headers, a timestamp that is not an integer or is
 more than 60 s away from ours, an unknown (or revoked) key, a wrong signature, a wrong
 passphrase (401); a disabled platform is a 403, told only to a caller that proved who it is.
+A mutation's signature is good for one X-REQUEST-ID (`api.replay_guard`): sent again with
+another, it is a 401 `replayed_signature`.
 Secrets, signatures and passphrases are never logged.
 """
 
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Header, Request
 from fastapi.routing import APIRoute
 
+from api import replay_guard
 from api.errors import ProblemError
 from domain.errors import FieldError
 from infra.logging import get_logger
@@ -242,6 +245,15 @@ async def _authenticate(
         raise _unauthorized("invalid_passphrase", "X-SCX-PASSPHRASE does not match the key.")
     if record.status != "active":
         raise ProblemError(403, "platform_disabled", "This platform is disabled.")
+    if request.method in replay_guard.GUARDED_METHODS and not await replay_guard.first_use(
+        state.db_pool, record.api_key, signature, request.headers.get("X-REQUEST-ID", "")
+    ):
+        raise _unauthorized(
+            "replayed_signature",
+            "This signature was already used with another X-REQUEST-ID. Resend a signature "
+            "only to retry the same call (same X-REQUEST-ID); a new request needs its own "
+            "signature, so one identical to an earlier one needs another X-SCX-TIMESTAMP.",
+        )
     return AuthenticatedPlatform(platform_id=record.platform_id, api_key=record.api_key)
 
 

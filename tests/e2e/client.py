@@ -12,6 +12,23 @@ import httpx
 from api.auth import sign
 from infra.platforms import Credentials
 
+_SIGNED_MUTATIONS: set[str] = set()
+
+
+def fresh_signature(secret_b64: str, method: str, path: str, body: bytes | None) -> tuple[int, str]:
+    """(timestamp, signature) for a new request, as a careful client makes them: a mutation's
+    signature is good for one X-REQUEST-ID, so one identical to a mutation already sent (same
+    second, path and body) takes the next timestamp (the server accepts 60 s either side)."""
+    now = int(time.time())
+    signature = sign(secret_b64, now, method, path, body)
+    if method in ("GET", "HEAD"):
+        return now, signature
+    while signature in _SIGNED_MUTATIONS:
+        now += 1
+        signature = sign(secret_b64, now, method, path, body)
+    _SIGNED_MUTATIONS.add(signature)
+    return now, signature
+
 
 class SignedClient:
     def __init__(self, http: httpx.AsyncClient, credentials: Credentials) -> None:
@@ -19,11 +36,11 @@ class SignedClient:
         self.credentials = credentials
 
     def headers(self, method: str, path: str, body: bytes | None) -> dict[str, str]:
-        timestamp = str(int(time.time()))
+        now, signature = fresh_signature(self.credentials.secret_b64, method, path, body)
         return {
             "X-SCX-API-KEY": self.credentials.api_key,
-            "X-SCX-SIGNED": sign(self.credentials.secret_b64, timestamp, method, path, body),
-            "X-SCX-TIMESTAMP": timestamp,
+            "X-SCX-SIGNED": signature,
+            "X-SCX-TIMESTAMP": str(now),
             "X-SCX-PASSPHRASE": self.credentials.passphrase,
             "Content-Type": "application/json",
         }

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api import idempotency
+from api import idempotency, replay_guard
 from api.auth import PlatformDep, path_with_query, sign
 from api.errors import install_error_handlers
 from api.idempotency import RequestIdDep, fingerprint, recall, remember
@@ -91,6 +91,8 @@ async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await platforms.ensure_schema(pool)
     await idempotency.ensure_schema(pool)
     await idempotency.ensure_schema(pool)  # idempotent
+    await replay_guard.ensure_schema(pool)
+    await replay_guard.ensure_schema(pool)  # idempotent
     try:
         yield pool
     finally:
@@ -419,6 +421,78 @@ async def test_a_mutation_needs_a_uuid_v4_request_id(
     response = await client.patch(path, content=body, headers=headers)
     problem = assert_refused(response, 400, "invalid_request_id")
     assert problem["errors"] == [{"field": "X-REQUEST-ID", "message": "Must be a UUID v4"}]
+
+
+async def test_a_mutations_signature_is_good_for_one_request_id_only(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    path, body = "/notes", b'{"text": "hello"}'
+    headers = signed(credentials, "POST", path, body, overrides={"X-REQUEST-ID": _v4()})
+    first = await client.post(path, content=body, headers=headers)
+    retry = await client.post(path, content=body, headers=headers)
+    replayed = await client.post(path, content=body, headers={**headers, "X-REQUEST-ID": _v4()})
+    # The retry's request id in upper case is the same id.
+    shouted = {**headers, "X-REQUEST-ID": headers["X-REQUEST-ID"].upper()}
+    retried_again = await client.post(path, content=body, headers=shouted)
+    resigned = await client.post(
+        path,
+        content=body,
+        headers=signed(
+            credentials,
+            "POST",
+            path,
+            body,
+            timestamp=int(headers["X-SCX-TIMESTAMP"]) + 1,
+            overrides={"X-REQUEST-ID": _v4()},
+        ),
+    )
+
+    assert first.status_code == retry.status_code == retried_again.status_code == 200
+    assert_refused(replayed, 401, "replayed_signature")
+    assert resigned.status_code == 200, resigned.text
+
+
+async def test_a_reads_signature_may_be_used_again(
+    client: httpx.AsyncClient, credentials: Credentials
+) -> None:
+    headers = signed(credentials, "GET", "/whoami")
+    answers = [await client.get("/whoami", headers=headers) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+
+
+async def test_of_simultaneous_uses_of_a_signature_one_request_id_wins(
+    pool: asyncpg.Pool,
+) -> None:
+    request_ids = [_v4() for _ in range(10)]
+    outcomes = await asyncio.gather(
+        *(replay_guard.first_use(pool, "key-1", "c2lnbmF0dXJl", rid) for rid in request_ids)
+    )
+    assert outcomes.count(True) == 1
+    assert (
+        await replay_guard.first_use(pool, "key-1", "c2lnbmF0dXJl", request_ids[0]) is (outcomes[0])
+    )
+    assert await replay_guard.first_use(pool, "key-2", "c2lnbmF0dXJl", _v4())  # per key
+
+
+async def test_signatures_past_their_window_are_forgotten(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await replay_guard.first_use(pool, "key-old", "b2xk", _v4())
+    await replay_guard.first_use(pool, "key-new", "bmV3", _v4())
+    async with pool.acquire() as connection:
+        await connection.execute(
+            """UPDATE api_signatures_seen SET seen_at = now() - interval '181 seconds'
+               WHERE api_key = 'key-old'"""
+        )
+    monkeypatch.setattr(replay_guard, "_last_purge", 0.0)
+    await replay_guard.first_use(pool, "key-any", "YW55", _v4())
+    async with pool.acquire() as connection:
+        kept = await connection.fetch("SELECT api_key FROM api_signatures_seen ORDER BY 1")
+    assert [row["api_key"] for row in kept] == ["key-any", "key-new"]
+
+
+def _v4() -> str:
+    return str(uuid.uuid4())
 
 
 # The idempotency table -----------------------------------------------------------------

@@ -48,11 +48,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.auth import HEADERS as SIGNING_HEADERS
-from api.auth import sign
 from api.idempotency import REQUEST_ID_HEADER
 from api.main import create_app
 from infra.platforms import Credentials, create_platform
 from infra.settings import Settings
+from tests.e2e.client import fresh_signature
 from tests.integration.pipeline.harness import quiet_logs
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
@@ -188,14 +188,13 @@ class PlatformSigner(httpx.Auth):
         path = request.url.raw_path.split(b"?")[0].decode("latin-1")
         query = request.url.query.decode("latin-1")
         target = f"{path}?{query}" if query else path
-        timestamp = str(int(time.time()))
-        secret = self.credentials.secret_b64
-        request.headers["X-SCX-API-KEY"] = self.credentials.api_key
-        request.headers["X-SCX-TIMESTAMP"] = timestamp
-        request.headers["X-SCX-PASSPHRASE"] = self.credentials.passphrase
-        request.headers["X-SCX-SIGNED"] = sign(
-            secret, timestamp, request.method, target, request.content
+        timestamp, signature = fresh_signature(
+            self.credentials.secret_b64, request.method, target, request.content
         )
+        request.headers["X-SCX-API-KEY"] = self.credentials.api_key
+        request.headers["X-SCX-TIMESTAMP"] = str(timestamp)
+        request.headers["X-SCX-PASSPHRASE"] = self.credentials.passphrase
+        request.headers["X-SCX-SIGNED"] = signature
         if request.method in MUTATIONS:
             request.headers[REQUEST_ID_HEADER] = str(uuid.uuid4())
         request.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"

@@ -46,7 +46,7 @@ from infra.logging import configure_logging
 from infra.platforms import Credentials, create_platform, disable_platform, rotate_key
 from infra.runtime import Engine
 from infra.settings import LogFormat, Settings
-from tests.e2e.client import SignedClient
+from tests.e2e.client import SignedClient, fresh_signature
 
 pytestmark = pytest.mark.integration
 
@@ -284,10 +284,14 @@ def signed_headers(
     timestamp: int | None = None,
     secret: str | None = None,
 ) -> dict[str, str]:
-    stamp = int(time.time()) if timestamp is None else timestamp
+    if timestamp is None and secret is None:
+        stamp, signature = fresh_signature(credentials.secret_b64, method, path, body)
+    else:
+        stamp = int(time.time()) if timestamp is None else timestamp
+        signature = sign(secret or credentials.secret_b64, stamp, method, path, body)
     return {
         "X-SCX-API-KEY": credentials.api_key,
-        "X-SCX-SIGNED": sign(secret or credentials.secret_b64, stamp, method, path, body),
+        "X-SCX-SIGNED": signature,
         "X-SCX-TIMESTAMP": str(stamp),
         "X-SCX-PASSPHRASE": credentials.passphrase,
         "X-REQUEST-ID": str(uuid.uuid4()),
@@ -611,6 +615,24 @@ async def test_a_request_replayed_inside_the_window_changes_nothing(world: World
     again = await world.http.post(path, content=body, headers=headers)
     assert (first.status_code, again.status_code) == (201, 200), again.text
     assert again.json() == first.json()
+    assert await world.notification_position() == position
+
+
+async def test_a_captured_mutation_replayed_under_a_new_request_id_is_refused(
+    world: World,
+) -> None:
+    """The request id is not signed: a signature already used with one X-REQUEST-ID does not
+    vouch for another (a second enrollment of the same money, say)."""
+    path, body = "/strategies", b'{"quoted_currency": "USD"}'
+    headers = signed_headers(world.a.credentials, "POST", path, body)
+    first = await world.http.post(path, content=body, headers=headers)
+    position = await world.notification_position()
+    for _ in range(3):
+        replayed = await world.http.post(
+            path, content=body, headers={**headers, "X-REQUEST-ID": str(uuid.uuid4())}
+        )
+        assert (first.status_code, replayed.status_code) == (201, 401), replayed.text
+        assert replayed.json()["code"] == "replayed_signature"
     assert await world.notification_position() == position
 
 
