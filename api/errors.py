@@ -16,15 +16,11 @@ them.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
-import eventsourcing.persistence
 import orjson
-import psycopg
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,6 +28,7 @@ from starlette.responses import Response
 
 from domain.errors import ConflictError, DomainError, InvalidRequestError, NotFoundError
 from infra.logging import current_correlation_id, get_logger
+from infra.transient import UNAVAILABLE_ERRORS
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
@@ -46,19 +43,6 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_S = 5
 MESSAGE_MAX_CHARS = 200
 
-# Database (or pool) unreachable, overloaded or shutting down: worth a retry, not a bug.
-UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    psycopg.OperationalError,  # includes psycopg_pool.PoolTimeout
-    eventsourcing.persistence.OperationalError,
-    ConnectionError,  # refused or reset sockets, raised as is by asyncpg's connect
-    socket.gaierror,
-    TimeoutError,  # asyncpg's pool.acquire(timeout=...) among others
-)
 
 _HTTP_CODES = {
     400: "bad_request",

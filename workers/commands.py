@@ -5,6 +5,12 @@ platform, exactly like X-REQUEST-ID and the API key over HTTP: a replayed comman
 original resource (`replayed`), a business refusal is a `rejected` result with the domain's
 error code, and a record that cannot even be read goes to the dead-letter topic with the
 reason. Nothing a sender does can stop the consumer.
+
+A command that fails for another reason is retried by the bus with a back-off. While the
+error is an outage (`infra.transient`: database or broker away) it is retried for as long as
+that lasts, since the command is fine. Any other error (a bug this record sets off) is
+retried `MAX_ATTEMPTS` times and then dead-lettered as `handler_failed`, so one poison record
+cannot hold up its partition for good; the dead letter keeps the record for a replay.
 """
 
 from __future__ import annotations
@@ -20,12 +26,17 @@ from domain.errors import DomainError, FieldError, InvalidRequestError
 from domain.services import Trading
 from domain.statuses import OperationType
 from infra.bus import Bus, Delivery, Record
+from infra.transient import is_transient
 from workers.context import SyncCaller
 from workers.messages import Command, CommandError, CommandResult, DeadLetter, ErrorDetail
 from workers.representations import operation_resource, strategy_resource, trader_resource
 from workers.topics import PLATFORM_HEADER, Topics
 
 log = structlog.get_logger("workers.commands")
+
+#: Attempts at a command that fails with an error other than an outage before it is
+#: dead-lettered; with the bus's back-off (0.1 s doubling) that is a few seconds.
+MAX_ATTEMPTS = 5
 
 OPERATION_COMMANDS = {
     "enroll": OperationType.ENROLLMENT,
@@ -126,7 +137,8 @@ def _rejected(platform: str, request_id: UUID, command: str, error: DomainError)
 
 
 class UnreadableCommandError(Exception):
-    """Raised when a command record cannot be understood at all (it is dead-lettered)."""
+    """Why a command record is dead-lettered: it cannot be understood at all, or handling
+    it failed on every attempt."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -176,8 +188,26 @@ def command_consumer(
             await bus.publish(_dead_letter(delivery, unreadable, topics.commands_dead_letter))
             log.warning("command.dead_lettered", reason=unreadable.reason, offset=delivery.offset)
             return
-        result = await service.execute(platform, request_id, command)
-        await bus.publish(Record(topics.command_results, result.encode(), key=str(request_id)))
+        try:
+            result = await service.execute(platform, request_id, command)
+            await bus.publish(Record(topics.command_results, result.encode(), key=str(request_id)))
+        except Exception as error:
+            attempt = delivery.redelivered + 1
+            if is_transient(error) or attempt < MAX_ATTEMPTS:
+                raise  # the bus backs off and hands the record over again
+            failed = UnreadableCommandError(
+                "handler_failed",
+                f"{type(error).__name__} on each of {attempt} attempts; see the consumer's log",
+            )
+            await bus.publish(_dead_letter(delivery, failed, topics.commands_dead_letter))
+            log.error(
+                "command.dead_lettered",
+                reason=failed.reason,
+                offset=delivery.offset,
+                request_id=str(request_id),
+                exc_info=True,
+            )
+            return
         log.info(
             "command.handled",
             command=command.command,
