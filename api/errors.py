@@ -108,17 +108,50 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def document_problem_media_type(openapi: dict[str, Any]) -> dict[str, Any]:
-    """Errors are sent as `application/problem+json`, but FastAPI documents a response `model`
-    as `application/json`: every documented problem named the wrong media type, and a
-    fuzzer's content-type check fails on each 4xx. Rewritten in place in the document."""
-    for path_item in openapi.get("paths", {}).values():
+def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Make the document say which problems each route really sends, rewritten in place.
+
+    - FastAPI documents a response `model` as `application/json`; problems are sent as
+      `application/problem+json` (a fuzzer's content-type check failed on each 4xx).
+    - FastAPI adds a 422 `HTTPValidationError` to every route with parameters; a bad request
+      is a 400 problem here, and a 422 is only a business rule's refusal, as a problem.
+    - Every route but `/time` needs the database and may answer 503 (with `Retry-After`);
+      every route with a body may answer 413 before the body is read.
+    """
+    problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, path_item in openapi.get("paths", {}).items():
         for operation in path_item.values():
-            for response in operation.get("responses", {}).values():
+            responses = operation.setdefault("responses", {})
+            for response in responses.values():
                 content = response.get("content", {})
                 schema = content.get("application/json", {}).get("schema", {})
                 if schema.get("$ref", "").endswith("/Problem"):
                     content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+            if "422" in responses:
+                responses["422"] = {
+                    "description": "A business rule refused the request",
+                    "content": dict(problem),
+                }
+            if path != "/time":
+                responses.setdefault(
+                    "503",
+                    {
+                        "description": "A service the request needs is unavailable; retry "
+                        "after the Retry-After seconds",
+                        "content": dict(problem),
+                    },
+                )
+            if "requestBody" in operation:
+                responses.setdefault(
+                    "413", {"description": "Request body too large", "content": dict(problem)}
+                )
+    schemas = openapi.get("components", {}).get("schemas", {})
+    if (
+        "HTTPValidationError" in schemas
+        and "HTTPValidationError" not in orjson.dumps(openapi.get("paths", {})).decode()
+    ):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
     return openapi
 
 

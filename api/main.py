@@ -18,7 +18,7 @@ import asyncpg
 from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 
-from api.errors import document_problem_media_type, install_error_handlers
+from api.errors import document_problems, install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.routes import admin, events, health, operations, reads, server_time, traders, webhooks
 from infra.logging import bind_correlation_id, get_logger
@@ -103,7 +103,7 @@ def _document_problems(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document_problem_media_type(generate())  # FastAPI caches what it generated
+            document_problems(generate())  # FastAPI caches what it generated
         return generate()
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -58,3 +58,22 @@ def test_operation_ids_are_unique_and_bodies_have_examples(tmp_path: Path) -> No
     schemas = spec["components"]["schemas"]
     assert schemas["Allocation"]["properties"]["weight"]["examples"] == ["0.50"]
     assert "examples" in schemas["FundedParticipant"]["properties"]["amount"]
+
+
+def test_every_response_a_route_can_send_is_documented_as_a_problem(tmp_path: Path) -> None:
+    spec = document(tmp_path)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            if path != "/time":
+                assert "503" in responses, (path, method)  # database unreachable
+            if "requestBody" in operation:
+                assert "413" in responses, (path, method)
+            for status, response in responses.items():
+                if status.startswith(("4", "5")) and path != "/health":  # a health report
+                    assert set(response["content"]) == {"application/problem+json"}, (
+                        path,
+                        method,
+                        status,
+                    )
