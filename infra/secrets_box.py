@@ -54,6 +54,7 @@ _TAG_BYTES = 32
 _BLOCK_BYTES = 32  # one HMAC-SHA256 output of keystream per counter value
 _ENC_LABEL = b"portfolio-strategies/secret-box/v1/encryption"
 _MAC_LABEL = b"portfolio-strategies/secret-box/v1/authentication"
+_DERIVE_LABEL = b"portfolio-strategies/secret-box/v1/derivation"
 
 
 class SecretBoxError(Exception):
@@ -67,13 +68,19 @@ class MasterKeyError(Exception):
 class SecretBox:
     """Seals and opens small secrets under one master key (see the module docstring)."""
 
-    __slots__ = ("_enc_key", "_mac_key")
+    __slots__ = ("_derive_key", "_enc_key", "_mac_key")
 
     def __init__(self, master_key: bytes) -> None:
         if len(master_key) != MASTER_KEY_BYTES:
             raise MasterKeyError(f"the master key must be {MASTER_KEY_BYTES} bytes")
         self._enc_key = hmac.digest(master_key, _ENC_LABEL, hashlib.sha256)
         self._mac_key = hmac.digest(master_key, _MAC_LABEL, hashlib.sha256)
+        self._derive_key = hmac.digest(master_key, _DERIVE_LABEL, hashlib.sha256)
+
+    def subkey(self, purpose: bytes) -> bytes:
+        """A 32-byte key for another job (`purpose` names it), independent of the sealing
+        keys and of every other purpose's key."""
+        return hmac.digest(self._derive_key, purpose, hashlib.sha256)
 
     def __repr__(self) -> str:
         return "SecretBox(<master key hidden>)"

@@ -1,13 +1,17 @@
 """`GET /strategies/events` (extension): the caller's domain events in log order, by cursor.
 
-The cursor is the event store's notification id, so a client resumes exactly where it left
-off and never sees an event twice. Only Strategy, Operation, OperationChunk and Trader events
-are served, and only those of aggregates whose creating event names the caller's platform.
-Ownership is resolved from that creating event (in the page, else one primary-key read of the
-events table for the whole page) and remembered in a bounded per-process index; the read models
-are not consulted because they may lag the log. A request scans at most `SCAN_LIMIT`
-notifications: a platform with little activity among many others gets short pages whose
-`next` cursor still moves forward, never a slow request.
+The cursor stands for a position in the event store's notification log, so a client resumes
+exactly where it left off and never sees an event twice; it is opaque and bound to the
+platform (`api.event_cursor`), because plain positions would tell how many events the other
+platforms wrote in between. Every event carries the cursor that resumes after it.
+
+Only Strategy, Operation, OperationChunk and Trader events are served, and only those of
+aggregates whose creating event names the caller's platform. Ownership is resolved from that
+creating event (in the page, else one primary-key read of the events table for the whole
+page) and remembered in a bounded per-process index; the read models are not consulted
+because they may lag the log. A request scans at most `SCAN_LIMIT` notifications: a platform
+with little activity among many others gets short pages whose `next` cursor still moves
+forward, never a slow request.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from eventsourcing.persistence import StoredEvent
 from fastapi import APIRouter, Request
 from psycopg.sql import SQL, Identifier
 
+from api import event_cursor
 from api.auth import PlatformDep, SignedRoute
 from api.deps import EngineDep
 from api.errors import Problem, ProblemError
@@ -188,6 +193,28 @@ def _bounded(raw: str | None, name: str, default: int, low: int, high: int) -> i
     return int(raw)
 
 
+def _cursor_key(request: Request) -> bytes:
+    key: bytes | None = getattr(request.app.state, "events_cursor_key", None)
+    if key is None:
+        key = request.app.state.secret_box.subkey(event_cursor.PURPOSE)
+        request.app.state.events_cursor_key = key
+    return key
+
+
+def _position(key: bytes, platform_id: str, after: str | None) -> int:
+    try:
+        if after is not None and len(after) > 64:
+            raise event_cursor.InvalidCursorError(after)
+        return event_cursor.open_cursor(key, platform_id, after or event_cursor.START)
+    except event_cursor.InvalidCursorError:
+        raise ProblemError(
+            400,
+            "invalid_cursor",
+            "after must be a cursor this feed gave you (an event's `cursor` or a page's "
+            "`next`), or absent to start from the beginning",
+        ) from None
+
+
 @router.get(
     "/strategies/events", summary="List the platform's domain events (extension)", responses=AUTH
 )
@@ -198,8 +225,11 @@ async def list_events(
     after: str | None = None,
     limit: str | None = None,
 ) -> dict[str, Any]:
-    cursor = _bounded(after, "cursor", 0, 0, 2**62)
+    key = _cursor_key(request)
+    cursor = _position(key, platform.platform_id, after)
     size = _bounded(limit, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     feed = _feed(request, engine.trading)
     events, next_cursor = await engine.call(feed.page, platform.platform_id, cursor, size)
-    return {"events": events, "next": next_cursor}
+    for event in events:
+        event["cursor"] = event_cursor.seal(key, platform.platform_id, event.pop("position"))
+    return {"events": events, "next": event_cursor.seal(key, platform.platform_id, next_cursor)}

@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import json
+import secrets
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -39,6 +40,7 @@ from infra.demo import run_demo
 from infra.demo_story import PLATFORM
 from infra.logging import configure_logging
 from infra.runtime import Engine
+from infra.secrets_box import SecretBox
 from infra.settings import Settings
 from infra.store import PostgresTrading
 from infra.venue.config import VenueConfig, build_venue
@@ -235,6 +237,7 @@ class Reader:
 async def feed(story: History) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     app.state.engine = Reader(story.trading)
+    app.state.secret_box = SecretBox(secrets.token_bytes(32))
 
     def platform(request: Request) -> AuthenticatedPlatform:
         return AuthenticatedPlatform(request.headers["x-test-platform"], "key")
@@ -248,7 +251,7 @@ async def feed(story: History) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def read_all(client: httpx.AsyncClient, platform: str, limit: int) -> list[dict[str, Any]]:
-    found, cursor = [], 0
+    found, cursor = [], ""
     while True:
         response = await client.get(
             "/strategies/events",
@@ -270,8 +273,8 @@ async def test_the_events_feed_pages_by_cursor_and_keeps_platforms_apart(
     small = await read_all(feed, OTHER, limit=7)
     large = await read_all(feed, OTHER, limit=1000)
     assert small == large
-    positions = [e["position"] for e in small]
-    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    cursors = [e["cursor"] for e in small]
+    assert len(set(cursors)) == len(cursors) and not any("position" in e for e in small)
     assert {e["aggregate_type"] for e in small} == {
         "Strategy",
         "Operation",
@@ -283,7 +286,7 @@ async def test_the_events_feed_pages_by_cursor_and_keeps_platforms_apart(
         other_ids
     )
     demo = await read_all(feed, PLATFORM, limit=1000)
-    assert demo and not {e["position"] for e in demo} & set(positions)
+    assert demo and not {e["cursor"] for e in demo} & set(cursors)
     for event in demo:
         if "platform_id" in event["data"]:
             assert event["data"]["platform_id"] == PLATFORM

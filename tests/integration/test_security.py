@@ -779,13 +779,25 @@ async def test_the_event_feed_serves_only_the_callers_aggregates(world: World) -
     assert not leaked, f"B's ids in A's feed: {leaked}"
 
 
-async def test_another_platforms_cursor_gives_only_the_callers_later_events(world: World) -> None:
-    a, b = world.a, world.b
-    mine, _ = await _all_events(a.client)
-    theirs, their_end = await _all_events(b.client)
-    for cursor in (theirs[0]["position"], theirs[len(theirs) // 2]["position"], their_end):
-        after, _ = await _all_events(a.client, after=cursor)
-        assert after == [event for event in mine if event["position"] > cursor]
+async def test_the_event_feed_resumes_after_any_of_the_callers_cursors(world: World) -> None:
+    mine, end = await _all_events(world.a.client)
+    for index in (0, len(mine) // 2, len(mine) - 1):
+        after, _ = await _all_events(world.a.client, after=mine[index]["cursor"])
+        assert after == mine[index + 1 :]
+    assert await _all_events(world.a.client, after=end) == ([], end)
+
+
+async def test_another_platforms_cursors_are_refused_like_garbage(world: World) -> None:
+    """Cursors hide the log's positions (which count every platform's events) and are bound
+    to the platform they were given to."""
+    theirs, their_end = await _all_events(world.b.client)
+    mine, _ = await _all_events(world.a.client)
+    assert not any("position" in event for event in mine + theirs)
+    garbage = "A" * len(their_end)
+    for cursor in (theirs[0]["cursor"], theirs[-1]["cursor"], their_end, garbage, "1", "0"):
+        response = await world.a.client.get(f"/strategies/events?after={cursor}")
+        assert response.status_code == 400, (cursor, response.text)
+        assert response.json()["code"] == "invalid_cursor"
 
 
 async def test_a_platform_cannot_change_another_platforms_trader(world: World) -> None:
@@ -911,7 +923,7 @@ async def _all_pages(client: SignedClient, path: str) -> list[dict[str, Any]]:
         page += 1
 
 
-async def _all_events(client: SignedClient, after: int = 0) -> tuple[list[dict[str, Any]], int]:
+async def _all_events(client: SignedClient, after: str = "") -> tuple[list[dict[str, Any]], str]:
     events: list[dict[str, Any]] = []
     cursor = after
     while True:
