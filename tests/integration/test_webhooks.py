@@ -13,8 +13,9 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
@@ -37,7 +38,12 @@ from infra.secrets_box import SecretBox
 from infra.settings import Settings
 from infra.webhooks_store import PAYLOAD_TYPES, WebhookStore
 from projections import queries
-from tests.integration.pipeline.harness import BLUE_CHIP, PLATFORM, wait_terminal
+from tests.integration.pipeline.harness import (
+    BLUE_CHIP,
+    PLATFORM,
+    LoopbackHTTPServer,
+    wait_terminal,
+)
 from workers.webhooks import (
     EXECUTION_CHANGED,
     OPERATION_CHANGED,
@@ -85,7 +91,10 @@ class Receiver:
     url: str = ""
 
     def ok(self) -> list[Received]:
-        return [r for r in self.requests if r.status == 200]
+        """The accepted notifications in the order of their objects' `updated_at`, as the
+        spec (§8.4) tells receivers to order them: concurrent sends arrive in any order."""
+        accepted = [r for r in self.requests if r.status == 200]
+        return sorted(accepted, key=lambda r: datetime.fromisoformat(r.payload["updated_at"]))
 
     def answer(self, headers: dict[str, str], body: bytes) -> int:
         if self.hang:
@@ -99,6 +108,8 @@ class Receiver:
 @contextlib.contextmanager
 def serving(receiver: Receiver) -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             headers = {k.lower(): v for k, v in self.headers.items()}
@@ -113,8 +124,7 @@ def serving(receiver: Receiver) -> Iterator[Receiver]:
             pass
 
     port = free_port()
-    server = ThreadingHTTPServer((LOOPBACK, port), Handler)
-    server.daemon_threads = True
+    server = LoopbackHTTPServer((LOOPBACK, port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     receiver.url = f"http://{LOOPBACK}:{port}/hooks"
