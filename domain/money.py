@@ -10,17 +10,60 @@ participant and bounded by one minor unit per leg.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import (
+    ROUND_CEILING,
+    ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
+from typing import ParamSpec, TypeVar
 
 from domain.errors import AmountInvalidError, FieldError
 
 ZERO = Decimal(0)
-#: Decimal arithmetic keeps 28 significant digits, so a larger amount cannot even be rounded
-#: to a minor unit (`quantize` raises InvalidOperation): a fuzzed "1e26" was a 500 over HTTP
-#: and a command retried forever on Kafka. 15 whole digits (below a quadrillion) leave room
-#: for 8-decimal quantities and for sums over thousands of participants.
+#: Amounts stay below a quadrillion: a fuzzed "1e26" could not even be rounded to a minor unit.
 MAX_WHOLE_DIGITS = 15
+#: The context every calculation on money and quantities runs in. Python's default keeps 28
+#: significant digits: a 15-digit amount bought at 18 decimals (an instrument may be listed
+#: with precision 18) needs 29 or more, and `quantize` then raised InvalidOperation in the
+#: credit check, a task retried forever. 100 digits hold any product of an amount, a price
+#: and a quantity exactly, and a quotient far finer than the finest grid (1e-18), so rounding
+#: to a grid happens only where the business rounds. Anything inexact beyond that traps.
+ARITHMETIC = Context(
+    prec=100, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+C = TypeVar("C", bound=type)
+
+
+def exact(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run `fn` in `ARITHMETIC` (and restore the caller's context afterwards)."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with localcontext(ARITHMETIC):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def exact_methods(cls: C) -> C:
+    """Class decorator: every public method `cls` defines runs in `ARITHMETIC`."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.isfunction(member):
+            setattr(cls, name, exact(member))
+    return cls
 
 
 def unit(precision: int) -> Decimal:

@@ -30,6 +30,7 @@ from domain.errors import (
 )
 from domain.fingerprint import request_fingerprint
 from domain.float_account import FloatAccount
+from domain.money import exact_methods
 from domain.operation import Operation
 from domain.reference import Catalogue, Participant
 from domain.requesting import plan_operation
@@ -45,6 +46,7 @@ DEFAULT_CHUNK_SIZE = 500
 MAX_METADATA_DEPTH = 32
 
 
+@exact_methods
 class Trading(OperationStages, Application[UUID]):
     name = "Trading"
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {

@@ -30,7 +30,7 @@ from domain.credit import (
 from domain.errors import IllegalTransitionError
 from domain.float_account import FloatAccount
 from domain.legs import Leg
-from domain.money import ZERO, floor_to
+from domain.money import ZERO, exact_methods, floor_to
 from domain.operation import Operation
 from domain.pricing import BlockFill, BlockOrder, LockedQuote, net_block_orders
 from domain.reference import Participant
@@ -55,6 +55,7 @@ class StageResult:
     replayed: bool = False
 
 
+@exact_methods
 class OperationStages:
     if TYPE_CHECKING:
         limits: Limits

@@ -32,7 +32,7 @@ from domain.ledger import (
     settlement_postings,
     trader_account,
 )
-from domain.money import ZERO
+from domain.money import ZERO, exact
 from domain.operation import Operation
 from domain.trader import Trader
 
@@ -323,6 +323,7 @@ CHECKS = (
 )
 
 
+@exact
 def verify_operation(audit: OperationAudit) -> list[InvariantViolation]:
     return [violation for check in CHECKS for violation in check(audit)]
 
@@ -454,6 +455,7 @@ def _kind(event: Any) -> str:
     return type(event).__qualname__.rpartition(".")[2]
 
 
+@exact
 def verify(
     trading: Trading, operation_id: UUID | None = None
 ) -> tuple[int, list[InvariantViolation]]:

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 from uuid import UUID
 
+from domain.money import exact
 from projections.schema import (
     BOOKKEEPING,
     Column,
@@ -131,6 +132,7 @@ def _opened(event: DomainEventMessage) -> TraderRow:
     )
 
 
+@exact
 def settle(
     positions: Mapping[str, str],
     cash: Decimal,
