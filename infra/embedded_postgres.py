@@ -5,11 +5,15 @@ package only listens on a unix socket, and our processes (psycopg for eventsourc
 for projections) want one ordinary `postgresql://postgres@127.0.0.1:PORT/strategies` URL.
 
 Folder layout: `data/` (the cluster), `postgres.log`, `port` (last port, reused when free),
-`owner` (the process that will stop the server) and `.lock` (serialises start and stop).
+`owner` (the process that started a server it manages), `users/` (one file per handle using
+the server) and `.lock` (serialises start and stop).
 
-Who stops the server: the handle that started it, on `stop()`, context exit or interpreter
-exit. A handle finding a server already running reuses it and leaves it running, unless the
-recorded owner has died (a SIGKILLed `serve`): then it adopts the server and stops it later.
+Who stops the server: the last handle using it, on `stop()`, context exit or interpreter
+exit, provided one of our handles started it (an `owner` record exists). The owner leaving
+first does not pull the server from under a `worker` or `serve` still using it; a user that
+died (SIGKILL) leaves a file naming a dead process, which does not count. A server that an
+owner orphaned is adopted by the next handle (it claims the `owner` record). A detached
+server (`strategies db start`) has no owner and runs until `shutdown()`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -87,7 +92,9 @@ class EmbeddedPostgres:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._port: int | None = None
-        self._owner_pid: int | None = None  # set while this handle must stop the server
+        self._owner_pid: int | None = None  # set while this handle manages the server
+        self._user_file: Path | None = None  # set while this handle uses the server
+        self._user_pid: int | None = None
 
     @staticmethod
     def url_for(port: int, database: str = DEFAULT_DATABASE) -> str:
@@ -102,7 +109,8 @@ class EmbeddedPostgres:
 
     @property
     def owns_server(self) -> bool:
-        """True when this handle will stop the server (checked per pid: forks do not own)."""
+        """True when this handle started (or adopted) the server it manages; it stops it if
+        it is the last user (checked per pid: forks do not own)."""
         return self._owner_pid == os.getpid()
 
     def start(self) -> str:
@@ -110,6 +118,8 @@ class EmbeddedPostgres:
         started_at = time.monotonic()
         with self._locked():
             self._prepare_folder()
+            if not self.keep_running and self._user_pid != os.getpid():
+                self._register_use()  # first: a failure mid-start must still stop the server
             if not (self.pgdata / "PG_VERSION").exists():
                 initdb(self.pgdata, user=server_user())
             write_server_settings(self.pgdata, user=server_user())
@@ -128,13 +138,21 @@ class EmbeddedPostgres:
         return self.url
 
     def stop(self) -> None:
-        """Stop the server if this handle is responsible for it; otherwise leave it running."""
-        if not self.owns_server:
-            return
+        """Stop using the server; stop the server too if this was its last user and one of
+        our handles started it. Otherwise it keeps running for the others."""
+        if self._user_pid != os.getpid():
+            return  # not started here, stopped already, or a fork of the process that did
         atexit.unregister(self.stop)
-        self._owner_pid = None
+        self._owner_pid = self._user_pid = None
         with self._locked():
-            self._stop_server()
+            if self._user_file is not None:
+                self._user_file.unlink(missing_ok=True)
+                self._user_file = None
+            others = self._live_users()
+            if others:
+                log.info("postgres.left_running", users=len(others), data_dir=str(self.pgdata))
+            elif self._read_owner() is not None:
+                self._stop_server()
 
     def shutdown(self) -> bool:
         """Stop whatever server runs on this folder, ours or not; False if none was."""
@@ -236,7 +254,31 @@ class EmbeddedPostgres:
         record = {"pid": pid, "start": process_start_token(pid)}
         (self.folder / "owner").write_text(json.dumps(record))
         self._owner_pid = pid
+
+    def _register_use(self) -> None:
+        """Count this handle among the server's users until `stop()` (at exit at the latest)."""
+        pid = os.getpid()
+        users = self.folder / "users"
+        users.mkdir(exist_ok=True)
+        self._user_file = users / f"{pid}-{uuid.uuid4().hex}"
+        self._user_file.write_text(json.dumps({"pid": pid, "start": process_start_token(pid)}))
+        self._user_pid = pid
         atexit.register(self.stop)
+
+    def _live_users(self) -> list[Path]:
+        """The users still alive; the files of dead ones are removed on the way."""
+        live = []
+        for path in sorted((self.folder / "users").glob("*")):
+            try:
+                record = json.loads(path.read_text())
+                pid, token = int(record["pid"]), record.get("start")
+            except (OSError, ValueError, KeyError, TypeError):
+                pid, token = -1, None
+            if pid > 0 and pid_alive(pid) and (token is None or token == process_start_token(pid)):
+                live.append(path)
+            else:
+                path.unlink(missing_ok=True)
+        return live
 
     def _read_owner(self) -> tuple[int, str | None] | None:
         try:

@@ -154,3 +154,38 @@ def test_detached_server_is_left_running_until_shutdown(tmp_path: Path) -> None:
     assert detached.shutdown() is True
     assert detached.status() is None
     assert detached.shutdown() is False
+
+
+OWNER_UNTIL_TOLD = START_IN_CHILD + """
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+async def test_the_server_outlives_its_owner_while_another_process_uses_it(
+    tmp_path: Path,
+) -> None:
+    """`serve` started the embedded server and a `worker` reuses it: `serve` leaving must not
+    take the database from the worker; the last one out stops it."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER_UNTIL_TOLD, str(tmp_path / "pg")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        while (line := owner.stdout.readline()) and line.strip() != "ready":
+            pass  # the server's log lines come first
+        assert line.strip() == "ready"
+        with EmbeddedPostgres(tmp_path / "pg") as user:
+            assert not user.owns_server
+            owner.communicate("exit\n", timeout=60)  # the owner exits normally (atexit stop)
+            assert owner.returncode == 0
+            assert user.status() is not None
+            assert await fetch_value(user.url, "SELECT 1") == 1
+        assert user.status() is None  # the last user stopped it
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+
