@@ -30,6 +30,7 @@ from fastapi import Depends, Header, Response
 
 from api.errors import ProblemError
 from domain.errors import FieldError, IdempotencyConflictError
+from infra.ddl import create_missing
 
 if TYPE_CHECKING:
     import asyncpg
@@ -60,8 +61,7 @@ class StoredResponse:
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as connection:
-        await connection.execute(SCHEMA)
+    await create_missing(pool, SCHEMA)
 
 
 def fingerprint(method: str, path_with_query: str, body: bytes) -> str:

@@ -21,6 +21,8 @@ import hashlib
 import time
 from typing import TYPE_CHECKING
 
+from infra.ddl import create_missing
+
 if TYPE_CHECKING:
     import asyncpg
 
@@ -44,8 +46,7 @@ _last_purge = 0.0
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as connection:
-        await connection.execute(SCHEMA)
+    await create_missing(pool, SCHEMA)
 
 
 async def first_use(pool: asyncpg.Pool, api_key: str, signature: str, request_id: str) -> bool:

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from domain.errors import ConflictError, FieldError, InvalidRequestError, NotFoundError
+from infra.ddl import create_missing
 from infra.secrets_box import hash_passphrase
 
 if TYPE_CHECKING:
@@ -158,8 +159,7 @@ key_cache = KeyCache()
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as connection:
-        await connection.execute(SCHEMA)
+    await create_missing(pool, SCHEMA)
 
 
 async def create_platform(

@@ -12,6 +12,8 @@ from typing import Any
 import asyncpg
 import structlog
 
+from infra.ddl import create_missing
+
 log = structlog.get_logger("infra.positions")
 
 SCHEMA = """
@@ -27,8 +29,7 @@ class PostgresPositions:
         self.pool = pool
 
     async def ensure_schema(self) -> None:
-        async with self.pool.acquire() as connection:
-            await connection.execute(SCHEMA)
+        await create_missing(self.pool, SCHEMA)
 
     async def load(self, name: str) -> int:
         async with self.pool.acquire() as connection:

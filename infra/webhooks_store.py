@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 import secrets
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
+
+from infra.ddl import create_missing
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -36,7 +37,6 @@ PAYLOAD_TYPES = (
 )
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 SECRET_PREFIX = "whsec_"
-_DDL_LOCK = zlib.crc32(b"infra.webhooks_store")
 
 DDL = """
 CREATE TABLE IF NOT EXISTS webhook_subscriptions (
@@ -142,9 +142,7 @@ class WebhookStore:
         return self._box
 
     async def ensure_schema(self) -> None:
-        async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
-            await connection.execute(DDL)
+        await create_missing(self.pool, DDL)
 
     # -- subscriptions ----------------------------------------------------------------------
     async def create(
