@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -156,13 +157,16 @@ def test_detached_server_is_left_running_until_shutdown(tmp_path: Path) -> None:
     assert detached.shutdown() is False
 
 
-OWNER_UNTIL_TOLD = START_IN_CHILD + """
+OWNER_UNTIL_TOLD = (
+    START_IN_CHILD
+    + """
 print("ready", flush=True)
 sys.stdin.readline()
 """
+)
 
 
-async def test_the_server_outlives_its_owner_while_another_process_uses_it(
+def test_the_server_outlives_its_owner_while_another_process_uses_it(
     tmp_path: Path,
 ) -> None:
     """`serve` started the embedded server and a `worker` reuses it: `serve` leaving must not
@@ -183,9 +187,8 @@ async def test_the_server_outlives_its_owner_while_another_process_uses_it(
             owner.communicate("exit\n", timeout=60)  # the owner exits normally (atexit stop)
             assert owner.returncode == 0
             assert user.status() is not None
-            assert await fetch_value(user.url, "SELECT 1") == 1
+            assert asyncio.run(fetch_value(user.url, "SELECT 1")) == 1
         assert user.status() is None  # the last user stopped it
     finally:
         if owner.poll() is None:
             owner.kill()
-
