@@ -85,6 +85,10 @@ ALLOWED = {
     ("projections/schema.py", "expression"): "an index key list literal (Table.indexes)",
     ("projections/schema.py", "i"): "a $n placeholder number from enumerate()",
     ("projections/schema.py", "alias"): "a table alias written by the calling code",
+    # create_missing(pool, ddl): every caller passes its module's SCHEMA/DDL string constant
+    # (api/idempotency.py, api/replay_guard.py, infra/platforms.py, infra/positions.py,
+    # infra/webhooks_store.py); test_ddl_comes_only_from_module_constants checks the calls.
+    ("infra/ddl.py", "ddl"): "a caller's CREATE ... IF NOT EXISTS constant",
 }
 
 
@@ -526,3 +530,25 @@ def test_the_check_accepts_parameters_and_quoted_identifiers(source: str) -> Non
 
 def _check_snippet(source: str) -> list[str]:
     return Checker({"snippet.py": Module.parse("snippet.py", source)}).sql_findings()
+
+
+def test_ddl_comes_only_from_module_constants() -> None:
+    """The ALLOWED entry of infra/ddl.py relies on this: create_missing gets only constants."""
+    calls = 0
+    for path in sorted(ROOT.glob("*/**/*.py")):
+        if ".venv" in path.parts or "tests" in path.parts:
+            continue
+        tree = ast.parse(path.read_text())
+        constants = {
+            target.id
+            for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "create_missing":
+                calls += 1
+                ddl = node.args[1]
+                assert isinstance(ddl, ast.Name) and ddl.id in constants, (path, ast.unparse(node))
+    assert calls == 5
