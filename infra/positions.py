@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -15,6 +15,7 @@ import structlog
 from infra.ddl import create_missing
 
 log = structlog.get_logger("infra.positions")
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS relay_positions (
@@ -77,27 +78,60 @@ async def leadership(
             yield False
             return
         log.info("leadership.acquired", name=name)
-        watchdog = asyncio.create_task(_watch(connection, name, retry_every, lost))
+        done = asyncio.Event()
+        watchdog = asyncio.create_task(_watch(connection, name, retry_every, lost, done))
         try:
             yield True
         finally:
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
-            # A dead session already released the lock with it: nothing left to unlock.
+            # Not watchdog.cancel(): an asyncpg query cancelled in flight could leave the
+            # session waiting for the server's answer to the cancellation, and a worker on
+            # SIGTERM then hung until the database went away. The watchdog finishes its
+            # current check (bounded by its own timeout) and returns.
+            done.set()
+            await watchdog
+            # A dead session already released the lock with it; a stuck one is closed.
             with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                await connection.execute("SELECT pg_advisory_unlock($1)", key)
+                await _within(
+                    connection,
+                    connection.execute("SELECT pg_advisory_unlock($1)", key),
+                    retry_every * 5,
+                )
     finally:
         await pool.release(connection)
 
 
-async def _watch(connection: Any, name: str, every: float, lost: asyncio.Event | None) -> None:
-    while True:
-        await asyncio.sleep(every)
+async def _watch(
+    connection: Any, name: str, every: float, lost: asyncio.Event | None, done: asyncio.Event
+) -> None:
+    while not done.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout=every)
+        if done.is_set():
+            return
         try:
-            await asyncio.wait_for(connection.fetchval("SELECT 1"), timeout=every * 5)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            await _within(connection, connection.fetchval("SELECT 1"), every * 5)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             log.warning("leadership.lost", name=name)
             if lost is not None:
                 lost.set()
             return
+
+
+async def _within(connection: Any, query: Awaitable[T], seconds: float) -> T:
+    """`query`'s result, or TimeoutError after `seconds` with the session closed.
+
+    Not asyncio.wait_for: on timeout it cancels the query and waits for the cancellation,
+    which asyncpg completes only once the server answers; closing the session cannot hang
+    (and ends the advisory lock with it)."""
+    task = asyncio.ensure_future(query)
+    finished, _ = await asyncio.wait({task}, timeout=seconds)
+    if not finished:
+        connection.terminate()
+        task.add_done_callback(_consume)
+        raise TimeoutError(f"no answer from the database within {seconds} s")
+    return task.result()
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: the closed session's error is expected
