@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
+import sys
 from typing import Annotated
 
 import typer
@@ -35,7 +38,9 @@ def worker(
 ) -> None:
     """Run stage workers, the outbox relay, the command consumer or projections.
 
-    SIGTERM or Ctrl-C stops consuming, lets in-flight messages finish and exits cleanly.
+    SIGTERM or Ctrl-C stops consuming, lets in-flight messages finish and exits cleanly (0).
+    A drain that outlasts STRATEGIES_DRAIN_TIMEOUT_S, or a second signal, ends the process
+    at once (exit 1); whatever was in flight is redelivered to the next worker.
     """
     settings: Settings = ctx.obj
     try:
@@ -57,6 +62,32 @@ async def _run(settings: Settings, url: str, roles: list[str], chunk_size: int |
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Engine(settings, url, roles, chunk_size=chunk_size):
-        await stop.wait()
-        log.info("worker.draining")
+    engine = await Engine(settings, url, roles, chunk_size=chunk_size).start()
+    await stop.wait()
+    log.info("worker.draining")
+    again = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, again.set)
+    draining = asyncio.ensure_future(engine.stop())
+    interrupted = asyncio.ensure_future(again.wait())
+    await asyncio.wait(
+        {draining, interrupted},
+        timeout=settings.drain_timeout_s,
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    if draining.done():
+        interrupted.cancel()
+        draining.result()
+        return
+    # Cancelling the drain could wait on a stuck broker or database as long as the drain
+    # itself: leave at once. Nothing is lost: uncommitted records are delivered again and
+    # every handler is idempotent.
+    log.error(
+        "worker.drain_abandoned",
+        reason="second signal" if interrupted.done() else "timeout",
+        timeout_s=settings.drain_timeout_s,
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, validation_alias="STRATEGIES_MAX_BODY_BYTES"
     )
+    drain_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, validation_alias="STRATEGIES_DRAIN_TIMEOUT_S"
+    )
 
     @field_validator("database_url")
     @classmethod

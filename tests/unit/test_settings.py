@@ -17,6 +17,7 @@ VARIABLES = (
     "STRATEGIES_LOG_FORMAT",
     "STRATEGIES_HTTP_HOST",
     "STRATEGIES_HTTP_PORT",
+    "STRATEGIES_DRAIN_TIMEOUT_S",
 )
 
 
@@ -37,6 +38,7 @@ def test_nothing_configured_means_embedded_services_and_local_defaults() -> None
     assert settings.log.level == "INFO"
     assert settings.log.format is LogFormat.AUTO
     assert (settings.http.host, settings.http.port) == ("127.0.0.1", 8000)
+    assert settings.drain_timeout_s == 60.0
 
 
 def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -92,6 +94,7 @@ def test_password_never_appears_in_the_settings_repr(monkeypatch: pytest.MonkeyP
         ("STRATEGIES_HTTP_PORT", "70000", "less than or equal to 65535"),
         ("KAFKA_BOOTSTRAP_SERVERS", "localhost", "host:port"),
         ("DATABASE_URL", "mysql://app@db/strategies", "postgresql://"),
+        ("STRATEGIES_DRAIN_TIMEOUT_S", "0", "greater than 0"),
     ],
 )
 def test_bad_value_is_rejected_naming_the_variable(
