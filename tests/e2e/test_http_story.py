@@ -154,10 +154,17 @@ async def settle(client: SignedClient, operation: dict[str, Any]) -> dict[str, A
     raise AssertionError(f"operation did not finish: {answer}")
 
 
-async def until(client: SignedClient, path: str, count: int) -> dict[str, Any]:
+async def until(
+    client: SignedClient, path: str, count: int, *, closed: bool = False
+) -> dict[str, Any]:
+    """The page once it lists `count` items (`closed`: and none awaits execution). Each read
+    model follows its own streams: an Operation can read settled a moment before the last
+    of its Executions does, so a client polls what it wants to see."""
     for _ in range(300):
         page = (await client.get(path)).json()
-        if len(page["message"]) >= count:
+        items = page["message"]
+        waiting = closed and any(i["status"] == "awaiting_execution" for i in items)
+        if len(items) >= count and not waiting:
             return page
         await asyncio.sleep(0.1)
     raise AssertionError(f"{path} never listed {count}: {page}")
@@ -189,7 +196,9 @@ async def test_enroll_to_liquidate_over_http(client: SignedClient) -> None:
     done = await settle(client, enroll.json())
     assert (done["status"], done["status_reason"]) == ("settled", "partial_success")
 
-    executions = await until(client, f"/strategies/executions?operation_id={done['id']}&size=10", 7)
+    executions = await until(
+        client, f"/strategies/executions?operation_id={done['id']}&size=10", 7, closed=True
+    )
     rejected = [e for e in executions["message"] if e["status"] == "rejected"]
     assert [(e["participant_code"], e["status_reason"], e["trader_id"]) for e in rejected] == [
         ("STRANGER", "participant_ineligible", "")
