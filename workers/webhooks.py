@@ -225,21 +225,26 @@ class WebhookSender:
         self._wake: dict[UUID, asyncio.Event] = {}
         self._supervisor: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(timeout=self.policy.timeout)
         self._supervisor = asyncio.create_task(self._supervise(), name="webhooks-supervisor")
 
     async def stop(self) -> None:
+        """Let every loop finish the attempts it has started (each bounded by the policy's
+        timeout) and leave. Not task.cancel(): an asyncpg query cancelled in flight waits
+        for the server's answer to the cancellation, which a stuck database never gives."""
+        self._stopping.set()
+        self.poke()
         tasks = [t for t in (self._supervisor, *self._loops.values()) if t is not None]
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(Exception):
                 await task
         self._loops.clear()
         if self._client is not None:
             await self._client.aclose()
+            self._client = None
 
     def poke(self) -> None:
         """Something was recorded or redelivered: every loop looks for due rows now."""
@@ -254,7 +259,7 @@ class WebhookSender:
             except Exception as error:  # database blip: keep the loops, look again shortly
                 log.warning("webhooks.supervise_failed", error=repr(error))
                 active = None
-            if active is not None:
+            if active is not None and not self._stopping.is_set():
                 for gone in set(self._loops) - set(active):
                     self._loops.pop(gone).cancel()
                     self._wake.pop(gone, None)
@@ -262,13 +267,16 @@ class WebhookSender:
                     if sub_id not in self._loops or self._loops[sub_id].done():
                         self._wake[sub_id] = asyncio.Event()
                         self._loops[sub_id] = asyncio.create_task(self._loop(sub))
-            await asyncio.sleep(self.poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.poll_interval)
+            if self._stopping.is_set():
+                return
 
     async def _loop(self, sub: Subscription) -> None:
         secret = await self.store.secret(sub.id)
         wake = self._wake[sub.id]
         lease = self.policy.timeout + 30
-        while True:
+        while not self._stopping.is_set():
             try:
                 due = await self.store.claim(sub.id, self.concurrency, lease)
                 await asyncio.gather(*(self._attempt(sub, secret, d) for d in due))

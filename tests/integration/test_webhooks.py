@@ -87,6 +87,8 @@ class Receiver:
 
     fail_first: int = 0
     hang: bool = False
+    delay: float = 0.0  # answer 200 after this long
+    arrivals: int = 0  # requests received, answered or not yet
     requests: list[Received] = field(default_factory=list)
     url: str = ""
 
@@ -97,6 +99,8 @@ class Receiver:
         return sorted(accepted, key=lambda r: datetime.fromisoformat(r.payload["updated_at"]))
 
     def answer(self, headers: dict[str, str], body: bytes) -> int:
+        self.arrivals += 1
+        time.sleep(self.delay)
         if self.hang:
             time.sleep(1.0)  # well past the sender's timeout: it has hung up by now
             return 504
@@ -337,6 +341,27 @@ async def test_a_dead_receiver_ends_in_dead_letters_that_redeliver_sends_once_it
     assert {x.notification_id for x in dead.ok()} == {d["id"] for d in dead_letters}
     for got in dead.ok():
         assert verify_webhook(stuck["secret"], got.body, got.headers)
+
+
+async def test_a_graceful_stop_lets_the_attempts_in_flight_finish(
+    fresh_database_url: str,
+) -> None:
+    """Stopping the sender does not cut short a request the receiver is answering: it is
+    recorded as delivered, not left leased to be sent a second time by the next sender."""
+    with serving(Receiver(delay=0.2)) as slow:
+        async with rig(fresh_database_url) as r:
+            await subscribe(r.api, slow.url, PAYLOAD_TYPES)
+            await enroll(r.engine, CODES)
+            await eventually(lambda: asyncio.sleep(0, result=slow.arrivals > 0))
+            await r.sender.stop()
+            await asyncio.sleep(0.3)  # a request cut short would be answered meanwhile
+            sent = {x.notification_id for x in slow.requests}
+            rows = await r.engine.pool.fetch(
+                "SELECT id::text, status FROM webhook_deliveries WHERE id::text = ANY($1)",
+                list(sent),
+            )
+    assert sent and {row["status"] for row in rows} == {"delivered"}
+    assert len(rows) == len(sent)
 
 
 async def test_admin_endpoints_need_the_token(fresh_database_url: str) -> None:
