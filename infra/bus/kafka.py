@@ -49,6 +49,7 @@ from faststream.middlewares import AckPolicy
 from infra.bus import BatchHandler, Delivery, Handler, Record
 from infra.bus.topics import ensure_topics
 from infra.logging import get_logger
+from infra.transient import is_transient
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -77,8 +78,10 @@ class KafkaBus:
         graceful_timeout: float = 30.0,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
+        connect_timeout: float = 60.0,
     ) -> None:
         self.partitions = partitions
+        self._connect_timeout = connect_timeout
         self._bootstrap_servers = bootstrap_servers
         self._client_id = client_id
         self._replication_factor = replication_factor
@@ -152,13 +155,7 @@ class KafkaBus:
             return
         if self._stopped:
             raise RuntimeError("a stopped KafkaBus cannot start again; build a new one")
-        await self._create(self._declared | {topic for topic, _ in self._groups})
-        try:
-            await self._broker.start()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await self._broker.stop()
-            raise
+        await self._connect()
         self._running = True
 
     async def stop(self) -> None:
@@ -205,6 +202,28 @@ class KafkaBus:
         if consumer is None:
             return frozenset()
         return frozenset(tp.partition for tp in consumer.assignment() if tp.topic == topic)
+
+    async def _connect(self) -> None:
+        """Create the topics and start the clients, waiting up to `connect_timeout` for a
+        broker that is away: a worker started while the broker restarted used to exit at
+        once, and nothing restarted it (seen in the chaos test: a role stayed down)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._connect_timeout
+        delay = 0.5
+        while True:
+            try:
+                await self._create(self._declared | {topic for topic, _ in self._groups})
+                await self._broker.start()
+                return
+            except BaseException as error:  # a cancelled start must not leave clients behind
+                with contextlib.suppress(Exception):
+                    await self._broker.stop()
+                retry = isinstance(error, Exception) and is_transient(error)
+                if not retry or loop.time() + delay > deadline:
+                    raise
+                log.warning("bus.broker_unreachable", retry_in=delay, error=repr(error))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def _create(self, topics: set[str]) -> None:
         if not topics:

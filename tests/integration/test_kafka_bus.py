@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from uuid import uuid4
 
 import pytest
+from aiokafka.errors import KafkaConnectionError  # type: ignore[import-untyped]
 from aiokafka.partitioner import DefaultPartitioner  # type: ignore[import-untyped]
 
 from infra.bus import Delivery, Record
 from infra.bus.kafka import KafkaBus
+from infra.kafka.launcher import LocalKafka
+from infra.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -397,3 +400,38 @@ async def test_a_restarted_batch_consumer_resumes_after_the_last_committed_run(
     await asyncio.sleep(1.0)
     assert sorted(first_seen) == list(range(300))
     assert sorted(second_seen) == list(range(300, 400))
+
+
+async def test_a_bus_started_while_the_broker_is_away_waits_for_it(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A worker starting during a broker restart must not exit (nothing would restart it)."""
+    kafka = LocalKafka(home=tmp_path_factory.mktemp("kafka-away"))
+    bootstrap = await asyncio.to_thread(kafka.start)
+    await asyncio.to_thread(kafka.stop)
+    bus = KafkaBus(bootstrap, client_id="away", partitions=1)
+    seen: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def handle(delivery: Delivery) -> None:
+        await seen.put(delivery.value)
+
+    bus.subscribe("away.things", "away", handle)
+    try:
+        starting = asyncio.create_task(bus.start())
+        await asyncio.sleep(2.0)
+        assert not starting.done()  # still waiting, not failed
+        await asyncio.to_thread(kafka.start)
+        await asyncio.wait_for(starting, 60)
+        await bus.publish(Record("away.things", b"hello", key="k"))
+        assert await asyncio.wait_for(seen.get(), 60) == b"hello"
+    finally:
+        await bus.stop()
+        await asyncio.to_thread(kafka.stop)
+
+
+async def test_a_broker_that_never_comes_fails_the_start_loudly() -> None:
+    bus = KafkaBus(f"127.0.0.1:{free_port()}", client_id="never", connect_timeout=2.0)
+    began = time.monotonic()
+    with pytest.raises(KafkaConnectionError):
+        await bus.start()
+    assert time.monotonic() - began < 10
