@@ -56,10 +56,13 @@ SEED = int(os.environ.get("CHAOS_SEED", str(random.randrange(2**31))))
 KILLS = int(os.environ.get("CHAOS_KILLS", "6"))  # at least this many, under load
 #: The processes chaos picks from: one per role, as a deployment would run them.
 VICTIMS = ("relay", "credit-check", "pricing", "execution", "projections", "webhooks")
+# Every weight differs from BLUE_CHIP's: an asset whose weight stays put nets to almost
+# nothing, and a near-zero net can flip side between the quote and the lock, which the venue
+# refuses (a pricing limitation of its own, not what this test is about).
 NEW_WEIGHTS = [
     {"underlying_currency": "BTC", "weight": "0.40"},
-    {"underlying_currency": "ETH", "weight": "0.40"},
-    {"underlying_currency": "SOL", "weight": "0.20"},
+    {"underlying_currency": "ETH", "weight": "0.35"},
+    {"underlying_currency": "SOL", "weight": "0.25"},
 ]
 
 
