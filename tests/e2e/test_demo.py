@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from infra.demo_story import Cast, story
+from tests.cli import run_cli
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_demo_runs_the_whole_story_and_prints_a_table(tmp_path: Path) -> None:
@@ -20,15 +18,7 @@ def test_the_demo_runs_the_whole_story_and_prints_a_table(tmp_path: Path) -> Non
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
     }
     env["STRATEGIES_DATA_DIR"] = str(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "demo", "--traders", "1200", "--chunk-size", "100"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = run_cli(env, "demo", "--traders", "1200", "--chunk-size", "100", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     for expected in ("enrollment", "top_up", "rebalance", "partial_sell", "liquidation"):
@@ -39,15 +29,7 @@ def test_the_demo_runs_the_whole_story_and_prints_a_table(tmp_path: Path) -> Non
 
     # the demo's database audits clean: nothing the in-process bus held was lost at exit
     for audit in (["audit", "replay"], ["audit", "verify"]):
-        checked = subprocess.run(
-            [sys.executable, "-m", "infra.cli", *audit],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        checked = run_cli(env, *audit, timeout=300)
         assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from infra.platforms import Credentials
 from infra.ports import free_port
+from tests.cli import run_cli
 from tests.e2e.client import SignedClient
 
 pytestmark = pytest.mark.e2e
@@ -34,15 +35,7 @@ ALLOCATIONS = [
 
 
 def cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_cli(env, *args)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli import run_cli
+
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_small_embedded_bench_prints_and_writes_its_figures(tmp_path: Path) -> None:
@@ -20,25 +19,11 @@ def test_a_small_embedded_bench_prints_and_writes_its_figures(tmp_path: Path) ->
     }
     env["STRATEGIES_DATA_DIR"] = str(tmp_path)
     output = tmp_path / "figures.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "infra.cli",
-            "bench",
-            "--traders",
-            "20,40",
-            "--mode",
-            "embedded",
-            "--output",
-            str(output),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    done = run_cli(
+        env,
+        "bench",
+        *("--traders", "20,40", "--mode", "embedded", "--output", str(output)),
         timeout=600,
-        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Benchmark" in done.stdout

@@ -40,6 +40,7 @@ from infra.ports import LOOPBACK, free_port
 from infra.secrets_box import SecretBox
 from infra.store import PostgresTrading
 from infra.webhooks_store import WebhookStore
+from tests.cli import run_cli
 from tests.integration.pipeline.harness import (
     BLUE_CHIP,
     PLATFORM,
@@ -284,7 +285,7 @@ async def test_kills_a_broker_restart_and_dropped_connections_lose_and_double_no
             assert set(trades.get(rebalance, Counter()).values()) <= {1}
             assert sum(trades.get(rebalance, Counter()).values()) == rebalanced.counts["settled"]
         for command in ("verify", "replay"):
-            audit = _cli(fleet.env, "audit", command)
+            audit = run_cli(fleet.env, "audit", command, timeout=600)
             assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-3000:]
         delivered = await pool.fetch("SELECT id::text, status FROM webhook_deliveries")
         assert {row["status"] for row in delivered} == {"delivered"}
@@ -374,15 +375,3 @@ async def _until_projected_and_delivered(
                 f"{pending} notifications pending"
             )
         await asyncio.sleep(0.5)
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )

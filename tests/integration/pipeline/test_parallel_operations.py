@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from decimal import Decimal
@@ -24,11 +22,11 @@ from domain.statuses import OperationType
 from infra.platforms import create_platform
 from infra.settings import Settings
 from infra.store import PostgresTrading
+from tests.cli import run_cli
 from tests.e2e.client import SignedClient
 from tests.integration.pipeline.harness import BLUE_CHIP, CommandClient, wait_terminal
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[3]
 PLATFORM = "PARALLEL01"  # an HTTP platform id (the harness's own is not one)
 CODES = [f"P{i:03d}" for i in range(90)]
 FIRST, SECOND = CODES[:60], CODES[30:]  # the two Strategies share P030-P059
@@ -113,14 +111,11 @@ async def test_parallel_operations_over_http_and_kafka_never_share_a_trader(
         )
         assert settled > 0
         audit = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "infra.cli", "audit", "verify"],
-            cwd=ROOT,
-            env={"DATABASE_URL": fresh_database_url, "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
+            run_cli,
+            {"DATABASE_URL": fresh_database_url, "PATH": "/usr/bin:/bin"},
+            "audit",
+            "verify",
             timeout=300,
-            check=False,
         )
         assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-3000:]
 
