@@ -17,10 +17,8 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import httpx
-import psycopg
 import pytest
 from fastapi import FastAPI, Request
-from psycopg import sql
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -44,6 +42,7 @@ from infra.secrets_box import SecretBox
 from infra.settings import Settings
 from infra.store import PostgresTrading
 from infra.venue.config import VenueConfig, build_venue
+from tests.fixtures.postgres import scratch_database
 from tests.integration.pipeline.harness import BLUE_CHIP, wait_terminal
 
 if TYPE_CHECKING:
@@ -83,16 +82,8 @@ class History:
 @pytest.fixture(scope="module")
 def database_url(postgres_url: str) -> Iterator[str]:
     """One database for the module's history (made once: the story takes seconds)."""
-    name = f"audit_{uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with scratch_database(postgres_url, "audit") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

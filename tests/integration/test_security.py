@@ -30,15 +30,12 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
-import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from psycopg import sql
 
 from api.auth import CallerFirstRoute, sign
 from api.main import create_app
@@ -47,6 +44,7 @@ from infra.platforms import Credentials, create_platform, disable_platform, rota
 from infra.runtime import Engine
 from infra.settings import LogFormat, Settings
 from tests.e2e.client import SignedClient, fresh_signature
+from tests.fixtures.postgres import scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -140,16 +138,8 @@ class World:
 @pytest.fixture(scope="module")
 def database_url(postgres_url: str) -> Iterator[str]:
     """A database of this module's own (`fresh_database_url` is per test; the world is not)."""
-    name = f"security_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with scratch_database(postgres_url, "security") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
