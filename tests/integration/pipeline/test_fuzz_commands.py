@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID, uuid1, uuid3, uuid4
 
 import pytest
@@ -46,7 +46,7 @@ from tests.integration.pipeline.harness import (
     quiet_logs,
     wait_terminal,
 )
-from workers.messages import CommandResult
+from workers.messages import CommandName, CommandResult
 from workers.topics import PLATFORM_HEADER, Topics
 
 CASES = int(os.environ.get("FUZZ_COMMANDS", "200"))
@@ -64,17 +64,7 @@ DEAD_REASONS = frozenset(
     {"invalid_json", "invalid_command", "missing_platform", "invalid_request_id"}
 )
 MACHINE_READABLE = re.compile(r"[a-z][a-z0-9_]*")
-COMMAND_NAMES = frozenset(
-    {
-        "create_strategy",
-        "enroll",
-        "top_up",
-        "partial_sell",
-        "rebalance",
-        "liquidate",
-        "update_trader",
-    }
-)
+COMMAND_NAMES = frozenset(get_args(CommandName))
 OTHER_WEIGHTS = [
     {"underlying_currency": "ETH", "weight": "0.60"},
     {"underlying_currency": "SOL", "weight": "0.40"},
