@@ -36,6 +36,7 @@ _DROPPED = (
     aiokafka.errors.KafkaConnectionError,
     aiokafka.errors.KafkaTimeoutError,
 )
+_OUTAGES = UNAVAILABLE_ERRORS + _DROPPED
 
 
 def is_transient(error: BaseException) -> bool:
@@ -44,7 +45,7 @@ def is_transient(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, UNAVAILABLE_ERRORS + _DROPPED):
+        if isinstance(current, _OUTAGES):
             return True
         if isinstance(current, aiokafka.errors.KafkaError) and current.retriable:
             return True
