@@ -1,10 +1,11 @@
 """Operation: one asynchronous request against a Strategy, and the barriers between its stages.
 
 Lifecycle (spec §3.1): validating -> pricing -> settling -> settled | skipped | failed, plus
-validating -> skipped | failed when no Trader survives the checks, and pricing -> failed when
-quotes cannot be had. Every transition is its own event, because each one is a webhook.
-The barriers are here: pricing starts only once every chunk is checked, and the Operation
-ends only once every chunk is settled (or, after a failure, released).
+validating -> settled | skipped | failed when no Trader survives the checks (see
+`_finish_without_trades`), and pricing -> failed when quotes cannot be had. Every transition
+is its own event, because each one is a webhook. The barriers are here: pricing starts only
+once every chunk is checked, and the Operation ends only once every chunk is settled (or,
+after a failure, released).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from domain.statuses import OperationReason, OperationStatus, OperationType
 _EDGES: dict[OperationStatus, set[OperationStatus]] = {
     OperationStatus.VALIDATING: {
         OperationStatus.PRICING,
+        OperationStatus.SETTLED,  # nobody traded, some rejected and some skipped (§11.14)
         OperationStatus.SKIPPED,
         OperationStatus.FAILED,
     },
@@ -101,7 +103,7 @@ class Operation(Aggregate):
         return Allocations.from_list(self.allocations) if self.allocations is not None else None
 
     def record_empty(self) -> None:
-        """An Operation with nobody in scope ends at once (spec: `no_executions`)."""
+        """An Operation with nobody in scope fails at once (spec §3.1: `no_executions`)."""
         if self.chunk_count == 0:
             self._finish_without_trades()
 
@@ -276,18 +278,20 @@ class Operation(Aggregate):
 
     # -- endings ------------------------------------------------------------------------
     def _finish_without_trades(self) -> None:
+        """Nobody traded (spec §3.1, §11.14): no Execution at all is a failure
+        (`no_executions`), all rejected a failure, all skipped a skip, and a mix of rejected
+        and skipped Executions is a mixed outcome, which §11.14 ends `settled` with
+        `partial_success` (each Execution carries its own reason)."""
         counts = self.counts
         total = counts["rejected"] + counts["skipped"]
         if total == 0:
-            self._transition(OperationStatus.SKIPPED, OperationReason.NO_EXECUTIONS)
+            self._transition(OperationStatus.FAILED, OperationReason.NO_EXECUTIONS)
         elif counts["rejected"] == total:
             self._transition(OperationStatus.FAILED, OperationReason.ALL_REJECTED)
         elif counts["skipped"] == total:
             self._transition(OperationStatus.SKIPPED, OperationReason.ALL_SKIPPED)
         else:
-            # Nothing traded, some rejected and some skipped: no success to call partial, and
-            # not all of either; each Execution carries its own reason.
-            self._transition(OperationStatus.SKIPPED, OperationReason.NONE)
+            self._transition(OperationStatus.SETTLED, OperationReason.PARTIAL_SUCCESS)
 
     def _finish_after_settlement(self) -> None:
         self._reconciled(self._residual())

@@ -35,6 +35,7 @@ from domain.operation import Operation
 from domain.reference import Catalogue, Participant
 from domain.requesting import plan_operation
 from domain.requests import Limits
+from domain.roster import RosterEntry, in_scope, needs_scope, roster_changes
 from domain.stages import OperationStages
 from domain.statuses import OperationType, TraderStatus
 from domain.strategy import Strategy
@@ -68,6 +69,27 @@ class Trading(OperationStages, Application[UUID]):
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         self.chunk_size = chunk_size
+        #: The roster of this process's saves; a persistent store keeps it with the events.
+        self._roster: dict[UUID, RosterEntry] = {}
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        """eventsourcing's save, with the roster entries the save changes passed along to the
+        recorder (as `roster=`), so a store can write them in the events' own transaction."""
+        entries = roster_changes(objs)
+        if entries:
+            kwargs["roster"] = entries
+        recordings = super().save(*objs, **kwargs)
+        self._roster_saved(entries)
+        return recordings
+
+    def _roster_saved(self, entries: Sequence[RosterEntry]) -> None:
+        for entry in entries:
+            self._roster[entry.trader_id] = entry
+
+    def scope(self, strategy_id: UUID, *, auto_rebalance_only: bool) -> list[str]:
+        """The Strategy's Traders a request naming nobody applies to, including every
+        write already made (read-your-writes: never from a read model that may lag)."""
+        return in_scope(self._roster, strategy_id, auto_rebalance_only=auto_rebalance_only)
 
     # -- loading ------------------------------------------------------------------------
     def get_many(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Any]:
@@ -176,14 +198,20 @@ class Trading(OperationStages, Application[UUID]):
         request_id: UUID,
         kind: OperationType,
         body: Mapping[str, Any],
-        scope: Sequence[str] | None = None,
     ) -> tuple[Operation, bool]:
-        """Validate and record an Operation with its chunk plan (one atomic write)."""
+        """Validate and record an Operation with its chunk plan (one atomic write).
+
+        A request that names nobody (rebalance, liquidate `all`) takes the roster as it stands
+        now, which includes every write acknowledged before this call."""
         fingerprint = request_fingerprint(kind.value, str(strategy_id), body)
         existing = self.find(ids.operation_id(platform_id, request_id), Operation)
         if existing is not None:
             return self._replayed(existing, fingerprint), False
         strategy = self.strategy(platform_id, strategy_id)
+        auto_only = needs_scope(kind, body)
+        scope = (
+            None if auto_only is None else self.scope(strategy_id, auto_rebalance_only=auto_only)
+        )
         plan = plan_operation(
             kind,
             body,

@@ -206,8 +206,6 @@ async def run_story(engine: Engine, traders: int, watch: list[psutil.Process]) -
     figures = RunFigures("", 0, traders)
     peak = _rss(watch)
     for command, body in story:
-        if command in ("rebalance", "liquidate"):
-            await _roster_caught_up(engine, strategy, traders)
         before = await asyncio.to_thread(trading.recorder.max_notification_id) or 0
         started = time.perf_counter()
         # A request names at most 10,000 participants: a bigger N goes as several Operations
@@ -263,15 +261,6 @@ async def _run(
     order = Command(command=command, strategy_id=strategy, body=body)
     _kind, created, _new = await engine.commands.run(PLATFORM, uuid4(), order)
     return created
-
-
-async def _roster_caught_up(engine: Engine, strategy: UUID, traders: int) -> None:
-    """Rebalance and liquidate-all take their scope from the traders read model."""
-    for _ in range(36_000):
-        if len(await engine.roster.traders(strategy, auto_rebalance_only=False)) >= traders:
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError("the roster did not catch up within an hour")
 
 
 async def _until_terminal(engine: Engine, operation_id: UUID, watch: list[psutil.Process]) -> float:

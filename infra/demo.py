@@ -26,8 +26,6 @@ from infra.demo_story import PLATFORM, Cast, story
 from infra.runtime import Engine
 from workers.messages import Command
 
-ROSTER_CATCH_UP_SECONDS = 120
-
 
 class DemoError(Exception):
     """Raised when a step of the demo is refused (the message says why)."""
@@ -73,8 +71,6 @@ async def run_demo(engine: Engine, traders: int, console: Console) -> list[Opera
     console.print(f"Strategy [bold]Blue Chip Crypto[/] {strategy_id}")
     reports: list[OperationReport] = []
     for step in story(cast):
-        if step.command == "rebalance":
-            await _wait_for_roster(engine, strategy_id, reports[0].settled)
         started = time.monotonic()
         resource = await _execute(engine, step.command, strategy_id, step.body)
         operation_id = UUID(resource["id"])
@@ -96,15 +92,6 @@ async def _execute(
     if result.error is not None or result.resource is None:
         raise DemoError(f"{command} was refused: {result.error}")
     return result.resource
-
-
-async def _wait_for_roster(engine: Engine, strategy_id: UUID, expected: int) -> None:
-    """The rebalance scope is read from the traders read model: let it catch up first."""
-    deadline = time.monotonic() + ROSTER_CATCH_UP_SECONDS
-    while len(await engine.roster.traders(strategy_id, auto_rebalance_only=False)) < expected:
-        if time.monotonic() > deadline:
-            raise DemoError("the trader roster did not catch up with the enrollment")
-        await asyncio.sleep(0.1)
 
 
 async def _follow(

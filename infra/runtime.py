@@ -36,7 +36,6 @@ from infra.venue import QuoteProvider
 from infra.venue.config import VenueConfig, build_venue
 from infra.webhooks_store import WebhookStore
 from projections import schema as read_models
-from projections.roster import Roster
 from projections.writer import ProjectionWriter
 from workers.commands import CommandService, command_consumer
 from workers.context import StageContext
@@ -173,7 +172,6 @@ class Engine:
         )
         await self.call(self.trading.ensure_default_catalogue)
         self.pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=8)
-        self.roster = Roster(self.pool)
         self.positions = PostgresPositions(self.pool)
         await self.positions.ensure_schema()
         await read_models.ensure_schema(self.pool)
@@ -183,7 +181,7 @@ class Engine:
         self.webhook_sender: WebhookSender | None = None
         recorder = await self._prepare_webhooks()
         self.projections = ProjectionWriter(self.pool, notifier=recorder)
-        self.commands = CommandService(self.trading, self.call, self.roster)
+        self.commands = CommandService(self.trading, self.call)
         self.stages = StageContext(self.trading, self.venue, self.venue, self.call)
         self._subscribe(self.stages, replace(self.stages, call=self.call_chunk))
         await self.bus.start()

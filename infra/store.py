@@ -29,11 +29,14 @@ from eventsourcing.persistence import (
     RecordConflictError,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresAggregateRecorder
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg_pool import PoolTimeout
 
+from domain.roster import RosterEntry
 from domain.services import DEFAULT_CHUNK_SIZE, Trading
+from domain.statuses import TraderStatus
+from domain.trader import Trader
 from infra.eventstore import eventsourcing_env
 from infra.logging import get_logger
 
@@ -42,8 +45,15 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from domain.requests import Limits
+    from infra.event_recorder import ArrayInsertRecorder
 
-__all__ = ["DEFAULT_POOL_SIZE", "PostgresTrading", "retry_dropped_connections", "retry_on_conflict"]
+__all__ = [
+    "DEFAULT_POOL_SIZE",
+    "PostgresTrading",
+    "retry_dropped_connections",
+    "retry_on_conflict",
+    "roster_table_name",
+]
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -79,6 +89,27 @@ FROM wanted w CROSS JOIN LATERAL (
 ) e
 ORDER BY n, originator_version
 """
+
+_CREATE_ROSTER = """
+CREATE TABLE {roster} (
+    trader_id uuid PRIMARY KEY,
+    strategy_id uuid NOT NULL,
+    participant_code text NOT NULL,
+    status text NOT NULL,
+    auto_rebalance boolean NOT NULL,
+    version bigint NOT NULL
+);
+CREATE INDEX {scope_index} ON {roster} (strategy_id, status, participant_code);
+"""
+_SELECT_SCOPE = """
+SELECT participant_code FROM {roster}
+WHERE strategy_id = %s AND status = %s AND (auto_rebalance OR NOT %s)
+ORDER BY participant_code
+"""
+_TRADERS_OPENED = "SELECT originator_id FROM {events} WHERE topic = %s AND originator_version = 1"
+_TRADER_OPENED_TOPIC = f"{Trader.__module__}:Trader.Opened"
+#: Traders loaded per round when an existing store's roster is filled from its history.
+_BACKFILL_BATCH = 2_000
 
 _LOAD_EVENTS_ONLY = """
 SELECT w.n, e.originator_id, e.originator_version, e.topic, e.state
@@ -170,6 +201,11 @@ class PostgresTrading(Trading):
         )
         super().__init__(env, limits=limits, chunk_size=chunk_size)
         self._load_sql = self._build_load_sql()
+        schema = self._events_recorder.datastore.schema
+        self._roster_table = Identifier(
+            schema, roster_table_name(self._events_recorder.events_table_name)
+        )
+        self._scope_sql = SQL(_SELECT_SCOPE).format(roster=self._roster_table)
         if create_tables:
             self.create_tables()
 
@@ -190,8 +226,67 @@ class PostgresTrading(Trading):
             try:
                 for recorder in self._recorders():
                     recorder.create_table()
+                self._create_roster(conn)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
+
+    def _create_roster(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the roster with the rows the existing history implies, in one transaction:
+        a store written before the roster existed starts with every Trader already in it."""
+        table = self._roster_table.as_string(conn)
+        with conn.transaction():
+            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() != (None,):
+                return
+            scope_index = Identifier(
+                roster_table_name(self._events_recorder.events_table_name) + "_scope"
+            )
+            conn.execute(
+                SQL(_CREATE_ROSTER).format(roster=self._roster_table, scope_index=scope_index)
+            )
+            with conn.cursor() as curs:
+                for entries in self._roster_from_history(conn):
+                    self._events_recorder.upsert_roster(curs, entries)
+
+    def _roster_from_history(self, conn: psycopg.Connection[Any]) -> Iterable[list[RosterEntry]]:
+        events = Identifier(
+            self._events_recorder.datastore.schema, self._events_recorder.events_table_name
+        )
+        opened = conn.execute(
+            SQL(_TRADERS_OPENED).format(events=events), (_TRADER_OPENED_TOPIC,)
+        ).fetchall()
+        ids = [row[0] for row in opened]
+        for start in range(0, len(ids), _BACKFILL_BATCH):
+            traders = self.get_many(ids[start : start + _BACKFILL_BATCH]).values()
+            entries = [
+                RosterEntry(
+                    t.id,
+                    t.strategy_id,
+                    t.participant_code,
+                    t.status.value,
+                    t.auto_rebalance,
+                    t.version,
+                )
+                for t in traders
+                if isinstance(t, Trader) and t.status is not TraderStatus.PENDING
+            ]
+            if entries:
+                log.info("store.roster_backfilled", traders=start + len(entries))
+                yield entries
+
+    # -- the roster -----------------------------------------------------------------------
+    def _roster_saved(self, entries: Sequence[RosterEntry]) -> None:
+        """Nothing to remember in memory: the recorder wrote the entries with the events."""
+
+    @retry_dropped_connections
+    def scope(self, strategy_id: UUID, *, auto_rebalance_only: bool) -> list[str]:
+        datastore = self._events_recorder.datastore
+        with datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self._scope_sql,
+                (strategy_id, TraderStatus.ACTIVE.value, auto_rebalance_only),
+                prepare=True,
+            )
+            return [row["participant_code"] for row in curs.fetchall()]
 
     def _recorders(self) -> list[PostgresAggregateRecorder]:
         recorders: list[PostgresAggregateRecorder] = [self._events_recorder]
@@ -200,8 +295,8 @@ class PostgresTrading(Trading):
         return recorders
 
     @property
-    def _events_recorder(self) -> PostgresApplicationRecorder:
-        return cast("PostgresApplicationRecorder", self.recorder)
+    def _events_recorder(self) -> ArrayInsertRecorder:
+        return cast("ArrayInsertRecorder", self.recorder)
 
     @property
     def _snapshots_recorder(self) -> PostgresAggregateRecorder | None:
@@ -284,6 +379,11 @@ class PostgresTrading(Trading):
             snapshot_class: Any = getattr(type(aggregate), "Snapshot", self.snapshot_class)
             snapshots.append(snapshot_class.take(aggregate))
         self.snapshots.put(snapshots)
+
+
+def roster_table_name(events_table_name: str) -> str:
+    """`trading_events` -> `trading_roster`: the roster lives beside its events table."""
+    return events_table_name.removesuffix("_events") + "_roster"
 
 
 def _due_snapshots(

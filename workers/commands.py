@@ -16,7 +16,7 @@ cannot hold up its partition for good; the dead letter keeps the record for a re
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 import structlog
@@ -47,19 +47,12 @@ OPERATION_COMMANDS = {
 }
 
 
-class ScopeSource(Protocol):
-    """Who is in scope when a request names nobody (rebalance, liquidate `all`)."""
-
-    async def traders(self, strategy_id: UUID, *, auto_rebalance_only: bool) -> list[str]: ...
-
-
 class CommandService:
     """Runs one command for one platform; shared by the command topic and the HTTP API."""
 
-    def __init__(self, trading: Trading, call: SyncCaller, scopes: ScopeSource) -> None:
+    def __init__(self, trading: Trading, call: SyncCaller) -> None:
         self.trading = trading
         self.call = call
-        self.scopes = scopes
 
     async def execute(self, platform: str, request_id: UUID, command: Command) -> CommandResult:
         try:
@@ -100,26 +93,15 @@ class CommandService:
                 f"{command.command} needs strategy_id",
                 errors=(FieldError("strategy_id", "is required"),),
             )
-        kind = OPERATION_COMMANDS[command.command]
-        scope = await self._scope(kind, command)
         operation, created = await self.call(
             self.trading.request_operation,
             platform,
             command.strategy_id,
             request_id,
-            kind,
+            OPERATION_COMMANDS[command.command],
             command.body,
-            scope,
         )
         return "operation", operation_resource(operation), created
-
-    async def _scope(self, kind: OperationType, command: Command) -> list[str] | None:
-        assert command.strategy_id is not None
-        if kind is OperationType.REBALANCE and command.body.get("participants") is None:
-            return await self.scopes.traders(command.strategy_id, auto_rebalance_only=True)
-        if kind is OperationType.LIQUIDATION and command.body.get("all") is True:
-            return await self.scopes.traders(command.strategy_id, auto_rebalance_only=False)
-        return None
 
 
 def _rejected(platform: str, request_id: UUID, command: str, error: DomainError) -> CommandResult:

@@ -377,3 +377,35 @@ def test_batched_loads_survive_dropped_connections(
         ).fetchone()
     assert dropped is not None and dropped[0] >= 1
     assert list(app.get_many([strategy.id])) == [strategy.id]
+
+
+def test_the_roster_is_written_with_the_events_and_filled_from_history_once(
+    fresh_database_url: str,
+) -> None:
+    """A scope read right after a save sees it (same transaction), a failed save leaves the
+    roster as it was, and a store written before the roster existed gets it from history."""
+    with PostgresTrading(fresh_database_url, chunk_size=3) as first:
+        prepared(first)
+        strategy = new_strategy(first)
+        assert run(first, strategy, OperationType.ENROLLMENT, enrollment(CODES[:4])).status is (
+            OperationStatus.SETTLED
+        )
+        first.change_auto_rebalance(PLATFORM, ids.trader_id(strategy.id, "P2"), False)
+        run(first, strategy, OperationType.LIQUIDATION, {"participants": ["P4"]})
+        assert first.scope(strategy.id, auto_rebalance_only=True) == ["P1", "P3"]
+        assert first.scope(strategy.id, auto_rebalance_only=False) == ["P1", "P2", "P3"]
+
+        stale = first.find(ids.trader_id(strategy.id, "P1"), Trader)
+        assert stale is not None
+        first.change_auto_rebalance(PLATFORM, stale.id, False)
+        stale.change_auto_rebalance(True)  # no change against its stale state: nothing saved
+        stale.change_auto_rebalance(False)
+        with pytest.raises(IntegrityError):  # a stale writer loses: its roster row too
+            first.save(stale)
+        assert first.scope(strategy.id, auto_rebalance_only=True) == ["P3"]
+
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE trading_roster")
+    with PostgresTrading(fresh_database_url, chunk_size=3) as upgraded:
+        assert upgraded.scope(strategy.id, auto_rebalance_only=True) == ["P3"]
+        assert upgraded.scope(strategy.id, auto_rebalance_only=False) == ["P1", "P2", "P3"]

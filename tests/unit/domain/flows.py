@@ -46,9 +46,8 @@ def request(
     strategy: Strategy,
     kind: OperationType,
     body: Mapping[str, Any],
-    scope: Sequence[str] | None = None,
 ) -> Operation:
-    operation, created = app.request_operation(PLATFORM, strategy.id, uuid4(), kind, body, scope)
+    operation, created = app.request_operation(PLATFORM, strategy.id, uuid4(), kind, body)
     assert created
     return operation
 
@@ -90,12 +89,11 @@ def run(
     strategy: Strategy,
     kind: OperationType,
     body: Mapping[str, Any],
-    scope: Sequence[str] | None = None,
     indicative: Mapping[str, Decimal] = PRICES,
     locked: Mapping[str, Decimal] = PRICES,
 ) -> Operation:
     """Request an Operation and take it to its end, as the pipeline would."""
-    operation = check_all(app, request(app, strategy, kind, body, scope).id, indicative)
+    operation = check_all(app, request(app, strategy, kind, body).id, indicative)
     if operation.status is OperationStatus.PRICING:
         lock_and_fill(app, operation.id, locked)
         operation = settle_all(app, operation.id)

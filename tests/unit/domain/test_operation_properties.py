@@ -115,7 +115,6 @@ class TraderState:
 class Step:
     kind: OperationType
     body: dict[str, Any]
-    scope: list[str] | None
     indicative: dict[str, Decimal]
     locked: dict[str, Decimal]
     failure: OperationReason | None = None
@@ -201,7 +200,7 @@ class World:
         app = self.app
         self.deposit(step.deposit)
         operation, created = app.request_operation(
-            PLATFORM, self.strategy_id, self._request_id(), step.kind, step.body, step.scope
+            PLATFORM, self.strategy_id, self._request_id(), step.kind, step.body
         )
         assert created
         chunks = [self._chunk(operation.id, i) for i in range(operation.chunk_count)]
@@ -379,7 +378,6 @@ def next_step(
     chosen = draw(some_of(entrants))
     others = draw(strangers(entrants))
     body: dict[str, Any]
-    scope: list[str] | None = None
     if kind is OperationType.ENROLLMENT:
         body = {
             "allocations": draw(allocation_bodies()),
@@ -399,17 +397,17 @@ def next_step(
     elif kind is OperationType.REBALANCE:
         body = {"allocations": draw(allocation_bodies())}
         if draw(st.booleans()):
-            scope = [e.code for e in entrants] + others
+            pass  # names nobody: every active auto-rebalance Trader (the roster)
         else:
             body["participants"] = [e.code for e in chosen] + others
     else:
         if draw(st.booleans()):
-            body, scope = {"all": True}, [e.code for e in entrants] + others
+            body = {"all": True}
         else:
             body = {
                 "participants": [{"participant_code": c} for c in [e.code for e in chosen] + others]
             }
-    return Step(kind, body, scope, indicative, locked, failure)
+    return Step(kind, body, indicative, locked, failure)
 
 
 @st.composite
@@ -648,15 +646,15 @@ def expected_status(audit: Audit) -> tuple[OperationStatus, OperationReason]:
     total = sum(finals.values())
     if operation.failure:
         return OperationStatus.FAILED, OperationReason(operation.failure)
-    if finals["settled"]:
-        if finals["settled"] == total:
-            return OperationStatus.SETTLED, OperationReason.NONE
-        return OperationStatus.SETTLED, OperationReason.PARTIAL_SUCCESS
+    if total == 0:
+        return OperationStatus.FAILED, OperationReason.NO_EXECUTIONS
+    if finals["settled"] == total:
+        return OperationStatus.SETTLED, OperationReason.NONE
     if finals["rejected"] == total:
         return OperationStatus.FAILED, OperationReason.ALL_REJECTED
     if finals["skipped"] == total:
         return OperationStatus.SKIPPED, OperationReason.ALL_SKIPPED
-    return OperationStatus.SKIPPED, OperationReason.NONE  # some of each: nothing succeeded
+    return OperationStatus.SETTLED, OperationReason.PARTIAL_SUCCESS  # mixed, settled or not
 
 
 def run_all(lifecycle: Lifecycle) -> World:
@@ -760,7 +758,6 @@ ONE_DUST_ONE_INELIGIBLE = Lifecycle(
                     {"participant_code": "NOBODY", "amount": "100.00"},
                 ],
             },
-            None,
             dict.fromkeys(ASSETS, Decimal("100.00")),
             dict.fromkeys(ASSETS, Decimal("100.00")),
         )
@@ -771,19 +768,25 @@ ONE_DUST_ONE_INELIGIBLE = Lifecycle(
 @WHOLE_RUNS
 @given(lifecycles())
 @example(lifecycle=ONE_DUST_ONE_INELIGIBLE)
-def test_an_operation_in_which_nobody_settled_never_reports_partial_success(
+def test_an_operation_in_which_nobody_settled_ends_as_the_spec_says(
     lifecycle: Lifecycle,
 ) -> None:
-    """§3.1 defines `partial_success` as some Executions settled and others not, and §11.14
-    pairs it with `settled`; an Operation whose Executions were all rejected or skipped
-    (some of each) has no success to report."""
+    """With nothing settled: no Executions at all is `failed`/`no_executions` (§3.1), all
+    rejected `failed`/`all_rejected`, all skipped `skipped`/`all_skipped`, and a mix of
+    rejected and skipped is a mixed outcome, `settled`/`partial_success` (§11.14)."""
     for audit in run_all(lifecycle).audits:
         operation = audit.operation
-        if operation.counts["settled"] == 0:
-            assert operation.status_reason is not OperationReason.PARTIAL_SUCCESS, (
-                operation.status,
-                operation.counts,
-            )
+        counts = operation.counts
+        if counts["settled"] or operation.failure:
+            continue
+        rejected, skipped = counts["rejected"], counts["skipped"]
+        expected = {
+            (False, False): (OperationStatus.FAILED, OperationReason.NO_EXECUTIONS),
+            (True, False): (OperationStatus.FAILED, OperationReason.ALL_REJECTED),
+            (False, True): (OperationStatus.SKIPPED, OperationReason.ALL_SKIPPED),
+            (True, True): (OperationStatus.SETTLED, OperationReason.PARTIAL_SUCCESS),
+        }[(rejected > 0, skipped > 0)]
+        assert (operation.status, operation.status_reason) == expected, counts
 
 
 # -- properties of one kind of Operation ------------------------------------------------
@@ -878,11 +881,12 @@ def test_a_trader_held_by_one_operation_is_turned_away_by_another_unchanged(
     enrollment, first, second = lifecycle.steps
     everyone = [e.code for e in lifecycle.entrants]
     if second_kind is OperationType.TOP_UP:
-        second = replace(second, kind=second_kind, body=first.body, scope=None)
+        second = replace(second, kind=second_kind, body=first.body)
     elif second_kind is OperationType.LIQUIDATION:
-        second = replace(second, kind=second_kind, body={"all": True}, scope=everyone)
+        second = replace(second, kind=second_kind, body={"all": True})
     else:
-        second = replace(second, body={"allocations": second.body["allocations"]}, scope=everyone)
+        body = {"allocations": second.body["allocations"], "participants": everyone}
+        second = replace(second, body=body)
     world = lifecycle.world()
     world.run(enrollment)
     first_audit = world.begin(first)
@@ -948,7 +952,7 @@ def test_an_operation_of_many_chunks_settles_every_chunk_and_conserves_value(
     world = World(entrants, chunk_size=1)
     world.deposit(sum((e.amount for e in entrants), ZERO))
     body = {"allocations": allocations, "participants": [e.funded() for e in entrants]}
-    audit = world.run(Step(OperationType.ENROLLMENT, body, None, prices, prices))
+    audit = world.run(Step(OperationType.ENROLLMENT, body, prices, prices))
     operation = audit.operation
     assert operation.version > 50
     assert operation.status.terminal, (operation.status, operation.counts)
@@ -1007,7 +1011,7 @@ def test_a_steady_price_enrollment_leaves_the_house_under_one_precision_unit_per
     world = World(entrants, chunk_size)
     world.deposit(sum((e.amount for e in entrants), ZERO))
     body = {"allocations": allocations, "participants": [e.funded() for e in entrants]}
-    operation = world.run(Step(OperationType.ENROLLMENT, body, None, prices, prices)).operation
+    operation = world.run(Step(OperationType.ENROLLMENT, body, prices, prices)).operation
     buyers: Counter[str] = Counter()
     for event in world.settled_events(operation.id).values():
         buyers.update(i["underlying_currency"] for i in vars(event)["instructions"])
@@ -1034,7 +1038,6 @@ def dust_starved_rebalance() -> Lifecycle:
                     "allocations": quarter,
                     "participants": [{"participant_code": "ABC123", "amount": "400.00"}],
                 },
-                None,
                 prices,
                 prices,
             ),
@@ -1095,7 +1098,6 @@ def test_the_house_is_left_with_at_most_one_precision_unit_of_any_asset_per_trad
                     ],
                     "participants": [{"participant_code": "ABC123", "amount": "1000.00"}],
                 },
-                None,
                 dict.fromkeys(ASSETS, Decimal("60000.00")),
                 dict.fromkeys(ASSETS, Decimal("60000.00")),
                 OperationReason.EXECUTION_FAILED,

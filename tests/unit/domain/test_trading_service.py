@@ -83,9 +83,7 @@ def test_the_enroll_to_liquidate_story(app: Trading, strategy: Strategy) -> None
         {"underlying_currency": "ETH", "weight": "0.5"},
         {"underlying_currency": "SOL", "weight": "0.5"},
     ]
-    operation = run(
-        app, strategy, OperationType.REBALANCE, {"allocations": new_weights}, scope=CODES
-    )
+    operation = run(app, strategy, OperationType.REBALANCE, {"allocations": new_weights})
     assert operation.status is OperationStatus.SETTLED
     assert "BTC" not in trader(app, strategy, "P3").positions
 
@@ -133,9 +131,10 @@ def test_everyone_dust_skips_the_operation(app: Trading, strategy: Strategy) -> 
     )
 
 
-def test_rejected_and_skipped_with_nothing_settled_is_skipped(
+def test_rejected_and_skipped_with_nothing_settled_is_a_mixed_outcome(
     app: Trading, strategy: Strategy
 ) -> None:
+    """§11.14: mixed outcomes end settled with partial_success, even when none traded."""
     app.register_participants(PLATFORM, ["TINY"])
     body = {
         "allocations": BLUE_CHIP,
@@ -143,17 +142,17 @@ def test_rejected_and_skipped_with_nothing_settled_is_skipped(
     }
     operation = run(app, strategy, OperationType.ENROLLMENT, body)
     assert (operation.status, operation.status_reason) == (
-        OperationStatus.SKIPPED,
-        OperationReason.NONE,
+        OperationStatus.SETTLED,
+        OperationReason.PARTIAL_SUCCESS,
     )
+    assert (operation.counts["rejected"], operation.counts["skipped"]) == (1, 1)
 
 
-def test_rebalance_with_nobody_in_scope_ends_at_once(app: Trading, strategy: Strategy) -> None:
-    operation = request(
-        app, strategy, OperationType.REBALANCE, {"allocations": BLUE_CHIP}, scope=[]
-    )
+def test_rebalance_with_nobody_in_scope_fails_at_once(app: Trading, strategy: Strategy) -> None:
+    """§3.1: an Operation that ended with no Executions at all is failed, `no_executions`."""
+    operation = request(app, strategy, OperationType.REBALANCE, {"allocations": BLUE_CHIP})
     assert (operation.status, operation.status_reason) == (
-        OperationStatus.SKIPPED,
+        OperationStatus.FAILED,
         OperationReason.NO_EXECUTIONS,
     )
 
@@ -164,9 +163,7 @@ def test_a_trader_on_target_at_the_locked_price_is_skipped_as_dust(
     enroll(app, strategy, ["P1"])
     moved = {**PRICES, "BTC": D("80000.00")}  # indicatively BTC is overweight...
     body = {"allocations": BLUE_CHIP}
-    operation = check_all(
-        app, request(app, strategy, OperationType.REBALANCE, body, ["P1"]).id, moved
-    )
+    operation = check_all(app, request(app, strategy, OperationType.REBALANCE, body).id, moved)
     assert operation.status is OperationStatus.PRICING
     with pytest.raises(IllegalTransitionError, match="no locked price"):
         app.lock_prices(operation.id, {})
@@ -224,7 +221,10 @@ def test_a_trader_held_by_one_operation_is_rejected_by_another(
         ).id,
     )
     second = run(
-        app, strategy, OperationType.REBALANCE, {"allocations": BLUE_CHIP}, scope=["P1", "P2"]
+        app,
+        strategy,
+        OperationType.REBALANCE,
+        {"allocations": BLUE_CHIP, "participants": ["P1", "P2"]},
     )
     chunk = app.find(chunk_id(second.id, 0), OperationChunk)
     assert chunk is not None
@@ -347,9 +347,7 @@ def test_bad_operation_requests_write_nothing(app: Trading, strategy: Strategy) 
             {"allocations": BLUE_CHIP, "participants": funded(["A"])},
         )
     with pytest.raises(InvalidRequestError, match="participants are required"):
-        app.request_operation(
-            PLATFORM, strategy.id, uuid4(), OperationType.REBALANCE, {"allocations": BLUE_CHIP}
-        )
+        app.request_operation(PLATFORM, strategy.id, uuid4(), OperationType.LIQUIDATION, {})
     with pytest.raises(InvalidRequestError, match="not both"):
         app.request_operation(
             PLATFORM,
@@ -377,12 +375,11 @@ def test_rebalance_parameters_and_liquidate_all_are_recorded(
         app,
         strategy,
         OperationType.REBALANCE,
-        {"allocations": BLUE_CHIP, "drift_tolerance": "0.05"},
-        scope=["B", "A", "A"],
+        {"allocations": BLUE_CHIP, "drift_tolerance": "0.05", "participants": ["B", "A"]},
     )
     assert operation.parameters == {"drift_tolerance": "0.05"}
     assert operation.participant_count == 2
-    liquidation = request(app, strategy, OperationType.LIQUIDATION, {"all": True}, scope=["A"])
+    liquidation = request(app, strategy, OperationType.LIQUIDATION, {"all": True})
     assert liquidation.parameters == {"all": "true"}
 
 
@@ -406,8 +403,7 @@ def test_change_auto_rebalance_needs_an_enrolled_trader_of_the_platform(
                                 app,
                                 strategy,
                                 OperationType.REBALANCE,
-                                {"allocations": BLUE_CHIP},
-                                scope=["P1"],
+                                {"allocations": BLUE_CHIP, "participants": ["P1"]},
                             ).id
                         ]
                     )
@@ -503,7 +499,7 @@ def test_a_rebalance_block_nets_buyers_against_sellers(app: Trading, strategy: S
         {"underlying_currency": "BTC", "weight": "0.20"},
         {"underlying_currency": "ETH", "weight": "0.80"},
     ]
-    operation = run(app, strategy, OperationType.REBALANCE, {"allocations": target}, scope=CODES)
+    operation = run(app, strategy, OperationType.REBALANCE, {"allocations": target})
     orders = operation.block_orders
     assert (orders["BTC"]["side"], orders["ETH"]["side"], orders["SOL"]["side"]) == (
         "sell",
@@ -575,3 +571,30 @@ def test_fills_made_before_an_execution_failure_are_recorded_as_the_house_residu
     operation = fail_and_release(app, operation.id)
     assert operation.status is OperationStatus.FAILED
     assert operation.residual == {"BTC": str(-D(btc["quantity"]))}
+
+
+def test_a_scope_naming_nobody_sees_every_write_already_made(
+    app: Trading, strategy: Strategy
+) -> None:
+    """The roster is written with the Traders' events: a change acknowledged a moment ago
+    (auto_rebalance off, an enrollment settled, a liquidation) is in the very next scope."""
+    enroll(app, strategy, ["P1", "P2", "P3"])
+    assert app.scope(strategy.id, auto_rebalance_only=True) == ["P1", "P2", "P3"]
+    app.change_auto_rebalance(PLATFORM, ids.trader_id(strategy.id, "P2"), False)
+    assert app.scope(strategy.id, auto_rebalance_only=True) == ["P1", "P3"]
+    assert app.scope(strategy.id, auto_rebalance_only=False) == ["P1", "P2", "P3"]
+    rebalance = request(app, strategy, OperationType.REBALANCE, {"allocations": BLUE_CHIP})
+    assert rebalance.participant_count == 2
+    run(app, strategy, OperationType.LIQUIDATION, {"participants": ["P3"]})
+    assert app.scope(strategy.id, auto_rebalance_only=False) == ["P1", "P2"]
+    app.register_participants(PLATFORM, ["P4"])
+    pending = request(
+        app,
+        strategy,
+        OperationType.ENROLLMENT,
+        {"allocations": BLUE_CHIP, "participants": funded(["P4"])},
+    )
+    check_all(app, pending.id)  # P4's Trader exists, held, but not enrolled yet
+    assert app.scope(strategy.id, auto_rebalance_only=False) == ["P1", "P2"]
+    other = new_strategy(app)
+    assert app.scope(other.id, auto_rebalance_only=False) == []

@@ -44,7 +44,7 @@ def test_any_amount_at_any_precision_and_price_settles_within_its_budget(
         "participants": [{"participant_code": "A", "amount": str(amount)}],
     }
 
-    enrolled = run(app, strategy, OperationType.ENROLLMENT, body, None, market, market)
+    enrolled = run(app, strategy, OperationType.ENROLLMENT, body, market, market)
 
     assert enrolled.status.terminal
     if enrolled.status is not OperationStatus.SETTLED:
@@ -58,7 +58,7 @@ def test_any_amount_at_any_precision_and_price_settles_within_its_budget(
             assert quantity == quantity.quantize(unit(precision))  # on the instrument's grid
 
     liquidated = run(
-        app, strategy, OperationType.LIQUIDATION, {"participants": ["A"]}, None, market, market
+        app, strategy, OperationType.LIQUIDATION, {"participants": ["A"]}, market, market
     )
 
     assert liquidated.status is OperationStatus.SETTLED

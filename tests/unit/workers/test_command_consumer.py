@@ -13,10 +13,11 @@ import eventsourcing.persistence
 import psycopg
 import pytest
 
+from domain.services import Trading
 from infra.bus import Delivery, Record
 from infra.bus.memory import InProcessBus
 from infra.transient import is_transient
-from tests.unit.domain.flows import PLATFORM, new_app, new_strategy
+from tests.unit.domain.flows import PLATFORM, new_strategy
 from workers.commands import MAX_ATTEMPTS, CommandService, command_consumer
 from workers.messages import Command, CommandResult, DeadLetter
 from workers.topics import PLATFORM_HEADER, Topics
@@ -25,15 +26,17 @@ WAIT = 10.0
 TOPICS = Topics("unit")
 
 
-class FailingScopes:
-    """A roster that fails its first `failures` lookups with what `error` makes."""
+class FailingScopes(Trading):
+    """`Trading` whose roster fails its first `failures` lookups with what `error` makes."""
 
     def __init__(self, error: Callable[[], Exception], failures: int) -> None:
+        super().__init__()
+        self.ensure_default_catalogue()
         self.error = error
         self.failures = failures
         self.calls = 0
 
-    async def traders(self, strategy_id: UUID, *, auto_rebalance_only: bool) -> list[str]:
+    def scope(self, strategy_id: UUID, *, auto_rebalance_only: bool) -> list[str]:
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error()
@@ -68,10 +71,9 @@ async def bus() -> AsyncIterator[InProcessBus]:
     await bus.stop()
 
 
-async def start(bus: InProcessBus, scopes: FailingScopes) -> tuple[Outbox, UUID]:
-    app = new_app()
+async def start(bus: InProcessBus, app: FailingScopes) -> tuple[Outbox, UUID]:
     strategy = new_strategy(app)
-    service = CommandService(app, call, scopes)
+    service = CommandService(app, call)
     bus.subscribe(TOPICS.commands, "commands", command_consumer(service, bus, TOPICS))
     outbox = Outbox(bus)
     await bus.start()
