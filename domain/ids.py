@@ -14,6 +14,7 @@ TRADER_NS = uuid5(_ROOT, "trader")
 EXECUTION_NS = uuid5(_ROOT, "execution")
 PARTICIPANT_NS = uuid5(_ROOT, "participant")
 FLOAT_NS = uuid5(_ROOT, "float-account")
+REQUEST_NS = uuid5(_ROOT, "request-key")
 CATALOGUE_ID = uuid5(_ROOT, "instrument-catalogue")
 
 
@@ -39,3 +40,8 @@ def participant_id(platform_id: str, participant_code: str) -> UUID:
 
 def float_account_id(platform_id: str, currency: str) -> UUID:
     return uuid5(FLOAT_NS, f"{platform_id}:{currency}")
+
+
+def request_key_id(platform_id: str, request_id: UUID) -> UUID:
+    """One per (platform, X-REQUEST-ID), whatever the request: see `domain.request_key`."""
+    return uuid5(REQUEST_NS, f"{platform_id}:{request_id}")

@@ -33,6 +33,7 @@ from domain.float_account import FloatAccount
 from domain.money import exact_methods
 from domain.operation import Operation
 from domain.reference import Catalogue, Participant
+from domain.request_key import RequestKey
 from domain.requesting import plan_operation
 from domain.requests import Limits
 from domain.roster import RosterEntry, in_scope, needs_scope, roster_changes
@@ -166,9 +167,9 @@ class Trading(OperationStages, Application[UUID]):
     ) -> tuple[Strategy, bool]:
         """Returns the Strategy and whether this call created it (False on a replay)."""
         fingerprint = request_fingerprint("create_strategy", "", body)
-        existing = self.find(ids.strategy_id(platform_id, request_id), Strategy)
-        if existing is not None:
-            return self._replayed(existing, fingerprint), False
+        earlier = self._claimed(platform_id, request_id, fingerprint)
+        if earlier is not None:
+            return earlier, False
         currency = body.get("quoted_currency")
         if not isinstance(currency, str) or not currency:
             raise InvalidRequestError(
@@ -188,7 +189,8 @@ class Trading(OperationStages, Application[UUID]):
                 f"metadata {unstorable}", errors=(FieldError("metadata", unstorable),)
             )
         strategy = Strategy(platform_id, request_id, currency, metadata, fingerprint)
-        self.save(strategy)
+        key = RequestKey(platform_id, request_id, "create_strategy", fingerprint, strategy.id)
+        self.save(strategy, key)
         return strategy, True
 
     def request_operation(
@@ -204,9 +206,9 @@ class Trading(OperationStages, Application[UUID]):
         A request that names nobody (rebalance, liquidate `all`) takes the roster as it stands
         now, which includes every write acknowledged before this call."""
         fingerprint = request_fingerprint(kind.value, str(strategy_id), body)
-        existing = self.find(ids.operation_id(platform_id, request_id), Operation)
-        if existing is not None:
-            return self._replayed(existing, fingerprint), False
+        earlier = self._claimed(platform_id, request_id, fingerprint)
+        if earlier is not None:
+            return earlier, False
         strategy = self.strategy(platform_id, strategy_id)
         auto_only = needs_scope(kind, body)
         scope = (
@@ -240,14 +242,27 @@ class Trading(OperationStages, Application[UUID]):
             OperationChunk(operation.id, i, chunk, platform_id, strategy_id)
             for i, chunk in enumerate(chunks)
         ]
-        self.save(operation, *planned)
+        key = RequestKey(platform_id, request_id, kind.value, fingerprint, operation.id)
+        self.save(operation, *planned, key)
         return operation, True
 
-    def change_auto_rebalance(self, platform_id: str, trader_id: UUID, flag: bool) -> Trader:
+    def update_trader(
+        self, platform_id: str, request_id: UUID, trader_id: UUID, auto_rebalance: bool
+    ) -> tuple[Trader, bool]:
+        """PATCH: set `auto_rebalance`. A replay changes nothing and answers the Trader as it
+        is now (like every replay, which answers the resource, not a stored response)."""
+        fingerprint = request_fingerprint(
+            "update_trader", str(trader_id), {"auto_rebalance": auto_rebalance}
+        )
+        earlier = self._claimed(platform_id, request_id, fingerprint)
+        if earlier is not None:
+            return earlier, False
         trader = self.trader(platform_id, trader_id)
-        trader.change_auto_rebalance(flag)
-        self.save(trader)
-        return trader
+        trader.change_auto_rebalance(auto_rebalance)
+        self.save(
+            trader, RequestKey(platform_id, request_id, "update_trader", fingerprint, trader_id)
+        )
+        return trader, True
 
     # -- queries the write side needs -------------------------------------------------
     def strategy(self, platform_id: str, strategy_id: UUID) -> Strategy:
@@ -272,14 +287,37 @@ class Trading(OperationStages, Application[UUID]):
             raise OperationNotFoundError(f"operation {operation_id} does not exist")
         return operation
 
-    @staticmethod
-    def _replayed(aggregate: A, fingerprint: str) -> A:
-        if getattr(aggregate, "request_hash", fingerprint) != fingerprint:
-            raise IdempotencyConflictError(
-                "this X-REQUEST-ID was already used with a different request; "
-                "use a new X-REQUEST-ID for a new request"
-            )
-        return aggregate
+    def _claimed(self, platform_id: str, request_id: UUID, fingerprint: str) -> Any:
+        """What an earlier request with this id made or changed (so this call is a replay),
+        None if the id is new; refused when the id was used for any other request.
+
+        Strategies and Operations made before request keys existed are found by their
+        derived ids (their own `request_hash` then decides)."""
+        key_id = ids.request_key_id(platform_id, request_id)
+        made_before = [
+            ids.strategy_id(platform_id, request_id),
+            ids.operation_id(platform_id, request_id),
+        ]
+        found = self.get_many([key_id, *made_before])
+        key = found.get(key_id)
+        if isinstance(key, RequestKey):
+            if key.fingerprint != fingerprint:
+                raise _reused(key.kind)
+            return self.get_many([key.target]).get(key.target)
+        for aggregate_id in made_before:
+            aggregate = found.get(aggregate_id)
+            if aggregate is not None:
+                if getattr(aggregate, "request_hash", None) != fingerprint:
+                    raise _reused(type(aggregate).__name__)
+                return aggregate
+        return None
+
+
+def _reused(kind: str) -> IdempotencyConflictError:
+    return IdempotencyConflictError(
+        f"this X-REQUEST-ID was already used by this platform for another request ({kind}); "
+        "use a new X-REQUEST-ID for a new request, and resend one only to retry the same call"
+    )
 
 
 def _not_storable_as_jsonb(value: object) -> str | None:

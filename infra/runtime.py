@@ -22,7 +22,7 @@ import asyncpg
 import structlog
 from pydantic import ValidationError
 
-from api import idempotency, replay_guard
+from api import replay_guard
 from domain.errors import DomainError
 from domain.requests import Limits
 from infra import platforms
@@ -176,7 +176,6 @@ class Engine:
         await self.positions.ensure_schema()
         await read_models.ensure_schema(self.pool)
         await platforms.ensure_schema(self.pool)
-        await idempotency.ensure_schema(self.pool)
         await replay_guard.ensure_schema(self.pool)
         self.webhook_sender: WebhookSender | None = None
         recorder = await self._prepare_webhooks()

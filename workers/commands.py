@@ -84,10 +84,10 @@ class CommandService:
                     "update_trader needs trader_id and body.auto_rebalance (true or false)",
                     errors=(FieldError("auto_rebalance", "must be true or false"),),
                 )
-            trader = await self.call(
-                self.trading.change_auto_rebalance, platform, command.trader_id, flag
+            trader, created = await self.call(
+                self.trading.update_trader, platform, request_id, command.trader_id, flag
             )
-            return "trader", trader_resource(trader), True
+            return "trader", trader_resource(trader), created
         if command.strategy_id is None:
             raise InvalidRequestError(
                 f"{command.command} needs strategy_id",

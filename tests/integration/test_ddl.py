@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from api import idempotency, replay_guard
+from api import replay_guard
 from infra import platforms
 from infra.positions import PostgresPositions
 from infra.webhooks_store import WebhookStore
@@ -26,7 +26,6 @@ async def test_every_schema_created_by_many_processes_at_once(fresh_database_url
         async def start(pool: asyncpg.Pool) -> None:
             await PostgresPositions(pool).ensure_schema()
             await platforms.ensure_schema(pool)
-            await idempotency.ensure_schema(pool)
             await replay_guard.ensure_schema(pool)
             await WebhookStore(pool, None).ensure_schema()
 

@@ -149,7 +149,7 @@ async def test_a_real_history_answers_the_queries_survives_redelivery_and_equals
 
         # A bus that numbers offsets from 0 again (embedded mode after a restart) still
         # delivers newer events: their log positions are past anything applied.
-        await asyncio.to_thread(app.change_auto_rebalance, PLATFORM, told.trader("P2").id, False)
+        await asyncio.to_thread(app.update_trader, PLATFORM, uuid4(), told.trader("P2").id, False)
         (flag,) = await asyncio.to_thread(messages, app, history[-1].position)
         await consume(writer, Partitions().deliver([flag]))
         p2 = await queries.get_trader(pool, PLATFORM, told.trader("P2").id)

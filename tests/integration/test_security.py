@@ -929,12 +929,12 @@ async def _all_events(client: SignedClient, after: str = "") -> tuple[list[dict[
 
 
 # -- limits ------------------------------------------------------------------------------------
-async def _written(world: World) -> tuple[int, int, int]:
-    """Everything a refused request could have written: events, operations, idempotency rows."""
+async def _written(world: World) -> tuple[int, int]:
+    """Everything a refused request could have written: events (request keys among them) and
+    read-model operations."""
     async with world.engine.pool.acquire() as connection:
         operations = await connection.fetchval("SELECT count(*) FROM operations")
-        remembered = await connection.fetchval("SELECT count(*) FROM api_idempotency")
-    return await world.notification_position(), int(operations), int(remembered)
+    return await world.notification_position(), int(operations)
 
 
 def _funded(count: int) -> list[dict[str, Any]]:

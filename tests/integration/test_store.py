@@ -390,14 +390,14 @@ def test_the_roster_is_written_with_the_events_and_filled_from_history_once(
         assert run(first, strategy, OperationType.ENROLLMENT, enrollment(CODES[:4])).status is (
             OperationStatus.SETTLED
         )
-        first.change_auto_rebalance(PLATFORM, ids.trader_id(strategy.id, "P2"), False)
+        first.update_trader(PLATFORM, uuid4(), ids.trader_id(strategy.id, "P2"), False)
         run(first, strategy, OperationType.LIQUIDATION, {"participants": ["P4"]})
         assert first.scope(strategy.id, auto_rebalance_only=True) == ["P1", "P3"]
         assert first.scope(strategy.id, auto_rebalance_only=False) == ["P1", "P2", "P3"]
 
         stale = first.find(ids.trader_id(strategy.id, "P1"), Trader)
         assert stale is not None
-        first.change_auto_rebalance(PLATFORM, stale.id, False)
+        first.update_trader(PLATFORM, uuid4(), stale.id, False)
         stale.change_auto_rebalance(True)  # no change against its stale state: nothing saved
         stale.change_auto_rebalance(False)
         with pytest.raises(IntegrityError):  # a stale writer loses: its roster row too

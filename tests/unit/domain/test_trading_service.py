@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.persistence import RecordConflictError
 
 from domain import ids
 from domain.catalogue import Instrument, InstrumentStatus
@@ -383,14 +384,14 @@ def test_rebalance_parameters_and_liquidate_all_are_recorded(
     assert liquidation.parameters == {"all": "true"}
 
 
-def test_change_auto_rebalance_needs_an_enrolled_trader_of_the_platform(
+def test_update_trader_needs_an_enrolled_trader_of_the_platform(
     app: Trading, strategy: Strategy
 ) -> None:
     enroll(app, strategy, ["P1"])
     p1 = trader(app, strategy, "P1")
-    assert app.change_auto_rebalance(PLATFORM, p1.id, False).auto_rebalance is False
+    assert app.update_trader(PLATFORM, uuid4(), p1.id, False)[0].auto_rebalance is False
     with pytest.raises(TraderNotFoundError):
-        app.change_auto_rebalance("platform-b", p1.id, True)
+        app.update_trader("platform-b", uuid4(), p1.id, True)
     with pytest.raises(OperationNotFoundError):
         app.operation(uuid4())
     with pytest.raises(IllegalTransitionError):
@@ -580,7 +581,7 @@ def test_a_scope_naming_nobody_sees_every_write_already_made(
     (auto_rebalance off, an enrollment settled, a liquidation) is in the very next scope."""
     enroll(app, strategy, ["P1", "P2", "P3"])
     assert app.scope(strategy.id, auto_rebalance_only=True) == ["P1", "P2", "P3"]
-    app.change_auto_rebalance(PLATFORM, ids.trader_id(strategy.id, "P2"), False)
+    app.update_trader(PLATFORM, uuid4(), ids.trader_id(strategy.id, "P2"), False)
     assert app.scope(strategy.id, auto_rebalance_only=True) == ["P1", "P3"]
     assert app.scope(strategy.id, auto_rebalance_only=False) == ["P1", "P2", "P3"]
     rebalance = request(app, strategy, OperationType.REBALANCE, {"allocations": BLUE_CHIP})
@@ -598,3 +599,58 @@ def test_a_scope_naming_nobody_sees_every_write_already_made(
     assert app.scope(strategy.id, auto_rebalance_only=False) == ["P1", "P2"]
     other = new_strategy(app)
     assert app.scope(other.id, auto_rebalance_only=False) == []
+
+
+def test_a_request_id_belongs_to_one_request_of_the_platform_whatever_its_kind(
+    app: Trading, strategy: Strategy
+) -> None:
+    """§7.1/§11.17: reused with another request, of any kind, an id is a 409; the same request
+    again is a replay that changes nothing; another platform has ids of its own."""
+    enroll(app, strategy, ["P1"])
+    p1 = trader(app, strategy, "P1")
+    reused = uuid4()
+    made, created = app.create_strategy(PLATFORM, reused, {"quoted_currency": "USD"})
+    assert created
+    before = app.recorder.max_notification_id()
+    enrollment = {"allocations": BLUE_CHIP, "participants": funded(["P2"])}
+    with pytest.raises(IdempotencyConflictError, match="create_strategy"):
+        app.request_operation(PLATFORM, strategy.id, reused, OperationType.ENROLLMENT, enrollment)
+    with pytest.raises(IdempotencyConflictError):
+        app.update_trader(PLATFORM, reused, p1.id, False)
+    with pytest.raises(IdempotencyConflictError):
+        app.create_strategy(PLATFORM, reused, {"quoted_currency": "EUR"})
+    assert app.recorder.max_notification_id() == before  # nothing written
+    assert app.create_strategy(PLATFORM, reused, {"quoted_currency": "USD"}) == (made, False)
+
+    patch = uuid4()
+    changed, created = app.update_trader(PLATFORM, patch, p1.id, False)
+    assert created and changed.auto_rebalance is False
+    app.update_trader(PLATFORM, uuid4(), p1.id, True)
+    again, created = app.update_trader(PLATFORM, patch, p1.id, False)  # a late retry
+    assert not created and again.auto_rebalance is True  # the later change stands
+    with pytest.raises(IdempotencyConflictError):
+        app.update_trader(PLATFORM, patch, p1.id, True)
+    with pytest.raises(IdempotencyConflictError, match="update_trader"):
+        app.request_operation(PLATFORM, strategy.id, patch, OperationType.ENROLLMENT, enrollment)
+
+    theirs, created = app.create_strategy("platform-b", reused, {"quoted_currency": "EUR"})
+    assert created and theirs.id != made.id
+
+
+def test_racing_first_uses_of_one_request_id_leave_exactly_one_request(
+    app: Trading, strategy: Strategy
+) -> None:
+    """Two different requests that both find the id unused: the key is saved with each, so
+    the second save conflicts (optimistic concurrency) and its rerun is refused."""
+    reused = uuid4()
+    app.register_participants(PLATFORM, ["P1"])
+    enrollment = {"allocations": BLUE_CHIP, "participants": funded(["P1"])}
+    app.create_strategy(PLATFORM, reused, {"quoted_currency": "USD"})
+    before = app.recorder.max_notification_id()
+    app._claimed = lambda *args: None  # type: ignore[method-assign]  # it read before the winner
+    with pytest.raises(RecordConflictError):
+        app.request_operation(PLATFORM, strategy.id, reused, OperationType.ENROLLMENT, enrollment)
+    del app._claimed  # the rerun (retry_on_conflict) reads again
+    assert app.recorder.max_notification_id() == before
+    with pytest.raises(IdempotencyConflictError):
+        app.request_operation(PLATFORM, strategy.id, reused, OperationType.ENROLLMENT, enrollment)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -13,11 +14,12 @@ import eventsourcing.persistence
 import psycopg
 import pytest
 
+from domain import ids
 from domain.services import Trading
 from infra.bus import Delivery, Record
 from infra.bus.memory import InProcessBus
 from infra.transient import is_transient
-from tests.unit.domain.flows import PLATFORM, new_strategy
+from tests.unit.domain.flows import PLATFORM, check_all, lock_and_fill, new_strategy, settle_all
 from workers.commands import MAX_ATTEMPTS, CommandService, command_consumer
 from workers.messages import Command, CommandResult, DeadLetter
 from workers.topics import PLATFORM_HEADER, Topics
@@ -78,6 +80,12 @@ async def start(bus: InProcessBus, app: FailingScopes) -> tuple[Outbox, UUID]:
     outbox = Outbox(bus)
     await bus.start()
     return outbox, strategy.id
+
+
+def run_to_end(app: Trading, operation_id: UUID) -> None:
+    check_all(app, operation_id)
+    lock_and_fill(app, operation_id)
+    settle_all(app, operation_id)
 
 
 def command(body: Command) -> Record:
@@ -156,3 +164,38 @@ def test_an_outage_wrapped_by_the_event_store_is_still_an_outage() -> None:
             raise KeyError("a bug in an except block") from None
     except KeyError as unrelated:
         assert not is_transient(unrelated)
+
+
+async def test_update_trader_by_command_is_idempotent_like_the_patch() -> None:
+    """The Kafka `update_trader` keeps the same request-id record as every command: the same
+    request again is `replayed` and changes nothing; the id reused elsewhere is rejected."""
+    app = FailingScopes(lambda: AssertionError("unused"), 0)
+    strategy = new_strategy(app)
+    app.register_participants(PLATFORM, ["P1"])
+    app.deposit_float(PLATFORM, "USD", Decimal("100.00"), "FLOAT")
+    enroll = Command(
+        command="enroll",
+        strategy_id=strategy.id,
+        body={
+            "allocations": [{"underlying_currency": "BTC", "weight": "1"}],
+            "participants": [{"participant_code": "P1", "amount": "50.00"}],
+        },
+    )
+    service = CommandService(app, call)
+    enrolled = await service.execute(PLATFORM, uuid4(), enroll)
+    run_to_end(app, UUID(enrolled.resource["id"]))
+    trader = ids.trader_id(strategy.id, "P1")
+    change = Command(command="update_trader", trader_id=trader, body={"auto_rebalance": False})
+    request_id = uuid4()
+
+    first = await service.execute(PLATFORM, request_id, change)
+    again = await service.execute(PLATFORM, request_id, change)
+    flipped = await service.execute(
+        PLATFORM, request_id, change.model_copy(update={"body": {"auto_rebalance": True}})
+    )
+    reused = await service.execute(PLATFORM, request_id, enroll)
+
+    assert (first.outcome, again.outcome) == ("accepted", "replayed")
+    assert first.resource == again.resource and again.resource["auto_rebalance"] is False
+    assert flipped.error is not None and flipped.error.code == "idempotency_conflict"
+    assert reused.error is not None and reused.error.code == "idempotency_conflict"
