@@ -5,9 +5,11 @@ The same functions run twice in an Operation's life: at credit check with indica
 Trader actually trades). They are pure: the same inputs always give the same legs, which is
 what lets an auditor replay a settlement and get the same numbers.
 
-Rounding (see `domain.money`): bought quantities round down so a buy never exceeds its budget;
-fiat paid by a Trader rounds up, fiat received rounds down; what rounding leaves stays in the
-Trader's cash and is counted by its next rebalance.
+Rounding (see `domain.money`, and the README's money rules): quantities round down (a buy never
+exceeds its budget, a rebalance never sells below its target), except a partial sell's, which
+round up so the Trader receives exactly the fiat it asked for; fiat paid by a Trader rounds up,
+fiat received rounds down. What rounding leaves stays in the Trader's cash and is counted by its
+next rebalance (and paid out by its liquidation).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from decimal import Decimal
 from domain.allocations import Allocations
 from domain.catalogue import InstrumentCatalogue
 from domain.legs import Holdings, Leg
-from domain.money import ZERO, ceil_to, floor_to
-from domain.statuses import Side
+from domain.money import ZERO, ceil_to, floor_to, unit
+from domain.statuses import Reason, Side
 
 
 @dataclass(frozen=True)
@@ -64,32 +66,70 @@ def without_dust(legs: list[Leg], market: Market) -> tuple[Leg, ...]:
     return tuple(leg for leg in legs if leg.quantity > 0 and not market.is_dust(leg))
 
 
-def buy_legs(amount: Decimal, allocations: Allocations, market: Market) -> tuple[Leg, ...]:
-    """Enrollment and top-up: buy `amount x weight` of each asset."""
-    legs = []
-    for allocation in allocations:
-        budget = floor_to(amount * allocation.weight, market.fiat_precision)
-        quantity = market.largest_buy_within(allocation.asset, budget)
-        legs.append(market.buy(allocation.asset, quantity))
-    return without_dust(legs, market)
+def split_fiat(amount: Decimal, allocations: Allocations, precision: int) -> dict[str, Decimal]:
+    """`amount x weight` per asset on the fiat grid, summing to exactly `amount`.
 
-
-def partial_sell_legs(
-    amount: Decimal, allocations: Allocations, holdings: Holdings, market: Market
-) -> tuple[Leg, ...]:
-    """Sell `amount x weight` worth of each asset, never more than is held.
-
-    The quantity rounds up so the proceeds reach the requested worth when the Trader holds
-    enough; the credit check has already excluded Traders who cannot cover it.
+    Each share rounds down, and the few minor units that leaves go one each to the shares that
+    lost the most to rounding (ties: allocation order), so no asset is systematically short.
     """
+    step = unit(precision)
+    exact = {a.asset: amount * a.weight for a in allocations}
+    shares = {asset: floor_to(value, precision) for asset, value in exact.items()}
+    left = int((amount - sum(shares.values(), ZERO)) / step)
+    by_loss = sorted(
+        exact, key=lambda asset: shares[asset] - exact[asset]
+    )  # stable: ties keep order
+    for asset in by_loss[:left]:
+        shares[asset] += step
+    return shares
+
+
+def buy_legs(amount: Decimal, allocations: Allocations, market: Market) -> tuple[Leg, ...]:
+    """Enrollment and top-up: buy `amount x weight` of each asset (its exact fiat share)."""
     legs = []
-    for allocation in allocations:
-        worth = amount * allocation.weight
-        wanted = ceil_to(
-            worth / market.prices[allocation.asset], market.precision(allocation.asset)
-        )
-        legs.append(market.sell(allocation.asset, min(wanted, holdings.quantity(allocation.asset))))
+    for asset, budget in split_fiat(amount, allocations, market.fiat_precision).items():
+        legs.append(market.buy(asset, market.largest_buy_within(asset, budget)))
     return without_dust(legs, market)
+
+
+@dataclass(frozen=True)
+class SellPlan:
+    """A partial sell for one Trader at one set of prices: the legs, or why there are none.
+
+    `refusal` is `insufficient_balance` (some leg needs more than is held) or `dust` (some leg
+    is below its instrument's minimum notional: with only some legs so, the exact amount cannot
+    be paid; with all of them, there is nothing to sell: `skip`).
+    """
+
+    legs: tuple[Leg, ...] = ()
+    refusal: Reason | None = None
+    skip: bool = False
+
+
+def partial_sell_plan(
+    amount: Decimal, allocations: Allocations, holdings: Holdings, market: Market
+) -> SellPlan:
+    """Sell enough of each asset for exactly its fiat share of `amount`, or nothing at all.
+
+    Each asset's share (`split_fiat`) is on the fiat grid, so the smallest quantity whose
+    proceeds (rounded down) reach it is its share over the price, rounded *up* to the asset's
+    grid. The Trader then receives exactly `amount`; what the round-up sold beyond it (under
+    one precision unit per leg) stays in the Trader's cash. A Trader that does not hold that
+    much of every asset is refused whole: a sell is never trimmed to what is held.
+    """
+    legs, dust = [], 0
+    for asset, share in split_fiat(amount, allocations, market.fiat_precision).items():
+        if share <= 0:
+            continue
+        quantity = ceil_to(share / market.prices[asset], market.precision(asset))
+        if quantity > holdings.quantity(asset):
+            return SellPlan(refusal=Reason.INSUFFICIENT_BALANCE)
+        leg = market.sell(asset, quantity)
+        dust += market.is_dust(leg)
+        legs.append(leg)
+    if dust:
+        return SellPlan(refusal=Reason.DUST, skip=dust == len(legs))
+    return SellPlan(tuple(legs))
 
 
 def liquidation_legs(holdings: Holdings, market: Market) -> tuple[Leg, ...]:
@@ -115,15 +155,17 @@ def rebalance_legs(allocations: Allocations, holdings: Holdings, market: Market)
     """Move a Trader to `allocations` over its whole value (positions at price + cash).
 
     Sells come first and pay for the buys together with the cash; no outside money is used.
-    Assets absent from the allocations are sold entirely (dust included), so none linger.
-    Each asset ends within one precision unit of its target, unless dust or the fiat grid
-    (at most one minor unit per leg) keeps it a little further.
+    Quantities round down both ways (a sell never takes an asset below its target, a buy never
+    costs more than it may). Assets absent from the allocations are sold entirely (dust
+    included), so none linger. Rounding the sells down leaves a little less fiat than the buys
+    want; that shortfall is shared by the buys in proportion to their cost, so no asset is
+    systematically the one left under target. Dust legs are dropped.
     """
     value = holdings.value(market.prices)
     if value <= 0:
         return ()
     sells: list[Leg] = []
-    buys: list[tuple[str, Decimal]] = []
+    wanted: list[tuple[str, Decimal]] = []
     for asset in _rebalance_assets(allocations, holdings):
         held = holdings.quantity(asset)
         weight = allocations.weight_of(asset)
@@ -131,24 +173,38 @@ def rebalance_legs(allocations: Allocations, holdings: Holdings, market: Market)
         if weight == 0:
             sells.append(market.sell(asset, held))
         elif target < held:
-            excess = ceil_to(held - target, market.precision(asset))
-            leg = market.sell(asset, min(excess, held))
-            if not market.is_dust(leg):
+            leg = market.sell(asset, floor_to(held - target, market.precision(asset)))
+            if leg.quantity > 0 and not market.is_dust(leg):
                 sells.append(leg)
         elif target > held:
-            buys.append((asset, target - held))
-    funds = holdings.cash + sum((leg.notional for leg in sells), ZERO)
-    legs: list[Leg] = [leg for leg in sells if leg.quantity > 0]
-    for asset, shortfall in buys:
-        quantity = min(
-            floor_to(shortfall, market.precision(asset)),
-            market.largest_buy_within(asset, floor_to(funds, market.fiat_precision)),
-        )
-        leg = market.buy(asset, quantity)
-        if quantity > 0 and not market.is_dust(leg):
-            legs.append(leg)
-            funds -= leg.notional
-    return tuple(legs)
+            quantity = floor_to(target - held, market.precision(asset))
+            if quantity > 0:
+                wanted.append((asset, quantity))
+    funds = floor_to(
+        holdings.cash + sum((leg.notional for leg in sells), ZERO), market.fiat_precision
+    )
+    return (*(leg for leg in sells if leg.quantity > 0), *_funded_buys(wanted, funds, market))
+
+
+def _funded_buys(
+    wanted: list[tuple[str, Decimal]], funds: Decimal, market: Market
+) -> tuple[Leg, ...]:
+    legs = [market.buy(asset, quantity) for asset, quantity in wanted]
+    cost = sum((leg.notional for leg in legs), ZERO)
+    if cost > funds:  # share the shortfall: each buy gets its cost's share of the funds
+        legs = [
+            market.buy(
+                leg.asset,
+                min(
+                    leg.quantity,
+                    market.largest_buy_within(
+                        leg.asset, floor_to(funds * leg.notional / cost, market.fiat_precision)
+                    ),
+                ),
+            )
+            for leg in legs
+        ]
+    return without_dust(legs, market)
 
 
 def _rebalance_assets(allocations: Allocations, holdings: Holdings) -> list[str]:

@@ -43,21 +43,23 @@ class OperationChunk(Aggregate):
         self.orders = orders
         self.stage = "planned"
         self.summary: dict[str, Any] = {}
-        #: Per participant code: {"outcome", "reasons", "trader_id", "execution_id", ...}.
-        self.decisions: dict[str, dict[str, str]] = {}
+        #: Per participant code: {"outcome", "reasons", "trader_id", "execution_id"}, and for an
+        #: approved Trader whose legs depend on its holdings, the `positions` and `cash` it was
+        #: held with (what pricing and settlement allot from).
+        self.decisions: dict[str, dict[str, Any]] = {}
 
     @property
     def participant_orders(self) -> list[ParticipantOrder]:
         return [ParticipantOrder.from_dict(o) for o in self.orders]
 
-    def record_check(self, decisions: list[dict[str, str]], summary: dict[str, Any]) -> None:
+    def record_check(self, decisions: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         """`summary` is what the Operation's barrier needs (counts, flows, cash): kept here so
         the barrier can be recorded in a later, small transaction (see `domain.stages`)."""
         self._require("planned")
         self._checked(decisions, summary)
 
     @event("Checked")
-    def _checked(self, decisions: list[dict[str, str]], summary: dict[str, Any]) -> None:
+    def _checked(self, decisions: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         self.decisions = {d["participant_code"]: d for d in decisions}
         self.summary = summary
         self.stage = "checked"

@@ -1,8 +1,10 @@
 """Credit check: may this Trader take part in this Operation? Every leg, every rule, at once.
 
 A Trader failing any check is excluded entirely with every reason that applies (the first is
-its `status_reason`); the others go on. Checks run at indicative prices: a partial sell must
-be covered even if the price falls by the configured buffer before it is locked.
+its `status_reason`); the others go on. Checks run at the Operation's indicative prices (one
+set for all its chunks). What depends on the locked price or on the platform's float is
+decided again once the price is locked (`domain.allotment`): a partial sell that no longer
+covers its amount, and buys the float cannot fund in request order, are rejected then.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from domain.calculators import (
     buy_legs,
     drift,
     liquidation_legs,
-    partial_sell_legs,
+    partial_sell_plan,
     rebalance_legs,
 )
 from domain.eligibility import ParticipantProfile
 from domain.legs import Holdings, Leg
-from domain.money import ZERO
 from domain.requests import ParticipantOrder
 from domain.statuses import OperationType, Reason, TraderStatus
 
@@ -51,7 +52,6 @@ class OperationTerms:
     operation_id: UUID
     type: OperationType
     allocations: Allocations | None
-    sell_price_buffer: Decimal = Decimal("0.02")
     drift_tolerance: Decimal | None = None
 
 
@@ -61,8 +61,6 @@ class CreditDecision:
     outcome: Outcome
     reasons: tuple[Reason, ...] = ()
     legs: tuple[Leg, ...] = ()
-    #: Fiat this Trader draws from the platform float (enroll and top-up only).
-    float_draw: Decimal = ZERO
 
     @property
     def reason(self) -> str:
@@ -71,11 +69,10 @@ class CreditDecision:
 
 @dataclass
 class CreditCheck:
-    """Checks the Traders of one chunk, in request order, against one float budget."""
+    """Checks the Traders of one chunk, in request order, at the Operation's indicative prices."""
 
     terms: OperationTerms
     market: Market
-    float_available: Decimal
     decisions: list[CreditDecision] = field(default_factory=list)
 
     def check(
@@ -89,8 +86,6 @@ class CreditCheck:
         holdings = trader.holdings if trader else Holdings()
         assets = _assets_touched(self.terms, holdings)
         reasons += _instrument_reasons(assets, self.market, profile)
-        if not reasons:
-            reasons += _balance_reasons(self.terms, order, holdings, self.market)
         decision = self._decide(order, holdings, _unique(reasons))
         self.decisions.append(decision)
         return decision
@@ -109,14 +104,18 @@ class CreditCheck:
             and drift(holdings, terms.allocations, self.market) <= terms.drift_tolerance
         ):
             return CreditDecision(code, Outcome.SKIPPED, (Reason.WITHIN_TOLERANCE,))
+        if terms.type is OperationType.PARTIAL_SELL:
+            assert terms.allocations is not None and order.amount is not None
+            plan = partial_sell_plan(order.amount, terms.allocations, holdings, self.market)
+            if plan.skip:
+                return CreditDecision(code, Outcome.SKIPPED, (Reason.DUST,))
+            if plan.refusal is not None:
+                return CreditDecision(code, Outcome.REJECTED, (plan.refusal,))
+            return CreditDecision(code, Outcome.APPROVED, (), plan.legs)
         legs = planned_legs(terms, order, holdings, self.market)
         if not legs and not (terms.type is OperationType.LIQUIDATION and holdings.cash > 0):
             return CreditDecision(code, Outcome.SKIPPED, (Reason.DUST,))
-        draw = order.amount if terms.type.buys_from_float and order.amount else ZERO
-        if draw > self.float_available:
-            return CreditDecision(code, Outcome.REJECTED, (Reason.INSUFFICIENT_FUNDS,))
-        self.float_available -= draw
-        return CreditDecision(code, Outcome.APPROVED, (), legs, draw)
+        return CreditDecision(code, Outcome.APPROVED, (), legs)
 
 
 def planned_legs(
@@ -131,7 +130,7 @@ def planned_legs(
         return rebalance_legs(allocations, holdings, market)
     assert order.amount is not None, "funded operations carry an amount per participant"
     if terms.type is OperationType.PARTIAL_SELL:
-        return partial_sell_legs(order.amount, allocations, holdings, market)
+        return partial_sell_plan(order.amount, allocations, holdings, market).legs
     return buy_legs(order.amount, allocations, market)
 
 
@@ -172,21 +171,6 @@ def _instrument_reasons(
         tradable = instrument is not None and instrument.tradable and priced
         if not tradable or (profile is not None and not profile.may_hold(asset)):
             return [Reason.INSTRUMENT_INELIGIBLE]
-    return []
-
-
-def _balance_reasons(
-    terms: OperationTerms, order: ParticipantOrder, holdings: Holdings, market: Market
-) -> list[Reason]:
-    """Partial sells must be covered at the indicative price less the buffer, on every leg."""
-    if terms.type is not OperationType.PARTIAL_SELL:
-        return []
-    assert terms.allocations is not None and order.amount is not None
-    floor_factor = 1 - terms.sell_price_buffer
-    for allocation in terms.allocations:
-        worth_held = holdings.quantity(allocation.asset) * market.prices[allocation.asset]
-        if worth_held * floor_factor < order.amount * allocation.weight:
-            return [Reason.INSUFFICIENT_BALANCE]
     return []
 
 

@@ -1,9 +1,10 @@
 """The platform's float account per quoted currency (novated funding, spec §9).
 
 Enrollments and top-ups are paid from it; sale proceeds and liquidations are paid into it.
-A chunk's buys reserve their total with one hold, so Traders approved in one chunk can never
-spend the same float twice, whatever other Operations are doing; only the Operation that
-placed a hold may settle or release it.
+An Operation reserves what its buyers draw in one write when it starts pricing, in request
+order (§11.12), with one hold per chunk, so no two Operations (nor two chunks) can spend the
+same float twice and the chunks' settlements never contend for it while checking; only the
+Operation that placed a hold may settle or release it.
 """
 
 from __future__ import annotations
@@ -55,18 +56,28 @@ class FloatAccount(Aggregate):
     def _deposited(self, amount: Decimal, reference: str) -> None:
         self.balance += amount
 
-    def hold(self, operation_id: UUID, chunk: int, amount: Decimal) -> None:
-        key = hold_key(operation_id, chunk)
-        if key in self.holds or amount <= 0:
-            return
-        if amount > self.available:
+    def hold(self, operation_id: UUID, chunks: dict[int, Decimal]) -> None:
+        """Reserve, per chunk of the Operation, what its approved buyers draw (one event)."""
+        wanted = {
+            hold_key(operation_id, index): amount
+            for index, amount in sorted(chunks.items())
+            if amount > 0 and hold_key(operation_id, index) not in self.holds
+        }
+        total = sum(wanted.values(), ZERO)
+        if total > self.available:
             raise FloatInsufficientError(
-                f"float {self.currency} has {self.available} available, {amount} needed"
+                f"float {self.currency} has {self.available} available, {total} needed"
             )
-        self._held(key, amount)
+        if wanted:
+            self._reserved(wanted)
+
+    @event("Reserved")
+    def _reserved(self, holds: dict[str, Decimal]) -> None:
+        self.holds.update(holds)
 
     @event("Held")
     def _held(self, key: str, amount: Decimal) -> None:
+        """Kept so histories written before `Reserved` replay (one hold per chunk checked)."""
         self.holds[key] = amount
 
     def settle(self, operation_id: UUID, chunk: int, debit: Decimal, credit: Decimal) -> None:

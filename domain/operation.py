@@ -102,12 +102,50 @@ class Operation(Aggregate):
     def allocation_set(self) -> Allocations | None:
         return Allocations.from_list(self.allocations) if self.allocations is not None else None
 
+    # Attributes added after the first release: a snapshot taken before then restores an
+    # Operation without them, so they are read with their default.
+    @property
+    def indicative_prices(self) -> dict[str, str]:
+        return dict(getattr(self, "_indicative_prices", {}))
+
+    @property
+    def float_budgets(self) -> dict[str, str]:
+        return dict(getattr(self, "_float_budgets", {}))
+
+    @property
+    def float_reserved(self) -> bool:
+        return bool(getattr(self, "_reservation_made", False))
+
+    @property
+    def crossed(self) -> dict[str, dict[str, str]]:
+        return dict(getattr(self, "_crossed", {}))
+
+    @property
+    def prices_for_check(self) -> dict[str, Decimal]:
+        return {asset: Decimal(price) for asset, price in self.indicative_prices.items()}
+
+    def float_budget(self, index: int) -> Decimal:
+        """What the float had left for chunk `index` when it was reserved in request order."""
+        return Decimal(self.float_budgets.get(str(index), "0"))
+
     def record_empty(self) -> None:
         """An Operation with nobody in scope fails at once (spec §3.1: `no_executions`)."""
         if self.chunk_count == 0:
             self._finish_without_trades()
 
     # -- credit check -------------------------------------------------------------------
+    def record_indicative_prices(self, prices: dict[str, str]) -> None:
+        """The one set of indicative prices every chunk is checked at (the first offered wins:
+        chunks checked in parallel must not each judge their Traders at a price of their own)."""
+        if self.indicative_prices:
+            return
+        self._require(OperationStatus.VALIDATING)
+        self._indicative_prices_recorded(prices)
+
+    @event("IndicativePricesRecorded")
+    def _indicative_prices_recorded(self, prices: dict[str, str]) -> None:
+        self._indicative_prices = prices
+
     def record_chunk_checked(
         self,
         index: int,
@@ -158,26 +196,52 @@ class Operation(Aggregate):
             self._finish_without_trades()
 
     # -- pricing ------------------------------------------------------------------------
+    def reserve_float(self, budgets: dict[str, str], reserved: Decimal) -> None:
+        """The float decision, made once for the whole Operation in request order (§11.12):
+        `budgets` holds what the float had left at the start of each chunk, from which each
+        chunk's settlement finds the same buyers approved (`domain.allotment`)."""
+        self._require(OperationStatus.PRICING)
+        if self.float_reserved or self.failure:
+            return
+        self._float_reserved(budgets, reserved)
+
+    @event("FloatReserved")
+    def _float_reserved(self, budgets: dict[str, str], reserved: Decimal) -> None:
+        self._float_budgets = budgets
+        self._reservation_made = True
+
     def lock_prices(
-        self, prices: dict[str, dict[str, str]], block_orders: dict[str, dict[str, str]]
+        self,
+        prices: dict[str, dict[str, str]],
+        block_orders: dict[str, dict[str, str]],
+        crossed: dict[str, dict[str, str]] | None = None,
     ) -> None:
+        """`crossed`: assets whose Traders' buys and sells cross inside the venue's spread
+        (no side's price gives a block on that side); they trade among the Traders at the
+        venue's mid, no block is placed, and the house carries their small net."""
         self._require(OperationStatus.PRICING)
         if self.failure:
             raise IllegalTransitionError(f"operation {self.id} is failing: {self.failure}")
+        if self.type.buys_from_float and not self.float_reserved:
+            raise IllegalTransitionError(f"operation {self.id} has not reserved its float")
         missing = sorted(set(self.flows) - set(prices))
         if missing:
             raise IllegalTransitionError(f"no locked price for {', '.join(missing)}")
-        self._prices_locked(prices, block_orders)
+        self._prices_locked(prices, block_orders, crossed or {})
         self._transition(OperationStatus.SETTLING, OperationReason.NONE)
         if not block_orders:  # buys and sells cancelled out: nothing to place at the venue
             self._fills_completed(self.chunk_count)
 
     @event("PricesLocked")
     def _prices_locked(
-        self, prices: dict[str, dict[str, str]], block_orders: dict[str, dict[str, str]]
+        self,
+        prices: dict[str, dict[str, str]],
+        block_orders: dict[str, dict[str, str]],
+        crossed: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.locked_prices = prices
         self.block_orders = block_orders
+        self._crossed = crossed or {}
 
     def fail(self, reason: OperationReason, detail: str) -> None:
         """Pricing or the venue failed: no Trader may trade; holds are released chunk by chunk."""
@@ -196,13 +260,24 @@ class Operation(Aggregate):
 
     # -- execution ----------------------------------------------------------------------
     def record_fill(self, asset: str, fill: dict[str, str]) -> None:
+        """A block's fill. One that is not what was ordered at the locked price (another
+        price, side or quantity) is recorded, for the house keeps it, and fails the
+        Operation: the Traders trade exactly their allotments at the locked price or not at
+        all, never a share of a partial fill."""
         self._require(OperationStatus.SETTLING)
-        if asset not in self.block_orders:
+        order = self.block_orders.get(asset)
+        if order is None:
             raise IllegalTransitionError(f"operation {self.id} placed no block order for {asset}")
-        if asset not in self.fills:
-            self._block_filled(asset, fill)
-            if self.all_blocks_filled:
-                self._fills_completed(self.chunk_count)
+        if asset in self.fills or self.failure:
+            return
+        self._block_filled(asset, fill)
+        wrong = _fill_mismatch(order, self.locked_prices[asset], fill)
+        if wrong:
+            self._failed(
+                OperationReason.EXECUTION_FAILED.value, f"{asset}: {wrong}", self.chunk_count
+            )
+        elif self.all_blocks_filled:
+            self._fills_completed(self.chunk_count)
 
     @event("BlockFilled")
     def _block_filled(self, asset: str, fill: dict[str, str]) -> None:
@@ -228,13 +303,16 @@ class Operation(Aggregate):
         totals: dict[str, dict[str, str]],
         float_debit: Decimal,
         float_credit: Decimal,
+        rejected: int = 0,
     ) -> None:
+        """`rejected`: Traders turned away at the locked price (a partial sell no longer
+        covered) or by the float reservation; `skipped`: left with dust only."""
         self._require(OperationStatus.SETTLING)
         if self.failure or not self.ready_to_settle:
             raise IllegalTransitionError(f"operation {self.id} cannot settle chunks yet")
         if self.chunk_stage(index) != "checked":
             raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunk_stage(index)}")
-        self._chunk_settled(index, settled, skipped, totals, float_debit, float_credit)
+        self._chunk_settled(index, settled, skipped, totals, float_debit, float_credit, rejected)
         if self.all_chunks_are("settled"):
             self._finish_after_settlement()
 
@@ -247,10 +325,12 @@ class Operation(Aggregate):
         totals: dict[str, dict[str, str]],
         float_debit: Decimal,
         float_credit: Decimal,
+        rejected: int = 0,
     ) -> None:
         self.chunks[str(index)] = "settled"
         self.counts["settled"] += settled
         self.counts["skipped"] += skipped
+        self.counts["rejected"] += rejected
         for asset, moves in totals.items():
             mine = self.totals.setdefault(asset, {})
             for key, value in moves.items():
@@ -304,12 +384,10 @@ class Operation(Aggregate):
             self._transition(OperationStatus.SETTLED, OperationReason.PARTIAL_SUCCESS)
 
     def _residual(self) -> dict[str, str]:
-        """Traders' net settled quantity minus the block fill, per asset.
-
-        Blocks are sized at the locked price from aggregates, but each Trader's quantity is
-        rounded to the asset's grid and dust legs are dropped, so the two can differ by a few
-        precision units; the venue (the house) carries that difference, and it is recorded.
-        """
+        """Traders' net settled quantity minus the block fill, per asset: what the house
+        carries. Blocks are the Traders' exact net (`domain.allotment`), so it is zero but
+        for a crossed asset (the Traders' small net at the mid) and, after a failure, the
+        fills the house kept."""
         residual = {}
         for asset in sorted(set(self.totals) | set(self.fills)):
             moves = self.totals.get(asset, {})
@@ -345,3 +423,15 @@ class Operation(Aggregate):
     def _require(self, status: OperationStatus) -> None:
         if self.status is not status:
             raise IllegalTransitionError(f"operation {self.id} is {self.status}, not {status}")
+
+
+def _fill_mismatch(order: dict[str, str], locked: dict[str, str], fill: dict[str, str]) -> str:
+    """Why a fill is not the block order at the locked price, or "" when it is."""
+    if Decimal(fill["price"]) != Decimal(locked["price"]):
+        return f"filled at {fill['price']}, not at the locked price {locked['price']}"
+    if fill["side"] != order["side"] or Decimal(fill["quantity"]) != Decimal(order["quantity"]):
+        return (
+            f"filled {fill['side']} {fill['quantity']}, "
+            f"not the ordered {order['side']} {order['quantity']}"
+        )
+    return ""

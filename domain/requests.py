@@ -18,8 +18,6 @@ class Limits:
 
     max_participants: int = 10_000
     max_allocations: int = 20
-    #: Partial sells must be covered at the indicative price less this fraction (price moves).
-    sell_price_buffer: Decimal = Decimal("0.02")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
 """The stages of an Operation, chunk by chunk: credit check, price lock, settlement, release.
 
-Each stage method is idempotent (a chunk already checked or settled is a no-op) and writes
-its whole effect in one `save`: the chunk's result, every Trader it touched, the float and
-the Operation's barrier. A concurrent writer makes that save fail on an aggregate version,
-and the caller simply runs the stage again on fresh state.
+Each stage method is idempotent (a chunk already checked or settled is a no-op). A chunk
+stage writes in two steps, each one atomic `save`: the heavy step (the chunk's result and
+every Trader it touched) and a small barrier step on the Operation (and the float). A
+concurrent writer makes a save fail on an aggregate version, and the caller runs the stage
+again on fresh state: the heavy step is then found done, and only the barrier is redone.
+
+The order: every chunk is checked at the Operation's one set of indicative prices; pricing
+reserves the float in request order, then locks one price per asset with each block sized
+from the Traders' own allotments at that price; settlement applies exactly those allotments.
 """
 
 from __future__ import annotations
@@ -16,26 +21,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from domain import ids
+from domain.allotment import Allotment, Entry, PricingBook, allot, float_approvals
 from domain.calculators import Market
 from domain.catalogue import InstrumentCatalogue, fiat_precision
 from domain.chunk import OperationChunk, chunk_id
-from domain.credit import (
-    CreditCheck,
-    CreditDecision,
-    OperationTerms,
-    Outcome,
-    TraderSnapshot,
-    planned_legs,
-)
+from domain.credit import CreditCheck, CreditDecision, OperationTerms, Outcome, TraderSnapshot
 from domain.errors import IllegalTransitionError
 from domain.float_account import FloatAccount
-from domain.legs import Leg
-from domain.money import ZERO, exact_methods, floor_to
+from domain.legs import Holdings, Leg
+from domain.money import ZERO, exact_methods
 from domain.operation import Operation
-from domain.pricing import BlockFill, BlockOrder, LockedQuote, net_block_orders
+from domain.pricing import BlockFill, BlockOrder, LockedQuote
 from domain.reference import Participant
-from domain.requests import Limits, ParticipantOrder
-from domain.statuses import OperationReason, OperationStatus, OperationType, Reason, Side
+from domain.requests import ParticipantOrder
+from domain.statuses import OperationReason, OperationStatus, OperationType, Side
 from domain.trader import Trader
 
 if TYPE_CHECKING:
@@ -58,7 +57,6 @@ class StageResult:
 @exact_methods
 class OperationStages:
     if TYPE_CHECKING:
-        limits: Limits
 
         def get_many(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Any]: ...
         def find(self, aggregate_id: UUID, kind: type[A]) -> A | None: ...
@@ -68,36 +66,38 @@ class OperationStages:
         def save(self, *objs: Any, **kwargs: Any) -> Any: ...
 
     # -- credit check -------------------------------------------------------------------
-    def check_chunk(
-        self, operation_id: UUID, index: int, indicative: Mapping[str, Decimal]
-    ) -> StageResult:
+    def record_indicative_prices(
+        self, operation_id: UUID, offered: Mapping[str, Decimal]
+    ) -> dict[str, Decimal]:
+        """The Operation's indicative prices: the first set offered is kept, and every chunk
+        is checked at it. Returns the kept set (the offered one may have lost the race)."""
+        operation = self.operation(operation_id)
+        if not operation.indicative_prices and operation.status is OperationStatus.VALIDATING:
+            usable = {a: str(p) for a, p in offered.items() if p.is_finite() and p > 0}
+            operation.record_indicative_prices(usable)
+            self.save(operation)
+        return operation.prices_for_check
+
+    def check_chunk(self, operation_id: UUID, index: int) -> StageResult:
         operation, chunk = self._operation_and_chunk(operation_id, index)
         replayed = chunk.stage != "planned"
         if not replayed:
-            self._check(operation, chunk, index, indicative)
+            if not operation.indicative_prices:
+                raise IllegalTransitionError(
+                    f"operation {operation_id} has no indicative prices to check at yet"
+                )
+            self._check(operation, chunk)
         return self._record_checked(operation, chunk, index, replayed)
 
-    def _check(
-        self,
-        operation: Operation,
-        chunk: OperationChunk,
-        index: int,
-        indicative: Mapping[str, Decimal],
-    ) -> None:
-        """The heavy step: decide every Trader of the chunk, hold the approved ones and
-        reserve their float, in one write that does not touch the Operation."""
+    def _check(self, operation: Operation, chunk: OperationChunk) -> None:
+        """The heavy step: decide every Trader of the chunk and hold the approved ones, in one
+        write that touches neither the Operation nor the float."""
         orders = chunk.participant_orders
         traders = self._traders(operation, orders)
         profiles = self.get_many(
             [ids.participant_id(operation.platform_id, o.code) for o in orders]
         )
-        buys = operation.type.buys_from_float
-        float_account = self._float(operation.platform_id, operation.quoted_currency)
-        check = CreditCheck(
-            _terms(operation, self.limits),
-            self._market(operation, indicative),
-            float_account.available if buys else ZERO,
-        )
+        check = CreditCheck(_terms(operation), self._market(operation, operation.prices_for_check))
         touched: list[Trader] = []
         records = []
         for order in orders:
@@ -120,10 +120,7 @@ class OperationStages:
                 )
                 touched.append(trader)
             records.append(_decision_record(operation, order, decision, trader))
-        flows, cash = _flows(
-            check.terms, orders, check.decisions, traders, check.market.fiat_precision
-        )
-        float_account.hold(operation.id, index, sum((d.float_draw for d in check.decisions), ZERO))
+        flows, cash = _flows(check.terms, check.decisions, traders)
         chunk.record_check(
             records,
             {
@@ -134,7 +131,7 @@ class OperationStages:
                 "cash": str(cash),
             },
         )
-        self.save(chunk, *([float_account] if buys else []), *touched)
+        self.save(chunk, *touched)
 
     def _record_checked(
         self, operation: Operation, chunk: OperationChunk, index: int, replayed: bool
@@ -159,26 +156,58 @@ class OperationStages:
     def assets_to_price(self, operation_id: UUID) -> list[str]:
         return sorted(self.operation(operation_id).flows)
 
-    def estimated_blocks(
-        self, operation_id: UUID, indicative: Mapping[str, Decimal]
-    ) -> dict[str, BlockOrder]:
-        """The block orders at indicative prices: which side and size to ask firm quotes for."""
-        return self._block_orders(self.operation(operation_id), indicative)
+    def reserve_float(self, operation_id: UUID) -> Operation:
+        """Reserve the float for the Operation's buyers, in request order across its chunks
+        (first come, first served: §11.12), in one write of the Operation and the float. Each
+        chunk's starting budget is recorded so its settlement finds the same buyers."""
+        operation = self.operation(operation_id)
+        if (
+            not operation.type.buys_from_float
+            or operation.status is not OperationStatus.PRICING
+            or operation.float_reserved
+            or operation.failure
+        ):
+            return operation
+        account = self._float(operation.platform_id, operation.quoted_currency)
+        left = account.available
+        budgets: dict[str, str] = {}
+        holds: dict[int, Decimal] = {}
+        for index, entries in enumerate(self._entries_by_chunk(operation)):
+            budgets[str(index)] = str(left)
+            _, holds[index] = float_approvals(operation.type, entries, left)
+            left -= holds[index]
+        account.hold(operation.id, holds)
+        operation.reserve_float(budgets, sum(holds.values(), ZERO))
+        self.save(operation, account)
+        return operation
 
-    def _block_orders(
-        self, operation: Operation, prices: Mapping[str, Decimal]
-    ) -> dict[str, BlockOrder]:
-        catalogue, currency = self.catalogue(), operation.quoted_currency
-        return net_block_orders(
-            operation.type,
-            operation.flows,
-            operation.cash_in_scope,
-            operation.allocation_set,
-            prices,
-            lambda asset: catalogue.precision(asset, currency),
+    def pricing_book(self, operation_id: UUID) -> PricingBook:
+        """Everything pricing needs to size the blocks at any prices, loaded once."""
+        return self._book(self.operation(operation_id))
+
+    def _book(self, operation: Operation) -> PricingBook:
+        currency = operation.quoted_currency
+        chunks = self._entries_by_chunk(operation)
+        return PricingBook(
+            terms=_terms(operation),
+            catalogue=self.catalogue(),
+            quoted_currency=currency,
+            fiat_precision=fiat_precision(currency),
+            assets=tuple(sorted(operation.flows)),
+            chunks=tuple(
+                (tuple(entries), operation.float_budget(index))
+                for index, entries in enumerate(chunks)
+            ),
         )
 
-    def lock_prices(self, operation_id: UUID, quotes: Mapping[str, LockedQuote]) -> Operation:
+    def lock_prices(
+        self,
+        operation_id: UUID,
+        quotes: Mapping[str, LockedQuote],
+        crossed: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> Operation:
+        """Lock one price per asset and the block orders: each block is the exact net of the
+        Traders' allotments at these prices, and must fit the quote it is placed against."""
         operation = self.operation(operation_id)
         if operation.status is not OperationStatus.PRICING or operation.failure:
             return operation
@@ -188,10 +217,16 @@ class OperationStages:
         unpriced = sorted(a for a, q in quotes.items() if not (q.price.is_finite() and q.price > 0))
         if unpriced:
             raise IllegalTransitionError(f"a locked price must be positive: {', '.join(unpriced)}")
-        orders = self._block_orders(operation, {a: q.price for a, q in quotes.items()})
+        crossed = dict(crossed or {})
+        orders = self._book(operation).blocks({a: q.price for a, q in quotes.items()})
+        carried = {a: orders.pop(a) for a in list(orders) if a in crossed}
+        unfit = sorted(a for a, order in orders.items() if not quotes[a].covers(order))
+        if unfit:
+            raise IllegalTransitionError(f"the block orders do not fit their quotes: {unfit}")
         operation.lock_prices(
             {asset: quote.as_dict() for asset, quote in quotes.items() if asset in operation.flows},
             {asset: order.as_dict() for asset, order in orders.items()},
+            {a: {**crossed[a], "net": str(_signed(carried.get(a)))} for a in crossed},
         )
         self.save(operation)
         return operation
@@ -206,12 +241,9 @@ class OperationStages:
         return operation
 
     def record_fill(self, operation_id: UUID, fill: BlockFill) -> Operation:
+        """A block's fill; one that is not the order at the locked price fails the Operation
+        (see `Operation.record_fill`)."""
         operation = self.operation(operation_id)
-        locked = Decimal(operation.locked_prices[fill.asset]["price"])
-        if fill.price != locked:
-            raise IllegalTransitionError(
-                f"fill of {fill.asset} at {fill.price} differs from the locked price {locked}"
-            )
         operation.record_fill(fill.asset, fill.as_dict())
         if operation.pending_events:
             self.save(operation)
@@ -224,58 +256,49 @@ class OperationStages:
         if not replayed:
             if operation.status is not OperationStatus.SETTLING or not operation.ready_to_settle:
                 raise IllegalTransitionError(f"operation {operation_id} is not ready to settle")
-            self._settle(operation, chunk)
+            self._settle(operation, chunk, index)
         if operation.chunk_stage(index) == "checked" and chunk.stage == "settled":
             summary = chunk.summary
             debit, credit = Decimal(summary["debit"]), Decimal(summary["credit"])
             float_account = self._float(operation.platform_id, operation.quoted_currency)
             float_account.settle(operation.id, index, debit, credit)
             operation.record_chunk_settled(
-                index, summary["settled"], summary["skipped"], summary["totals"], debit, credit
+                index,
+                summary["settled"],
+                summary["skipped"],
+                summary["totals"],
+                debit,
+                credit,
+                summary.get("rejected", 0),
             )
             self.save(operation, float_account)
             replayed = False
         return self._result(operation, index, chunk, replayed)
 
-    def _settle(self, operation: Operation, chunk: OperationChunk) -> None:
-        """The heavy step: every approved Trader of the chunk trades at the locked prices."""
+    def _settle(self, operation: Operation, chunk: OperationChunk, index: int) -> None:
+        """The heavy step: every approved Trader of the chunk gets exactly its allotment at
+        the locked prices (the one the block was sized from), or is released."""
         market = self._market(operation, operation_prices(operation))
-        terms = _terms(operation, self.limits)
-        approved = _approved_orders(chunk)
-        traders = self._traders(operation, approved)
+        entries = _entries(operation, chunk)
+        allotments = allot(_terms(operation), entries, market, operation.float_budget(index))
+        traders = self._traders(operation, [entry.order for entry in entries])
         totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
-        outcomes, debit, credit = [], ZERO, ZERO
-        for order in approved:
-            trader = traders[order.code]
-            legs = planned_legs(terms, order, trader.holdings, market)
-            if not legs and not (terms.type is OperationType.LIQUIDATION and trader.cash > 0):
-                trader.release_hold(operation.id, Outcome.SKIPPED.value, Reason.DUST.value)
-                outcomes.append(
-                    {"participant_code": order.code, "outcome": "skipped", "reasons": "dust"}
-                )
-                continue
-            funded = (order.amount or ZERO) if terms.type.buys_from_float else ZERO
-            paid_out = _paid_out(terms.type, trader.cash, legs)
-            trader.settle(
-                operation.id,
-                terms.type,
-                legs,
-                dict(market.prices),
-                funded,
-                paid_out,
-                order.auto_rebalance if terms.type is OperationType.ENROLLMENT else None,
-            )
-            _add_totals(totals, legs)
-            debit, credit = debit + funded, credit + paid_out
-            outcomes.append({"participant_code": order.code, "outcome": "settled", "reasons": ""})
+        outcomes = []
+        for entry, allotment in zip(entries, allotments, strict=True):
+            trader = traders[entry.order.code]
+            _require_as_held(operation, trader, entry)
+            outcomes.append(_apply(operation, trader, entry.order, allotment, market))
+            _add_totals(totals, allotment.legs)
+        counted = [o["outcome"] for o in outcomes]
         chunk.record_settlement(
             outcomes,
             {
-                "settled": sum(o["outcome"] == "settled" for o in outcomes),
-                "skipped": sum(o["outcome"] == "skipped" for o in outcomes),
+                "settled": counted.count("settled"),
+                "skipped": counted.count(Outcome.SKIPPED.value),
+                "rejected": counted.count(Outcome.REJECTED.value),
                 "totals": {a: {k: str(v) for k, v in t.items()} for a, t in totals.items()},
-                "debit": str(debit),
-                "credit": str(credit),
+                "debit": str(sum((a.funded for a in allotments), ZERO)),
+                "credit": str(sum((a.paid_out for a in allotments), ZERO)),
             },
         )
         self.save(chunk, *traders.values())
@@ -311,6 +334,15 @@ class OperationStages:
             raise IllegalTransitionError(f"operation {operation_id} has no chunk {index}")
         return operation, chunk
 
+    def _entries_by_chunk(self, operation: Operation) -> list[list[Entry]]:
+        """Every chunk's approved participants, in chunk order (one load for all chunks)."""
+        wanted = [chunk_id(operation.id, i) for i in range(operation.chunk_count)]
+        found = self.get_many(wanted)
+        chunks = [found.get(i) for i in wanted]
+        if not all(isinstance(c, OperationChunk) and c.stage != "planned" for c in chunks):
+            raise IllegalTransitionError(f"operation {operation.id} has chunks not checked yet")
+        return [_entries(operation, c) for c in chunks if isinstance(c, OperationChunk)]
+
     def _traders(
         self, operation: Operation, orders: Sequence[ParticipantOrder]
     ) -> dict[str, Trader]:
@@ -335,17 +367,73 @@ def _approved_orders(chunk: OperationChunk) -> list[ParticipantOrder]:
     return [order for order in chunk.participant_orders if order.code in approved]
 
 
+def _entries(operation: Operation, chunk: OperationChunk) -> list[Entry]:
+    """The chunk's approved participants in request order, with the holdings they were held
+    with (recorded by the check for the Operations whose legs depend on holdings)."""
+    entries = []
+    for order in _approved_orders(chunk):
+        decision = chunk.decisions[order.code]
+        positions = decision.get("positions") or {}
+        holdings = Holdings(
+            {asset: Decimal(q) for asset, q in positions.items()},
+            Decimal(decision.get("cash", "0")),
+        )
+        entries.append(Entry(order, holdings))
+    del operation
+    return entries
+
+
+def _require_as_held(operation: Operation, trader: Trader, entry: Entry) -> None:
+    """A held Trader cannot have changed since its check; if it did, the allotment the block
+    was sized from would not be its own: refuse rather than settle the wrong numbers."""
+    if _uses_holdings(operation.type) and trader.holdings != entry.holdings:
+        raise IllegalTransitionError(
+            f"trader {trader.id} changed while held by {operation.id}: "
+            f"{trader.holdings} != {entry.holdings}"
+        )
+
+
+def _uses_holdings(kind: OperationType) -> bool:
+    return not kind.buys_from_float
+
+
+def _apply(
+    operation: Operation,
+    trader: Trader,
+    order: ParticipantOrder,
+    allotment: Allotment,
+    market: Market,
+) -> dict[str, str]:
+    if not allotment.trades:
+        reasons = ",".join(r.value for r in allotment.reasons)
+        trader.release_hold(operation.id, allotment.outcome.value, reasons.split(",")[0])
+        return {
+            "participant_code": order.code,
+            "outcome": allotment.outcome.value,
+            "reasons": reasons,
+        }
+    trader.settle(
+        operation.id,
+        operation.type,
+        allotment.legs,
+        dict(market.prices),
+        allotment.funded,
+        allotment.paid_out,
+        order.auto_rebalance if operation.type is OperationType.ENROLLMENT else None,
+    )
+    return {"participant_code": order.code, "outcome": "settled", "reasons": ""}
+
+
 def operation_prices(operation: Operation) -> dict[str, Decimal]:
     return {asset: Decimal(q["price"]) for asset, q in operation.locked_prices.items()}
 
 
-def _terms(operation: Operation, limits: Limits) -> OperationTerms:
+def _terms(operation: Operation) -> OperationTerms:
     tolerance = operation.parameters.get("drift_tolerance")
     return OperationTerms(
         operation.id,
         operation.type,
         operation.allocation_set,
-        limits.sell_price_buffer,
         Decimal(tolerance) if tolerance is not None else None,
     )
 
@@ -358,67 +446,48 @@ def _snapshot(trader: Trader | None) -> TraderSnapshot | None:
 
 def _decision_record(
     operation: Operation, order: ParticipantOrder, decision: CreditDecision, trader: Trader | None
-) -> dict[str, str]:
-    return {
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
         "participant_code": order.code,
         "outcome": decision.outcome.value,
         "reasons": ",".join(r.value for r in decision.reasons),
         "trader_id": str(trader.id) if trader is not None else "",
         "execution_id": str(ids.execution_id(operation.id, order.code)),
-        "float_draw": str(decision.float_draw),
     }
+    if (
+        decision.outcome is Outcome.APPROVED
+        and trader is not None
+        and _uses_holdings(operation.type)
+    ):
+        record["positions"] = {asset: str(q) for asset, q in sorted(trader.positions.items())}
+        record["cash"] = str(trader.cash)
+    return record
 
 
 def _flows(
-    terms: OperationTerms,
-    orders: Sequence[ParticipantOrder],
-    decisions: Sequence[CreditDecision],
-    traders: Mapping[str, Trader],
-    fiat_precision: int,
+    terms: OperationTerms, decisions: Sequence[CreditDecision], traders: Mapping[str, Trader]
 ) -> tuple[dict[str, dict[str, str]], Decimal]:
-    """Price-independent sums over the approved Traders, from which the pricing stage sizes
-    each block order at the locked price (see `domain.pricing.net_block_orders`).
-
-    Per asset: `buy_notional` (fiat budgets of planned buys), `sell_worth` (fiat worth of
-    planned partial sells) and `held` (quantity held, which rebalance and liquidation trade
-    from); plus the approved Traders' cash, which a rebalance invests. Every asset the
-    Traders hold or are allocated is listed, because each needs a locked price.
-    """
-    flows: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    """Per asset that needs a locked price (allocated, or held by an approved Trader of a
+    rebalance or liquidation), the quantity the approved Traders hold; and their cash."""
+    flows: dict[str, Decimal] = (
+        {asset: ZERO for asset in terms.allocations.assets} if (terms.allocations) else {}
+    )
     cash = ZERO
-    allocations = terms.allocations
-    by_code = {order.code: order for order in orders}
     for decision in decisions:
-        if decision.outcome is not Outcome.APPROVED:
-            continue
-        order = by_code[decision.participant_code]
         trader = traders.get(decision.participant_code)
-        holdings = trader.holdings if trader else None
-        for asset in allocations.assets if allocations else ():
-            flows[asset]["held"] += ZERO
-        if holdings is not None and terms.type in (
-            OperationType.REBALANCE,
-            OperationType.LIQUIDATION,
-        ):
-            cash += holdings.cash
-            for asset in holdings.held_assets:
-                flows[asset]["held"] += holdings.quantity(asset)
-        for leg in decision.legs:
-            weight = allocations.weight_of(leg.asset) if allocations else ZERO
-            if terms.type.buys_from_float and order.amount is not None:
-                flows[leg.asset]["buy_notional"] += floor_to(order.amount * weight, fiat_precision)
-            elif terms.type is OperationType.PARTIAL_SELL and order.amount is not None:
-                flows[leg.asset]["sell_worth"] += order.amount * weight
-    return {a: {k: str(v) for k, v in f.items()} for a, f in flows.items()}, cash
+        if decision.outcome is not Outcome.APPROVED or trader is None:
+            continue
+        if terms.type in (OperationType.REBALANCE, OperationType.LIQUIDATION):
+            cash += trader.cash
+            for asset in trader.holdings.held_assets:
+                flows[asset] = flows.get(asset, ZERO) + trader.holdings.quantity(asset)
+    return {asset: {"held": str(held)} for asset, held in flows.items()}, cash
 
 
-def _paid_out(kind: OperationType, cash: Decimal, legs: tuple[Leg, ...]) -> Decimal:
-    proceeds = sum((leg.notional for leg in legs if leg.side is Side.SELL), ZERO)
-    if kind is OperationType.PARTIAL_SELL:
-        return proceeds
-    if kind is OperationType.LIQUIDATION:
-        return cash + proceeds
-    return ZERO
+def _signed(order: BlockOrder | None) -> Decimal:
+    if order is None:
+        return ZERO
+    return order.quantity if order.side is Side.BUY else -order.quantity
 
 
 def _add_totals(totals: dict[str, dict[str, Decimal]], legs: tuple[Leg, ...]) -> None:

@@ -1,7 +1,9 @@
 """credit-check stage: one chunk of Traders checked on every leg at indicative prices.
 
-Adapter only: the credit rules live in `domain/credit.py`; the chunk's decisions, holds,
-float reservation and the Operation's barrier are written by `Trading.check_chunk` at once.
+Adapter only: the credit rules live in `domain/credit.py`; the chunk's decisions and holds,
+then the Operation's barrier, are written by `Trading.check_chunk`. Every chunk of an
+Operation is checked at one set of indicative prices: the first chunk to get here records
+the prices it fetched, the others use those (`Trading.record_indicative_prices`).
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ log = structlog.get_logger("workers.credit_check")
 async def check_credit(delivery: Delivery, ctx: StageContext) -> None:
     task = CreditCheckRequested.model_validate_json(delivery.value)
     operation = await ctx.call(ctx.trading.operation, task.operation_id)
-    catalogue = await ctx.call(ctx.trading.catalogue)
-    assets = [
-        asset
-        for (asset, currency), instrument in catalogue.instruments.items()
-        if currency == operation.quoted_currency and instrument.tradable
-    ]
-    prices = await ctx.quotes.indicative(operation.quoted_currency, assets)
-    result = await ctx.call(ctx.trading.check_chunk, task.operation_id, task.chunk, prices)
+    if not operation.indicative_prices:
+        catalogue = await ctx.call(ctx.trading.catalogue)
+        assets = [
+            asset
+            for (asset, currency), instrument in catalogue.instruments.items()
+            if currency == operation.quoted_currency and instrument.tradable
+        ]
+        prices = await ctx.quotes.indicative(operation.quoted_currency, assets)
+        await ctx.call(ctx.trading.record_indicative_prices, task.operation_id, prices)
+    result = await ctx.call(ctx.trading.check_chunk, task.operation_id, task.chunk)
     log.info(
         "credit.checked",
         operation_id=str(task.operation_id),

@@ -1,23 +1,23 @@
-"""pricing-lock stage: once every chunk is checked, one firm quote per asset is locked.
+"""pricing-lock stage: once every chunk is checked, reserve the float and lock one price per asset.
 
-The side and size of each quote come from the block orders at indicative prices. If the
-quoted prices flip an asset's net side (a rebalance whose buys and sells nearly cancel) or
-grow its block beyond the quoted size, that asset is quoted again once on the final terms,
-so the block order matches the quote it is placed against. A quote that cannot be had, or
-expires before it is locked, fails the Operation cleanly (`pricing_failed`): no Trader
-trades and every hold is released.
+The float is reserved first, in request order (`Trading.reserve_float`). Then firm quotes are
+asked round by round as `domain.pricing.PriceDiscovery` says, each round's blocks computed
+exactly from the Traders' allotments at the prices quoted so far, until every block fits the
+quote it will be placed against (or an asset is found crossed and priced at the mid). A quote
+that cannot be had, blocks that never settle down, or a quote expired before the lock fail the
+Operation cleanly (`pricing_failed`): no Trader trades and every hold is released.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
 from uuid import UUID
 
 import structlog
 
-from domain.pricing import BlockOrder, LockedQuote
-from domain.statuses import OperationReason, OperationStatus, Side
+from domain.allotment import PricingBook
+from domain.pricing import MAX_QUOTE_ROUNDS, LockedQuote, PriceDiscovery
+from domain.statuses import OperationReason, OperationStatus
 from infra.bus import Delivery
 from infra.venue import Quote, QuoteExpiredError, VenueError
 from workers.context import StageContext
@@ -34,45 +34,49 @@ async def lock_prices(delivery: Delivery, ctx: StageContext) -> None:
             "pricing.skipped", operation_id=str(task.operation_id), status=operation.status.value
         )
         return
-    currency = operation.quoted_currency
-    assets = sorted(operation.flows)
+    await ctx.call(ctx.trading.reserve_float, task.operation_id)
+    book = await ctx.call(ctx.trading.pricing_book, task.operation_id)
     try:
-        indicative = await ctx.quotes.indicative(currency, assets)
-        missing = sorted(set(assets) - set(indicative))
-        if missing:
-            raise VenueError(f"no price for {', '.join(missing)}")
-        estimate = await ctx.call(ctx.trading.estimated_blocks, task.operation_id, indicative)
-        quotes = await _quote(ctx, currency, assets, estimate)
-        locked = {q.asset: q.price for q in quotes.values()}
-        final = await ctx.call(ctx.trading.estimated_blocks, task.operation_id, locked)
-        stale = [
-            asset
-            for asset, order in final.items()
-            if order.side is not quotes[asset].side or order.quantity > quotes[asset].quantity
-        ]
-        if stale:
-            quotes |= await _quote(ctx, currency, stale, final)
+        quotes, crossed = await _discover(ctx, book)
         _require_fresh(quotes, ctx)
     except VenueError as error:
         await _fail(ctx, task.operation_id, str(error))
         return
-    await ctx.call(ctx.trading.lock_prices, task.operation_id, _locked(quotes))
+    await ctx.call(ctx.trading.lock_prices, task.operation_id, _locked(quotes), crossed)
     log.info(
         "pricing.locked",
         operation_id=str(task.operation_id),
         prices={a: str(q.price) for a, q in quotes.items()},
+        crossed=sorted(crossed),
     )
 
 
-async def _quote(
-    ctx: StageContext, currency: str, assets: list[str], orders: Mapping[str, BlockOrder]
-) -> dict[str, Quote]:
-    quotes = {}
-    for asset in assets:
-        order = orders.get(asset)
-        side, quantity = (order.side, order.quantity) if order else (Side.BUY, Decimal(0))
-        quotes[asset] = await ctx.quotes.firm_quote(currency, asset, side, quantity)
-    return quotes
+async def _discover(
+    ctx: StageContext, book: PricingBook
+) -> tuple[dict[str, Quote], dict[str, dict[str, str]]]:
+    currency = book.quoted_currency
+    indicative = await ctx.quotes.indicative(currency, book.assets)
+    missing = sorted(set(book.assets) - set(indicative))
+    if missing:
+        raise VenueError(f"no price for {', '.join(missing)}")
+    discovery = PriceDiscovery(book.assets, book.precisions())
+    requests = discovery.first(await ctx.call(book.blocks, indicative))
+    quotes: dict[str, Quote] = {}
+    for _ in range(MAX_QUOTE_ROUNDS):
+        for request in requests:
+            quote = await ctx.quotes.firm_quote(
+                currency, request.asset, request.side, request.quantity
+            )
+            quotes[request.asset] = quote
+            discovery.quoted(request.asset, quote.side, quote.quantity, quote.price)
+        requests = discovery.next(await ctx.call(book.blocks, discovery.prices()))
+        if not requests:
+            return quotes, discovery.crossed
+        log.info("pricing.requoted", assets=sorted(r.asset for r in requests))
+    moving = ", ".join(sorted(r.asset for r in requests))
+    raise VenueError(
+        f"the blocks of {moving} did not fit their quotes after {MAX_QUOTE_ROUNDS} rounds"
+    )
 
 
 def _require_fresh(quotes: Mapping[str, Quote], ctx: StageContext) -> None:

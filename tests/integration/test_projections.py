@@ -150,8 +150,9 @@ async def test_a_real_history_answers_the_queries_survives_redelivery_and_equals
         # A bus that numbers offsets from 0 again (embedded mode after a restart) still
         # delivers newer events: their log positions are past anything applied.
         await asyncio.to_thread(app.update_trader, PLATFORM, uuid4(), told.trader("P2").id, False)
-        (flag,) = await asyncio.to_thread(messages, app, history[-1].position)
-        await consume(writer, Partitions().deliver([flag]))
+        flag, key = await asyncio.to_thread(messages, app, history[-1].position)
+        assert (flag.type, key.type) == ("Trader.AutoRebalanceChanged", "RequestKey.Claimed")
+        await consume(writer, Partitions().deliver([flag, key]))
         p2 = await queries.get_trader(pool, PLATFORM, told.trader("P2").id)
         assert p2 is not None and p2["auto_rebalance"] is False
     finally:

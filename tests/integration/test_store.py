@@ -203,13 +203,14 @@ def test_a_chunk_checked_by_two_workers_at_once_holds_each_trader_once(
     ):
         strategy = new_strategy(prepared(first))
         operation = request(first, strategy, OperationType.ENROLLMENT, enrollment(CODES))
+        first.record_indicative_prices(operation.id, PRICES)
         first.barrier = second.barrier = threading.Barrier(2)
         conflicts: list[str] = []
 
         def check(app: PostgresTrading) -> Any:
             def attempt() -> Any:
                 try:
-                    return app.check_chunk(operation.id, 0, PRICES)
+                    return app.check_chunk(operation.id, 0)
                 except IntegrityError as exc:
                     conflicts.append(f"{threading.current_thread().name}: {exc}")
                     raise
@@ -223,6 +224,8 @@ def test_a_chunk_checked_by_two_workers_at_once_holds_each_trader_once(
         assert 1 <= len(conflicts) <= 2, conflicts
         traders = [ids.trader_id(strategy.id, c) for c in CODES]
         assert hold_counts(first, traders) == dict.fromkeys(traders, 1)
+        assert first._float(PLATFORM, "USD").held == 0  # reserved by pricing, not the check
+        first.reserve_float(operation.id)
         assert first._float(PLATFORM, "USD").held == 7 * Decimal(1000)
         lock_and_fill(first, operation.id)
         assert settle_all(second, operation.id).status is OperationStatus.SETTLED
@@ -239,11 +242,13 @@ def test_operations_racing_for_the_same_traders_hold_each_at_most_once(
         strategy = new_strategy(prepared(first))
         one = request(first, strategy, OperationType.ENROLLMENT, enrollment(CODES[:5]))
         two = request(first, strategy, OperationType.ENROLLMENT, enrollment(CODES[2:]))
+        for op in (one, two):
+            first.record_indicative_prices(op.id, PRICES)
         first.barrier = second.barrier = threading.Barrier(2)
 
         race(
-            lambda: retry_on_conflict(lambda: first.check_chunk(one.id, 0, PRICES)),
-            lambda: retry_on_conflict(lambda: second.check_chunk(two.id, 0, PRICES)),
+            lambda: retry_on_conflict(lambda: first.check_chunk(one.id, 0)),
+            lambda: retry_on_conflict(lambda: second.check_chunk(two.id, 0)),
         )
 
         decisions = {op.id: first.repository.get(chunk_id(op.id, 0)).decisions for op in (one, two)}
@@ -276,7 +281,7 @@ def test_instances_starting_together_on_an_empty_database_create_the_tables_once
             "SELECT table_name FROM information_schema.tables"
             " WHERE table_schema = 'public' ORDER BY table_name"
         ).fetchall()
-    assert tables == [("trading_events",), ("trading_snapshots",)]
+    assert tables == [("trading_events",), ("trading_roster",), ("trading_snapshots",)]
 
 
 def test_the_pool_keeps_as_many_connections_as_asked(fresh_database_url: str) -> None:

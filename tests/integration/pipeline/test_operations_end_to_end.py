@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 
 from domain.allocations import Allocations
-from domain.calculators import Market, buy_legs, partial_sell_legs, rebalance_legs
+from domain.calculators import Market, buy_legs, partial_sell_plan, rebalance_legs
 from domain.catalogue import fiat_precision
 from domain.chunk import OperationChunk, chunk_id
 from domain.legs import Holdings
@@ -132,10 +132,10 @@ async def test_the_five_operation_types_settle_as_the_maths_says(engine: Engine)
         prices = market(engine, locked_prices(sale))
         after = holdings(trading, strategy, sellers)
         for code in sellers:
-            legs = partial_sell_legs(Decimal("20.00"), allocations, before[code].holdings, prices)
-            proceeds = sum((leg.notional for leg in legs), ZERO)
-            assert proceeds >= Decimal("20.00")
-            assert after[code].holdings == before[code].holdings.after(legs, ZERO, proceeds)
+            plan = partial_sell_plan(Decimal("20.00"), allocations, before[code].holdings, prices)
+            assert plan.legs and sum((leg.notional for leg in plan.legs), ZERO) >= Decimal("20.00")
+            paid = before[code].holdings.after(plan.legs, ZERO, Decimal("20.00"))  # exactly 20.00
+            assert after[code].holdings == paid
 
         # rebalance with no participants: every active auto-rebalance Trader (from the roster)
         new_weights = [
@@ -143,7 +143,6 @@ async def test_the_five_operation_types_settle_as_the_maths_says(engine: Engine)
             {"underlying_currency": "SOL", "weight": "0.40"},
         ]
         auto = [c for i, c in enumerate(CODES) if i % 4 != 0]
-        await _wait_for_roster(engine, strategy, len(CODES))
         before = holdings(trading, strategy, CODES)
         result = await client.send("rebalance", {"allocations": new_weights}, strategy_id=strategy)
         rebalance = await wait_terminal(trading, UUID(result.resource["id"]))  # type: ignore[index]
@@ -182,16 +181,6 @@ async def test_the_five_operation_types_settle_as_the_maths_says(engine: Engine)
                 (prices.sell(a, q).notional for a, q in before[code].positions.items()), ZERO
             )
         assert trading._float(PLATFORM, "USD").balance == balance + paid
-
-
-async def _wait_for_roster(engine: Engine, strategy: UUID, expected: int) -> None:
-    import asyncio
-
-    for _ in range(300):
-        if len(await engine.roster.traders(strategy, auto_rebalance_only=False)) >= expected:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("roster did not catch up")
 
 
 async def test_a_replayed_command_returns_the_original_and_bad_ones_are_refused_or_dead_lettered(

@@ -55,20 +55,36 @@ def request(
 def check_all(
     app: Trading, operation_id: UUID, prices: Mapping[str, Decimal] = PRICES
 ) -> Operation:
+    app.record_indicative_prices(operation_id, prices)
     operation = app.operation(operation_id)
     for index in range(operation.chunk_count):
-        app.check_chunk(operation_id, index, prices)
+        app.check_chunk(operation_id, index)
     return app.operation(operation_id)
+
+
+def fitting_quotes(
+    app: Trading, operation_id: UUID, locked: Mapping[str, Decimal] = PRICES
+) -> dict[str, LockedQuote]:
+    """Quotes at `locked` whose side and size fit the blocks at those prices, as the pricing
+    stage's discovery ends with (reserving the float first, as it does)."""
+    app.reserve_float(operation_id)
+    assets = app.assets_to_price(operation_id)
+    blocks = app.pricing_book(operation_id).blocks({a: locked[a] for a in assets})
+    quotes = {}
+    for asset in assets:
+        order = blocks.get(asset)
+        side = order.side.value if order else "buy"
+        quantity = str(order.quantity) if order else "0"
+        quotes[asset] = LockedQuote(
+            asset, locked[asset], f"quote-{asset}", "2026-11-26T00:00:00Z", side, quantity
+        )
+    return quotes
 
 
 def lock_and_fill(
     app: Trading, operation_id: UUID, locked: Mapping[str, Decimal] = PRICES
 ) -> Operation:
-    quotes = {
-        a: LockedQuote(a, locked[a], f"quote-{a}", "2026-11-26T00:00:00Z")
-        for a in app.assets_to_price(operation_id)
-    }
-    app.lock_prices(operation_id, quotes)
+    app.lock_prices(operation_id, fitting_quotes(app, operation_id, locked))
     for asset, order in app.operation(operation_id).block_orders.items():
         fill = BlockFill(
             asset, Side(order["side"]), Decimal(order["quantity"]), locked[asset], f"fill-{asset}"

@@ -19,6 +19,7 @@ from domain.calculators import Market
 from domain.catalogue import FIAT_PRECISION, Instrument, InstrumentCatalogue
 from domain.legs import Holdings, Leg
 from domain.money import floor_to, unit
+from domain.statuses import Side
 
 ASSETS: tuple[str, ...] = ("BTC", "ETH", "SOL", "ADA", "AVAX")
 QUOTED = "USD"
@@ -227,20 +228,22 @@ def rebalance_slack(
     """The tightest bound the code supports on |end - target| for each allocated asset.
 
     Derivation, with f the fiat minor unit, u the asset's precision unit, m its minimum
-    notional, L the number of legs traded and D the value (at the locked price) of every
-    over-weight asset whose sell leg was dropped as dust:
+    notional, P its price, n the number of assets held or allocated, D the value (at the locked
+    price) of every over-weight asset whose sell leg was dropped as dust, and R the value
+    the executed sells keep by rounding their quantities down (the sum of u_s x P_s):
 
-    * Above target. A sell rounds its excess *up* to u, so the asset ends at or below its
-      target; only a dropped (dust) sell leaves it above, and a sell is dust only when its
-      proceeds floor(excess x P) < m, i.e. (held - target) x P <= excess x P < m: the asset
-      stays less than m / P above target.
-    * Below target. A sell ends less than u below. A buy asks floor(shortfall) and ends less
-      than u below when funded. Its funds are cash plus sell proceeds minus earlier buys;
-      every executed leg costs the Trader less than f against its exact value (sells floor,
-      buys ceil) and every dropped sell withholds its whole excess, so a buy is short of
-      funds by less than f x L + D, costing less than u + (f x L + D) / P of quantity. A buy
-      that is itself dust (cost < m) is dropped, leaving it less than m / P further below.
-      Hence below < u + (f x L + D + m) / P.
+    * Above target. A sell rounds its excess *down* to u, so the asset ends less than u above
+      its target. A dropped (dust) sell of q = floor(excess) has floor_f(q x P) < m, so
+      q < (m + f) / P and the asset stays less than u + (m + f) / P above.
+    * Below target. A sell never ends below (weight-0 assets end at 0, their target). A buy
+      wants floor(target - held), less than u short. Funds are cash plus the sells' proceeds;
+      against the exact identity (buys' value = cash + over-weight excess), each executed
+      sell brings less than u_s x P_s + f short, each dropped sell its whole excess (D), each
+      wanted buy costs up to f more than its value, and the funds are floored once more: the
+      buys are short of funds by S < f x (n + 1) + R + D in all. That shortfall is shared in
+      proportion to cost, so one buy loses less than S + f of budget, (S + f) / P + u of
+      quantity; a buy that is then dust (< m) is dropped, less than (m + f) / P further.
+      Hence below < 2u + (S + 2f + m) / P.
 
     D matters: several over-weight assets each just under the minimum can together starve an
     under-weight asset by far more than one minimum notional (see the calculator tests).
@@ -256,14 +259,24 @@ def rebalance_slack(
             ),
             Decimal(0),
         )
+        kept = sum(
+            (
+                unit(market.precision(leg.asset)) * market.prices[leg.asset]
+                for leg in legs
+                if leg.side is Side.SELL
+            ),
+            Decimal(0),
+        )
         fiat = unit(market.fiat_precision)
+        assets = len(set(allocations.assets) | set(before.held_assets))
+        shortfall = fiat * (assets + 1) + kept + withheld
         slack = {}
         for asset in allocations.assets:
             price = market.prices[asset]
             minimum = market.min_notional(asset)
+            step = unit(market.precision(asset))
             slack[asset] = Slack(
-                above=minimum / price,
-                below=unit(market.precision(asset))
-                + (fiat * len(legs) + withheld + minimum) / price,
+                above=step + (minimum + fiat) / price,
+                below=2 * step + (shortfall + 2 * fiat + minimum) / price,
             )
         return slack

@@ -116,17 +116,20 @@ def test_auto_rebalance_changes_only_once_enrolled_and_only_when_different() -> 
 def test_float_holds_are_bounded_by_the_available_balance() -> None:
     account = FloatAccount("p", "USD", 2)
     account.deposit(D("100.00"), "wire")
-    account.hold(FIRST_OP, 0, D("60.00"))
-    account.hold(FIRST_OP, 0, D("60.00"))  # the same chunk again: a no-op
-    account.hold(FIRST_OP, 1, D("0"))  # nothing to hold
+    account.hold(FIRST_OP, {0: D("50.00"), 1: D("10.00"), 2: D("0")})  # 2: nothing to hold
+    assert [type(e).__name__ for e in account.collect_events()][-1] == "Reserved"  # one event
+    account.hold(FIRST_OP, {0: D("60.00")})  # a chunk held already: a no-op
+    assert account.pending_events == []
     assert account.available == D("40.00")
     with pytest.raises(FloatInsufficientError):
-        account.hold(SECOND_OP, 0, D("40.01"))
+        account.hold(SECOND_OP, {0: D("20.00"), 1: D("20.01")})  # all or nothing
+    assert account.available == D("40.00")
+    account.settle(FIRST_OP, 1, D("10.00"), D(0))
     with pytest.raises(HoldNotOwnedError):
-        account.settle(FIRST_OP, 0, D("60.01"), D(0))
-    account.settle(FIRST_OP, 0, D("55.00"), D("10.00"))
+        account.settle(FIRST_OP, 0, D("50.01"), D(0))
+    account.settle(FIRST_OP, 0, D("45.00"), D("10.00"))
     assert (account.balance, account.held) == (D("55.00"), D(0))
-    account.hold(SECOND_OP, 0, D("5.00"))
+    account.hold(SECOND_OP, {0: D("5.00")})
     account.release(SECOND_OP, 0)
     account.release(SECOND_OP, 0)
     assert account.available == D("55.00")
@@ -198,6 +201,9 @@ def test_operation_refuses_edges_the_lifecycle_does_not_have() -> None:
     with pytest.raises(IllegalTransitionError):
         operation.record_chunk_released(0, 1)
     operation.record_chunk_checked(0, 1, 0, 0, {"BTC": {"buy": "1"}})
+    with pytest.raises(IllegalTransitionError, match="has not reserved its float"):
+        operation.lock_prices({"BTC": {"price": "1"}}, {})
+    operation.reserve_float({"0": "100"}, D(1))
     with pytest.raises(IllegalTransitionError, match="no locked price for BTC"):
         operation.lock_prices({}, {})
     with pytest.raises(IllegalTransitionError):
@@ -207,9 +213,10 @@ def test_operation_refuses_edges_the_lifecycle_does_not_have() -> None:
         operation.record_fill("ETH", {})
     with pytest.raises(IllegalTransitionError, match="cannot settle chunks yet"):
         operation.record_chunk_settled(0, 1, 0, {}, D(0), D(0))
-    operation.record_fill("BTC", {"side": "buy", "quantity": "1"})
-    operation.record_fill("BTC", {"side": "buy", "quantity": "2"})  # a redelivered fill is ignored
-    assert operation.fills["BTC"] == {"side": "buy", "quantity": "1"}
+    filled = {"side": "buy", "quantity": "1", "price": "1"}
+    operation.record_fill("BTC", filled)
+    operation.record_fill("BTC", {**filled, "quantity": "2"})  # a redelivered fill is ignored
+    assert operation.fills["BTC"] == filled
     assert [type(e).__name__ for e in operation.collect_events()][-2:] == [
         "BlockFilled",
         "FillsCompleted",
@@ -220,6 +227,33 @@ def test_operation_refuses_edges_the_lifecycle_does_not_have() -> None:
         operation.record_chunk_settled(0, 1, 0, {}, D(0), D(0))
     with pytest.raises(IllegalTransitionError):
         operation.fail(OperationReason.EXECUTION_FAILED, "too late")
+
+
+@pytest.mark.parametrize(
+    "fill",
+    [
+        {"side": "buy", "quantity": "0.5", "price": "1"},  # a partial fill
+        {"side": "buy", "quantity": "1", "price": "1.01"},  # another price
+        {"side": "sell", "quantity": "1", "price": "1"},  # the other side
+    ],
+)
+def test_a_fill_that_is_not_the_order_at_the_locked_price_fails_the_operation(
+    fill: dict[str, str],
+) -> None:
+    """Traders trade their allotment at the locked price or not at all: the fill is kept on
+    record (the house carries it) and the Operation fails; nobody settles a share of it."""
+    operation = new_operation(1)
+    operation.record_chunk_checked(0, 1, 0, 0, {"BTC": {"held": "0"}})
+    operation.reserve_float({"0": "100"}, D(1))
+    operation.lock_prices({"BTC": {"price": "1"}}, {"BTC": {"side": "buy", "quantity": "1"}})
+    operation.record_fill("BTC", fill)
+    assert operation.fills["BTC"] == fill
+    assert (operation.failure, operation.ready_to_settle) == ("execution_failed", False)
+    assert "BTC" in operation.failure_detail
+    operation.record_chunk_released(0, 1)
+    assert operation.status is OperationStatus.FAILED
+    signed = D(fill["quantity"]) * (1 if fill["side"] == "buy" else -1)
+    assert operation.residual == {"BTC": str(-signed)}  # the house keeps what was filled
 
 
 def test_a_failing_operation_ends_failed_once_every_chunk_is_released() -> None:
@@ -257,6 +291,7 @@ def test_an_operation_that_settled_a_chunk_can_no_longer_fail() -> None:
     operation = new_operation(2)
     for index in (0, 1):
         operation.record_chunk_checked(index, 1, 0, 0, {"BTC": {"buy": "1"}})
+    operation.reserve_float({"0": "1", "1": "1"}, D(2))
     operation.lock_prices({"BTC": {"price": "1"}}, {})
     operation.record_chunk_settled(0, 1, 0, {}, D(0), D(0))
     with pytest.raises(IllegalTransitionError, match="filled and settling"):

@@ -18,13 +18,14 @@ from domain.calculators import (
     Market,
     buy_legs,
     liquidation_legs,
-    partial_sell_legs,
+    partial_sell_plan,
     rebalance_legs,
+    split_fiat,
 )
 from domain.catalogue import DEFAULT_INSTRUMENTS, InstrumentCatalogue
 from domain.legs import Holdings, Leg
 from domain.money import ceil_to, floor_to, unit
-from domain.statuses import Side
+from domain.statuses import Reason, Side
 from tests.unit.domain.strategies import (
     allocation_bodies,
     amounts,
@@ -102,11 +103,12 @@ def test_buy_legs_never_cost_more_than_the_amount(
 def test_buy_legs_leave_less_than_one_minor_unit_per_asset_unspent_besides_dust(
     case: tuple[Market, Allocations, Decimal],
 ) -> None:
-    """Per asset, A x w is floored to the fiat grid (< f lost), then the quantity is floored
-    to u, so the cost falls short of the budget by less than u x P; both budget and cost are
-    on the fiat grid, so that shortfall is at most ceil_f(u x P) - f. A kept asset therefore
-    leaves less than ceil_f(u x P), which is one minor unit whenever u x P <= f (BTC at 8
-    decimals under 1,000,000). A dropped asset leaves its whole budget, below that plus m.
+    """Per asset, A x w goes to the fiat grid (the shares still sum to A), then the quantity
+    is floored to u, so the cost falls short of the budget by less than u x P; both budget
+    and cost are on the fiat grid, so that shortfall is at most ceil_f(u x P) - f. A kept
+    asset therefore leaves less than ceil_f(u x P), which is one minor unit whenever
+    u x P <= f (BTC at 8 decimals under 1,000,000). A dropped asset leaves its whole budget,
+    below that plus m.
     """
     market, allocations, amount = case
     legs = buy_legs(amount, allocations, market)
@@ -150,9 +152,16 @@ def test_buy_cost_rounds_against_the_trader_by_less_than_one_minor_unit(
 def test_each_asset_is_bought_within_its_share_of_the_amount(
     case: tuple[Market, Allocations, Decimal],
 ) -> None:
+    """Its share is `amount x weight` on the fiat grid: within one minor unit of it, and the
+    shares add up to the amount exactly (no fiat lost between assets)."""
     market, allocations, amount = case
+    shares = split_fiat(amount, allocations, market.fiat_precision)
+    assert sum(shares.values()) == amount
+    for allocation in allocations:
+        exact = amount * allocation.weight
+        assert abs(shares[allocation.asset] - exact) < fiat_unit(market)
     for leg in buy_legs(amount, allocations, market):
-        assert leg.notional <= amount * allocations.weight_of(leg.asset)
+        assert leg.notional <= shares[leg.asset]
 
 
 # -- partial sell and liquidation -----------------------------------------------------
@@ -164,7 +173,7 @@ def test_partial_sell_never_sells_more_than_is_held(
     case: tuple[Market, Allocations, Decimal, Holdings],
 ) -> None:
     market, allocations, amount, holdings = case
-    legs = partial_sell_legs(amount, allocations, holdings, market)
+    legs = partial_sell_plan(amount, allocations, holdings, market).legs
     assert len({leg.asset for leg in legs}) == len(legs)
     for leg in legs:
         assert leg.side is Side.SELL
@@ -172,7 +181,7 @@ def test_partial_sell_never_sells_more_than_is_held(
         assert 0 < leg.quantity <= holdings.quantity(leg.asset), leg
         assert on_grid(leg.quantity, market.precision(leg.asset)), leg
     after = holdings.after(legs, Decimal(0), Decimal(0))
-    assert all(q > 0 for q in after.positions.values())
+    assert all(q >= 0 for q in after.positions.values())
 
 
 @FAST
@@ -181,23 +190,42 @@ def test_sell_proceeds_never_exceed_quantity_times_price(
     case: tuple[Market, Allocations, Decimal, Holdings],
 ) -> None:
     market, allocations, amount, holdings = case
-    assert_sells_round_down(partial_sell_legs(amount, allocations, holdings, market), market)
+    assert_sells_round_down(partial_sell_plan(amount, allocations, holdings, market).legs, market)
     assert_sells_round_down(liquidation_legs(holdings, market), market)
 
 
 @FAST
 @given(partial_sells())
-def test_partial_sell_reaches_the_requested_worth_of_each_asset_the_trader_can_cover(
+def test_a_partial_sell_pays_exactly_the_amount_or_nothing(
     case: tuple[Market, Allocations, Decimal, Holdings],
 ) -> None:
-    """The quantity rounds up, so proceeds reach floor_f(A x w) whenever enough is held."""
+    """Each asset's proceeds reach its exact fiat share, so the amount is always covered,
+    and the round-up kept as cash is under one precision unit's worth (plus f) per leg.
+    Refused `insufficient_balance` exactly when some share is worth more than is held."""
     market, allocations, amount, holdings = case
-    legs = {leg.asset: leg for leg in partial_sell_legs(amount, allocations, holdings, market)}
-    for allocation in allocations:
-        asset, worth = allocation.asset, amount * allocation.weight
-        wanted = ceil_to(worth / market.prices[asset], market.precision(asset))
-        if wanted <= holdings.quantity(asset) and asset in legs:
-            assert legs[asset].notional >= floor_to(worth, market.fiat_precision)
+    plan = partial_sell_plan(amount, allocations, holdings, market)
+    shares = split_fiat(amount, allocations, market.fiat_precision)
+    assert sum(shares.values()) == amount
+    short = any(
+        share > holdings.quantity(asset) * market.prices[asset] for asset, share in shares.items()
+    )
+    assert (plan.refusal is Reason.INSUFFICIENT_BALANCE) == short
+    if plan.refusal is not None:
+        assert plan.legs == ()
+        return
+    proceeds = sum((leg.notional for leg in plan.legs), Decimal(0))
+    assert proceeds >= amount
+    kept_bound = sum(
+        (
+            unit(market.precision(leg.asset)) * market.prices[leg.asset] + fiat_unit(market)
+            for leg in plan.legs
+        ),
+        Decimal(0),
+    )
+    assert proceeds - amount < kept_bound
+    for leg in plan.legs:
+        assert leg.notional >= shares[leg.asset]
+        assert not market.is_dust(leg)
 
 
 @FAST

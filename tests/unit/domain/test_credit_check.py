@@ -37,11 +37,10 @@ def check(
     profile: ParticipantProfile | None = ACTIVE,
     amount: str | None = "100.00",
     allocations: Allocations | None = BLUE_CHIP,
-    float_available: str = "1000000",
     tolerance: Decimal | None = None,
 ) -> tuple[Outcome, tuple[Reason, ...]]:
-    terms = OperationTerms(OP, kind, allocations, D("0.02"), tolerance)
-    credit = CreditCheck(terms, MARKET, D(float_available))
+    terms = OperationTerms(OP, kind, allocations, tolerance)
+    credit = CreditCheck(terms, MARKET)
     order = ParticipantOrder("P", D(amount) if amount else None)
     decision = credit.check(order, trader, profile)
     return decision.outcome, decision.reasons
@@ -108,33 +107,27 @@ def test_a_halted_or_unpriced_instrument_excludes_whoever_needs_it() -> None:
     )
 
 
-def test_partial_sell_must_be_covered_even_after_the_price_buffer() -> None:
+def test_partial_sell_must_be_covered_at_the_indicative_price_with_no_hidden_buffer() -> None:
     two_assets = Allocations((Allocation("BTC", D("0.5")), Allocation("ETH", D("0.5"))))
-    # holds 600 of BTC and 300 of ETH; 300 of ETH after a 2% fall is 294 < 295
-    assert check(OperationType.PARTIAL_SELL, active(), amount="590.00", allocations=two_assets)[
+    # holds 600 of BTC and 300 of ETH: 600.00 asks 300.00 of each, all the ETH, and is covered
+    assert check(OperationType.PARTIAL_SELL, active(), amount="600.00", allocations=two_assets)[
+        0
+    ] is (Outcome.APPROVED)
+    assert check(OperationType.PARTIAL_SELL, active(), amount="600.02", allocations=two_assets)[
         1
     ] == (Reason.INSUFFICIENT_BALANCE,)
-    assert (
-        check(OperationType.PARTIAL_SELL, active(), amount="588.00", allocations=two_assets)[0]
-        is Outcome.APPROVED
-    )
 
 
-def test_float_is_granted_in_request_order_until_it_runs_out() -> None:
+def test_the_check_leaves_the_float_to_the_reservation_in_request_order() -> None:
+    """Buyers are not turned away for float at the check: chunks are checked in parallel, so
+    the float is reserved once for the whole Operation in request order (see test_allotment)."""
     terms = OperationTerms(OP, OperationType.ENROLLMENT, BLUE_CHIP)
-    credit = CreditCheck(terms, MARKET, D("250.00"))
+    credit = CreditCheck(terms, MARKET)
     outcomes = [
         credit.check(ParticipantOrder(code, D(amount)), None, ACTIVE).outcome
-        for code, amount in [("A", "100"), ("B", "200"), ("C", "150"), ("D", "50")]
+        for code, amount in [("A", "100"), ("B", "200000000")]
     ]
-    assert outcomes == [
-        Outcome.APPROVED,
-        Outcome.REJECTED,
-        Outcome.APPROVED,
-        Outcome.REJECTED,
-    ]
-    assert credit.decisions[1].reasons == (Reason.INSUFFICIENT_FUNDS,)
-    assert sum(d.float_draw for d in credit.decisions) == D("250")
+    assert outcomes == [Outcome.APPROVED, Outcome.APPROVED]
 
 
 def test_amounts_too_small_for_any_leg_are_skipped_as_dust() -> None:

@@ -41,6 +41,7 @@ from tests.unit.domain.flows import (
     PRICES,
     check_all,
     fail_and_release,
+    fitting_quotes,
     funded,
     lock_and_fill,
     new_strategy,
@@ -51,6 +52,11 @@ from tests.unit.domain.flows import (
 
 D = Decimal
 CODES = ["P1", "P2", "P3", "P4", "P5"]
+
+
+def trader_or_none(app: Trading, strategy: Strategy, code: str) -> Trader | None:
+    found = app.find(ids.trader_id(strategy.id, code), Trader)
+    return found if found is not None and found.status is not TraderStatus.PENDING else None
 
 
 def trader(app: Trading, strategy: Strategy, code: str) -> Trader:
@@ -191,7 +197,9 @@ def test_pricing_failure_releases_every_hold_and_changes_no_position(
             {"allocations": BLUE_CHIP, "participants": funded(CODES)},
         ).id,
     )
-    assert app._float(PLATFORM, "USD").held == D("5000.00")
+    assert app._float(PLATFORM, "USD").held == 0  # the check reserves nothing...
+    app.reserve_float(operation.id)
+    assert app._float(PLATFORM, "USD").held == D("5000.00")  # ...pricing does, in one go
     operation = fail_and_release(app, operation.id)
     assert (operation.status, operation.status_reason) == (
         OperationStatus.FAILED,
@@ -243,8 +251,15 @@ def test_stages_are_idempotent(app: Trading, strategy: Strategy) -> None:
         OperationType.ENROLLMENT,
         {"allocations": BLUE_CHIP, "participants": funded(["P1"])},
     )
-    app.check_chunk(operation.id, 0, PRICES)
-    assert app.check_chunk(operation.id, 0, PRICES).replayed
+    app.record_indicative_prices(operation.id, PRICES)
+    app.record_indicative_prices(operation.id, {"BTC": D(1)})  # the first set stays
+    app.check_chunk(operation.id, 0)
+    assert app.check_chunk(operation.id, 0).replayed
+    assert app.operation(operation.id).prices_for_check == PRICES
+    app.reserve_float(operation.id)
+    reserved = app.operation(operation.id).version
+    app.reserve_float(operation.id)  # redelivered: reserves nothing more
+    assert app.operation(operation.id).version == reserved
     lock_and_fill(app, operation.id)
     version = app.operation(operation.id).version
     lock_and_fill(app, operation.id)  # lock and fills redelivered
@@ -254,7 +269,7 @@ def test_stages_are_idempotent(app: Trading, strategy: Strategy) -> None:
     assert trader(app, strategy, "P1").positions["ETH"] == D("0.1")
 
 
-def test_a_fill_at_another_price_than_the_locked_one_is_refused(
+def test_a_fill_at_another_price_than_the_locked_one_fails_the_operation(
     app: Trading, strategy: Strategy
 ) -> None:
     app.register_participants(PLATFORM, ["P1"])
@@ -267,9 +282,16 @@ def test_a_fill_at_another_price_than_the_locked_one_is_refused(
             {"allocations": BLUE_CHIP, "participants": funded(["P1"])},
         ).id,
     )
-    lock_and_fill(app, operation.id)
-    with pytest.raises(IllegalTransitionError, match="locked price"):
-        app.record_fill(operation.id, BlockFill("BTC", Side.BUY, D(1), D("1"), "x"))
+    app.lock_prices(operation.id, fitting_quotes(app, operation.id))
+    btc = app.operation(operation.id).block_orders["BTC"]
+    filled = app.record_fill(
+        operation.id, BlockFill("BTC", Side.BUY, D(btc["quantity"]), D(1), "x")
+    )
+    assert filled.failure == "execution_failed" and "locked price" in filled.failure_detail
+    operation = fail_and_release(app, operation.id)
+    assert operation.status is OperationStatus.FAILED
+    assert operation.residual == {"BTC": str(-D(btc["quantity"]))}  # the house keeps it
+    assert trader_or_none(app, strategy, "P1") is None  # never enrolled: nobody traded
 
 
 def test_replayed_requests_return_the_original_and_reused_ids_conflict(app: Trading) -> None:
@@ -411,7 +433,6 @@ def test_update_trader_needs_an_enrolled_trader_of_the_platform(
                 )
             ).id,
             9,
-            PRICES,
         )
 
 
@@ -484,14 +505,10 @@ def test_block_orders_follow_the_locked_price_not_the_indicative_one(
     moved = {asset: price * D("1.10") for asset, price in PRICES.items()}  # +10% before the lock
     operation = settle_all(app, lock_and_fill(app, operation.id, moved).id)
     btc = operation.block_orders["BTC"]
-    assert btc["side"] == "buy"
-    assert D(btc["quantity"]) == (D("500.00") * 5 / moved["BTC"]).quantize(
-        D("0.00000001"), "ROUND_DOWN"
-    )
-    bought = D(operation.totals["BTC"]["bought"])
-    residual = D(operation.residual.get("BTC", "0"))
-    assert bought == D(btc["quantity"]) + residual
-    assert abs(residual) <= D("0.00000001") * len(CODES)  # one unit per Trader at most
+    each = (D("500.00") / moved["BTC"]).quantize(D("0.00000001"), "ROUND_DOWN")
+    assert (btc["side"], D(btc["quantity"])) == ("buy", each * len(CODES))  # the Traders' own
+    assert D(operation.totals["BTC"]["bought"]) == D(btc["quantity"])
+    assert operation.residual == {}
 
 
 def test_a_rebalance_block_nets_buyers_against_sellers(app: Trading, strategy: Strategy) -> None:
@@ -523,9 +540,9 @@ def test_a_partial_sell_and_a_liquidation_size_their_blocks_from_worth_and_holdi
     enroll(app, strategy)
     sell = {"allocations": BLUE_CHIP, "participants": funded(CODES[:2], "100.00")}
     sale = run(app, strategy, OperationType.PARTIAL_SELL, sell)
-    assert D(sale.block_orders["BTC"]["quantity"]) == (D("100.00") / PRICES["BTC"]).quantize(
-        D("0.00000001"), "ROUND_DOWN"
-    )
+    each = (D("50.00") / PRICES["BTC"]).quantize(D("0.00000001"), "ROUND_CEILING")
+    assert D(sale.block_orders["BTC"]["quantity"]) == 2 * each  # each Trader's own, rounded up
+    assert sale.residual == {} and sale.float_moves["credit"] == "200.00"  # exactly as asked
     held = trader(app, strategy, "P5").positions
     exit_ = run(app, strategy, OperationType.LIQUIDATION, {"participants": ["P5"]})
     assert {a: D(o["quantity"]) for a, o in exit_.block_orders.items()} == held
@@ -563,8 +580,7 @@ def test_fills_made_before_an_execution_failure_are_recorded_as_the_house_residu
     app.register_participants(PLATFORM, ["P1"])
     body = {"allocations": BLUE_CHIP, "participants": funded(["P1"])}
     operation = check_all(app, request(app, strategy, OperationType.ENROLLMENT, body).id)
-    quotes = {a: LockedQuote(a, PRICES[a], "q", "t") for a in app.assets_to_price(operation.id)}
-    operation = app.lock_prices(operation.id, quotes)
+    operation = app.lock_prices(operation.id, fitting_quotes(app, operation.id))
     btc = operation.block_orders["BTC"]
     app.record_fill(
         operation.id, BlockFill("BTC", Side.BUY, D(btc["quantity"]), PRICES["BTC"], "f")

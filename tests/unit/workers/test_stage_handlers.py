@@ -8,8 +8,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
+from domain import ids
 from domain.services import Trading
 from domain.statuses import OperationReason, OperationStatus, OperationType
+from domain.trader import Trader
 from infra.bus import Delivery
 from infra.venue.config import VenueConfig, build_venue
 from infra.venue.simulated import SimulatedVenue
@@ -127,3 +129,123 @@ async def test_pricing_a_second_time_changes_nothing() -> None:
         delivery(ExecutionRequested(operation_id=operation_id, action="place_blocks")), ctx
     )
     assert app.operation(operation_id).version == version
+
+
+class CountingVenue(SimulatedVenue):
+    """The simulated venue, remembering every firm quote asked of it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: list[tuple[str, str, Decimal]] = []
+
+    async def firm_quote(self, currency: str, asset: str, side: Any, quantity: Decimal) -> Any:
+        self.asked.append((asset, side.value, quantity))
+        return await super().firm_quote(currency, asset, side, quantity)
+
+
+async def settle_every_chunk(app: Trading, ctx: StageContext, operation_id: UUID) -> None:
+    operation = app.operation(operation_id)
+    for chunk in range(operation.chunk_count):
+        action = "release" if operation.failure else "settle"
+        await execute(
+            delivery(ExecutionRequested(operation_id=operation_id, action=action, chunk=chunk)), ctx
+        )
+
+
+async def run_operation(
+    app: Trading, ctx: StageContext, strategy_id: UUID, kind: OperationType, body: dict[str, Any]
+) -> UUID:
+    operation, _ = app.request_operation(PLATFORM, strategy_id, uuid4(), kind, body)
+    await run_stages(app, ctx, operation.id)
+    await settle_every_chunk(app, ctx, operation.id)
+    return operation.id
+
+
+async def test_a_block_that_outgrows_its_quote_is_quoted_again_larger() -> None:
+    """With a 20% spread the bid is 10% under the mid: a partial sell needs 11% more units
+    than at the indicative price, beyond the quote's headroom, so that quote is asked again."""
+    clock = Clock()
+    venue = CountingVenue(VenueConfig(spread=Decimal("0.2")), now=clock)
+    app = new_app(chunk_size=2)
+    app.register_participants(PLATFORM, ["A", "B"])
+    strategy = new_strategy(app)
+    ctx = StageContext(app, venue, venue, call, clock)
+    btc = [{"underlying_currency": "BTC", "weight": "1"}]
+    body = {"allocations": btc, "participants": funded(["A", "B"], "1000.00")}
+    assert (
+        app.operation(
+            await run_operation(app, ctx, strategy.id, OperationType.ENROLLMENT, body)
+        ).status
+        is OperationStatus.SETTLED
+    )
+    venue.asked.clear()
+    sell = {"allocations": btc, "participants": funded(["A", "B"], "300.00")}
+    sold = app.operation(
+        await run_operation(app, ctx, strategy.id, OperationType.PARTIAL_SELL, sell)
+    )
+    assert sold.status is OperationStatus.SETTLED, sold.failure_detail
+    (first, second) = venue.asked
+    assert first[:2] == second[:2] == ("BTC", "sell") and second[2] > first[2]
+    order, quote = sold.block_orders["BTC"], sold.locked_prices["BTC"]
+    assert Decimal(order["quantity"]) <= Decimal(quote["quantity"])
+    assert sold.residual == {} and sold.float_moves["credit"] == "600.00"
+
+
+async def test_buys_and_sells_that_cross_inside_the_spread_trade_at_the_mid_with_no_block() -> None:
+    """A is heavy in BTC and B light, by about as much: rebalanced to 50/50 they net to a
+    little BTC bought at the mid, a sell at the ask and a buy at the bid. No side's quote
+    fits, so BTC (and ETH, its mirror) is crossed: priced at the mid, no venue order, and the
+    house carries the Traders' small net, recorded with the nets seen at the bid and ask."""
+    clock = Clock()
+    venue = CountingVenue(VenueConfig(spread=Decimal("0.02")), now=clock)
+    app = new_app(chunk_size=1)
+    app.register_participants(PLATFORM, ["A", "B"])
+    strategy = new_strategy(app)
+    ctx = StageContext(app, venue, venue, call, clock)
+    for code, btc_weight, amount in (("A", "0.7", "1000.00"), ("B", "0.3", "1001.00")):
+        weights = [
+            {"underlying_currency": "BTC", "weight": btc_weight},
+            {"underlying_currency": "ETH", "weight": str(1 - Decimal(btc_weight))},
+        ]
+        body = {"allocations": weights, "participants": funded([code], amount)}
+        await run_operation(app, ctx, strategy.id, OperationType.ENROLLMENT, body)
+    half = [
+        {"underlying_currency": "BTC", "weight": "0.5"},
+        {"underlying_currency": "ETH", "weight": "0.5"},
+    ]
+    rebalance = app.operation(
+        await run_operation(app, ctx, strategy.id, OperationType.REBALANCE, {"allocations": half})
+    )
+    assert rebalance.status is OperationStatus.SETTLED, rebalance.failure_detail
+    assert set(rebalance.crossed) == {"BTC", "ETH"}
+    assert rebalance.block_orders == {}
+    mids = await venue.indicative("USD", ["BTC", "ETH"])
+    for asset in ("BTC", "ETH"):
+        crossed = rebalance.crossed[asset]
+        assert Decimal(crossed["net_at_ask"]) < 0 < Decimal(crossed["net_at_bid"])
+        assert Decimal(rebalance.locked_prices[asset]["price"]) == mids[asset]
+        net = Decimal(crossed["net"])
+        assert rebalance.residual.get(asset, "0") == str(net) or net == 0
+        assert Decimal(crossed["net_at_ask"]) <= net <= Decimal(crossed["net_at_bid"])
+
+
+async def test_every_chunk_is_checked_at_the_one_set_of_indicative_prices() -> None:
+    """The market moves between two chunks' checks: the second is judged at the prices the
+    first recorded, not at its own."""
+    clock = Clock()
+    venue = build_venue(VenueConfig(seed=3, step_bps=500), now=clock)
+    app, ctx, operation_id = setup(venue, clock)
+    await check_credit(delivery(CreditCheckRequested(operation_id=operation_id, chunk=0)), ctx)
+    recorded = app.operation(operation_id).prices_for_check
+    venue.tick(5)
+    moved = await venue.indicative("USD", ["BTC"])
+    assert moved["BTC"] != recorded["BTC"]
+    await check_credit(delivery(CreditCheckRequested(operation_id=operation_id, chunk=1)), ctx)
+    assert app.operation(operation_id).prices_for_check == recorded
+    held = app.find(ids.trader_id(app.operation(operation_id).strategy_id, "C"), Trader)
+    assert held is not None
+    (event,) = [e for e in app.events.get(held.id) if type(e).__name__ == "HoldPlaced"]
+    btc = next(leg for leg in vars(event)["instructions"] if leg["underlying_currency"] == "BTC")
+    assert Decimal(btc["quantity"]) == (Decimal("500.00") / recorded["BTC"]).quantize(
+        Decimal("0.00000001"), "ROUND_DOWN"
+    )

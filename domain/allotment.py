@@ -1,0 +1,169 @@
+"""Allotment: what each approved Trader trades at the locked prices, decided once, used twice.
+
+The pricing stage allots every chunk to size each block order exactly: a block is the net of
+the Traders' own rounded quantities, so the house carries nothing beyond what a venue's partial
+fill leaves. The settlement stage allots its one chunk again and applies it. Both run the same
+pure function on the same inputs, so they agree to the last unit.
+
+The inputs are price-independent facts the credit check recorded: each approved participant's
+order (its amount) and its Trader's holdings when the check placed the hold (nothing else can
+change them while the Trader is held). At the locked prices, and in request order:
+- buys (enrollment, top-up) draw their amount from the float only if the Operation's float
+  reservation covered them (`float_approvals`); the others are rejected `insufficient_funds`;
+- a partial sell that no longer covers its amount at the locked price is rejected whole
+  (`insufficient_balance`), never paid less than it asked;
+- a Trader left with only dust legs is skipped (`dust`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from domain.calculators import Market, partial_sell_plan
+from domain.catalogue import InstrumentCatalogue
+from domain.credit import OperationTerms, Outcome, planned_legs
+from domain.legs import Holdings, Leg
+from domain.money import ZERO, exact_methods
+from domain.pricing import BlockOrder
+from domain.requests import ParticipantOrder
+from domain.statuses import OperationType, Reason, Side
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One participant the credit check approved, with its holdings as they were held."""
+
+    order: ParticipantOrder
+    holdings: Holdings = field(default_factory=Holdings)
+
+
+@dataclass(frozen=True)
+class Allotment:
+    """One Trader's part at the locked prices: its legs and fiat moves, or why it has none."""
+
+    code: str
+    outcome: Outcome
+    reasons: tuple[Reason, ...] = ()
+    legs: tuple[Leg, ...] = ()
+    #: Fiat into the Trader from the float (buys), and out of it to the float (sells).
+    funded: Decimal = ZERO
+    paid_out: Decimal = ZERO
+
+    @property
+    def trades(self) -> bool:
+        return self.outcome is Outcome.APPROVED
+
+
+def float_approvals(
+    kind: OperationType, entries: Iterable[Entry], budget: Decimal
+) -> tuple[list[bool], Decimal]:
+    """Which buyers the float covers, first come first served in request order (§11.12): each
+    in turn is approved if what is left covers its whole amount. Returns the flags and the
+    total approved. Not a question of price: the reservation and every settlement agree."""
+    if not kind.buys_from_float:
+        return [True for _ in entries], ZERO
+    flags, left = [], budget
+    for entry in entries:
+        draw = entry.order.amount or ZERO
+        covered = draw <= left
+        left -= draw if covered else ZERO
+        flags.append(covered)
+    return flags, budget - left
+
+
+def allot(
+    terms: OperationTerms,
+    entries: Sequence[Entry],
+    market: Market,
+    float_budget: Decimal = ZERO,
+) -> list[Allotment]:
+    """Every entry's Allotment at `market`'s (locked) prices, in request order."""
+    flags, _ = float_approvals(terms.type, entries, float_budget)
+    return [
+        _allot(terms, entry, market) if covered else _rejected(entry, Reason.INSUFFICIENT_FUNDS)
+        for entry, covered in zip(entries, flags, strict=True)
+    ]
+
+
+def _allot(terms: OperationTerms, entry: Entry, market: Market) -> Allotment:
+    order, holdings = entry.order, entry.holdings
+    kind = terms.type
+    if kind is OperationType.PARTIAL_SELL:
+        assert terms.allocations is not None and order.amount is not None
+        plan = partial_sell_plan(order.amount, terms.allocations, holdings, market)
+        if plan.skip:
+            return Allotment(order.code, Outcome.SKIPPED, (Reason.DUST,))
+        if plan.refusal is not None:
+            return _rejected(entry, plan.refusal)
+        return Allotment(order.code, Outcome.APPROVED, legs=plan.legs, paid_out=order.amount)
+    legs = planned_legs(terms, order, holdings, market)
+    if kind is OperationType.LIQUIDATION:
+        if not legs and holdings.cash <= 0:
+            return Allotment(order.code, Outcome.SKIPPED, (Reason.DUST,))
+        proceeds = sum((leg.notional for leg in legs), ZERO)
+        return Allotment(order.code, Outcome.APPROVED, legs=legs, paid_out=holdings.cash + proceeds)
+    if not legs:
+        return Allotment(order.code, Outcome.SKIPPED, (Reason.DUST,))
+    funded = (order.amount or ZERO) if kind.buys_from_float else ZERO
+    return Allotment(order.code, Outcome.APPROVED, legs=legs, funded=funded)
+
+
+def _rejected(entry: Entry, reason: Reason) -> Allotment:
+    return Allotment(entry.order.code, Outcome.REJECTED, (reason,))
+
+
+def net_quantities(allotments: Iterable[Allotment]) -> dict[str, Decimal]:
+    """Per asset, what the trading Traders buy minus what they sell (their exact net)."""
+    net: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for allotment in allotments:
+        for leg in allotment.legs:
+            net[leg.asset] += leg.quantity if leg.side is Side.BUY else -leg.quantity
+    return dict(net)
+
+
+def block_orders(net: Mapping[str, Decimal]) -> dict[str, BlockOrder]:
+    """One order per asset for the Traders' exact net; none where buys and sells cancel."""
+    return {
+        asset: BlockOrder(asset, Side.BUY if quantity > 0 else Side.SELL, abs(quantity))
+        for asset, quantity in sorted(net.items())
+        if quantity
+    }
+
+
+@exact_methods
+@dataclass(frozen=True)
+class PricingBook:
+    """An Operation's approved participants, chunk by chunk with each chunk's float budget:
+    what the pricing stage needs to size the blocks exactly at whatever prices it is quoted."""
+
+    terms: OperationTerms
+    catalogue: InstrumentCatalogue
+    quoted_currency: str
+    fiat_precision: int
+    #: The assets that need a locked price.
+    assets: tuple[str, ...]
+    chunks: tuple[tuple[tuple[Entry, ...], Decimal], ...]
+
+    def precisions(self) -> dict[str, int]:
+        return {
+            asset: self.catalogue.precision(asset, self.quoted_currency) for asset in self.assets
+        }
+
+    def market(self, prices: Mapping[str, Decimal]) -> Market:
+        return Market(self.quoted_currency, self.fiat_precision, self.catalogue, prices)
+
+    def allotments(self, prices: Mapping[str, Decimal]) -> list[Allotment]:
+        market = self.market(prices)
+        found: list[Allotment] = []
+        for entries, budget in self.chunks:
+            found += allot(self.terms, entries, market, budget)
+        return found
+
+    def net(self, prices: Mapping[str, Decimal]) -> dict[str, Decimal]:
+        return net_quantities(self.allotments(prices))
+
+    def blocks(self, prices: Mapping[str, Decimal]) -> dict[str, BlockOrder]:
+        return block_orders(self.net(prices))
