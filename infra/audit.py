@@ -9,6 +9,11 @@ Value conservation is checked by putting the Traders' side of every `Trader.Sett
 (`domain.ledger.settlement_postings`) against the counterparties' side as the Operation
 recorded it (the venue: block fills plus residual per asset, paid minus received in fiat; the
 float: its debits and credits): a forged or lost settlement leaves a unit that does not net to 0.
+
+What the house carries is bounded too: blocks are the Traders' exact net, so a residual beyond
+one precision unit per Trader of the asset is flagged, and a crossed asset's residual must be
+the net recorded when it was crossed, between the nets seen at the bid and the ask. A partial
+sell must have paid each settled Trader exactly the amount it asked for.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from domain.ledger import (
     settlement_postings,
     trader_account,
 )
-from domain.money import ZERO, exact
+from domain.money import ZERO, exact, unit
 from domain.operation import Operation
+from domain.statuses import OperationType
 from domain.trader import Trader
 
 if TYPE_CHECKING:
@@ -87,6 +93,13 @@ class OperationAudit:
     #: Pricing or the venue failed: no Trader may have traded, and any block filled before
     #: the failure stays with the venue (the house), so fills are not the Traders' to match.
     failed: bool = False
+    type: str = ""
+    #: Assets crossed inside the spread: {"net", "net_at_bid", "net_at_ask"} each.
+    crossed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: Each asset's precision (decimals), for the residual's rounding bound.
+    precisions: Mapping[str, int] = field(default_factory=dict)
+    #: Per Trader, the amount its request asked for (partial sells must pay exactly that).
+    amounts: Mapping[UUID, Decimal] = field(default_factory=dict)
 
     @property
     def subject(self) -> str:
@@ -210,6 +223,58 @@ def check_fills(audit: OperationAudit) -> list[InvariantViolation]:
     return violations
 
 
+def check_residual_bounded(audit: OperationAudit) -> list[InvariantViolation]:
+    """What the house carries: at most one precision unit per Trader trading the asset (the
+    blocks are the Traders' exact net, so normally nothing); for a crossed asset exactly the
+    net recorded at the lock, which lies between the nets seen at the bid and the ask."""
+    traded: dict[str, int] = defaultdict(int)
+    for trader in audit.traders:
+        for asset in {
+            i["underlying_currency"] for s in trader.settlements for i in s["instructions"]
+        }:
+            traded[asset] += 1
+    violations = []
+    for asset, recorded in sorted(_residual(audit).items()):
+        residual = Decimal(recorded)
+        crossed = audit.crossed.get(asset)
+        if crossed is not None:
+            net, low, high = (Decimal(crossed[k]) for k in ("net", "net_at_ask", "net_at_bid"))
+            if residual != net or not low <= net <= high:
+                detail = f"{asset}: residual {residual}, crossed net {net} (ask {low}, bid {high})"
+                violations.append(
+                    InvariantViolation("crossed_residual", audit.subject, detail, audit.ids)
+                )
+            continue
+        bound = traded[asset] * unit(audit.precisions.get(asset, 0))
+        if abs(residual) > bound:
+            detail = (
+                f"{asset}: the house carries {residual}, beyond one precision unit for each of "
+                f"the {traded[asset]} traders ({bound})"
+            )
+            violations.append(
+                InvariantViolation("residual_bounded", audit.subject, detail, audit.ids)
+            )
+    return violations
+
+
+def check_partial_sells_paid_exactly(audit: OperationAudit) -> list[InvariantViolation]:
+    """A settled partial sell paid its Trader the amount asked, not a unit more or less."""
+    if audit.type != OperationType.PARTIAL_SELL.value:
+        return []
+    return [
+        InvariantViolation(
+            "paid_as_asked",
+            audit.subject,
+            f"trader {t.trader_id} was paid {s['paid_out']}, "
+            f"not the {audit.amounts.get(t.trader_id)} it asked for",
+            (*audit.ids, str(t.trader_id)),
+        )
+        for t in audit.traders
+        for s in t.settlements
+        if Decimal(s["paid_out"]) != audit.amounts.get(t.trader_id)
+    ]
+
+
 def check_failed_untraded(audit: OperationAudit) -> list[InvariantViolation]:
     """A failed Operation changed no Trader: every hold it placed was released, none settled."""
     if not audit.failed:
@@ -314,6 +379,8 @@ CHECKS = (
     check_totals,
     check_float_moves,
     check_fills,
+    check_residual_bounded,
+    check_partial_sells_paid_exactly,
     check_failed_untraded,
     check_prices,
     check_rejected_unchanged,
@@ -388,6 +455,16 @@ class AuditLoader:
         traders = tuple(self._trader(op_id, t, loaded.get(t)) for t in trader_ids if t in loaded)
         float_id = FloatAccount.create_id(operation.platform_id, operation.quoted_currency)
         float_settled, float_holds = self._float(float_id, op_id)
+        catalogue = self.trading.catalogue()
+        amounts = {
+            UUID(d["trader_id"]): order.amount
+            for c in chunks.values()
+            if isinstance(c, OperationChunk)
+            for order in c.participant_orders
+            if order.amount is not None
+            for d in [c.decisions.get(order.code, {})]
+            if d.get("trader_id")
+        }
         return OperationAudit(
             operation_id=op_id,
             currency=operation.quoted_currency,
@@ -401,6 +478,13 @@ class AuditLoader:
             float_settled=float_settled,
             float_holds=float_holds,
             failed=bool(operation.failure),
+            type=operation.type.value,
+            crossed=operation.crossed,
+            precisions={
+                asset: catalogue.precision(asset, operation.quoted_currency)
+                for asset in set(operation.totals) | set(operation.residual)
+            },
+            amounts=amounts,
         )
 
     def _trader(self, op_id: UUID, trader_id: UUID, trader: Trader | None) -> TraderAudit:
@@ -432,10 +516,13 @@ class AuditLoader:
         settled = {"debit": ZERO, "credit": ZERO}
         holds: set[str] = set()
         for event in self._floats[float_id]:
+            kind = _kind(event)
+            if kind == "Reserved":  # one event holding every chunk of an Operation
+                holds.update(k for k in event.holds if k.startswith(prefix))
+                continue
             key = getattr(event, "key", "")
             if not key.startswith(prefix):
                 continue
-            kind = _kind(event)
             if kind == "Held":
                 holds.add(key)
             elif kind in ("Settled", "Released"):

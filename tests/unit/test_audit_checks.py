@@ -184,3 +184,86 @@ def test_a_failed_operation_may_leave_a_filled_block_with_the_venue_but_no_settl
     assert verify_operation(failed) == []
     traded = with_trader(failed, 0, clean().traders[0])
     assert "failed_untraded" in rules(traded)
+
+
+def test_a_house_residual_beyond_one_unit_per_trader_is_flagged() -> None:
+    """The issue's case: the house sold 0.0026 BTC it did not have and verify still passed."""
+    within = replace(
+        clean(),
+        fills={"BTC": {"side": "buy", "quantity": "0.01499998", "price": "60000"}},
+        residual={"BTC": "0.00000002"},  # two Traders, one unit each at most
+        precisions={"BTC": 8},
+    )
+    assert verify_operation(within) == []
+    beyond = replace(
+        within,
+        fills={"BTC": {"side": "buy", "quantity": "0.0124", "price": "60000"}},
+        residual={"BTC": "0.0026"},
+    )
+    violations = [v for v in verify_operation(beyond) if v.rule == "residual_bounded"]
+    assert len(violations) == 1 and "0.0026" in violations[0].detail
+
+
+def test_a_crossed_asset_carries_exactly_its_recorded_net_within_the_spread() -> None:
+    crossed = replace(
+        clean(),
+        fills={},
+        residual={"BTC": "0.015"},
+        precisions={"BTC": 8},
+        crossed={"BTC": {"net": "0.015", "net_at_ask": "-0.01", "net_at_bid": "0.02"}},
+    )
+    assert verify_operation(crossed) == []
+    outside = replace(
+        crossed,
+        crossed={"BTC": {"net": "0.015", "net_at_ask": "0.016", "net_at_bid": "0.02"}},
+    )
+    assert "crossed_residual" in rules(outside)
+    other = replace(
+        crossed,
+        crossed={"BTC": {"net": "0.014", "net_at_ask": "-0.01", "net_at_bid": "0.02"}},
+    )
+    assert "crossed_residual" in rules(other)
+
+
+def test_a_partial_sell_paying_other_than_asked_is_flagged() -> None:
+    def sold(paid: str) -> TraderAudit:
+        events = (
+            ExecutionEvent("HoldPlaced", 2, {"operation_id": OP}),
+            ExecutionEvent(
+                "Settled",
+                3,
+                {
+                    "operation_id": OP,
+                    "instructions": [
+                        {
+                            "side": "sell",
+                            "underlying_currency": "BTC",
+                            "quantity": "0.0016",
+                            "notional": "96.00",
+                            "price": "60000",
+                        }
+                    ],
+                    "funded": D("0"),
+                    "paid_out": D(paid),
+                },
+            ),
+        )
+        return TraderAudit(ALICE, events, None, {"BTC": D("0.0004")}, D("96.00") - D(paid))
+
+    def sale(paid: str) -> OperationAudit:
+        return OperationAudit(
+            operation_id=OP,
+            currency="USD",
+            locked_prices={"BTC": D("60000")},
+            fills={"BTC": {"side": "sell", "quantity": "0.0016", "price": "60000"}},
+            residual={},
+            totals={"BTC": {"sold": "0.0016", "received": "96.00"}},
+            float_moves={"debit": "0", "credit": paid},
+            traders=(sold(paid),),
+            float_settled={"debit": D(0), "credit": D(paid)},
+            type="partial_sell",
+            amounts={ALICE: D("95.00")},
+        )
+
+    assert verify_operation(sale("95.00")) == []
+    assert rules(sale("90.00")) == {"paid_as_asked"}
