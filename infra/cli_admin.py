@@ -18,6 +18,7 @@ from domain.money import parse_decimal
 from infra.database import database_url
 from infra.settings import Settings
 from infra.store import PostgresTrading
+from infra.tables import JsonOption, echo_json, echo_table
 
 T = TypeVar("T")
 
@@ -26,6 +27,12 @@ participants_app = typer.Typer(help="Participant eligibility per platform.", no_
 instruments_app = typer.Typer(help="The instrument catalogue.", no_args_is_help=True)
 projections_app = typer.Typer(
     help="The read models behind the GET endpoints.", no_args_is_help=True
+)
+INSTRUMENT_COLUMNS = (
+    ("symbol", "SYMBOL"),
+    ("precision", "PRECISION"),
+    ("min_notional", "MIN NOTIONAL"),
+    ("status", "STATUS"),
 )
 
 
@@ -109,15 +116,17 @@ def set_participants(
 
 
 @instruments_app.command("list")
-def list_instruments(ctx: typer.Context) -> None:
-    """Show every listed instrument."""
+def list_instruments(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Show every listed instrument (a fresh install lists the defaults)."""
     catalogue = with_trading(ctx, lambda t: t.ensure_default_catalogue())
-    typer.echo(f"{'SYMBOL':<12} {'PRECISION':>9} {'MIN NOTIONAL':>13}  STATUS")
-    for instrument in sorted(catalogue.instruments.values(), key=lambda i: i.symbol):
-        typer.echo(
-            f"{instrument.symbol:<12} {instrument.precision:>9} "
-            f"{instrument.min_notional!s:>13}  {instrument.status.value}"
-        )
+    rows = [
+        {"symbol": instrument.symbol, **instrument.as_dict()}
+        for instrument in sorted(catalogue.instruments.values(), key=lambda i: i.symbol)
+    ]
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, INSTRUMENT_COLUMNS, right=frozenset({"precision", "min_notional"}))
 
 
 @instruments_app.command("set")
