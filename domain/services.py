@@ -116,16 +116,21 @@ class Trading(OperationStages, Application[UUID]):
         return catalogue.view() if catalogue else InstrumentCatalogue()
 
     def list_instruments(self, instruments: Iterable[Instrument]) -> InstrumentCatalogue:
-        catalogue = self.find(ids.CATALOGUE_ID, Catalogue) or Catalogue()
+        """List or change instruments. The catalogue starts with the defaults whichever call
+        creates it: a first `instruments set LINK USD` must not leave LINK/USD listed alone
+        (every BTC/ETH/SOL request would then fail as not listed)."""
+        catalogue = self.find(ids.CATALOGUE_ID, Catalogue)
+        if catalogue is None:
+            catalogue = Catalogue()
+            instruments = [*DEFAULT_INSTRUMENTS, *instruments]
         for instrument in instruments:
             catalogue.list_instrument(instrument)
-        self.save(catalogue)
+        if catalogue.pending_events:
+            self.save(catalogue)
         return catalogue.view()
 
     def ensure_default_catalogue(self) -> InstrumentCatalogue:
-        if self.find(ids.CATALOGUE_ID, Catalogue) is None:
-            return self.list_instruments(DEFAULT_INSTRUMENTS)
-        return self.catalogue()
+        return self.list_instruments(())
 
     def register_participants(
         self,

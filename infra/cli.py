@@ -79,8 +79,22 @@ def root(
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
-    configure_logging(settings)
+    configure_logging(_quiet_unless_serving(settings, ctx.invoked_subcommand))
     ctx.obj = settings
+
+
+#: Commands that run until stopped: their INFO lines are the operator's record of the
+#: process. Every other command answers and exits; its output is the answer, and progress
+#: lines would only bury it (demo and bench set their own level).
+LONG_RUNNING = frozenset({"serve", "worker"})
+
+
+def _quiet_unless_serving(settings: Settings, command: str | None) -> Settings:
+    """One-shot commands log at WARNING unless STRATEGIES_LOG_LEVEL asks otherwise; logs go
+    to stderr either way, so stdout carries only the command's output."""
+    if command in LONG_RUNNING or "log_level" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"log_level": "WARNING"})
 
 
 @app.command()

@@ -16,8 +16,11 @@ from domain.eligibility import ParticipantStatus
 from domain.errors import DomainError
 from domain.money import parse_decimal
 from infra.database import database_url
+from infra.heartbeats import REBUILD, Heartbeat, LiveProcess
 from infra.settings import Settings
 from infra.store import PostgresTrading
+from infra.tables import JsonOption, echo_json, echo_table
+from projections.schema import DEFAULT_SCHEMA
 
 T = TypeVar("T")
 
@@ -26,6 +29,12 @@ participants_app = typer.Typer(help="Participant eligibility per platform.", no_
 instruments_app = typer.Typer(help="The instrument catalogue.", no_args_is_help=True)
 projections_app = typer.Typer(
     help="The read models behind the GET endpoints.", no_args_is_help=True
+)
+INSTRUMENT_COLUMNS = (
+    ("symbol", "SYMBOL"),
+    ("precision", "PRECISION"),
+    ("min_notional", "MIN NOTIONAL"),
+    ("status", "STATUS"),
 )
 
 
@@ -109,15 +118,17 @@ def set_participants(
 
 
 @instruments_app.command("list")
-def list_instruments(ctx: typer.Context) -> None:
-    """Show every listed instrument."""
+def list_instruments(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Show every listed instrument (a fresh install lists the defaults)."""
     catalogue = with_trading(ctx, lambda t: t.ensure_default_catalogue())
-    typer.echo(f"{'SYMBOL':<12} {'PRECISION':>9} {'MIN NOTIONAL':>13}  STATUS")
-    for instrument in sorted(catalogue.instruments.values(), key=lambda i: i.symbol):
-        typer.echo(
-            f"{instrument.symbol:<12} {instrument.precision:>9} "
-            f"{instrument.min_notional!s:>13}  {instrument.status.value}"
-        )
+    rows = [
+        {"symbol": instrument.symbol, **instrument.as_dict()}
+        for instrument in sorted(catalogue.instruments.values(), key=lambda i: i.symbol)
+    ]
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, INSTRUMENT_COLUMNS, right=frozenset({"precision", "min_notional"}))
 
 
 @instruments_app.command("set")
@@ -147,11 +158,20 @@ def rebuild_projections(
     schema: Annotated[
         str,
         typer.Option(
-            help="Schema to rebuild into; rebuild 'public' only with projection workers stopped."
+            help="Schema to rebuild into. The default is the live read models: refused while "
+            "any process runs the projections role. Any other name is a scratch copy, safe "
+            "at any time (compare it with `strategies audit replay`).",
         ),
-    ] = "public",
+    ] = DEFAULT_SCHEMA,
 ) -> None:
-    """Recreate the read models from the whole event history (identical rows by construction)."""
+    """Recreate the read models from the whole event history (identical rows by construction).
+
+    A process projecting into the live read models while they are rebuilt would corrupt
+    them, so rebuilding the live schema is refused while a `strategies worker` with the
+    projections role (or all), or a `strategies serve` without Kafka, is alive (seen by its
+    heartbeat within the last 15 s): stop them first. One that starts during the rebuild
+    waits for it to finish.
+    """
     from projections.rebuild import rebuild
     from projections.schema import quoted
 
@@ -160,10 +180,27 @@ def rebuild_projections(
             # quoted(): the name comes from the command line; hand-written quotes would let
             # a '"' in it end the identifier and run the rest as SQL.
             await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted(schema)}")
-        return await rebuild(pool, trading, schema)
+        if schema != DEFAULT_SCHEMA:
+            return await rebuild(pool, trading, schema)
+        claim = Heartbeat(pool, [REBUILD])
+        if blockers := await claim.start(unless="projections"):
+            raise ValueError(_projecting(blockers))
+        try:
+            return await rebuild(pool, trading, schema)
+        finally:
+            await claim.stop()
 
     events = with_pool_and_trading(ctx, run)
     typer.echo(f"rebuilt the read models in schema {schema!r} from {events} events")
+
+
+def _projecting(processes: list[LiveProcess]) -> str:
+    who = ", ".join(f"pid {p.pid} on {p.host} (seen {p.seconds_ago:.0f} s ago)" for p in processes)
+    return (
+        f"the live read models are being projected by {who}: stop every process running the "
+        "projections role (`strategies worker projections` or `all`, or `strategies serve` "
+        "without Kafka) first, or rebuild into a scratch schema with --schema NAME"
+    )
 
 
 def _decimal(raw: str, field: str) -> Decimal:

@@ -36,6 +36,7 @@ from infra.database import database_url
 from infra.logging import configure_logging
 from infra.runtime import Engine
 from infra.settings import Settings
+from infra.tables import print_whole
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,9 +115,9 @@ async def _bench(
                 console.print(f"[bold]{chosen}[/] workers={workers} traders={count:,} ...")
                 run = await _one_run(settings, server, bootstrap, chosen, workers, count)
                 runs.append(run)
-                console.print(_table([run], ceilings))
-    console.print(_table(runs, ceilings))
-    console.print(_growth_table(runs))
+                print_whole(console, _table([run], ceilings))
+    print_whole(console, _table(runs, ceilings))
+    print_whole(console, _growth_table(runs))
     return as_json(ceilings, runs, versions)
 
 

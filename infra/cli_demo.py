@@ -14,6 +14,7 @@ from infra.demo import DemoError, run_demo, summary_table
 from infra.logging import configure_logging
 from infra.runtime import Engine
 from infra.settings import Settings
+from infra.tables import print_whole
 
 
 def demo(
@@ -44,8 +45,9 @@ def demo(
             err=True,
         )
         raise typer.Exit(code=2)
-    if not verbose:
-        configure_logging(settings.model_copy(update={"log_level": "WARNING"}), force=True)
+    # The root quiets one-shot commands; the demo's --verbose brings the engine's lines back.
+    quiet = settings.model_copy(update={"log_level": "WARNING"})
+    configure_logging(settings if verbose else quiet, force=True)
     console = Console(width=max(Console().width, 120))
     with database_url(settings) as url:
         try:
@@ -61,4 +63,4 @@ async def _run(
     bus = None if kafka else InProcessBus()
     async with Engine(settings, url, ["all"], bus=bus, chunk_size=chunk_size) as engine:
         reports = await run_demo(engine, traders, console)
-    console.print(summary_table(reports))
+    print_whole(console, summary_table(reports))

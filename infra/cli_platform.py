@@ -25,6 +25,7 @@ from infra.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
 from infra.secrets_box import MasterKeyError, SecretBox, secret_box_for
 from infra.settings import Settings
+from infra.tables import JsonOption, echo_json, echo_table
 
 T = TypeVar("T")
 
@@ -40,6 +41,21 @@ app = typer.Typer(
 )
 
 PlatformId = Annotated[str, typer.Argument(help="Platform code given by the admin, e.g. PLAT01.")]
+CredentialsJson = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print the credentials as one JSON object (platform_id, api_key, secret, "
+        "passphrase), e.g. to store them straight into a secret manager.",
+    ),
+]
+PLATFORM_COLUMNS = (
+    ("platform_id", "PLATFORM"),
+    ("status", "STATUS"),
+    ("created_at", "CREATED"),
+    ("api_keys", "API KEYS"),
+    ("name", "NAME"),
+)
 
 
 @app.command()
@@ -47,11 +63,12 @@ def create(
     ctx: typer.Context,
     platform_id: PlatformId,
     name: Annotated[str, typer.Option("--name", help="Display name of the platform.")],
+    as_json: CredentialsJson = False,
 ) -> None:
     """Register a platform and issue its first api key, secret and passphrase."""
     box = _box(ctx)
     credentials = _run(ctx, lambda pool: platforms.create_platform(pool, platform_id, name, box))
-    _print_credentials(credentials)
+    _print_credentials(credentials, as_json=as_json)
 
 
 @app.command("rotate-key")
@@ -62,6 +79,7 @@ def rotate_key(
         bool,
         typer.Option(help="Leave the current keys active (revoke them later with revoke-key)."),
     ] = False,
+    as_json: CredentialsJson = False,
 ) -> None:
     """Issue a new key for a platform; the previous keys stop working unless kept."""
     box = _box(ctx)
@@ -69,7 +87,7 @@ def rotate_key(
         ctx,
         lambda pool: platforms.rotate_key(pool, platform_id, box, keep_previous=keep_previous),
     )
-    _print_credentials(credentials)
+    _print_credentials(credentials, as_json=as_json)
 
 
 @app.command("revoke-key")
@@ -98,24 +116,41 @@ def enable(ctx: typer.Context, platform_id: PlatformId) -> None:
 
 
 @app.command("list")
-def list_platforms(ctx: typer.Context) -> None:
+def list_platforms(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the platforms, their status and their active (public) api keys."""
-    rows = _run(ctx, platforms.list_platforms)
-    if not rows:
+    rows = [
+        {
+            "platform_id": row.platform_id,
+            "name": row.name,
+            "status": row.status,
+            "created_at": row.created_at.isoformat(timespec="seconds"),
+            "api_keys": list(row.api_keys),
+        }
+        for row in _run(ctx, platforms.list_platforms)
+    ]
+    if as_json:
+        echo_json(rows)
+    elif not rows:
         typer.echo("no platforms; add one with `strategies platform create ID --name NAME`")
-        return
-    typer.echo(f"{'PLATFORM':<16} {'STATUS':<9} {'CREATED':<20} {'API KEYS':<34} NAME")
-    for row in rows:
-        created = row.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        keys = ",".join(row.api_keys) or "-"
-        typer.echo(f"{row.platform_id:<16} {row.status:<9} {created:<20} {keys:<34} {row.name}")
+    else:
+        echo_table(rows, PLATFORM_COLUMNS)
 
 
-def _print_credentials(credentials: platforms.Credentials) -> None:
-    typer.echo(f"platform:   {credentials.platform_id}")
-    typer.echo(f"api key:    {credentials.api_key}")
-    typer.echo(f"secret:     {credentials.secret_b64}")
-    typer.echo(f"passphrase: {credentials.passphrase}")
+def _print_credentials(credentials: platforms.Credentials, *, as_json: bool) -> None:
+    if as_json:
+        echo_json(
+            {
+                "platform_id": credentials.platform_id,
+                "api_key": credentials.api_key,
+                "secret": credentials.secret_b64,
+                "passphrase": credentials.passphrase,
+            }
+        )
+    else:
+        typer.echo(f"platform:   {credentials.platform_id}")
+        typer.echo(f"api key:    {credentials.api_key}")
+        typer.echo(f"secret:     {credentials.secret_b64}")
+        typer.echo(f"passphrase: {credentials.passphrase}")
     typer.echo(ONCE_WARNING.format(platform_id=credentials.platform_id), err=True)
 
 

@@ -18,6 +18,7 @@ from infra.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
 from infra.secrets_box import MasterKeyError, SecretBox, secret_box_for
 from infra.settings import Settings
+from infra.tables import JsonOption, echo_json, echo_table
 from infra.webhooks_store import PAYLOAD_TYPES, WebhookStore
 
 T = TypeVar("T")
@@ -26,6 +27,21 @@ app = typer.Typer(help="Webhook subscriptions per platform (spec §8).", no_args
 
 Platform = Annotated[str, typer.Argument(help="The platform, e.g. PLAT01.")]
 SubscriptionId = Annotated[UUID, typer.Argument(help="The subscription id.")]
+SUBSCRIPTION_COLUMNS = (
+    ("id", "SUBSCRIPTION"),
+    ("legacy_headers", "LEGACY"),
+    ("payload_types", "TYPES"),
+    ("url", "URL"),
+)
+DELIVERY_COLUMNS = (
+    ("id", "NOTIFICATION"),
+    ("created_at", "CREATED"),
+    ("status", "STATUS"),
+    ("payload_type", "TYPE"),
+    ("attempts", "ATTEMPTS"),
+    ("last_status_code", "LAST CODE"),
+    ("last_error", "LAST ERROR"),
+)
 
 
 def _fail(message: str) -> NoReturn:
@@ -82,14 +98,26 @@ def add(
 
 
 @app.command("list")
-def list_subscriptions(ctx: typer.Context, platform_id: Platform) -> None:
+def list_subscriptions(
+    ctx: typer.Context, platform_id: Platform, as_json: JsonOption = False
+) -> None:
     """The platform's active subscriptions."""
     subs = _run(ctx, lambda s: s.list_subscriptions(platform_id))
-    for sub in subs:
-        legacy = " legacy" if sub.legacy_headers else ""
-        typer.echo(f"{sub.id}  {sub.url}  {','.join(sub.payload_types)}{legacy}")
-    if not subs:
+    rows = [
+        {
+            "id": str(sub.id),
+            "url": sub.url,
+            "payload_types": list(sub.payload_types),
+            "legacy_headers": sub.legacy_headers,
+        }
+        for sub in subs
+    ]
+    if as_json:
+        echo_json(rows)
+    elif not rows:
         typer.echo(f"no webhook subscriptions for {platform_id}")
+    else:
+        echo_table(rows, SUBSCRIPTION_COLUMNS)
 
 
 @app.command("remove")
@@ -108,19 +136,20 @@ def deliveries(
     status: Annotated[str | None, typer.Option(help="pending, delivered or dead.")] = None,
     page: Annotated[int, typer.Option(min=1)] = 1,
     size: Annotated[int, typer.Option(min=1, max=200)] = 50,
+    as_json: JsonOption = False,
 ) -> None:
-    """The delivery log, newest first."""
+    """The delivery log, newest first (--json: the same document as the HTTP API)."""
     items, page, pages = _run(
         ctx,
         lambda s: s.list_deliveries(
             platform_id, subscription_id, status=status, page=page, size=size
         ),
     )
-    for d in items:
-        typer.echo(
-            f"{d['id']}  {d['status']:<9} {d['payload_type']:<40} attempts={d['attempts']} "
-            f"code={d['last_status_code']} {d['last_error']}"
-        )
+    if as_json:
+        echo_json({"message": items, "page": page, "total_pages": pages})
+        return
+    if items:
+        echo_table(items, DELIVERY_COLUMNS, right=frozenset({"attempts", "last_status_code"}))
     typer.echo(f"page {page} of {pages}")
 
 

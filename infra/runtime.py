@@ -27,6 +27,7 @@ from domain.errors import DomainError
 from domain.requests import Limits
 from infra import platforms
 from infra.bus import Bus, Delivery, Handler
+from infra.heartbeats import REBUILD, Heartbeat
 from infra.notification_log import ApplicationNotificationLog
 from infra.positions import PostgresPositions, leadership
 from infra.secrets_box import MasterKeyError, secret_box_for
@@ -66,6 +67,11 @@ def resolve_roles(names: Iterable[str]) -> frozenset[str]:
         else:
             raise ValueError(f"unknown role {name!r}: choose from {', '.join((*ROLES, 'all'))}")
     return frozenset(roles)
+
+
+def relay_position_name(topics: Topics) -> str:
+    """The relay's saved position and its leadership lock are named after the topics."""
+    return f"{topics.prefix}.outbox"
 
 
 def build_bus(settings: Settings, client_id: str) -> Bus:
@@ -177,6 +183,8 @@ class Engine:
         await read_models.ensure_schema(self.pool)
         await platforms.ensure_schema(self.pool)
         await replay_guard.ensure_schema(self.pool)
+        self.heartbeat = Heartbeat(self.pool, self.roles)
+        await self._claim_roles()
         self.webhook_sender: WebhookSender | None = None
         recorder = await self._prepare_webhooks()
         self.projections = ProjectionWriter(self.pool, notifier=recorder)
@@ -195,6 +203,17 @@ class Engine:
         )
         return self
 
+    async def _claim_roles(self) -> None:
+        """Announce this process's roles (/health shows them). Projecting into the live read
+        models while `projections rebuild` rebuilds them would corrupt them: wait for it."""
+        unless = REBUILD if "projections" in self.roles else None
+        while blockers := await self.heartbeat.start(unless=unless):
+            log.warning(
+                "engine.waiting_for_projections_rebuild",
+                processes=[f"{b.host}:{b.pid}" for b in blockers],
+            )
+            await asyncio.sleep(self.heartbeat.interval)
+
     async def _prepare_webhooks(self) -> WebhookRecorder:
         """The `projections` role records the notifications (in its own transactions), the
         `webhooks` role sends them; sending needs the master key, recording does not."""
@@ -206,7 +225,9 @@ class Engine:
                 log.warning("webhooks.sender_disabled", reason=str(missing))
         store = WebhookStore(self.pool, box)
         if box is not None:
-            self.webhook_sender = WebhookSender(store)
+            self.webhook_sender = WebhookSender(
+                store, on_attempt=lambda: self.heartbeat.progress("webhooks")
+            )
         recorder = WebhookRecorder(
             store, on_recorded=self.webhook_sender.poke if self.webhook_sender else None
         )
@@ -216,31 +237,36 @@ class Engine:
     def _subscribe(self, urgent: StageContext, bulk: StageContext) -> None:
         topics = self.topics
 
+        tracked = self.heartbeat.tracked
+
         def bind(
-            handler: Callable[[Delivery, StageContext], Awaitable[None]], ctx: StageContext
+            role: str,
+            handler: Callable[[Delivery, StageContext], Awaitable[None]],
+            ctx: StageContext,
         ) -> Handler:
-            return guarded(lambda delivery: handler(delivery, ctx))
+            return tracked(role, guarded(lambda delivery: handler(delivery, ctx)))
 
         if "credit-check" in self.roles:
-            self.bus.subscribe(
-                topics.credit_check, topics.group("credit-check"), bind(check_credit, bulk)
-            )
+            check = bind("credit-check", check_credit, bulk)
+            self.bus.subscribe(topics.credit_check, topics.group("credit-check"), check)
         if "pricing" in self.roles:
-            self.bus.subscribe(topics.pricing, topics.group("pricing"), bind(lock_prices, urgent))
+            lock = bind("pricing", lock_prices, urgent)
+            self.bus.subscribe(topics.pricing, topics.group("pricing"), lock)
         if "execution" in self.roles:
-            self.bus.subscribe(topics.execution, topics.group("execution"), bind(execute, bulk))
+            settle = bind("execution", execute, bulk)
+            self.bus.subscribe(topics.execution, topics.group("execution"), settle)
             # Its own lane: placing blocks must not queue behind chunk settlements, or the
             # locked quotes expire (seen with ten 10,000-trader enrollments at once).
-            self.bus.subscribe(topics.blocks, topics.group("blocks"), bind(execute, urgent))
+            place = bind("execution", execute, urgent)
+            self.bus.subscribe(topics.blocks, topics.group("blocks"), place)
         if "commands" in self.roles:
-            consume = command_consumer(self.commands, self.bus, topics)
+            consume = tracked("commands", command_consumer(self.commands, self.bus, topics))
             self.bus.subscribe(topics.commands, topics.group("commands"), consume)
         # The read models take runs of a partition's records: one transaction per run instead
         # of per event (the read side's main cost), which also records the webhooks.
         if "projections" in self.roles:
-            self.bus.subscribe_batch(
-                topics.events, topics.group("read-models"), self.projections.handle_many
-            )
+            project = tracked("projections", self.projections.handle_many)
+            self.bus.subscribe_batch(topics.events, topics.group("read-models"), project)
 
     async def _relay(self) -> None:
         """Relay while holding the leadership; when the lock's session is lost, stop at
@@ -250,18 +276,19 @@ class Engine:
             stopping = asyncio.create_task(self._forward(self.stop_event, lost))
             try:
                 async with leadership(
-                    self.pool, f"{self.topics.prefix}.outbox", self.stop_event, lost=lost
+                    self.pool, relay_position_name(self.topics), self.stop_event, lost=lost
                 ) as leading:
                     if leading:
                         self.relay = OutboxRelay(
                             ApplicationNotificationLog(self.trading),
                             self.bus,
                             self.positions,
-                            name=f"{self.topics.prefix}.outbox",
+                            name=relay_position_name(self.topics),
                             topics=self.topics,
                             # a bus that keeps nothing across a restart: save only once
                             # delivered
                             delivered=getattr(self.bus, "idle", None),
+                            on_published=lambda _: self.heartbeat.progress("relay"),
                         )
                         await self.relay.run(lost)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
@@ -301,6 +328,7 @@ class Engine:
         for task in self._tasks:
             await task
         await self.bus.stop()
+        await self.heartbeat.stop()
         await self.pool.close()
         self._chunk_threads.shutdown(wait=True)
         await asyncio.to_thread(self.trading.close)

@@ -216,8 +216,11 @@ class WebhookSender:
         *,
         poll_interval: float = 0.5,
         concurrency: int = 8,
+        on_attempt: Callable[[], None] | None = None,
     ) -> None:
+        """`on_attempt`: called after every delivery attempt (the process's progress)."""
         self.store = store
+        self.on_attempt = on_attempt
         self.policy = policy or RetryPolicy()
         self.poll_interval = poll_interval
         self.concurrency = concurrency
@@ -289,6 +292,11 @@ class WebhookSender:
                 wake.clear()
 
     async def _attempt(self, sub: Subscription, secret: str, due: DueDelivery) -> None:
+        await self._send(sub, secret, due)
+        if self.on_attempt is not None:
+            self.on_attempt()
+
+    async def _send(self, sub: Subscription, secret: str, due: DueDelivery) -> None:
         assert self._client is not None
         body = due.body.encode()
         headers = signed_headers(

@@ -9,21 +9,27 @@ Only Strategy, Operation, OperationChunk and Trader events are served, and only 
 aggregates whose creating event names the caller's platform. Ownership is resolved from that
 creating event (in the page, else one primary-key read of the events table for the whole
 page) and remembered in a bounded per-process index; the read models are not consulted
-because they may lag the log. A request scans at most `SCAN_LIMIT` notifications: a platform
-with little activity among many others gets short pages whose `next` cursor still moves
-forward, never a slow request.
+because they may lag the log.
+
+A page is empty only when the caller is caught up: the request reads windows of
+`SCAN_LIMIT` notifications until it has found some of the caller's events or reached the end
+of the log, so other platforms' traffic cannot make an empty page. The work per request is
+still bounded: after `SCAN_WINDOWS` windows without a match it answers with what it has and
+`caught_up: false`, and the client asks again from `next` at once.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from psycopg.sql import SQL, Identifier
+from pydantic import BaseModel, Field
 
 from api import event_cursor
 from api.auth import PlatformDep, SignedRoute
@@ -44,7 +50,9 @@ router = APIRouter(tags=["events"], route_class=SignedRoute)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+#: Notifications read per window, and windows at most per request (the bound on its work).
 SCAN_LIMIT = 10_000
+SCAN_WINDOWS = 10
 INDEX_SIZE = 200_000
 PLATFORM_TYPES = frozenset({"Strategy", "Operation", "OperationChunk", "Trader"})
 AUTH: dict[int | str, dict[str, Any]] = {
@@ -96,6 +104,15 @@ def _aggregate_type(topic: str) -> str:
     return topic.partition(":")[2].partition(".")[0]
 
 
+@dataclass(frozen=True)
+class Page:
+    events: list[Any]
+    #: The position the next page starts after.
+    position: int
+    #: The scan reached the end of the log: nothing of the caller's is left to read now.
+    caught_up: bool
+
+
 class EventFeed:
     """The synchronous part: reads the log and the creating events (run in a thread)."""
 
@@ -104,22 +121,37 @@ class EventFeed:
         self.log = ApplicationNotificationLog(app)
         self.index = index
 
-    def page(self, platform_id: str, after: int, limit: int) -> tuple[list[Any], int]:
-        events: list[Any] = []
-        scanned, cursor = 0, after
+    def page(self, platform_id: str, after: int, limit: int) -> Page:
+        """Up to `limit` of the platform's events after `after`. Windows are read until the
+        page has events or the log ends; a full page stops at once, anywhere in a window."""
+        events: list[StoredNotification] = []
+        cursor = after
+        for _ in range(SCAN_WINDOWS):
+            cursor, at_end = self._scan_window(platform_id, cursor, limit, events)
+            if at_end or events:
+                return Page(self._messages(events), cursor, caught_up=at_end)
+        return Page([], cursor, caught_up=False)
+
+    def _scan_window(
+        self, platform_id: str, cursor: int, limit: int, events: list[StoredNotification]
+    ) -> tuple[int, bool]:
+        """Read one window into `events`; returns the new cursor and whether it is the end of
+        the log (a short read: nothing was left to read)."""
+        scanned = 0
         while scanned < SCAN_LIMIT:
-            batch = self.log.read(cursor, min(MAX_LIMIT, SCAN_LIMIT - scanned))
-            if not batch:
-                break
+            wanted = min(MAX_LIMIT, SCAN_LIMIT - scanned)
+            batch = self.log.read(cursor, wanted)
             self._learn(batch)
-            for notification in batch:
+            for index, notification in enumerate(batch, 1):
                 cursor = notification.position
                 if self._belongs(notification, platform_id):
                     events.append(notification)
                     if len(events) == limit:
-                        return self._messages(events), cursor
+                        return cursor, index == len(batch) < wanted
+            if len(batch) < wanted:
+                return cursor, True
             scanned += len(batch)
-        return self._messages(events), cursor
+        return cursor, False
 
     def _belongs(self, notification: StoredNotification, platform_id: str) -> bool:
         if _aggregate_type(notification.topic) not in PLATFORM_TYPES:
@@ -215,21 +247,49 @@ def _position(key: bytes, platform_id: str, after: str | None) -> int:
         ) from None
 
 
+class EventsPage(BaseModel):
+    events: list[dict[str, Any]] = Field(
+        description="The platform's domain events in log order, each with the `cursor` that "
+        "resumes after it."
+    )
+    next: str = Field(description="The cursor to pass as `after` for the next page.")
+    caught_up: bool = Field(
+        description="True when this page reaches the end of the log: poll again later from "
+        "`next`. False: more may follow, ask again from `next` at once (an empty page with "
+        "false only when a long stretch of other platforms' events was skipped)."
+    )
+
+
 @router.get(
-    "/strategies/events", summary="List the platform's domain events (extension)", responses=AUTH
+    "/strategies/events",
+    summary="List the platform's domain events (extension)",
+    description="Pages through the platform's domain events in log order. A page is empty "
+    "only when the caller is caught up (`caught_up: true`); pass `next` as `after` to "
+    "continue.",
+    responses=AUTH,
 )
 async def list_events(
     request: Request,
     platform: PlatformDep,
     engine: EngineDep,
-    after: str | None = None,
-    limit: str | None = None,
-) -> dict[str, Any]:
+    after: Annotated[
+        str | None,
+        Query(description="A cursor from this feed (an event's or a page's); absent: the start."),
+    ] = None,
+    limit: Annotated[
+        str | None,
+        Query(description=f"Events per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})."),
+    ] = None,
+) -> EventsPage:
     key = _cursor_key(request)
     cursor = _position(key, platform.platform_id, after)
     size = _bounded(limit, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     feed = _feed(request, engine.trading)
-    events, next_cursor = await engine.call(feed.page, platform.platform_id, cursor, size)
-    for event in events:
+    page = await engine.call(feed.page, platform.platform_id, cursor, size)
+    for event in page.events:
         event["cursor"] = event_cursor.seal(key, platform.platform_id, event.pop("position"))
-    return {"events": events, "next": event_cursor.seal(key, platform.platform_id, next_cursor)}
+    return EventsPage(
+        events=page.events,
+        next=event_cursor.seal(key, platform.platform_id, page.position),
+        caught_up=page.caught_up,
+    )

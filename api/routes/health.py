@@ -1,7 +1,10 @@
-"""GET /health: can this process reach its database and its broker right now?
+"""GET /health: can this process reach its database and its broker, and is the pipeline
+moving: does every role that pending work waits on have a live process?
 
 Load balancers and the e2e tests poll it, so it answers quickly and never fails itself:
-every probe has a short timeout and any error becomes `ok: false` with a 503.
+every probe has a short timeout and any error becomes `ok: false` with a 503. `roles` tells,
+per pipeline role, how many processes are alive and when one last made progress (from the
+heartbeats every role-running process writes, `infra.heartbeats`).
 """
 
 from __future__ import annotations
@@ -9,48 +12,95 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 import asyncpg
 from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
 from fastapi import APIRouter, Request, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from api.pipeline_state import needed_roles
+from infra.heartbeats import role_states
 from infra.logging import redact_text
+from infra.runtime import ROLES
 
 PROBE_TIMEOUT_S = 2.0
 
 router = APIRouter(tags=["operations"])
 
 
+Mode = Literal["embedded", "external"]
+
+
 class CheckResult(BaseModel):
     ok: bool
-    mode: Literal["embedded", "external"]
+    mode: Mode
     latency_ms: float | None = None
     error: str | None = None
+
+
+class RoleReport(BaseModel):
+    live_processes: int = Field(description="Processes running the role, seen in the last 15 s.")
+    last_seen: datetime | None = Field(description="The latest heartbeat of any of them.")
+    last_progress: datetime | None = Field(
+        description="When one of them last handled a message (null: none since it started)."
+    )
+    needed_for: str | None = Field(
+        description="The pending work waiting on this role, if any (null: nothing now)."
+    )
 
 
 class HealthReport(BaseModel):
     status: Literal["ok", "degraded"]
     checks: dict[str, CheckResult]
+    roles: dict[str, RoleReport] = Field(
+        description="Every pipeline role: who runs it and whether pending work waits on it."
+    )
 
 
 @router.get(
     "/health",
-    summary="Database and broker reachability",
+    summary="Database and broker reachability, pipeline roles alive",
+    description="`degraded` (503) when the database or the broker is unreachable, or when "
+    "pending work waits on a role that no live process runs (the `pipeline` check names it).",
     responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": HealthReport}},
 )
 async def health(request: Request, response: Response) -> HealthReport:
     state = request.app.state
-    database, broker = await asyncio.gather(
+    mode: Mode = "embedded" if state.settings.kafka.bootstrap_servers is None else "external"
+    roles: dict[str, RoleReport] = {}
+    database, broker, pipeline = await asyncio.gather(
         _probe(_select_one(state.db_pool), "embedded" if state.embedded_db else "external"),
         _probe_broker(state.settings.kafka.bootstrap_servers),
+        _probe(_pipeline(state, roles), mode),
     )
-    checks = {"database": database, "broker": broker}
+    checks = {"database": database, "broker": broker, "pipeline": pipeline}
     healthy = all(check.ok for check in checks.values())
     if not healthy:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return HealthReport(status="ok" if healthy else "degraded", checks=checks)
+    return HealthReport(status="ok" if healthy else "degraded", checks=checks, roles=roles)
+
+
+class RoleMissingError(Exception):
+    """Raised when pending work waits on roles that no live process runs."""
+
+
+async def _pipeline(state: Any, report: dict[str, RoleReport]) -> None:
+    """Fill `report` per role; fails naming every needed role without a live process."""
+    needed = await needed_roles(state.db_pool, state.engine, state.settings.topic_prefix)
+    seen = await role_states(state.db_pool)
+    for role in ROLES:
+        role_state = seen.get(role)
+        report[role] = RoleReport(
+            live_processes=role_state.live_processes if role_state else 0,
+            last_seen=role_state.last_seen if role_state else None,
+            last_progress=role_state.last_progress if role_state else None,
+            needed_for=needed.get(role),
+        )
+    missing = [f"{role} ({why})" for role, why in needed.items() if not report[role].live_processes]
+    if missing:
+        raise RoleMissingError("no live process runs " + "; ".join(missing))
 
 
 async def _select_one(pool: asyncpg.Pool) -> None:
@@ -75,13 +125,13 @@ async def _fetch_metadata(bootstrap_servers: str) -> None:
         await client.close()
 
 
-async def _probe(check: Awaitable[None], mode: Literal["embedded", "external"]) -> CheckResult:
+async def _probe(check: Awaitable[None], mode: Mode) -> CheckResult:
     started = time.perf_counter()
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             await check
     except Exception as exc:  # any failure is the answer, not an error of ours
-        detail = redact_text(str(exc))[:200] or "no detail"
+        detail = redact_text(str(exc))[:500] or "no detail"
         return CheckResult(ok=False, mode=mode, error=f"{type(exc).__name__}: {detail}")
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
     return CheckResult(ok=True, mode=mode, latency_ms=latency_ms)

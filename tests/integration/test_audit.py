@@ -8,7 +8,6 @@ import asyncio
 import csv
 import io
 import json
-import secrets
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -18,13 +17,9 @@ from uuid import UUID, uuid4
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI, Request
 from rich.console import Console
 from typer.testing import CliRunner
 
-from api.auth import AuthenticatedPlatform, authenticated_platform
-from api.errors import install_error_handlers
-from api.routes import events
 from domain.chunk import OperationChunk, chunk_id
 from domain.eligibility import ParticipantStatus
 from domain.operation import Operation
@@ -38,15 +33,15 @@ from infra.demo import run_demo
 from infra.demo_story import PLATFORM
 from infra.logging import configure_logging
 from infra.runtime import Engine
-from infra.secrets_box import SecretBox
 from infra.settings import Settings
 from infra.store import PostgresTrading
 from infra.venue.config import VenueConfig, build_venue
 from tests.fixtures.postgres import scratch_database
+from tests.integration.event_feed import feed_client
 from tests.integration.pipeline.harness import BLUE_CHIP, wait_terminal
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Iterator
 
     from typer.testing import Result
 
@@ -214,30 +209,9 @@ async def test_a_trader_as_of_before_and_after_its_settlement(story: History) ->
 
 
 # -- the events feed --------------------------------------------------------------------------
-class Reader:
-    """What the route needs of the Engine: the store, and a way to call it off the loop."""
-
-    def __init__(self, trading: PostgresTrading) -> None:
-        self.trading = trading
-
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
-
-
 @pytest.fixture
 async def feed(story: History) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    app.state.engine = Reader(story.trading)
-    app.state.secret_box = SecretBox(secrets.token_bytes(32))
-
-    def platform(request: Request) -> AuthenticatedPlatform:
-        return AuthenticatedPlatform(request.headers["x-test-platform"], "key")
-
-    app.dependency_overrides[authenticated_platform] = platform
-    app.include_router(events.router)
-    install_error_handlers(app)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+    async with feed_client(story.trading) as client:
         yield client
 
 

@@ -189,16 +189,17 @@ async def in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def test_health_is_ok_in_process_against_the_session_database(
-    postgres_url: str, tmp_path: Path
+async def test_health_is_ok_in_process_against_an_external_database(
+    fresh_database_url: str, tmp_path: Path
 ) -> None:
     settings = Settings(
         data_dir=tmp_path,
-        database_url=postgres_url,
+        database_url=fresh_database_url,
         kafka_bootstrap_servers=None,
         master_key=MASTER_KEY,
     )
-    async with in_process(create_app(settings, postgres_url, run_engine=False)) as client:
+    app = create_app(settings, fresh_database_url, run_engine=False)
+    async with in_process(app) as client:
         response = await client.get("/health")
     assert response.status_code == 200
     assert response.json()["checks"]["database"]["ok"] is True
@@ -232,15 +233,16 @@ async def test_health_is_503_quickly_when_database_and_broker_are_unreachable(
 
 
 async def test_health_reaches_a_real_kafka_broker(
-    postgres_url: str, kafka_bootstrap: str, tmp_path: Path
+    fresh_database_url: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     settings = Settings(
         data_dir=tmp_path,
-        database_url=postgres_url,
+        database_url=fresh_database_url,
         kafka_bootstrap_servers=kafka_bootstrap,
         master_key=MASTER_KEY,
     )
-    async with in_process(create_app(settings, postgres_url, run_engine=False)) as client:
+    app = create_app(settings, fresh_database_url, run_engine=False)
+    async with in_process(app) as client:
         response = await client.get("/health")
     assert response.status_code == 200, response.text
     assert response.json()["checks"]["broker"]["ok"] is True

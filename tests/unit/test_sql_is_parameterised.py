@@ -551,4 +551,4 @@ def test_ddl_comes_only_from_module_constants() -> None:
                 calls += 1
                 ddl = node.args[1]
                 assert isinstance(ddl, ast.Name) and ddl.id in constants, (path, ast.unparse(node))
-    assert calls == 4
+    assert calls == 5

@@ -1,0 +1,63 @@
+"""Which pipeline roles the work in hand is waiting on, for `/health`.
+
+A role is needed when there is work only it can move on: events the relay has not published,
+published events the read models have not applied, Operations at a stage (validating needs
+`credit-check`, pricing `pricing`, settling `execution`), webhook notifications due. The
+questions are cheap (an index bound, a few rows, the active Operations), so a load balancer
+may poll them every few seconds.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from domain.statuses import OperationStatus
+from infra.runtime import relay_position_name
+from projections.operations import OPERATIONS
+from projections.schema import DEFAULT_SCHEMA, quoted
+from projections.writer import DEFAULT_NAME as READ_MODELS
+from workers.topics import Topics
+
+if TYPE_CHECKING:
+    from infra.runtime import Engine
+
+STAGE_ROLES = {
+    OperationStatus.VALIDATING.value: "credit-check",
+    OperationStatus.PRICING.value: "pricing",
+    OperationStatus.SETTLING.value: "execution",
+}
+
+_PENDING = f"""
+SELECT
+    ARRAY(SELECT DISTINCT status FROM {OPERATIONS.qualified(DEFAULT_SCHEMA)}
+          WHERE status = ANY($1::text[])) AS stages,
+    (SELECT position FROM relay_positions WHERE name = $2) AS relayed,
+    (SELECT max(position) FROM {quoted(DEFAULT_SCHEMA)}.projection_offsets
+     WHERE projection = $3) AS projected,
+    EXISTS (SELECT 1 FROM webhook_deliveries
+            WHERE status = 'pending' AND next_attempt_at <= now()) AS webhooks_due
+"""
+
+
+async def needed_roles(pool: asyncpg.Pool, engine: Engine | None, prefix: str) -> dict[str, str]:
+    """Role -> why it is needed now. Tables not created yet hold no work."""
+    try:
+        row = await pool.fetchrow(
+            _PENDING, list(STAGE_ROLES), relay_position_name(Topics(prefix)), READ_MODELS
+        )
+    except asyncpg.UndefinedTableError:
+        return {}
+    assert row is not None
+    relayed = row["relayed"] or 0
+    needed = {STAGE_ROLES[stage]: f"an Operation is {stage}" for stage in sorted(row["stages"])}
+    if engine is not None:
+        newest = await engine.call(engine.trading.recorder.max_notification_id) or 0
+        if newest > relayed:
+            needed["relay"] = f"{newest - relayed} event(s) not yet published"
+    if relayed > (row["projected"] or 0):
+        needed["projections"] = "published events not yet in the read models"
+    if row["webhooks_due"]:
+        needed["webhooks"] = "webhook notifications are due"
+    return needed

@@ -1,0 +1,127 @@
+"""/health on a Kafka deployment: an API process alone, then with some workers, then all.
+
+It says `degraded` while an Operation waits on a role no live process runs, names the role,
+and reports every role alive (with its last progress) once workers run it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from api.main import create_app
+from domain.statuses import OperationType
+from infra import heartbeats
+from infra.runtime import Engine
+from infra.settings import Settings
+from tests.integration.pipeline.harness import BLUE_CHIP, wait_terminal
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.integration
+
+PLATFORM = "HEALTH01"
+STAGES = ["credit-check", "pricing", "execution"]
+
+
+async def report(http: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
+    response = await http.get("/health")
+    return response.status_code, response.json()
+
+
+async def until(http: httpx.AsyncClient, check: Any, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        code, body = await report(http)
+        if check(code, body):
+            return body
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.2)
+
+
+async def test_health_names_the_missing_role_then_reports_workers_alive(
+    fresh_database_url: str, kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(heartbeats, "INTERVAL_S", 0.5)  # progress shows within a second
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=fresh_database_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"health-{uuid.uuid4().hex[:8]}",
+        master_key=base64.b64encode(bytes(range(32))).decode(),
+        chunk_size=2,
+    )
+    app = create_app(settings, fresh_database_url, roles=())  # an API process: no consumers
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            code, fresh = await report(http)
+            assert all(r["live_processes"] == 0 for r in fresh["roles"].values())
+            engine: Engine = app.state.engine
+            operation_id = await _enrollment(engine)
+            code, body = await report(http)
+            assert (code, body["status"]) == (503, "degraded")
+            assert "no live process runs relay" in body["checks"]["pipeline"]["error"]
+            assert body["roles"]["relay"]["needed_for"].endswith("not yet published")
+            assert body["checks"]["database"]["ok"] and body["checks"]["broker"]["ok"]
+
+            async with Engine(settings, fresh_database_url, ["relay", "projections"]):
+                waiting = await until(
+                    http,
+                    lambda _, b: (
+                        b["roles"]["credit-check"]["needed_for"] is not None
+                        and b["roles"]["relay"]["last_progress"] is not None
+                    ),
+                )
+                assert waiting["status"] == "degraded"
+                assert (
+                    waiting["roles"]["credit-check"]["needed_for"] == "an Operation is validating"
+                )
+                assert "no live process runs credit-check" in waiting["checks"]["pipeline"]["error"]
+                assert waiting["roles"]["relay"]["live_processes"] == 1
+                assert waiting["roles"]["relay"]["last_progress"] is not None
+
+                async with Engine(settings, fresh_database_url, STAGES):
+                    await wait_terminal(engine.trading, operation_id)
+                    healthy = await until(
+                        http,
+                        lambda c, b: (
+                            c == 200 and all(b["roles"][r]["last_progress"] for r in STAGES)
+                        ),
+                    )
+                    assert healthy["status"] == "ok" and healthy["checks"]["pipeline"]["ok"]
+                    for role in ["relay", "projections", *STAGES]:
+                        assert healthy["roles"][role]["live_processes"] == 1, role
+                        assert healthy["roles"][role]["last_seen"] is not None
+            # a clean exit takes the process's rows with it: no role is left looking alive
+            code, after = await report(http)
+            assert all(r["live_processes"] == 0 for r in after["roles"].values())
+
+
+async def _enrollment(engine: Engine) -> uuid.UUID:
+    trading = engine.trading
+    await engine.call(trading.register_participants, PLATFORM, ["H1", "H2", "H3"])
+    await engine.call(trading.deposit_float, PLATFORM, "USD", Decimal("10000.00"), "IT")
+    strategy, _ = await engine.call(
+        trading.create_strategy, PLATFORM, uuid.uuid4(), {"quoted_currency": "USD"}
+    )
+    body = {
+        "allocations": BLUE_CHIP,
+        "participants": [{"participant_code": c, "amount": "100.00"} for c in ("H1", "H2", "H3")],
+    }
+    operation, _ = await engine.call(
+        trading.request_operation,
+        PLATFORM,
+        strategy.id,
+        uuid.uuid4(),
+        OperationType.ENROLLMENT,
+        body,
+    )
+    return operation.id
