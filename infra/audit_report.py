@@ -161,6 +161,13 @@ def operation_report(trading: Trading, operation_id: UUID) -> dict[str, Any] | N
         "block_orders": _by_asset(operation.block_orders),
         "fills": _by_asset(operation.fills),
         "residual": [{"asset": a, "quantity": q} for a, q in sorted(operation.residual.items())],
+        # Assets whose buys and sells crossed inside the spread: priced at the mid, no block;
+        # `quantity` is the net the house carries, between the nets seen at the bid and ask.
+        "crossed": [
+            {"asset": a, "quantity": c.get("net", "0"), **c}
+            for a, c in sorted(operation.crossed.items())
+        ],
+        "float_budgets": dict(operation.float_budgets),
         "traders": [_trader_entry(trading, operation_id, d, ended) for d in decisions],
     }
 
@@ -233,8 +240,8 @@ def report_json(report: Mapping[str, Any]) -> str:
 
 
 def report_csv(report: Mapping[str, Any]) -> str:
-    """One row per record: `locked_price`, `block_order`, `fill`, `residual`, then per Trader
-    one `instruction` row per leg (or a single `trader` row when it has none)."""
+    """One row per record: `locked_price`, `block_order`, `fill`, `residual`, `crossed`, then
+    per Trader one `instruction` row per leg (or a single `trader` row when it has none)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -243,6 +250,7 @@ def report_csv(report: Mapping[str, Any]) -> str:
         ("block_order", "block_orders"),
         ("fill", "fills"),
         ("residual", "residual"),
+        ("crossed", "crossed"),
     ):
         writer.writerows({"record": record, **row} for row in report[key])
     writer.writerows(_trader_rows(report["traders"]))

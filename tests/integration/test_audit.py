@@ -162,6 +162,8 @@ async def test_the_fairness_report_lists_prices_blocks_and_every_trader(story: H
     assert all(p["quote_id"] and p["quoted_at"] for p in prices.values())
     assert {b["asset"] for b in report["block_orders"]} == set(prices)
     assert {f["asset"] for f in report["fills"]} == set(prices)
+    assert report["residual"] == [] and report["crossed"] == []  # blocks are the Traders' net
+    assert set(report["float_budgets"]) == {"0"}  # the float it found, reserved in order
     by_code = {t["participant_code"]: t for t in report["traders"]}
     assert by_code["O3"]["outcome"] == "rejected"
     assert by_code["O3"]["reasons"] == ["participant_ineligible"]
@@ -180,7 +182,15 @@ async def test_the_fairness_report_lists_prices_blocks_and_every_trader(story: H
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     kinds = {r["record"] for r in rows}
     assert kinds >= {"locked_price", "block_order", "fill", "instruction", "trader"}
-    assert kinds <= {"locked_price", "block_order", "fill", "residual", "instruction", "trader"}
+    assert kinds <= {
+        "locked_price",
+        "block_order",
+        "fill",
+        "residual",
+        "crossed",
+        "instruction",
+        "trader",
+    }
     o3 = next(r for r in rows if r["participant_code"] == "O3")
     assert (o3["record"], o3["reasons"]) == ("trader", "participant_ineligible")
     assert len([r for r in rows if r["record"] == "instruction"]) == 6
