@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from uuid import UUID
 
 from domain.calculators import Market, partial_sell_plan
 from domain.catalogue import InstrumentCatalogue
@@ -139,6 +140,7 @@ class PricingBook:
     """An Operation's approved participants, chunk by chunk with each chunk's float budget:
     what the pricing stage needs to size the blocks exactly at whatever prices it is quoted."""
 
+    operation_id: UUID
     terms: OperationTerms
     catalogue: InstrumentCatalogue
     quoted_currency: str
@@ -146,6 +148,10 @@ class PricingBook:
     #: The assets that need a locked price.
     assets: tuple[str, ...]
     chunks: tuple[tuple[tuple[Entry, ...], Decimal], ...]
+    #: Blocks already computed, by price set: discovery and the lock ask for the same ones.
+    _seen: dict[tuple[tuple[str, Decimal], ...], dict[str, BlockOrder]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def precisions(self) -> dict[str, int]:
         return {
@@ -166,4 +172,7 @@ class PricingBook:
         return net_quantities(self.allotments(prices))
 
     def blocks(self, prices: Mapping[str, Decimal]) -> dict[str, BlockOrder]:
-        return block_orders(self.net(prices))
+        key = tuple(sorted(prices.items()))
+        if key not in self._seen:
+            self._seen[key] = block_orders(self.net(prices))
+        return dict(self._seen[key])

@@ -161,34 +161,39 @@ class OperationStages:
         (first come, first served: §11.12), in one write of the Operation and the float. Each
         chunk's starting budget is recorded so its settlement finds the same buyers."""
         operation = self.operation(operation_id)
-        if (
-            not operation.type.buys_from_float
-            or operation.status is not OperationStatus.PRICING
-            or operation.float_reserved
-            or operation.failure
-        ):
-            return operation
+        if _reserves(operation):
+            self._reserve(operation, self._entries_by_chunk(operation))
+        return operation
+
+    def pricing_book(self, operation_id: UUID) -> PricingBook:
+        """Everything pricing needs to size the blocks at any prices, from one load of the
+        chunks; the float is reserved first (once), since the book allots from it."""
+        operation = self.operation(operation_id)
+        chunks = self._entries_by_chunk(operation)
+        if _reserves(operation):
+            self._reserve(operation, chunks)
+        return self._book(operation, chunks)
+
+    def _reserve(self, operation: Operation, chunks: Sequence[Sequence[Entry]]) -> None:
         account = self._float(operation.platform_id, operation.quoted_currency)
         left = account.available
         budgets: dict[str, str] = {}
         holds: dict[int, Decimal] = {}
-        for index, entries in enumerate(self._entries_by_chunk(operation)):
+        for index, entries in enumerate(chunks):
             budgets[str(index)] = str(left)
             _, holds[index] = float_approvals(operation.type, entries, left)
             left -= holds[index]
         account.hold(operation.id, holds)
         operation.reserve_float(budgets, sum(holds.values(), ZERO))
         self.save(operation, account)
-        return operation
 
-    def pricing_book(self, operation_id: UUID) -> PricingBook:
-        """Everything pricing needs to size the blocks at any prices, loaded once."""
-        return self._book(self.operation(operation_id))
-
-    def _book(self, operation: Operation) -> PricingBook:
+    def _book(
+        self, operation: Operation, chunks: Sequence[Sequence[Entry]] | None = None
+    ) -> PricingBook:
         currency = operation.quoted_currency
-        chunks = self._entries_by_chunk(operation)
+        chunks = self._entries_by_chunk(operation) if chunks is None else chunks
         return PricingBook(
+            operation_id=operation.id,
             terms=_terms(operation),
             catalogue=self.catalogue(),
             quoted_currency=currency,
@@ -205,9 +210,12 @@ class OperationStages:
         operation_id: UUID,
         quotes: Mapping[str, LockedQuote],
         crossed: Mapping[str, Mapping[str, str]] | None = None,
+        book: PricingBook | None = None,
     ) -> Operation:
         """Lock one price per asset and the block orders: each block is the exact net of the
-        Traders' allotments at these prices, and must fit the quote it is placed against."""
+        Traders' allotments at these prices, and must fit the quote it is placed against.
+        `book`: the one `pricing_book` gave (chunks and budgets cannot change once the float
+        is reserved), to spare loading every chunk again."""
         operation = self.operation(operation_id)
         if operation.status is not OperationStatus.PRICING or operation.failure:
             return operation
@@ -218,7 +226,9 @@ class OperationStages:
         if unpriced:
             raise IllegalTransitionError(f"a locked price must be positive: {', '.join(unpriced)}")
         crossed = dict(crossed or {})
-        orders = self._book(operation).blocks({a: q.price for a, q in quotes.items()})
+        if book is None or book.operation_id != operation.id or not _reserved_for(operation, book):
+            book = self._book(operation)
+        orders = book.blocks({a: q.price for a, q in quotes.items()})
         carried = {a: orders.pop(a) for a in list(orders) if a in crossed}
         unfit = sorted(a for a, order in orders.items() if not quotes[a].covers(order))
         if unfit:
@@ -360,6 +370,22 @@ class OperationStages:
     ) -> StageResult:
         del chunk
         return StageResult(operation.id, index, operation.status, dict(operation.counts), replayed)
+
+
+def _reserves(operation: Operation) -> bool:
+    """Whether the float is still to be reserved for this Operation (its buyers, once)."""
+    return (
+        operation.type.buys_from_float
+        and operation.status is OperationStatus.PRICING
+        and not operation.float_reserved
+        and not operation.failure
+    )
+
+
+def _reserved_for(operation: Operation, book: PricingBook) -> bool:
+    """A book made before the float was reserved allots from no budget: not usable."""
+    budgets = tuple(operation.float_budget(i) for i in range(len(book.chunks)))
+    return budgets == tuple(budget for _, budget in book.chunks)
 
 
 def _approved_orders(chunk: OperationChunk) -> list[ParticipantOrder]:

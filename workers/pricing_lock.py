@@ -34,15 +34,14 @@ async def lock_prices(delivery: Delivery, ctx: StageContext) -> None:
             "pricing.skipped", operation_id=str(task.operation_id), status=operation.status.value
         )
         return
-    await ctx.call(ctx.trading.reserve_float, task.operation_id)
-    book = await ctx.call(ctx.trading.pricing_book, task.operation_id)
+    book = await ctx.call(ctx.trading.pricing_book, task.operation_id)  # reserves the float
     try:
         quotes, crossed = await _discover(ctx, book)
         _require_fresh(quotes, ctx)
     except VenueError as error:
         await _fail(ctx, task.operation_id, str(error))
         return
-    await ctx.call(ctx.trading.lock_prices, task.operation_id, _locked(quotes), crossed)
+    await ctx.call(ctx.trading.lock_prices, task.operation_id, _locked(quotes), crossed, book)
     log.info(
         "pricing.locked",
         operation_id=str(task.operation_id),

@@ -670,3 +670,21 @@ def test_racing_first_uses_of_one_request_id_leave_exactly_one_request(
     assert app.recorder.max_notification_id() == before
     with pytest.raises(IdempotencyConflictError):
         app.request_operation(PLATFORM, strategy.id, reused, OperationType.ENROLLMENT, enrollment)
+
+
+def test_pricing_works_from_one_book_and_never_from_one_made_before_the_reservation(
+    app: Trading, strategy: Strategy
+) -> None:
+    """The book pricing gets reserves the float first; a book made without the reservation
+    (say, by a caller that got ahead of itself) is not trusted by the lock."""
+    app.register_participants(PLATFORM, ["P1", "P2"])
+    body = {"allocations": BLUE_CHIP, "participants": funded(["P1", "P2"])}
+    operation = check_all(app, request(app, strategy, OperationType.ENROLLMENT, body).id)
+    stale = app._book(app.operation(operation.id))  # no budgets yet: it would fund nobody
+    assert stale.blocks(PRICES) == {}
+    book = app.pricing_book(operation.id)
+    assert app.operation(operation.id).float_reserved
+    assert book.blocks(PRICES) and book.blocks(PRICES) == book.blocks(dict(PRICES))
+    quotes = fitting_quotes(app, operation.id)
+    locked = app.lock_prices(operation.id, quotes, None, stale)
+    assert locked.block_orders == {a: o.as_dict() for a, o in book.blocks(PRICES).items()}
