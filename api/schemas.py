@@ -3,13 +3,16 @@
 Decimals travel as strings; the domain validates their content (weights sum to 1, amounts
 within the currency's minor unit) and names the offending field, so these models only fix
 the JSON types and document the shapes and examples for OpenAPI.
+
+Booleans are strict (`StrictBool`): pydantic's lax mode would read "yes", "on" or 1 as true,
+which the command topic refuses; one body must mean the same thing on both ways in.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 STRATEGY_ID = "9ba5e569-a966-42a9-a7ad-666b0a5300f3"
 ALLOCATIONS_EXAMPLE = [
@@ -58,7 +61,7 @@ class FundedParticipant(Body):
         description="Fiat in the strategy's quoted currency, a decimal string.",
         examples=["1000.00"],
     )
-    auto_rebalance: bool = Field(
+    auto_rebalance: StrictBool = Field(
         default=False, description="Enrollment only: include in rebalances that name nobody."
     )
 
@@ -103,11 +106,11 @@ class LiquidateRequest(Body):
     participants: list[NamedParticipant] | None = Field(
         default=None, examples=[[{"participant_code": "ABC123"}]]
     )
-    all: bool = Field(default=False, description="Every active Trader of the Strategy.")
+    all: StrictBool = Field(default=False, description="Every active Trader of the Strategy.")
 
 
 class TraderUpdate(Body):
-    auto_rebalance: bool
+    auto_rebalance: StrictBool
 
 
 class Strategy(BaseModel):
