@@ -131,6 +131,26 @@ class Operation(BaseModel):
     status_reason: str = Field(examples=["", "partial_success", "all_rejected", "pricing_failed"])
     allocations: list[dict[str, str]]
     participant_count: int = Field(description="Extension: participants in scope.")
+    counts: dict[str, int] = Field(
+        description="Extension: Executions approved, rejected, skipped and settled so far.",
+        examples=[{"approved": 2, "rejected": 1, "skipped": 0, "settled": 2}],
+    )
+    locked_prices: dict[str, dict[str, str]] = Field(
+        description="Extension: per asset, the firm quote every Trader got (`price`, "
+        "`quote_id`, `quoted_at`, `side`, `quantity`, `expires_at`); empty until pricing.",
+        examples=[
+            {
+                "BTC": {
+                    "price": "67012.50",
+                    "quote_id": "q-1",
+                    "quoted_at": "2026-05-29T18:56:44Z",
+                    "side": "buy",
+                    "quantity": "0.0149",
+                    "expires_at": "2026-05-29T18:56:54Z",
+                }
+            }
+        ],
+    )
     created_at: str
     updated_at: str
 
@@ -170,9 +190,10 @@ class Trader(BaseModel):
     auto_rebalance: bool
     status: Literal["active", "liquidated"] = Field(description="Extension.")
     positions: dict[str, str] = Field(
-        default_factory=dict, description="Extension: quantity per asset."
+        description="Extension: quantity per asset, decimal strings; assets at zero are absent.",
+        examples=[{"BTC": "0.0074", "ETH": "0.081"}],
     )
-    cash: str = Field(default="0", description="Extension: residual fiat from rounding.")
+    cash: str = Field(description="Extension: residual fiat from rounding.", examples=["0.03"])
     created_at: str
     updated_at: str
 
