@@ -3,13 +3,16 @@
 Decimals travel as strings; the domain validates their content (weights sum to 1, amounts
 within the currency's minor unit) and names the offending field, so these models only fix
 the JSON types and document the shapes and examples for OpenAPI.
+
+Booleans are strict (`StrictBool`): pydantic's lax mode would read "yes", "on" or 1 as true,
+which the command topic refuses; one body must mean the same thing on both ways in.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 STRATEGY_ID = "9ba5e569-a966-42a9-a7ad-666b0a5300f3"
 ALLOCATIONS_EXAMPLE = [
@@ -58,7 +61,7 @@ class FundedParticipant(Body):
         description="Fiat in the strategy's quoted currency, a decimal string.",
         examples=["1000.00"],
     )
-    auto_rebalance: bool = Field(
+    auto_rebalance: StrictBool = Field(
         default=False, description="Enrollment only: include in rebalances that name nobody."
     )
 
@@ -103,11 +106,11 @@ class LiquidateRequest(Body):
     participants: list[NamedParticipant] | None = Field(
         default=None, examples=[[{"participant_code": "ABC123"}]]
     )
-    all: bool = Field(default=False, description="Every active Trader of the Strategy.")
+    all: StrictBool = Field(default=False, description="Every active Trader of the Strategy.")
 
 
 class TraderUpdate(Body):
-    auto_rebalance: bool
+    auto_rebalance: StrictBool
 
 
 class Strategy(BaseModel):
@@ -128,6 +131,26 @@ class Operation(BaseModel):
     status_reason: str = Field(examples=["", "partial_success", "all_rejected", "pricing_failed"])
     allocations: list[dict[str, str]]
     participant_count: int = Field(description="Extension: participants in scope.")
+    counts: dict[str, int] = Field(
+        description="Extension: Executions approved, rejected, skipped and settled so far.",
+        examples=[{"approved": 2, "rejected": 1, "skipped": 0, "settled": 2}],
+    )
+    locked_prices: dict[str, dict[str, str]] = Field(
+        description="Extension: per asset, the firm quote every Trader got (`price`, "
+        "`quote_id`, `quoted_at`, `side`, `quantity`, `expires_at`); empty until pricing.",
+        examples=[
+            {
+                "BTC": {
+                    "price": "67012.50",
+                    "quote_id": "q-1",
+                    "quoted_at": "2026-05-29T18:56:44Z",
+                    "side": "buy",
+                    "quantity": "0.0149",
+                    "expires_at": "2026-05-29T18:56:54Z",
+                }
+            }
+        ],
+    )
     created_at: str
     updated_at: str
 
@@ -167,9 +190,10 @@ class Trader(BaseModel):
     auto_rebalance: bool
     status: Literal["active", "liquidated"] = Field(description="Extension.")
     positions: dict[str, str] = Field(
-        default_factory=dict, description="Extension: quantity per asset."
+        description="Extension: quantity per asset, decimal strings; assets at zero are absent.",
+        examples=[{"BTC": "0.0074", "ETH": "0.081"}],
     )
-    cash: str = Field(default="0", description="Extension: residual fiat from rounding.")
+    cash: str = Field(description="Extension: residual fiat from rounding.", examples=["0.03"])
     created_at: str
     updated_at: str
 

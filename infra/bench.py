@@ -23,7 +23,6 @@ import asyncpg
 import psutil
 
 from domain.eligibility import ParticipantStatus
-from domain.requests import Limits
 from infra.runtime import Engine
 from workers.messages import Command, CommandName
 
@@ -208,9 +207,11 @@ async def run_story(engine: Engine, traders: int, watch: list[psutil.Process]) -
     for command, body in story:
         before = await asyncio.to_thread(trading.recorder.max_notification_id) or 0
         started = time.perf_counter()
-        # A request names at most 10,000 participants: a bigger N goes as several Operations
-        # at once, as a platform would send them, and is timed until the last is done.
-        requests = [await _run(engine, command, strategy, part) for part in _per_call(body)]
+        # A request names at most the configured participants (10,000 by default): a bigger N
+        # goes as several Operations at once, as a platform would send them, and is timed
+        # until the last is done.
+        parts = _per_call(body, engine.limits.max_participants)
+        requests = [await _run(engine, command, strategy, part) for part in parts]
         operation_ids = [UUID(r["id"]) for r in requests]
         terminal_at = 0.0
         for operation_id in operation_ids:
@@ -241,7 +242,7 @@ async def run_story(engine: Engine, traders: int, watch: list[psutil.Process]) -
     return figures
 
 
-def _per_call(body: dict[str, Any], most: int = Limits().max_participants) -> list[dict[str, Any]]:
+def _per_call(body: dict[str, Any], most: int) -> list[dict[str, Any]]:
     participants = body.get("participants")
     if not participants or len(participants) <= most:
         return [body]

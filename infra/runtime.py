@@ -140,7 +140,7 @@ class Engine:
         )
         self.venue: Any = venue or build_venue(VenueConfig.from_env(os.environ))
         self.chunk_size = chunk_size or settings.chunk_size
-        self.limits = limits
+        self.limits = limits or settings.limits
         self.topics = Topics(settings.topic_prefix)
         self.stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

@@ -21,6 +21,8 @@ import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.requests import Limits
+
 APP_NAME = "portfolio-strategies"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -112,6 +114,13 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(
         default=60.0, gt=0, le=3600, validation_alias="STRATEGIES_DRAIN_TIMEOUT_S"
     )
+    # The per-request limits of spec §11.19, which it leaves to each installation.
+    max_participants: int = Field(
+        default=Limits.max_participants, ge=1, validation_alias="STRATEGIES_MAX_PARTICIPANTS"
+    )
+    max_allocations: int = Field(
+        default=Limits.max_allocations, ge=1, validation_alias="STRATEGIES_MAX_ALLOCATIONS"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -168,6 +177,11 @@ class Settings(BaseSettings):
     @property
     def http(self) -> HttpSection:
         return HttpSection(host=self.http_host, port=self.http_port)
+
+    @property
+    def limits(self) -> Limits:
+        """What one request may hold; the domain's other limits keep their defaults."""
+        return Limits(max_participants=self.max_participants, max_allocations=self.max_allocations)
 
 
 def load_settings() -> Settings:

@@ -98,7 +98,8 @@ class ExecutionRow:
     platform_id: str | None
     strategy_id: UUID | None
     operation_id: UUID
-    #: None when rejected before the Trader existed (or while it never became visible).
+    #: None when rejected before the Trader existed (or while it never became visible). The
+    #: queries show it only while the Trader is visible (`projections.queries`).
     trader_id: UUID | None
     participant_code: str
     account_label: str
@@ -169,6 +170,10 @@ def needs(event: DomainEventMessage, rows: Rows) -> list[Key]:
     if event.type == "OperationChunk.Checked":
         keys = [(OPERATION_CHUNKS.name, event.aggregate_id)]
         keys += [(EXECUTIONS.name, UUID(d["execution_id"])) for d in _excluded(data)]
+        # Not for the rows: the webhook names a Trader only if it is visible (as queries do).
+        keys += [
+            (TRADERS.name, UUID(d["trader_id"])) for d in _excluded(data) if d.get("trader_id")
+        ]
         chunk: ChunkRow | None = find(rows, OPERATION_CHUNKS, event.aggregate_id)
         if chunk is not None and chunk.platform_id is None:
             keys.append((OPERATIONS.name, chunk.operation_id))

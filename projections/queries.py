@@ -5,9 +5,11 @@ answers 404 and never reveals it exists). A Trader whose first enrollment has no
 `pending` and reads as absent too. Lists are newest first, ties by id, in pages of `size`
 (default 50, at most 200); each call returns `(items, page, total_pages)` with `total_pages`
 at least 1. Items are the spec's JSON objects: decimals and UUIDs as strings, RFC3339 UTC
-times, "" for the `trader_id` and `account_label` of an Execution rejected before its Trader
-existed. Traders add `status`, `positions` and `cash` (documented extensions); Operations
-add `participant_count`, `counts` and `locked_prices`.
+times. An Execution names its Trader (`trader_id`, `account_label`) only while that Trader is
+visible, so that every `trader_id` shown resolves with GET /strategies/traders/{id}; before
+that (an enrollment not settled yet, one that failed, a request rejected for a Trader that
+never came to exist) both are "". Traders add `status`, `positions` and `cash` (documented
+extensions); Operations add `participant_count`, `counts` and `locked_prices`.
 
 SQL is assembled from fixed column names only; every value is a parameter.
 """
@@ -15,14 +17,15 @@ SQL is assembled from fixed column names only; every value is a parameter.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import MAXYEAR, UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from projections.executions import ExecutionRow
+from projections.executions import EXECUTIONS, ExecutionRow
 from projections.operations import OperationRow
-from projections.schema import DEFAULT_SCHEMA, Table, row_from_record
+from projections.schema import DEFAULT_SCHEMA, row_from_record
 from projections.strategies import StrategyRow
-from projections.traders import PENDING, TraderRow, plain_decimal
+from projections.traders import PENDING, TRADERS, TraderRow, is_visible, plain_decimal
 from workers.representations import rfc3339
 
 if TYPE_CHECKING:
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     import asyncpg
+
+    from projections.schema import Table
 
 DEFAULT_SIZE = 50
 MAX_SIZE = 200
@@ -84,14 +89,16 @@ def operation_resource(row: OperationRow) -> Item:
     }
 
 
-def execution_resource(row: ExecutionRow) -> Item:
+def execution_resource(row: ExecutionRow, *, trader_visible: bool) -> Item:
+    """`trader_visible`: whether the row's Trader reads as existing now (`is_visible`)."""
+    named = row.trader_id is not None and trader_visible
     return {
         "id": str(row.id),
         "strategy_id": str(row.strategy_id),
         "operation_id": str(row.operation_id),
-        "trader_id": str(row.trader_id) if row.trader_id else "",
+        "trader_id": str(row.trader_id) if named else "",
         "participant_code": row.participant_code,
-        "account_label": row.account_label,
+        "account_label": row.account_label if named else "",
         "status": row.status,
         "status_reason": row.status_reason,
         "status_reasons": list(row.status_reasons),
@@ -105,7 +112,7 @@ def execution_resource(row: ExecutionRow) -> Item:
 async def get_strategy(
     pool: asyncpg.Pool, platform_id: str, strategy_id: UUID, *, schema: str = DEFAULT_SCHEMA
 ) -> Item | None:
-    return await _get(pool, schema, StrategyRow, strategy_resource, platform_id, strategy_id)
+    return await _get(pool, schema, _rows(StrategyRow, strategy_resource), platform_id, strategy_id)
 
 
 async def list_strategies(
@@ -116,7 +123,8 @@ async def list_strategies(
     size: int = DEFAULT_SIZE,
     schema: str = DEFAULT_SCHEMA,
 ) -> PageOf:
-    return await _list(pool, schema, StrategyRow, strategy_resource, platform_id, [], page, size)
+    read = _rows(StrategyRow, strategy_resource)
+    return await _list(pool, schema, read, platform_id, [], page, size)
 
 
 # -- traders ------------------------------------------------------------------------------
@@ -126,9 +134,8 @@ _VISIBLE_TRADER: Condition = ("status", "<>", PENDING)
 async def get_trader(
     pool: asyncpg.Pool, platform_id: str, trader_id: UUID, *, schema: str = DEFAULT_SCHEMA
 ) -> Item | None:
-    return await _get(
-        pool, schema, TraderRow, trader_resource, platform_id, trader_id, [_VISIBLE_TRADER]
-    )
+    read = _rows(TraderRow, trader_resource)
+    return await _get(pool, schema, read, platform_id, trader_id, [_VISIBLE_TRADER])
 
 
 async def list_traders(
@@ -148,16 +155,16 @@ async def list_traders(
         ("participant_code", "=", participant_code),
         ("auto_rebalance", "=", auto_rebalance),
     ]
-    return await _list(
-        pool, schema, TraderRow, trader_resource, platform_id, conditions, page, size
-    )
+    read = _rows(TraderRow, trader_resource)
+    return await _list(pool, schema, read, platform_id, conditions, page, size)
 
 
 # -- operations ---------------------------------------------------------------------------
 async def get_operation(
     pool: asyncpg.Pool, platform_id: str, operation_id: UUID, *, schema: str = DEFAULT_SCHEMA
 ) -> Item | None:
-    return await _get(pool, schema, OperationRow, operation_resource, platform_id, operation_id)
+    read = _rows(OperationRow, operation_resource)
+    return await _get(pool, schema, read, platform_id, operation_id)
 
 
 async def list_operations(
@@ -182,16 +189,15 @@ async def list_operations(
         ("created_at", ">=", _utc(created_gte)),
         ("created_at", "<", _utc(created_lt)),
     ]
-    return await _list(
-        pool, schema, OperationRow, operation_resource, platform_id, conditions, page, size
-    )
+    read = _rows(OperationRow, operation_resource)
+    return await _list(pool, schema, read, platform_id, conditions, page, size)
 
 
 # -- executions ---------------------------------------------------------------------------
 async def get_execution(
     pool: asyncpg.Pool, platform_id: str, execution_id: UUID, *, schema: str = DEFAULT_SCHEMA
 ) -> Item | None:
-    return await _get(pool, schema, ExecutionRow, execution_resource, platform_id, execution_id)
+    return await _get(pool, schema, _executions(schema), platform_id, execution_id)
 
 
 async def list_executions(
@@ -207,6 +213,8 @@ async def list_executions(
     size: int = DEFAULT_SIZE,
     schema: str = DEFAULT_SCHEMA,
 ) -> PageOf:
+    if trader_id is not None and not await get_trader(pool, platform_id, trader_id, schema=schema):
+        return [], page, 1  # a Trader that does not exist (yet) names no Execution
     conditions = [
         ("strategy_id", "=", strategy_id),
         ("operation_id", "=", operation_id),
@@ -214,9 +222,21 @@ async def list_executions(
         ("participant_code", "=", participant_code),
         ("status", "=", status),
     ]
-    return await _list(
-        pool, schema, ExecutionRow, execution_resource, platform_id, conditions, page, size
+    return await _list(pool, schema, _executions(schema), platform_id, conditions, page, size)
+
+
+def _executions(schema: str) -> _Read:
+    """Executions read with their Trader's status, which decides whether they name it."""
+    status = (
+        f"(SELECT t.status FROM {TRADERS.qualified(schema)} AS t "
+        f"WHERE t.id = {EXECUTIONS.qualified(schema)}.trader_id) AS trader_status"
     )
+
+    def build(record: asyncpg.Record) -> Item:
+        row = row_from_record(ExecutionRow, record)
+        return execution_resource(row, trader_visible=is_visible(record["trader_status"]))
+
+    return _Read(ExecutionRow, build, extra=status)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -239,6 +259,30 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 # -- the two query shapes -----------------------------------------------------------------
+@dataclass(frozen=True)
+class _Read:
+    """How one kind of item is read: its row type, the item made of a selected record, and
+    any expression selected besides the row's columns."""
+
+    kind: type[Any]
+    item: Callable[[asyncpg.Record], Item]
+    extra: str = ""
+
+    @property
+    def table(self) -> Table:
+        table: Table = self.kind.TABLE
+        return table
+
+    def selected(self) -> str:
+        columns = self.table.selected()
+        return f"{columns}, {self.extra}" if self.extra else columns
+
+
+def _rows(kind: type[Any], resource: Callable[[Any], Item]) -> _Read:
+    """Items made of the row alone."""
+    return _Read(kind, lambda record: resource(row_from_record(kind, record)))
+
+
 def check_page(page: int, size: int) -> None:
     if page < 1:
         raise ValueError(f"page must be 1 or more, not {page}")
@@ -259,36 +303,34 @@ def _where(platform_id: str, conditions: Sequence[Condition]) -> tuple[str, list
 async def _get(
     pool: asyncpg.Pool,
     schema: str,
-    kind: type[Any],
-    resource: Callable[[Any], Item],
+    read: _Read,
     platform_id: str,
     row_id: UUID,
     conditions: Sequence[Condition] = (),
 ) -> Item | None:
-    table: Table = kind.TABLE
+    table = read.table
     where, params = _where(platform_id, [("id", "=", row_id), *conditions])
     record = await pool.fetchrow(
-        f"SELECT {table.selected()} FROM {table.qualified(schema)} WHERE {where}", *params
+        f"SELECT {read.selected()} FROM {table.qualified(schema)} WHERE {where}", *params
     )
-    return None if record is None else resource(row_from_record(kind, record))
+    return None if record is None else read.item(record)
 
 
 async def _list(
     pool: asyncpg.Pool,
     schema: str,
-    kind: type[Any],
-    resource: Callable[[Any], Item],
+    read: _Read,
     platform_id: str,
     conditions: Sequence[Condition],
     page: int,
     size: int,
 ) -> PageOf:
     check_page(page, size)
-    table: Table = kind.TABLE
+    table = read.table
     where, params = _where(platform_id, conditions)
     n = len(params)
     records = await pool.fetch(
-        f"SELECT {table.selected()}, count(*) OVER () AS total "
+        f"SELECT {read.selected()}, count(*) OVER () AS total "
         f"FROM {table.qualified(schema)} WHERE {where} "
         f"ORDER BY created_at DESC, id LIMIT ${n + 1} OFFSET ${n + 2}",
         *params,
@@ -303,5 +345,5 @@ async def _list(
                 f"SELECT count(*) FROM {table.qualified(schema)} WHERE {where}", *params
             )
         )
-    items = [resource(row_from_record(kind, record)) for record in records]
+    items = [read.item(record) for record in records]
     return items, page, max(1, math.ceil(total / size))

@@ -152,6 +152,12 @@ def settle(
     return {asset: plain_decimal(q) for asset, q in sorted(held.items()) if q}, cash
 
 
+def is_visible(status: str | None) -> bool:
+    """Whether a Trader with this read-model status (None: no row) exists for the API: a
+    `pending` Trader (first enrollment not settled, or failed) reads as absent."""
+    return status is not None and status != PENDING
+
+
 def plain_decimal(value: Decimal) -> str:
     """A decimal string without exponent (str(Decimal("0.00000001")) is "1E-8")."""
     return format(value, "f")

@@ -31,7 +31,7 @@ import structlog
 from projections.executions import ExecutionRow
 from projections.operations import OperationRow
 from projections.queries import execution_resource, operation_resource, trader_resource
-from projections.traders import PENDING, TraderRow
+from projections.traders import PENDING, TRADERS, TraderRow, is_visible
 from projections.writer import Observation, Projection
 from workers.messages import DomainEventMessage
 
@@ -122,12 +122,20 @@ def notices(event: DomainEventMessage, state: Projection) -> list[Notice]:
             )
         elif isinstance(row, ExecutionRow) and event.type in EXECUTION_EVENTS:
             platform = row.platform_id or _operation_platform(state, row.operation_id)
-            found.append(Notice(platform, EXECUTION_CHANGED, row.id, execution_resource(row)))
+            payload = execution_resource(row, trader_visible=_trader_visible(state, row))
+            found.append(Notice(platform, EXECUTION_CHANGED, row.id, payload))
         elif isinstance(row, TraderRow) and event.type == "Trader.Settled":
             was = before.get(key)
             if isinstance(was, TraderRow) and was.status == PENDING and row.status != PENDING:
                 found.append(Notice(row.platform_id, TRADER_CREATED, row.id, trader_resource(row)))
     return found
+
+
+def _trader_visible(state: Projection, row: ExecutionRow) -> bool:
+    """As the queries decide it: a Trader not in the read models yet, or still pending, is
+    not named (the writer loads every Trader an Execution event names)."""
+    trader = state.get((TRADERS.name, row.trader_id)) if row.trader_id else None
+    return isinstance(trader, TraderRow) and is_visible(trader.status)
 
 
 def _operation_platform(state: Projection, operation_id: UUID) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictBool
 
 from api.deps import PoolDep
 from api.errors import Problem, ProblemError
@@ -57,7 +57,7 @@ class SubscriptionCreate(BaseModel):
 
     url: AnyHttpUrl = Field(examples=["https://platform.example/hooks/strategies"])
     payload_types: Annotated[list[PayloadType], Field(min_length=1)]
-    legacy_headers: bool = Field(
+    legacy_headers: StrictBool = Field(
         default=False, description="Also send the body-only x-zh-hook-signature-256."
     )
 

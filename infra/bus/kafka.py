@@ -25,10 +25,19 @@ partitions meanwhile, and the failed record comes back first, with everything be
 still in order. `Delivery.redelivered` counts the retries seen by this process since it got
 the partition (a record inherited after a rebalance or a crash starts at 0 again).
 
-Producing. `publish_many` sends every record through the broker's own aiokafka producer
-(`acks="all"`, idempotent), then awaits all the acknowledgements together. We reach past
-faststream's `publish` because it would add content-type and correlation_id headers to every
-record. Topics are created with `partitions` partitions at `start()` (subscribed ones and those
+Producing. `publish_many` sends every record through an aiokafka producer of our own
+(`acks="all"`, idempotent), then awaits all the acknowledgements together; faststream's
+`publish` would add content-type and correlation_id headers to every record. It returns only
+when every record is acknowledged. Otherwise it logs `bus.publish_failed` and raises: the
+caller retries the whole batch (the relay does), so a failure duplicates records that were
+acknowledged before it but never loses one, and nothing of a key is acknowledged after a
+record of that key that failed (the producer sends one batch per partition at a time; a
+record refused before sending stops the sending of the rest). After a refused batch the
+producer is replaced: the idempotent producer numbers each partition's batches, and once the
+broker refused one, every later batch to that partition was refused as out of sequence, so
+no retry could ever succeed until the process restarted.
+
+Topics are created with `partitions` partitions at `start()` (subscribed ones and those
 named with `ensure_topics`), and on the first publish to a topic this bus has not created yet.
 """
 
@@ -41,9 +50,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition  # type: ignore[import-untyped]
+from aiokafka import (  # type: ignore[import-untyped]
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
 from faststream.kafka import KafkaBroker, Topic
-from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
 from faststream.middlewares import AckPolicy
 
 from infra.bus import BatchHandler, Delivery, Handler, Record
@@ -78,8 +90,12 @@ class KafkaBus:
         graceful_timeout: float = 30.0,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
+        max_poll_interval_ms: int = 300_000,
         connect_timeout: float = 60.0,
     ) -> None:
+        """`max_poll_interval_ms`: a handler call longer than this makes the consumer leave
+        its group (its partitions go to another member, which redelivers what was not
+        committed); Kafka's default."""
         self.partitions = partitions
         self._connect_timeout = connect_timeout
         self._bootstrap_servers = bootstrap_servers
@@ -89,6 +105,7 @@ class KafkaBus:
         self._graceful_timeout = graceful_timeout
         self._session_timeout_ms = session_timeout_ms
         self._heartbeat_interval_ms = heartbeat_interval_ms
+        self._max_poll_interval_ms = max_poll_interval_ms
         self._broker = KafkaBroker(
             bootstrap_servers,
             client_id=client_id,
@@ -99,6 +116,8 @@ class KafkaBus:
             log_level=logging.DEBUG,
             apply_types=False,  # `_raw_record` hands the handler the record itself
         )
+        self._producer: Any = None
+        self._producer_lock = asyncio.Lock()
         self._groups: dict[tuple[str, str], _GroupConsumer] = {}
         self._declared: set[str] = set()
         self._created: set[str] = set()
@@ -135,6 +154,7 @@ class KafkaBus:
             decoder=_raw_record,
             session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=self._heartbeat_interval_ms,
+            max_poll_interval_ms=self._max_poll_interval_ms,
             # The group waits this long for us to rejoin; revocation waits for the in-flight
             # handler (up to graceful_timeout) first, so leave room for it.
             rebalance_timeout_ms=int((self._graceful_timeout + 5) * 1000),
@@ -168,14 +188,16 @@ class KafkaBus:
         for group in groups:
             group.stop_fetching()
         await asyncio.gather(*(group.drain(self._graceful_timeout) for group in groups))
+        await self._stop_producer(self._producer)
         await self._broker.stop()
 
     async def publish_many(self, records: Sequence[Record]) -> None:
         if not self._running:
             raise RuntimeError("start() the bus before publishing")
         await self._create({record.topic for record in records} - self._created)
-        producer = _aiokafka_producer(self._broker)
+        producer = self._producer
         futures: list[asyncio.Future[Any]] = []
+        unsent: Exception | None = None
         try:
             for record in records:
                 futures.append(
@@ -186,12 +208,25 @@ class KafkaBus:
                         headers=[(name, value.encode()) for name, value in record.headers.items()],
                     )
                 )
+        except Exception as refused:  # before sending (too large, say): send nothing after it
+            unsent = refused
         finally:
             outcomes = await asyncio.gather(*futures, return_exceptions=True)
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if unsent is None and not failures:
+            return
+        error = failures[0] if failures else unsent
+        log.error(
+            "bus.publish_failed",
+            failed=len(failures),
+            unsent=len(records) - len(futures),
+            records=len(records),
+            error=repr(error),
+        )
         if failures:
-            log.error("bus.publish_failed", failed=len(failures), records=len(records))
-            raise failures[0]
+            await self._renew_producer(producer)
+        assert error is not None
+        raise error
 
     async def publish(self, record: Record) -> None:
         await self.publish_many([record])
@@ -202,6 +237,40 @@ class KafkaBus:
         if consumer is None:
             return frozenset()
         return frozenset(tp.partition for tp in consumer.assignment() if tp.topic == topic)
+
+    def _new_producer(self) -> Any:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+        )
+
+    async def _renew_producer(self, failed: Any) -> None:
+        """Replace the producer a refused batch left out of sequence (see the module doc)."""
+        async with self._producer_lock:
+            if self._producer is not failed:
+                return  # a concurrent publish renewed it already
+            fresh = self._new_producer()
+            try:
+                await fresh.start()
+            except Exception as error:  # broker away: the next failure tries again
+                log.warning("bus.producer_renew_failed", error=repr(error))
+                await self._stop_producer(fresh)
+                return
+            self._producer = fresh
+        log.warning("bus.producer_renewed")
+        await self._stop_producer(failed)
+
+    async def _stop_producer(self, producer: Any) -> None:
+        """Flush and close; bounded, since an idempotent producer retries a broker that is
+        away for ever."""
+        if producer is None:
+            return
+        try:
+            await asyncio.wait_for(producer.stop(), self._graceful_timeout)
+        except Exception as error:
+            log.warning("bus.producer_stop_failed", error=repr(error))
 
     async def _connect(self) -> None:
         """Create the topics and start the clients, waiting up to `connect_timeout` for a
@@ -214,10 +283,14 @@ class KafkaBus:
             try:
                 await self._create(self._declared | {topic for topic, _ in self._groups})
                 await self._broker.start()
+                self._producer = self._new_producer()
+                await self._producer.start()
                 return
             except BaseException as error:  # a cancelled start must not leave clients behind
                 with contextlib.suppress(Exception):
                     await self._broker.stop()
+                await self._stop_producer(self._producer)
+                self._producer = None
                 retry = isinstance(error, Exception) and is_transient(error)
                 if not retry or loop.time() + delay > deadline:
                     raise
@@ -444,11 +517,3 @@ def _delivery(record: Any, redelivered: int) -> Delivery:
 async def _raw_record(message: StreamMessage[Any]) -> Any:
     """The aiokafka ConsumerRecord itself, bytes untouched (no JSON guess by faststream)."""
     return message.raw_message
-
-
-def _aiokafka_producer(broker: KafkaBroker) -> Any:
-    # faststream keeps its aiokafka producer private (checked against faststream 0.7.8).
-    producer = broker.config.broker_config.producer
-    if not isinstance(producer, AioKafkaFastProducerImpl):
-        raise RuntimeError("the Kafka broker is not connected")
-    return producer._producer.producer

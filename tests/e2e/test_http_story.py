@@ -32,6 +32,7 @@ ALLOCATIONS = [
     {"underlying_currency": "ETH", "weight": "0.30"},
     {"underlying_currency": "SOL", "weight": "0.20"},
 ]
+ONE_PARTICIPANT = [{"participant_code": "U0", "amount": "10.00"}]
 
 
 def cli(env: dict[str, str], *args: str) -> str:
@@ -267,10 +268,12 @@ async def test_enroll_to_liquidate_over_http(client: SignedClient) -> None:
     ] == []
     paged = (await client.get(f"/strategies/operations?strategy_id={sid}&size=2&page=2")).json()
     assert (paged["page"], paged["total_pages"], len(paged["message"])) == (2, 3, 2)
-    auto = (await client.get(f"/strategies/traders?strategy_id={sid}&auto_rebalance=true")).json()[
-        "message"
-    ]
-    assert all(t["auto_rebalance"] for t in auto)
+    # U0, U2, U4 enrolled with auto_rebalance, U1 was patched to it; U3 and U5 never had it.
+    for flag, codes in (("true", {"U0", "U1", "U2", "U4"}), ("false", {"U3", "U5"})):
+        path = f"/strategies/traders?strategy_id={sid}&auto_rebalance={flag}"
+        filtered = (await until(client, path, len(codes)))["message"]
+        assert {t["participant_code"] for t in filtered} == codes
+        assert {t["auto_rebalance"] for t in filtered} == {flag == "true"}
     assert (await client.get(f"/strategies/{sid}")).json()["id"] == sid
     assert any(s["id"] == sid for s in (await client.get("/strategies")).json()["message"])
 
@@ -294,17 +297,14 @@ async def test_bad_requests_get_a_problem_document_and_write_nothing(
     client: SignedClient, change: str, status: int, code: str
 ) -> None:
     sid = (await client.post("/strategies", {"quoted_currency": "USD"})).json()["id"]
-    body: dict[str, Any] = {
-        "allocations": ALLOCATIONS,
-        "participants": [{"participant_code": "U0", "amount": "10.00"}],
-    }
+    body: dict[str, Any] = {"allocations": ALLOCATIONS, "participants": ONE_PARTICIPANT}
     path = f"/strategies/{sid}/top-up"
     raw: bytes | None = None
     headers_override: dict[str, str] = {}
     if change == "weights":
         body["allocations"] = [{"underlying_currency": "BTC", "weight": "0.6"}]
     elif change == "amount_abc":
-        body["participants"][0]["amount"] = "abc"
+        body["participants"] = [{"participant_code": "U0", "amount": "abc"}]
     elif change == "too_many":
         body["participants"] = [
             {"participant_code": f"X{i}", "amount": "1.00"} for i in range(10_001)
@@ -342,8 +342,14 @@ async def test_bad_requests_get_a_problem_document_and_write_nothing(
     problem = answer.json()
     assert problem["code"] == code
     assert "Traceback" not in answer.text
-    listed = (await client.get(f"/strategies/operations?strategy_id={sid}")).json()["message"]
-    assert listed == []  # nothing was written
+    # Nothing was written: once the read models show a later Operation of the Strategy, it is
+    # the only one (a list read at once could simply lag behind a write).
+    valid = {"allocations": ALLOCATIONS, "participants": ONE_PARTICIPANT}
+    later = await client.post(f"/strategies/{sid}/top-up", valid)
+    assert later.status_code == 202, later.text
+    await settle(client, later.json())
+    listed = await until(client, f"/strategies/operations?strategy_id={sid}", 1)
+    assert [o["id"] for o in listed["message"]] == [later.json()["id"]]
 
 
 async def test_another_platforms_resources_answer_404(
@@ -356,19 +362,23 @@ async def test_another_platforms_resources_answer_404(
         "OTHER1", fields["api key"].strip(), fields["secret"].strip(), fields["passphrase"].strip()
     )
     sid = (await client.post("/strategies", {"quoted_currency": "USD"})).json()["id"]
+    body = {"allocations": ALLOCATIONS, "participants": ONE_PARTICIPANT}
+    operation = (await client.post(f"/strategies/{sid}/top-up", body)).json()
+    await settle(client, operation)
+    owned = f"/strategies/executions?strategy_id={sid}"
+    mine = await until(client, f"/strategies/operations?strategy_id={sid}", 1)
+    assert [o["id"] for o in mine["message"]] == [operation["id"]]
+    assert len((await until(client, owned, 1))["message"]) == 1  # the owner sees them
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         intruder = SignedClient(http, other)
+        # Its credentials work (its own Strategy is created and read), so every 404 and
+        # empty list below is about whose resources these are, not about the signature.
+        own = await intruder.post("/strategies", {"quoted_currency": "USD"})
+        assert own.status_code == 201, own.text
+        assert (await intruder.get(f"/strategies/{own.json()['id']}")).status_code == 200
         assert (await intruder.get(f"/strategies/{sid}")).status_code == 404
-        assert (
-            await intruder.post(
-                f"/strategies/{sid}/top-up",
-                {
-                    "allocations": ALLOCATIONS,
-                    "participants": [{"participant_code": "U0", "amount": "1.00"}],
-                },
-            )
-        ).status_code == 404
-        assert (await intruder.get(f"/strategies/operations?strategy_id={sid}")).json()[
-            "message"
-        ] == []
-        assert (await intruder.get("/time")).status_code == 200
+        assert (await intruder.get(f"/strategies/operations/{operation['id']}")).status_code == 404
+        assert (await intruder.post(f"/strategies/{sid}/top-up", body)).status_code == 404
+        for path in (f"/strategies/operations?strategy_id={sid}", owned):
+            answer = await intruder.get(path)
+            assert (answer.status_code, answer.json()["message"]) == (200, [])

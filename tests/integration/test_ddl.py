@@ -1,4 +1,5 @@
-"""Processes starting together on a fresh database all create the tables without a clash."""
+"""Processes starting together on a fresh database all create the tables without a clash, and
+the tables they leave are the ones each store then works with."""
 
 from __future__ import annotations
 
@@ -10,26 +11,70 @@ import pytest
 from api import replay_guard
 from infra import platforms
 from infra.positions import PostgresPositions
+from infra.secrets_box import SecretBox
 from infra.webhooks_store import WebhookStore
+from projections import schema as read_models
 
 pytestmark = pytest.mark.integration
+
+PROCESSES = 8
+TABLES = {
+    "relay_positions",
+    "platforms",
+    "platform_api_keys",
+    "api_signatures_seen",
+    "webhook_subscriptions",
+    "webhook_deliveries",
+    "strategies",
+    "traders",
+    "operations",
+    "operation_chunks",
+    "executions",
+    "projection_offsets",
+}
+
+
+async def _start(pool: asyncpg.Pool, box: SecretBox) -> None:
+    """What every process's start-up creates (`infra.runtime.Engine.start`)."""
+    await PostgresPositions(pool).ensure_schema()
+    await read_models.ensure_schema(pool)
+    await platforms.ensure_schema(pool)
+    await replay_guard.ensure_schema(pool)
+    await WebhookStore(pool, box).ensure_schema()
 
 
 async def test_every_schema_created_by_many_processes_at_once(fresh_database_url: str) -> None:
     """CREATE TABLE IF NOT EXISTS racing itself fails with a unique violation on pg_type: the
     API and a worker starting together once left the worker dead at start."""
+    box = SecretBox(b"k" * 32)
     pools = [
-        await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=1) for _ in range(8)
+        await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=1)
+        for _ in range(PROCESSES)
     ]
     try:
+        await asyncio.gather(*(_start(pool, box) for pool in pools))
+        pool = pools[0]
+        created = {
+            r["tablename"]
+            for r in await pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+        assert created >= TABLES, sorted(TABLES - created)
+        for table in sorted(TABLES):  # each one readable (no half-made catalogue entry)
+            assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 0
 
-        async def start(pool: asyncpg.Pool) -> None:
-            await PostgresPositions(pool).ensure_schema()
-            await platforms.ensure_schema(pool)
-            await replay_guard.ensure_schema(pool)
-            await WebhookStore(pool, None).ensure_schema()
-
-        await asyncio.gather(*(start(pool) for pool in pools))
+        positions = PostgresPositions(pool)
+        await positions.save("outbox", 42)
+        assert await PostgresPositions(pools[1]).load("outbox") == 42
+        made = await platforms.create_platform(pool, "DDL01", "After the race", box)
+        found = await platforms.find_key(pools[2], made.api_key, box)
+        assert found is not None and found.platform_id == "DDL01"
+        assert await replay_guard.first_use(pool, made.api_key, "sig", "req-1")
+        assert not await replay_guard.first_use(pools[3], made.api_key, "sig", "req-2")
+        subscription, _ = await WebhookStore(pool, box).create(
+            "DDL01", "http://127.0.0.1:9/hooks", ["trade_strategy.trader.created"]
+        )
+        active = await WebhookStore(pools[4], box).active(["DDL01"])
+        assert [s.id for s in active] == [subscription.id]
     finally:
         for pool in pools:
             await pool.close()

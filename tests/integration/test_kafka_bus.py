@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from uuid import uuid4
 
 import pytest
 from aiokafka.errors import KafkaConnectionError  # type: ignore[import-untyped]
@@ -16,24 +15,11 @@ from infra.bus import Delivery, Record
 from infra.bus.kafka import KafkaBus
 from infra.kafka.launcher import LocalKafka
 from infra.ports import free_port
+from tests.integration.kafka_buses import WAIT, bus_factory, unique, until
 
 pytestmark = pytest.mark.integration
 
-WAIT = 60.0  # generous: a group's first join and a rebalance take seconds, not milliseconds
 PARTITIONS = 8
-
-
-def unique(name: str) -> str:
-    # Topics and groups are never reused, so a shared or long-lived broker leaks no state.
-    return f"{name}-{uuid4().hex[:12]}"
-
-
-async def until(condition: Callable[[], bool], what: str, within: float = WAIT) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def records(topic: str, count: int, keys: int, *, start: int = 0) -> list[Record]:
@@ -71,23 +57,15 @@ class Recorder:
 
 @pytest.fixture
 async def make_bus(kafka_bootstrap: str) -> AsyncIterator[Callable[..., KafkaBus]]:
-    buses: list[KafkaBus] = []
-
-    def make(**options: float) -> KafkaBus:
-        bus = KafkaBus(
-            kafka_bootstrap,
-            client_id=unique("test-bus"),
-            partitions=PARTITIONS,
-            retry_initial=options.pop("retry_initial", 0.1),
-            retry_max=options.pop("retry_max", 1.0),
-            graceful_timeout=options.pop("graceful_timeout", 10.0),
-            heartbeat_interval_ms=1000,
-        )
-        buses.append(bus)
-        return bus
-
-    yield make
-    await asyncio.wait_for(asyncio.gather(*(bus.stop() for bus in buses)), WAIT)
+    async with bus_factory(
+        kafka_bootstrap,
+        partitions=PARTITIONS,
+        retry_initial=0.1,
+        retry_max=1.0,
+        graceful_timeout=10.0,
+        heartbeat_interval_ms=1000,
+    ) as make:
+        yield make
 
 
 async def test_a_thousand_keyed_records_are_each_consumed_once_in_key_order(

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
-import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
@@ -32,18 +28,13 @@ from api.routes import webhooks as webhook_routes
 from api.webhook_verify import verify_webhook
 from domain.statuses import OperationStatus, OperationType
 from infra.bus.memory import InProcessBus
-from infra.ports import LOOPBACK, free_port
 from infra.runtime import ROLES, Engine
 from infra.secrets_box import SecretBox
 from infra.settings import Settings
 from infra.webhooks_store import PAYLOAD_TYPES, WebhookStore
 from projections import queries
-from tests.integration.pipeline.harness import (
-    BLUE_CHIP,
-    PLATFORM,
-    LoopbackHTTPServer,
-    wait_terminal,
-)
+from tests.integration.pipeline.harness import BLUE_CHIP, PLATFORM, wait_terminal
+from tests.integration.webhook_receiver import Receiver, serving
 from workers.webhooks import (
     EXECUTION_CHANGED,
     OPERATION_CHANGED,
@@ -58,85 +49,6 @@ FAST = RetryPolicy(quick=4, quick_interval=0.02, backoff=3, backoff_initial=0.05
 CODES = ["W001", "W002", "W003"]
 UNKNOWN = "W404"  # never registered: the credit check rejects it
 TOKEN = "admin-test-token"
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-    status: int
-    at: float
-
-    @property
-    def notification_id(self) -> str:
-        return self.headers["x-zh-hook-notification-id"]
-
-    @property
-    def payload_type(self) -> str:
-        return self.headers["x-zh-hook-payload-type"]
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.body)
-        return data
-
-
-@dataclass
-class Receiver:
-    """A real HTTP receiver in a thread: `fail_first` 500s per notification id, or `hang`."""
-
-    fail_first: int = 0
-    hang: bool = False
-    delay: float = 0.0  # answer 200 after this long
-    arrivals: int = 0  # requests received, answered or not yet
-    requests: list[Received] = field(default_factory=list)
-    url: str = ""
-
-    def ok(self) -> list[Received]:
-        """The accepted notifications in the order of their objects' `updated_at`, as the
-        spec (§8.4) tells receivers to order them: concurrent sends arrive in any order."""
-        accepted = [r for r in self.requests if r.status == 200]
-        return sorted(accepted, key=lambda r: datetime.fromisoformat(r.payload["updated_at"]))
-
-    def answer(self, headers: dict[str, str], body: bytes) -> int:
-        self.arrivals += 1
-        time.sleep(self.delay)
-        if self.hang:
-            time.sleep(1.0)  # well past the sender's timeout: it has hung up by now
-            return 504
-        nid = headers.get("x-zh-hook-notification-id", "")
-        earlier = sum(1 for r in self.requests if r.notification_id == nid)
-        return 500 if earlier < self.fail_first else 200
-
-
-@contextlib.contextmanager
-def serving(receiver: Receiver) -> Iterator[Receiver]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            code = receiver.answer(headers, body)
-            receiver.requests.append(Received(headers, body, code, time.monotonic()))
-            with contextlib.suppress(OSError):  # the sender may have given up already
-                self.send_response(code)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    port = free_port()
-    server = LoopbackHTTPServer((LOOPBACK, port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    receiver.url = f"http://{LOOPBACK}:{port}/hooks"
-    try:
-        yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass

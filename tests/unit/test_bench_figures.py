@@ -9,16 +9,17 @@ def figures(traders: int, seconds: float, kind: str = "rebalance") -> OperationF
     return OperationFigures(traders, kind, "settled", seconds, 0.0, 0.0, 0.0, 0.0, traders * 2)
 
 
-def test_a_request_names_at_most_ten_thousand_participants() -> None:
+def test_a_request_names_at_most_the_configured_participants() -> None:
     body = {
         "allocations": [],
         "participants": [{"participant_code": str(i)} for i in range(25_001)],
     }
-    parts = _per_call(body)
+    parts = _per_call(body, 10_000)
     assert [len(p["participants"]) for p in parts] == [10_000, 10_000, 5_001]
     assert [c for p in parts for c in p["participants"]] == body["participants"]
     assert all(p["allocations"] == [] for p in parts)
-    assert _per_call({"all": True}) == [{"all": True}]
+    assert [len(p["participants"]) for p in _per_call(body, 12_500)] == [12_500, 12_500, 1]
+    assert _per_call({"all": True}, 10_000) == [{"all": True}]
 
 
 def test_growth_compares_each_n_with_the_next_smaller_of_its_mode() -> None:

@@ -18,6 +18,8 @@ VARIABLES = (
     "STRATEGIES_HTTP_HOST",
     "STRATEGIES_HTTP_PORT",
     "STRATEGIES_DRAIN_TIMEOUT_S",
+    "STRATEGIES_MAX_PARTICIPANTS",
+    "STRATEGIES_MAX_ALLOCATIONS",
 )
 
 
@@ -39,6 +41,7 @@ def test_nothing_configured_means_embedded_services_and_local_defaults() -> None
     assert settings.log.format is LogFormat.AUTO
     assert (settings.http.host, settings.http.port) == ("127.0.0.1", 8000)
     assert settings.drain_timeout_s == 60.0
+    assert (settings.limits.max_participants, settings.limits.max_allocations) == (10_000, 20)
 
 
 def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -49,6 +52,8 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("STRATEGIES_LOG_FORMAT", "JSON")
     monkeypatch.setenv("STRATEGIES_HTTP_HOST", "0.0.0.0")
     monkeypatch.setenv("STRATEGIES_HTTP_PORT", "9000")
+    monkeypatch.setenv("STRATEGIES_MAX_PARTICIPANTS", "250")
+    monkeypatch.setenv("STRATEGIES_MAX_ALLOCATIONS", "5")
 
     settings = load_settings()
 
@@ -60,6 +65,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert settings.log.level == "DEBUG"
     assert settings.log.format is LogFormat.JSON
     assert (settings.http.host, settings.http.port) == ("0.0.0.0", 9000)
+    assert (settings.limits.max_participants, settings.limits.max_allocations) == (250, 5)
 
 
 def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,6 +101,11 @@ def test_password_never_appears_in_the_settings_repr(monkeypatch: pytest.MonkeyP
         ("KAFKA_BOOTSTRAP_SERVERS", "localhost", "host:port"),
         ("DATABASE_URL", "mysql://app@db/strategies", "postgresql://"),
         ("STRATEGIES_DRAIN_TIMEOUT_S", "0", "greater than 0"),
+        ("STRATEGIES_MAX_PARTICIPANTS", "0", "greater than or equal to 1"),
+        ("STRATEGIES_MAX_PARTICIPANTS", "-5", "greater than or equal to 1"),
+        ("STRATEGIES_MAX_PARTICIPANTS", "many", "valid integer"),
+        ("STRATEGIES_MAX_ALLOCATIONS", "0", "greater than or equal to 1"),
+        ("STRATEGIES_MAX_ALLOCATIONS", "2.5", "valid integer"),
     ],
 )
 def test_bad_value_is_rejected_naming_the_variable(
@@ -117,10 +128,18 @@ def test_log_level_error_shows_the_rejected_value(monkeypatch: pytest.MonkeyPatc
 def test_every_bad_variable_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRATEGIES_LOG_LEVEL", "LOUD")
     monkeypatch.setenv("STRATEGIES_HTTP_PORT", "eighty")
+    monkeypatch.setenv("STRATEGIES_MAX_PARTICIPANTS", "0")
+    monkeypatch.setenv("STRATEGIES_MAX_ALLOCATIONS", "none")
     with pytest.raises(SettingsError) as raised:
         load_settings()
-    assert "STRATEGIES_LOG_LEVEL" in str(raised.value)
-    assert "STRATEGIES_HTTP_PORT" in str(raised.value)
+    lines = str(raised.value).splitlines()[1:]
+    named = sorted(line.split(":")[0].strip() for line in lines)
+    assert named == [
+        "STRATEGIES_HTTP_PORT",
+        "STRATEGIES_LOG_LEVEL",
+        "STRATEGIES_MAX_ALLOCATIONS",
+        "STRATEGIES_MAX_PARTICIPANTS",
+    ]
 
 
 def test_rejected_database_url_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:

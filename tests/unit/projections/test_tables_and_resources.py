@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -12,7 +12,7 @@ from projections.executions import EXECUTIONS, ExecutionRow
 from projections.operations import OPERATIONS
 from projections.queries import _where, check_page, execution_resource, trader_resource
 from projections.schema import quoted
-from projections.traders import TRADERS, TraderRow
+from projections.traders import TRADERS, TraderRow, is_visible
 
 NOW = datetime(2026, 5, 29, 18, 56, 43, tzinfo=UTC)
 
@@ -62,30 +62,52 @@ def test_pages_start_at_one_and_hold_at_most_two_hundred(page: int, size: int) -
         check_page(page, size)
 
 
-def test_an_execution_rejected_before_its_trader_existed_shows_empty_strings() -> None:
-    strategy, operation = uuid4(), uuid4()
-    row = ExecutionRow(
+def rejected_row(trader_id: UUID | None, strategy: UUID, operation: UUID) -> ExecutionRow:
+    return ExecutionRow(
         id=uuid4(),
         platform_id="p1",
         strategy_id=strategy,
         operation_id=operation,
-        trader_id=None,
+        trader_id=trader_id,
         participant_code="X9",
-        account_label="",
+        account_label=str(strategy) if trader_id else "",
         status="rejected",
-        status_reason="participant_ineligible",
-        status_reasons=["participant_ineligible"],
+        status_reason="trader_not_found",
+        status_reasons=["trader_not_found"],
         instructions=[],
         created_at=NOW,
         updated_at=NOW,
         source_id=uuid4(),
         version=2,
     )
-    item = execution_resource(row)
+
+
+def test_an_execution_rejected_before_its_trader_existed_shows_empty_strings() -> None:
+    strategy, operation = uuid4(), uuid4()
+    item = execution_resource(rejected_row(None, strategy, operation), trader_visible=True)
     assert (item["trader_id"], item["account_label"]) == ("", "")
     assert (item["strategy_id"], item["operation_id"]) == (str(strategy), str(operation))
     assert item["created_at"] == "2026-05-29T18:56:43Z"
     assert "platform_id" not in item and "version" not in item
+
+
+def test_an_execution_names_its_trader_only_while_the_trader_is_visible() -> None:
+    strategy, trader = uuid4(), uuid4()
+    row = rejected_row(trader, strategy, uuid4())
+    hidden = execution_resource(row, trader_visible=False)
+    assert (hidden["trader_id"], hidden["account_label"]) == ("", "")
+    shown = execution_resource(row, trader_visible=True)
+    assert (shown["trader_id"], shown["account_label"]) == (str(trader), str(strategy))
+
+
+@pytest.mark.parametrize(
+    ("status", "visible"),
+    [(None, False), ("pending", False), ("active", True), ("liquidated", True)],
+)
+def test_only_a_trader_past_its_first_enrollment_is_visible(
+    status: str | None, visible: bool
+) -> None:
+    assert is_visible(status) is visible
 
 
 def test_a_trader_shows_its_extensions_as_strings() -> None:
