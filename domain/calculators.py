@@ -14,6 +14,7 @@ next rebalance (and paid out by its liquidation).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,10 +36,27 @@ class Market:
     prices: Mapping[str, Decimal]
 
     def precision(self, asset: str) -> int:
-        return self.catalogue.precision(asset, self.quoted_currency)
+        found = self._precisions.get(asset)
+        if found is None:
+            found = self._precisions[asset] = self.catalogue.precision(asset, self.quoted_currency)
+        return found
 
     def min_notional(self, asset: str) -> Decimal:
-        return self.catalogue.get(asset, self.quoted_currency).min_notional
+        found = self._minimums.get(asset)
+        if found is None:
+            found = self._minimums[asset] = self.catalogue.get(
+                asset, self.quoted_currency
+            ).min_notional
+        return found
+
+    # Per-asset lookups, remembered: the maths asks for them on every leg of every Trader.
+    @functools.cached_property
+    def _precisions(self) -> dict[str, int]:
+        return {}
+
+    @functools.cached_property
+    def _minimums(self) -> dict[str, Decimal]:
+        return {}
 
     def buy(self, asset: str, quantity: Decimal) -> Leg:
         notional = ceil_to(quantity * self.prices[asset], self.fiat_precision)

@@ -66,8 +66,11 @@ def exact_methods(cls: C) -> C:
     return cls
 
 
+@functools.lru_cache(maxsize=64)
 def unit(precision: int) -> Decimal:
-    """The smallest step at `precision` decimals: 2 -> 0.01, 8 -> 0.00000001, 0 -> 1."""
+    """The smallest step at `precision` decimals: 2 -> 0.01, 8 -> 0.00000001, 0 -> 1.
+
+    Cached: it is asked for on every rounding of every leg (Decimals are immutable)."""
     return Decimal(1).scaleb(-precision)
 
 
