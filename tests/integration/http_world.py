@@ -40,6 +40,12 @@ class World:
     client: SignedClient
     receiver: Receiver
     platform_id: str
+    secret_box: Any = None
+
+    async def another_platform(self, platform_id: str) -> SignedClient:
+        """A second platform's signed client on the same server (nothing registered)."""
+        credentials = await create_platform(self.engine.pool, platform_id, "Other", self.secret_box)
+        return SignedClient(self.http, credentials)
 
     @property
     def admin(self) -> dict[str, str]:
@@ -121,7 +127,9 @@ async def http_world(
                 credentials = await create_platform(
                     engine.pool, platform_id, "HTTP tests", app.state.secret_box
                 )
-                world = World(engine, http, SignedClient(http, credentials), receiver, platform_id)
+                client = SignedClient(http, credentials)
+                box = app.state.secret_box
+                world = World(engine, http, client, receiver, platform_id, box)
                 await _prepare(world, codes)
                 yield world
 

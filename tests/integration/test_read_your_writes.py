@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import uuid
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -16,8 +13,10 @@ from api.main import create_app
 from domain import ids
 from domain.chunk import OperationChunk, chunk_id
 from infra.platforms import create_platform
+from infra.runtime import Engine
 from infra.settings import Settings
 from tests.e2e.client import SignedClient
+from tests.integration.http_world import http_world
 
 pytestmark = pytest.mark.integration
 BODY = {
@@ -69,22 +68,14 @@ WEIGHTS = (
 )
 
 
-async def _settled(client: SignedClient, operation_id: str) -> dict[str, Any]:
-    for _ in range(600):
-        got = (await client.get(f"/strategies/operations/{operation_id}")).json()
-        if got["status"] in ("settled", "skipped", "failed"):
-            return dict(got)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"operation {operation_id} did not end: {got}")
-
-
-def _in_scope(app: Any, operation_id: str) -> list[str]:
+def _in_scope(engine: Engine, operation_id: str) -> list[str]:
     """The participants the Operation took, read from its chunks on the write side."""
-    trading = app.state.engine.trading
+    trading = engine.trading
     operation = trading.operation(uuid.UUID(operation_id))
     codes = []
     for index in range(operation.chunk_count):
         chunk = trading.find(chunk_id(operation.id, index), OperationChunk)
+        assert chunk is not None
         codes += [order.code for order in chunk.participant_orders]
     return sorted(codes)
 
@@ -94,50 +85,35 @@ async def test_a_scope_naming_nobody_includes_every_write_answered_before_it(
 ) -> None:
     """PATCH answered 200, then a rebalance naming nobody at once: 50 times, never wrong.
     And a Trader whose enrollment was just reported settled is in the next liquidate-all."""
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=fresh_database_url,
-        master_key=base64.b64encode(bytes(range(32))).decode(),
-    )
-    app = create_app(settings, fresh_database_url, roles=("all",))  # embedded: in-process bus
-    async with app.router.lifespan_context(app):
-        engine = app.state.engine
-        credentials = await create_platform(engine.pool, "RYW03", "Mine", app.state.secret_box)
-        codes = ["A1", "A2", "A3", "B1"]
-        await engine.call(engine.trading.register_participants, "RYW03", codes)
-        await engine.call(engine.trading.deposit_float, "RYW03", "USD", Decimal("1000.00"), "T")
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            client = SignedClient(http, credentials)
-            strategy = (await client.post("/strategies", {"quoted_currency": "USD"})).json()
-            base = f"/strategies/{strategy['id']}"
-            enroll = {
-                "allocations": WEIGHTS[0],
-                "participants": [
-                    {"participant_code": c, "amount": "10.00", "auto_rebalance": True}
-                    for c in codes[:3]
-                ],
-            }
-            enrolled = (await client.post(f"{base}/enroll", enroll)).json()
-            assert (await _settled(client, enrolled["id"]))["status"] == "settled"
-            trader = str(ids.trader_id(uuid.UUID(strategy["id"]), "A2"))
+    async with http_world(fresh_database_url, tmp_path, "RYW03", ["A1", "A2", "A3", "B1"]) as world:
+        strategy = await world.strategy()
+        enroll = {
+            "allocations": WEIGHTS[0],
+            "participants": [
+                {"participant_code": c, "amount": "10.00", "auto_rebalance": True}
+                for c in ("A1", "A2", "A3")
+            ],
+        }
+        enrolled = await world.finished(await world.request(strategy, "enroll", enroll))
+        assert enrolled["status"] == "settled"
+        trader = str(ids.trader_id(uuid.UUID(strategy), "A2"))
 
-            for attempt in range(50):
-                flag = attempt % 2 == 1
-                patched = await client.request(
-                    "PATCH", f"/strategies/traders/{trader}", {"auto_rebalance": flag}
-                )
-                assert patched.status_code == 200, patched.text
-                rebalance = await client.post(f"{base}/rebalance", {"allocations": WEIGHTS[flag]})
-                assert rebalance.status_code == 202, rebalance.text
-                expected = ["A1", "A2", "A3"] if flag else ["A1", "A3"]
-                assert _in_scope(app, rebalance.json()["id"]) == expected, attempt
+        for attempt in range(50):
+            flag = attempt % 2 == 1
+            patched = await world.client.request(
+                "PATCH", f"/strategies/traders/{trader}", {"auto_rebalance": flag}
+            )
+            assert patched.status_code == 200, patched.text
+            rebalance = await world.request(strategy, "rebalance", {"allocations": WEIGHTS[flag]})
+            expected = ["A1", "A2", "A3"] if flag else ["A1", "A3"]
+            assert _in_scope(world.engine, rebalance["id"]) == expected, attempt
 
-            late = {
-                "allocations": WEIGHTS[0],
-                "participants": [{"participant_code": "B1", "amount": "10.00"}],
-            }
-            enrolled = (await client.post(f"{base}/enroll", late)).json()
-            assert (await _settled(client, enrolled["id"]))["status"] == "settled"
-            everyone = (await client.post(f"{base}/liquidate", {"all": True})).json()
-            assert _in_scope(app, everyone["id"]) == ["A1", "A2", "A3", "B1"]
+        late = {
+            "allocations": WEIGHTS[0],
+            "participants": [{"participant_code": "B1", "amount": "10.00"}],
+        }
+        assert (await world.finished(await world.request(strategy, "enroll", late)))[
+            "status"
+        ] == "settled"
+        everyone = await world.request(strategy, "liquidate", {"all": True})
+        assert _in_scope(world.engine, everyone["id"]) == ["A1", "A2", "A3", "B1"]

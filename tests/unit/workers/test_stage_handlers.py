@@ -161,27 +161,34 @@ async def run_operation(
     return operation.id
 
 
+def counting_world(
+    spread: str, chunk_size: int
+) -> tuple[Trading, StageContext, CountingVenue, UUID]:
+    """A platform with participants A and B, a Strategy, and a venue that counts its quotes."""
+    clock = Clock()
+    venue = CountingVenue(VenueConfig(spread=Decimal(spread)), now=clock)
+    app = new_app(chunk_size=chunk_size)
+    app.register_participants(PLATFORM, ["A", "B"])
+    strategy = new_strategy(app)
+    return app, StageContext(app, venue, venue, call, clock), venue, strategy.id
+
+
 async def test_a_block_that_outgrows_its_quote_is_quoted_again_larger() -> None:
     """With a 20% spread the bid is 10% under the mid: a partial sell needs 11% more units
     than at the indicative price, beyond the quote's headroom, so that quote is asked again."""
-    clock = Clock()
-    venue = CountingVenue(VenueConfig(spread=Decimal("0.2")), now=clock)
-    app = new_app(chunk_size=2)
-    app.register_participants(PLATFORM, ["A", "B"])
-    strategy = new_strategy(app)
-    ctx = StageContext(app, venue, venue, call, clock)
+    app, ctx, venue, strategy_id = counting_world("0.2", chunk_size=2)
     btc = [{"underlying_currency": "BTC", "weight": "1"}]
     body = {"allocations": btc, "participants": funded(["A", "B"], "1000.00")}
     assert (
         app.operation(
-            await run_operation(app, ctx, strategy.id, OperationType.ENROLLMENT, body)
+            await run_operation(app, ctx, strategy_id, OperationType.ENROLLMENT, body)
         ).status
         is OperationStatus.SETTLED
     )
     venue.asked.clear()
     sell = {"allocations": btc, "participants": funded(["A", "B"], "300.00")}
     sold = app.operation(
-        await run_operation(app, ctx, strategy.id, OperationType.PARTIAL_SELL, sell)
+        await run_operation(app, ctx, strategy_id, OperationType.PARTIAL_SELL, sell)
     )
     assert sold.status is OperationStatus.SETTLED, sold.failure_detail
     (first, second) = venue.asked
@@ -196,25 +203,20 @@ async def test_buys_and_sells_that_cross_inside_the_spread_trade_at_the_mid_with
     little BTC bought at the mid, a sell at the ask and a buy at the bid. No side's quote
     fits, so BTC (and ETH, its mirror) is crossed: priced at the mid, no venue order, and the
     house carries the Traders' small net, recorded with the nets seen at the bid and ask."""
-    clock = Clock()
-    venue = CountingVenue(VenueConfig(spread=Decimal("0.02")), now=clock)
-    app = new_app(chunk_size=1)
-    app.register_participants(PLATFORM, ["A", "B"])
-    strategy = new_strategy(app)
-    ctx = StageContext(app, venue, venue, call, clock)
+    app, ctx, venue, strategy_id = counting_world("0.02", chunk_size=1)
     for code, btc_weight, amount in (("A", "0.7", "1000.00"), ("B", "0.3", "1001.00")):
         weights = [
             {"underlying_currency": "BTC", "weight": btc_weight},
             {"underlying_currency": "ETH", "weight": str(1 - Decimal(btc_weight))},
         ]
         body = {"allocations": weights, "participants": funded([code], amount)}
-        await run_operation(app, ctx, strategy.id, OperationType.ENROLLMENT, body)
+        await run_operation(app, ctx, strategy_id, OperationType.ENROLLMENT, body)
     half = [
         {"underlying_currency": "BTC", "weight": "0.5"},
         {"underlying_currency": "ETH", "weight": "0.5"},
     ]
     rebalance = app.operation(
-        await run_operation(app, ctx, strategy.id, OperationType.REBALANCE, {"allocations": half})
+        await run_operation(app, ctx, strategy_id, OperationType.REBALANCE, {"allocations": half})
     )
     assert rebalance.status is OperationStatus.SETTLED, rebalance.failure_detail
     assert set(rebalance.crossed) == {"BTC", "ETH"}
