@@ -24,8 +24,8 @@ from tests.integration.pipeline.harness import BLUE_CHIP, PLATFORM, wait_termina
 
 pytestmark = pytest.mark.integration
 
-FIRST = [f"F{i:03d}" for i in range(40)]
-SECOND = [f"S{i:03d}" for i in range(20)]
+FIRST = [f"F{i:03d}" for i in range(30)]
+SECOND = [f"S{i:03d}" for i in range(30)]
 
 
 def _amount(code: str) -> Decimal:
@@ -53,7 +53,9 @@ async def test_a_short_float_is_shared_in_request_order_under_concurrency(
     fresh_database_url: str,
 ) -> None:
     demand = sum((_amount(c) for c in FIRST + SECOND), Decimal(0))
-    deposit = (demand / 2).quantize(Decimal("0.01"))
+    # Under half of the whole: each Operation alone asks for about half, so whichever reserves
+    # first is funded only in part, and the second gets what is left.
+    deposit = (demand * Decimal("0.45")).quantize(Decimal("0.01"))
     settings = Settings(database_url=fresh_database_url, chunk_size=4)
     async with Engine(settings, fresh_database_url, ["all"], bus=InProcessBus()) as engine:
         trading = engine.trading

@@ -141,11 +141,13 @@ class Audit:
     orders: list[ParticipantOrder]
     decisions: dict[str, dict[str, Any]]
     before: dict[str, TraderState | None]
-    float_available_before: Decimal
     float_balance_before: Decimal
     reached_pricing: bool
     #: Per participant, the chunk's decision once the Operation ended (settled/skipped/...).
     outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What the float had available when pricing reserved it (another Operation may have
+    #: drawn on it between this one's check and its pricing).
+    float_at_reservation: Decimal | None = None
 
 
 DEFAULT_PRECISIONS = dict.fromkeys(ASSETS, 8)
@@ -243,7 +245,6 @@ class World:
             orders,
             decisions,
             before,
-            float_before.available,
             float_before.balance,
             operation.status is OperationStatus.PRICING,
         )
@@ -251,7 +252,7 @@ class World:
     def finish(self, audit: Audit) -> Audit:
         """Lock, fill and settle (or fail and release) an Operation `begin` checked."""
         if audit.reached_pricing:
-            self._price_and_settle(audit.operation, audit.step)
+            self._price_and_settle(audit)
         audit.operation = operation = self.app.operation(audit.operation.id)
         for index in range(operation.chunk_count):
             audit.outcomes.update(copy.deepcopy(self._chunk(operation.id, index).decisions))
@@ -263,8 +264,9 @@ class World:
         hypothesis.event(outcome)
         return audit
 
-    def _price_and_settle(self, operation: Operation, step: Step) -> None:
-        app = self.app
+    def _price_and_settle(self, audit: Audit) -> None:
+        app, operation, step = self.app, audit.operation, audit.step
+        audit.float_at_reservation = self.float_account().available
         if step.failure is OperationReason.PRICING_FAILED:
             self._fail(operation, step.failure)
             return
@@ -602,7 +604,8 @@ def assert_turned_away_traders_unchanged(world: World, audit: Audit) -> None:
 def float_covered(audit: Audit) -> dict[str, bool]:
     """Per buyer approved at the check, whether the float covers it: first come, first served
     in request order, each approved if what is left covers its whole amount (§11.12)."""
-    left = audit.float_available_before
+    left = audit.float_at_reservation
+    assert left is not None, "only an Operation that reached pricing reserved the float"
     covered = {}
     for order in audit.orders:
         if audit.decisions[order.code]["outcome"] != "approved":
@@ -684,6 +687,8 @@ def assert_float_approves_in_request_order(audit: Audit) -> None:
     """Walking the requests in order: a buy ends refused for funds iff its amount did not fit
     what the float had left; the check itself never turns a buyer away for funds."""
     if not audit.operation.type.buys_from_float or audit.operation.failure:
+        return
+    if not audit.reached_pricing:  # nobody passed the check: no float was reserved
         return
     refused_first: str | None = None
     for code, covered in float_covered(audit).items():
