@@ -2,7 +2,9 @@
 
 Decimals travel as strings; the domain validates their content (weights sum to 1, amounts
 within the currency's minor unit) and names the offending field, so these models only fix
-the JSON types and document the shapes and examples for OpenAPI.
+the JSON types and document the shapes and examples for OpenAPI. The decimal pattern below is
+shown in the OpenAPI document only: `domain.money.parse_decimal` enforces it, with the same
+error on every way in (HTTP, Kafka, CLI, admin).
 
 Booleans are strict (`StrictBool`): pydantic's lax mode would read "yes", "on" or 1 as true,
 which the command topic refuses; one body must mean the same thing on both ways in.
@@ -13,6 +15,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic.json_schema import JsonDict
+
+#: ASCII digits, an optional fraction, no sign, exponent, separator or space.
+DECIMAL_DOC: JsonDict = {"pattern": "^[0-9]+(\\.[0-9]+)?$"}
 
 STRATEGY_ID = "9ba5e569-a966-42a9-a7ad-666b0a5300f3"
 ALLOCATIONS_EXAMPLE = [
@@ -51,7 +57,9 @@ class Body(BaseModel):
 class Allocation(Body):
     underlying_currency: str = Field(min_length=1, max_length=16, examples=["BTC"])
     weight: str = Field(
-        description="Decimal string; the weights of a request sum to exactly 1.", examples=["0.50"]
+        description="Decimal string; the weights of a request sum to exactly 1.",
+        examples=["0.50"],
+        json_schema_extra=DECIMAL_DOC,
     )
 
 
@@ -60,6 +68,7 @@ class FundedParticipant(Body):
     amount: str = Field(
         description="Fiat in the strategy's quoted currency, a decimal string.",
         examples=["1000.00"],
+        json_schema_extra=DECIMAL_DOC,
     )
     auto_rebalance: StrictBool = Field(
         default=False, description="Enrollment only: include in rebalances that name nobody."
@@ -99,6 +108,7 @@ class RebalanceRequest(Body):
         description="Extension: Traders whose weights are all within this of the target "
         "are skipped.",
         examples=["0.02"],
+        json_schema_extra=DECIMAL_DOC,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import (
@@ -82,23 +83,32 @@ def ceil_to(value: Decimal, precision: int) -> Decimal:
     return value.quantize(unit(precision), rounding=ROUND_CEILING)
 
 
-def parse_decimal(raw: object, field: str) -> Decimal:
-    """Turn a JSON decimal string into a finite Decimal, or say which field is wrong.
+#: The only way a decimal string may be written: ASCII digits, a point with digits after it,
+#: nothing else (`str.isdigit` and `\d` would let Arabic-Indic or fullwidth digits through).
+_UNSIGNED = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_SIGNED = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
-    Floats are refused: a float has already lost the exact value the caller meant.
+
+def parse_decimal(raw: object, field: str, *, signed: bool = False) -> Decimal:
+    """Turn a JSON decimal string into a Decimal, or say which field is wrong.
+
+    Only `123` or `123.45` in ASCII digits (and a leading `-` where `signed`): no `+`, no
+    exponent, no `1_000`, no `1.` or `.5`, no surrounding spaces, no other script's digits, and
+    no JSON number (a float has already lost the exact value the caller meant). Python's
+    Decimal reads all of those, and a platform's own systems may read them differently; one
+    strict form means every way in (HTTP, Kafka, CLI, admin) agrees on every amount.
     """
-    if isinstance(raw, bool) or not isinstance(raw, (str, Decimal, int)):
+    if isinstance(raw, Decimal):  # already parsed by the domain itself
+        value = raw
+    elif isinstance(raw, str) and (_SIGNED if signed else _UNSIGNED).fullmatch(raw):
+        value = Decimal(raw)
+    else:
+        example = '"-1.25"' if signed else '"100.50"'
         raise AmountInvalidError(
-            f'{field} must be a decimal string such as "100.50"',
-            errors=(FieldError(field, "must be a decimal string"),),
+            f"{field} must be a decimal string of ASCII digits such as {example}, got "
+            f"{_shown(raw)}",
+            errors=(FieldError(field, f"must be a decimal string such as {example}"),),
         )
-    try:
-        value = Decimal(raw.strip()) if isinstance(raw, str) else Decimal(raw)
-    except (InvalidOperation, ValueError):
-        raise AmountInvalidError(
-            f"{field} is not a decimal number: {raw!r}",
-            errors=(FieldError(field, "is not a decimal number"),),
-        ) from None
     if not value.is_finite():
         raise AmountInvalidError(
             f"{field} must be a finite number", errors=(FieldError(field, "must be finite"),)
@@ -109,6 +119,12 @@ def parse_decimal(raw: object, field: str) -> Decimal:
             errors=(FieldError(field, f"must be below 1e{MAX_WHOLE_DIGITS}"),),
         )
     return value
+
+
+def _shown(raw: object, limit: int = 40) -> str:
+    """A refused value as it may be echoed back: its repr, cut short."""
+    text = repr(raw)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, order=True)

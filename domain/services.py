@@ -7,6 +7,7 @@ request finds what it made (and a reused id with another body is refused).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -46,6 +47,9 @@ A = TypeVar("A", bound=Aggregate)
 DEFAULT_CHUNK_SIZE = 500
 #: Levels of objects and lists a Strategy's metadata may nest (labels, not documents).
 MAX_METADATA_DEPTH = 32
+#: A Strategy's metadata, serialised as compact UTF-8 JSON, at most (labels, not documents:
+#: 4 MiB of it per Strategy made one list page 68 MB).
+MAX_METADATA_BYTES = 16 * 1024
 
 
 @exact_methods
@@ -332,7 +336,8 @@ def _not_storable_as_jsonb(value: object) -> str | None:
     refuses all three: the read models' consumer retried such a Strategy forever. Nesting is
     bounded well below pydantic's 255 levels: deeper, the outbox relay failed on the event
     (stopping every later one) and the POST itself was a 500. Iterative, so deeply nested
-    metadata cannot exhaust the stack here.
+    metadata cannot exhaust the stack here. The size is bounded last (its JSON is only made
+    once the depth is known to be small).
     """
     pending: list[tuple[object, int]] = [(value, 1)]
     while pending:
@@ -348,4 +353,9 @@ def _not_storable_as_jsonb(value: object) -> str | None:
             pending.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list):
             pending.extend((child, depth + 1) for child in item)
+    size = len(
+        json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(errors="surrogatepass")
+    )
+    if size > MAX_METADATA_BYTES:
+        return f"must be at most {MAX_METADATA_BYTES} bytes as compact JSON (it is {size})"
     return None

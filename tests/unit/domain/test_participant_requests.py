@@ -56,6 +56,12 @@ def test_trailing_zeros_beyond_the_minor_unit_are_still_whole_cents() -> None:
         ("NaN", "participants[0].amount"),
         ("1e26", "participants[0].amount"),  # past Decimal's 28 digits: quantize would raise
         ("1E+999999", "participants[0].amount"),
+        ("1_000", "participants[0].amount"),
+        ("\uff11\uff10", "participants[0].amount"),  # fullwidth digits
+        ("+1", "participants[0].amount"),
+        ("1.", "participants[0].amount"),
+        (" 7 ", "participants[0].amount"),
+        ("1e2", "participants[0].amount"),
     ],
 )
 def test_bad_amounts_name_their_field(amount: Any, field: str) -> None:

@@ -31,17 +31,51 @@ def test_floor_and_ceil_round_towards_their_side_even_for_negatives() -> None:
     assert ceil_to(Decimal("1.23"), 2) == Decimal("1.23")
 
 
-@pytest.mark.parametrize("raw", ["abc", "", "1e", 1.5, True, None, "NaN", "Infinity"])
-def test_amounts_that_are_not_finite_decimal_strings_are_refused(raw: object) -> None:
+#: Every form the issue saw settled as an amount, and its neighbours: Python's Decimal reads
+#: them all, a platform's own systems may not.
+LOOSE = [
+    "1_000",
+    "\u0661\u0660\u0660",  # Arabic-Indic 100
+    "\uff11\uff10\uff10",  # fullwidth 100
+    "+1",
+    "1.",
+    ".5",
+    " 7 ",
+    "7\n",
+    "1e2",
+    "1E2",
+    "0x10",
+    "1,5",
+    "1.2.3",
+    "-1",
+    "--1",
+    "",
+]
+
+
+@pytest.mark.parametrize(
+    "raw", ["abc", "1e", 1.5, True, None, 7, "NaN", "Infinity", "-Infinity", *LOOSE]
+)
+def test_amounts_that_are_not_plain_ascii_decimal_strings_are_refused(raw: object) -> None:
     with pytest.raises(AmountInvalidError) as caught:
         parse_decimal(raw, "amount")
     assert caught.value.code == "invalid_amount"
     assert caught.value.errors[0].field == "amount"
 
 
-def test_decimal_strings_and_integers_parse_exactly() -> None:
-    assert parse_decimal(" 100.10 ", "amount") == Decimal("100.10")
-    assert parse_decimal(7, "amount") == Decimal(7)
+def test_plain_decimal_strings_parse_exactly_and_a_sign_only_where_allowed() -> None:
+    assert parse_decimal("100.10", "amount") == Decimal("100.10")
+    assert parse_decimal("0.000000000000000001", "amount") == Decimal("1E-18")
+    assert parse_decimal("-1.25", "price", signed=True) == Decimal("-1.25")
+    with pytest.raises(AmountInvalidError):
+        parse_decimal("+1.25", "price", signed=True)
+    assert parse_decimal(Decimal("7"), "amount") == Decimal(7)  # the domain's own values
+
+
+def test_an_echoed_refused_value_is_cut_short() -> None:
+    with pytest.raises(AmountInvalidError) as caught:
+        parse_decimal("9" * 100_000 + "x", "amount")
+    assert len(caught.value.message) < 200
 
 
 def test_money_adds_only_within_one_currency() -> None:
