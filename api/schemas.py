@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
-from pydantic.json_schema import JsonDict
+from pydantic.config import JsonDict
 
 #: ASCII digits, an optional fraction, no sign, exponent, separator or space.
 DECIMAL_DOC: JsonDict = {"pattern": "^[0-9]+(\\.[0-9]+)?$"}
