@@ -14,18 +14,18 @@ clock problem from a key problem: missing headers, a timestamp that is not an in
 more than 60 s away from ours, an unknown (or revoked) key, a wrong signature, a wrong
 passphrase (401); a disabled platform is a 403, told only to a caller that proved who it is.
 A mutation's signature is good for one X-REQUEST-ID (`api.replay_guard`): sent again with
-another, it is a 401 `replayed_signature`.
+another, it is a 401 `replayed_signature`. Once the signature is proven, the request counts
+against its key's and its platform's budgets (`api.rate_limits`, 429 `rate_limited`), and
+the passphrase is checked within bounds (`api.passphrase_check`).
 Secrets, signatures and passphrases are never logged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import re
-import secrets
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
@@ -34,11 +34,11 @@ from fastapi import Depends, Header, Request
 from fastapi.routing import APIRoute
 
 from api import replay_guard
+from api.abuse_limits import passphrase_check, request_budgets
 from api.errors import ProblemError
 from domain.errors import FieldError
 from infra.logging import get_logger
-from infra.platforms import KeyCache, KeyRecord, find_key, key_cache
-from infra.secrets_box import verify_passphrase
+from infra.platforms import KeyCache, find_key, key_cache
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -158,7 +158,7 @@ async def authenticated_platform(
     try:
         platform = await _authenticate(request, api_key, signature, timestamp, passphrase)
     except ProblemError as refusal:
-        if refusal.status in (401, 403):  # not a 413 raised while reading the body
+        if refusal.status in (401, 403, 429):  # not a 413 raised while reading the body
             log.info(
                 "auth.refused", code=refusal.code, method=request.method, path=request.url.path
             )
@@ -241,7 +241,8 @@ async def _authenticate(
             "X-SCX-SIGNED does not match: sign timestamp + METHOD + path with query + body "
             "('{}' for a GET or DELETE without body) with HMAC-SHA256, then base64.",
         )
-    if not await _passphrase_matches(record, passphrase):
+    request_budgets(state).admit(record.api_key, record.platform_id)
+    if not await passphrase_check(state).matches(record, passphrase):
         raise _unauthorized("invalid_passphrase", "X-SCX-PASSPHRASE does not match the key.")
     if record.status != "active":
         raise ProblemError(403, "platform_disabled", "This platform is disabled.")
@@ -255,29 +256,6 @@ async def _authenticate(
             "signature, so one identical to an earlier one needs another X-SCX-TIMESTAMP.",
         )
     return AuthenticatedPlatform(platform_id=record.platform_id, api_key=record.api_key)
-
-
-# scrypt costs tens of milliseconds, too much for every request. A passphrase that verified
-# once is remembered as an HMAC under a per-process random key (never the passphrase itself),
-# bound to the stored hash so that a new hash needs a new verification.
-_MEMO_KEY = secrets.token_bytes(32)
-_MEMO_MAX = 10_000
-_verified: dict[str, bytes] = {}
-
-
-async def _passphrase_matches(record: KeyRecord, passphrase: str) -> bool:
-    memo = hmac.digest(
-        _MEMO_KEY, f"{record.passphrase_hash}\0{passphrase}".encode(), hashlib.sha256
-    )
-    known = _verified.get(record.api_key)
-    if known is not None and hmac.compare_digest(known, memo):
-        return True
-    if not await asyncio.to_thread(verify_passphrase, record.passphrase_hash, passphrase):
-        return False
-    if len(_verified) >= _MEMO_MAX:
-        _verified.clear()
-    _verified[record.api_key] = memo
-    return True
 
 
 def _unauthorized(

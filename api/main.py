@@ -18,6 +18,7 @@ import asyncpg
 from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 
+from api.abuse_limits import install_abuse_limits
 from api.errors import document_problems, install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.routes import admin, events, health, operations, reads, server_time, traders, webhooks
@@ -92,6 +93,7 @@ def create_app(
     app.include_router(webhooks.router)
     install_error_handlers(app)
     _document_problems(app)
+    install_abuse_limits(app, settings.abuse_limits)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(CorrelationIdMiddleware)  # added last: outermost
     return app

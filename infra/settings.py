@@ -22,6 +22,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.requests import Limits
+from infra.settings_limits import AbuseLimitSettings
 
 APP_NAME = "portfolio-strategies"
 
@@ -75,7 +76,7 @@ class HttpSection:
     port: int
 
 
-class Settings(BaseSettings):
+class Settings(AbuseLimitSettings, BaseSettings):
     """Built once by the entry point and passed down; nothing else reads `os.environ`."""
 
     # Empty values count as unset so `DATABASE_URL=` in a shell or .env means embedded mode.
