@@ -41,6 +41,7 @@ class World:
     receiver: Receiver
     platform_id: str
     secret_box: Any = None
+    app: Any = None
 
     async def another_platform(self, platform_id: str) -> SignedClient:
         """A second platform's signed client on the same server (nothing registered)."""
@@ -129,7 +130,7 @@ async def http_world(
                 )
                 client = SignedClient(http, credentials)
                 box = app.state.secret_box
-                world = World(engine, http, client, receiver, platform_id, box)
+                world = World(engine, http, client, receiver, platform_id, box, app)
                 await _prepare(world, codes)
                 yield world
 
