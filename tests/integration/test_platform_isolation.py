@@ -157,6 +157,7 @@ async def test_a_platform_hammering_with_wrong_passphrases_does_not_slow_another
         f"A's median create: quiet {quiet * 1000:.1f} ms, under attack {attacked * 1000:.1f} ms"
     )
     print(f"\n{report}; B's answers: {dict(seen)}")
-    assert sum(seen.values()) >= SAMPLES, "B did not hammer"
+    # B went past its failure budget (the 429s) and kept sending: it did hammer.
+    assert seen[429] > 0 and sum(seen.values()) >= 5 * HAMMERS, seen
     assert set(seen) <= {401, 429}, seen
     assert attacked <= bound, f"{report} (bound {bound * 1000:.1f} ms); B: {dict(seen)}"
