@@ -6,6 +6,9 @@ does, first with the server quiet, then while platform B hammers it: 8 concurren
 each sending a signed request with a wrong passphrase every 0.1 s (up to 80/s, the issue saw
 ~22/s do the damage), half of them resending one wrong passphrase, half guessing a new one
 each time (what the memory of failures cannot catch, only the failure budget).
+The clients pause between requests rather than flood: once refused, B's requests are cheap,
+and an unpaced flood of cheap requests measures the event loop's raw throughput, which
+connection caps and the reverse proxy bound, not the application's budgets.
 
 Before the fix each wrong passphrase ran a scrypt (~40 ms of CPU) in the thread pool the
 routes share: A's create queued behind B's checks and its median went from 9 ms to 1.3 s.
