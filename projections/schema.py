@@ -211,18 +211,22 @@ def read_model_tables() -> Sequence[Table]:
 
 
 async def ensure_schema(pool: asyncpg.Pool, schema: str = DEFAULT_SCHEMA) -> None:
-    """Create the schema, the read-model tables and their indexes if missing (idempotent,
-    safe to run from several processes at once)."""
+    """Create the schema, the read-model tables and their indexes, the offsets and the
+    poisoned events if missing (idempotent, safe to run from several processes at once)."""
+    from projections import poisoned
+
     statements = [f"CREATE SCHEMA IF NOT EXISTS {quoted(schema)};"]
     statements += [table.create(schema) for table in read_model_tables()]
     statements.append(OFFSETS_DDL.format(schema=quoted(schema)))
+    statements.append(poisoned.ddl(schema))
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
         await connection.execute("\n".join(statements))
 
 
 async def drop_read_models(pool: asyncpg.Pool, schema: str) -> None:
-    """Drop the read-model tables of `schema` (not its offsets bookkeeping)."""
+    """Drop the read-model tables of `schema` (not its offsets nor its poisoned events: a
+    rebuild meets those again under the same keys)."""
     names = ", ".join(table.qualified(schema) for table in read_model_tables())
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
