@@ -54,33 +54,6 @@ MESSAGE_LIMIT = 500
 _EVENT_FAULTS = frozenset({"22", "23", "54"})
 _LOCK_SALT = zlib.crc32(b"projections.poisoned")
 
-DDL = """
-CREATE TABLE IF NOT EXISTS {schema}.projection_poisoned_events (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    projection text NOT NULL,
-    event_key text NOT NULL,
-    position bigint,
-    aggregate_id uuid,
-    aggregate_version integer,
-    event_type text,
-    topic text,
-    partition integer,
-    "offset" bigint,
-    record bytea NOT NULL,
-    error_class text NOT NULL,
-    error_message text NOT NULL,
-    status text NOT NULL,
-    attempts integer NOT NULL,
-    first_seen timestamptz NOT NULL,
-    last_seen timestamptz NOT NULL,
-    resolved_at timestamptz,
-    UNIQUE (projection, event_key)
-);
-CREATE INDEX IF NOT EXISTS projection_poisoned_events_open
-    ON {schema}.projection_poisoned_events (projection, aggregate_id, position)
-    WHERE status <> 'resolved';
-"""
-
 
 class NotAppliedYetError(Exception):
     """Raised when an event needs another one, from another partition, applied first: the
@@ -141,10 +114,6 @@ class PoisonedEvent:
 
 def table(schema: str) -> str:
     return f"{quoted(schema)}.projection_poisoned_events"
-
-
-def ddl(schema: str) -> str:
-    return DDL.format(schema=quoted(schema))
 
 
 def printable(text: str, limit: int = MESSAGE_LIMIT) -> str:
