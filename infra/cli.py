@@ -17,7 +17,15 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from infra import cli_admin, cli_bench, cli_db, cli_demo, cli_webhooks, cli_worker
+from infra import (
+    cli_admin,
+    cli_bench,
+    cli_db,
+    cli_demo,
+    cli_projections,  # noqa: F401  (adds `projections poisoned` to cli_admin's group)
+    cli_webhooks,
+    cli_worker,
+)
 from infra.cli_audit import app as audit_app
 from infra.cli_platform import app as platform_app
 from infra.database import database_url

@@ -4,6 +4,10 @@ The history is read in log order, which is also each stream's order, so the rows
 exactly as the live consumer leaves them (the live one sees streams interleaved differently,
 which is why no row ever depends on the order across streams). Rebuild into a scratch schema
 to check or to swap in; rebuilding the live schema needs its consumer stopped first.
+
+An event the projection cannot apply is recorded in the schema's poisoned events, as the
+live consumer does (`projections.poisoned`), and the rebuild goes on; under the same key, so
+an event poisoned live is not counted twice, and one that applies now is resolved.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from infra.notification_log import ApplicationNotificationLog
+from projections.poisoned import count_unresolved
 from projections.schema import drop_read_models, ensure_schema, quoted
 from projections.writer import ProjectionWriter
 from workers.outbox import event_message
@@ -48,5 +53,12 @@ async def rebuild(
         )
         replayed += len(batch)
         after = batch[-1].position
-    log.info("projections.rebuilt", schema=schema, events=replayed, position=after)
+    unresolved = await count_unresolved(pool, schema)
+    log.info(
+        "projections.rebuilt",
+        schema=schema,
+        events=replayed,
+        position=after,
+        poisoned_events=unresolved,
+    )
     return replayed

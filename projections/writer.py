@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 from pydantic import ValidationError
 
-from projections import executions, operations, strategies, traders
+from projections import executions, operations, poisoned, strategies, traders
 from projections.executions import backfill_sql
 from projections.operations import OPERATIONS
+from projections.poisoned import Source
 from projections.schema import DEFAULT_SCHEMA, Key, Row, quoted, row_from_record, row_values
 from workers.messages import DomainEventMessage
 
@@ -59,6 +60,8 @@ ROW_TYPES: dict[str, type[Any]] = {
     )
 }
 DEFAULT_NAME = "read-models"
+#: An event to apply and where it was consumed.
+Item = tuple[DomainEventMessage, Source]
 
 
 class Projection:
@@ -117,15 +120,6 @@ class Projection:
                     self.last_changed[key] = done
 
 
-def decode(delivery: Delivery) -> DomainEventMessage | None:
-    """A record that is not an event is logged and passed over, never retried forever."""
-    try:
-        return DomainEventMessage.model_validate_json(delivery.value)
-    except ValidationError as unreadable:
-        log.error("projection.unreadable", offset=delivery.offset, error=str(unreadable))
-        return None
-
-
 class Observation(Protocol):
     """What a `Notifier` makes of one transaction's events (webhooks: their notifications)."""
 
@@ -167,34 +161,15 @@ class ProjectionWriter:
         self.notifier = notifier
 
     async def handle(self, delivery: Delivery) -> None:
-        """The bus handler: apply the delivery's event and record its offset, atomically."""
-        message = DomainEventMessage.model_validate_json(delivery.value)
-        async with self.pool.acquire() as connection, connection.transaction():
-            if not await self._advance(connection, delivery, message.position):
-                log.debug(
-                    "projection.skipped",
-                    topic=delivery.topic,
-                    partition=delivery.partition,
-                    offset=delivery.offset,
-                    position=message.position,
-                )
-                return
-            changed, observation = await self._apply(connection, [message])
-        self._committed(observation)
-        log.debug(
-            "projection.applied",
-            type=message.type,
-            aggregate_id=str(message.aggregate_id),
-            offset=delivery.offset,
-            rows=changed,
-        )
+        """The bus handler for one record: `handle_many` of one."""
+        await self.handle_many([delivery])
 
     async def handle_many(self, deliveries: list[Delivery]) -> None:
         """The batch handler: consecutive deliveries of one partition, applied together with
         their offset in ONE transaction (the per-event transaction was the read side's cost).
-        A delivery already applied (by offset or log position, as in `handle`) is skipped."""
+        A delivery already applied (by offset or log position) is skipped; one the projection
+        cannot apply is recorded as poisoned and passed over (`projections.poisoned`)."""
         last = deliveries[-1]
-        decoded = [(d, decode(d)) for d in deliveries]
         async with self.pool.acquire() as connection, connection.transaction():
             stored = await connection.fetchrow(
                 f"""SELECT "offset", position FROM {quoted(self.schema)}.projection_offsets
@@ -204,32 +179,110 @@ class ProjectionWriter:
                 last.partition,
             )
             offset, position = (stored["offset"], stored["position"]) if stored else (-1, 0)
-            fresh = [
-                message
-                for delivery, message in decoded
-                if message is not None and (delivery.offset > offset or message.position > position)
-            ]
-            observation = None
-            if fresh:
-                _, observation = await self._apply(connection, fresh)
-                await self._advance(connection, last, max(position, *(m.position for m in fresh)))
-        self._committed(observation)
+            fresh: list[Item] = []
+            for delivery in deliveries:
+                try:
+                    message = DomainEventMessage.model_validate_json(delivery.value)
+                except ValidationError as unreadable:
+                    if delivery.offset > offset:
+                        await poisoned.record_unreadable(
+                            connection,
+                            self.schema,
+                            self.name,
+                            delivery.value,
+                            Source.of(delivery),
+                            unreadable,
+                        )
+                    continue
+                if delivery.offset > offset or message.position > position:
+                    fresh.append((message, Source.of(delivery)))
+            observations = await self._apply_guarded(connection, fresh, again=False)
+            await self._advance(connection, last, max([position, *(m.position for m, _ in fresh)]))
+        self.committed(*observations)
         log.debug("projection.applied_batch", records=len(deliveries), applied=len(fresh))
 
-    async def apply(self, message: DomainEventMessage) -> int:
-        """Apply one event without offset bookkeeping; returns how many rows it changed."""
-        return await self.apply_many([message])
+    async def apply(self, message: DomainEventMessage) -> None:
+        """Apply one event without offset bookkeeping."""
+        await self.apply_many([message])
 
-    async def apply_many(self, messages: Sequence[DomainEventMessage]) -> int:
-        """Apply events in order, in one transaction; returns how many row changes it made."""
+    async def apply_many(self, messages: Sequence[DomainEventMessage]) -> None:
+        """Apply events in order, in one transaction, without offset bookkeeping (a rebuild);
+        one the projection cannot apply is recorded as poisoned."""
         async with self.pool.acquire() as connection, connection.transaction():
-            changed, observation = await self._apply(connection, messages)
-        self._committed(observation)
-        return changed
+            items = [(m, Source()) for m in messages]
+            observations = await self._apply_guarded(connection, items, again=True)
+        self.committed(*observations)
 
-    def _committed(self, observation: Observation | None) -> None:
-        if self.notifier is not None and observation is not None:
-            self.notifier.committed(observation)
+    def committed(self, *observations: Observation | None) -> None:
+        if self.notifier is not None:
+            for observation in observations:
+                if observation is not None:
+                    self.notifier.committed(observation)
+
+    async def _apply_guarded(
+        self, connection: Connection, items: list[Item], *, again: bool
+    ) -> list[Observation | None]:
+        """Apply `items` in one savepoint; when one of them is at fault, apply them one by
+        one instead, recording the faulty one. Events of a stream with an unresolved
+        poisoned event go one by one from the start (see `isolated` for `again`)."""
+        if not items:
+            return []
+        blocked = await poisoned.open_positions(
+            connection, self.schema, self.name, {m.aggregate_id for m, _ in items}
+        )
+        clear = [(m, s) for m, s in items if m.aggregate_id not in blocked]
+        rest = [(m, s) for m, s in items if m.aggregate_id in blocked]
+        observations: list[Observation | None] = []
+        if clear:
+            try:
+                async with connection.transaction():
+                    _, observation = await self._apply(connection, [m for m, _ in clear])
+                observations.append(observation)
+            except Exception as error:
+                if not poisoned.is_poisonous(error):
+                    raise
+                log.warning("projection.isolating", events=len(clear), error=repr(error))
+                rest = items  # across streams, order does not matter; within one it is kept
+        return observations + await self.isolated(connection, rest, blocked, again=again)
+
+    async def isolated(
+        self,
+        connection: Connection,
+        items: list[Item],
+        blocked: dict[UUID, set[int]],
+        *,
+        again: bool = True,
+    ) -> list[Observation | None]:
+        """One savepoint per event: an event at fault costs its own rows, and the later
+        events of its stream are parked behind it (applied past it, they would fold on rows
+        it never wrote); an event already recorded that now applies is resolved. Without
+        `again` (the live consumer), an event already recorded is left as it is: only a
+        retry or a rebuild tries it again, so a redelivery changes nothing."""
+        observations: list[Observation | None] = []
+        for message, source in items:
+            pending = blocked.setdefault(message.aggregate_id, set())
+            if not again and message.position in pending:
+                continue
+            if any(p < message.position for p in pending):
+                pending.add(message.position)
+                await poisoned.record(connection, self.schema, self.name, message, source, None)
+                continue
+            try:
+                async with connection.transaction():
+                    _, observation = await self._apply(connection, [message])
+            except Exception as error:
+                if not poisoned.is_poisonous(error):
+                    raise
+                pending.add(message.position)
+                await poisoned.record(connection, self.schema, self.name, message, source, error)
+                continue
+            observations.append(observation)
+            if message.position in pending:
+                pending.discard(message.position)
+                key = f"position:{message.position}"
+                await poisoned.resolve(connection, self.schema, self.name, [key])
+                log.info("projection.poison_resolved", position=message.position)
+        return observations
 
     async def _advance(self, connection: Connection, delivery: Delivery, position: int) -> bool:
         """Record the offset; False when the delivery was already applied. The row lock it

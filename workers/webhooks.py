@@ -30,6 +30,7 @@ import structlog
 
 from projections.executions import ExecutionRow
 from projections.operations import OperationRow
+from projections.poisoned import NotAppliedYetError
 from projections.queries import execution_resource, operation_resource, trader_resource
 from projections.traders import PENDING, TRADERS, TraderRow, is_visible
 from projections.writer import Observation, Projection
@@ -51,7 +52,7 @@ EXECUTION_EVENTS = frozenset(
 )
 
 
-class PlatformNotKnownYetError(Exception):
+class PlatformNotKnownYetError(NotAppliedYetError):
     """Raised when an event's platform is not in the state copy yet (the bus retries it)."""
 
 

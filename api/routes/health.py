@@ -4,7 +4,8 @@ moving: does every role that pending work waits on have a live process?
 Load balancers and the e2e tests poll it, so it answers quickly and never fails itself:
 every probe has a short timeout and any error becomes `ok: false` with a 503. `roles` tells,
 per pipeline role, how many processes are alive and when one last made progress (from the
-heartbeats every role-running process writes, `infra.heartbeats`).
+heartbeats every role-running process writes, `infra.heartbeats`), and for `projections` how
+many events the read models passed over as poisoned (`projections.poisoned`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from api.pipeline_state import needed_roles
 from infra.heartbeats import role_states
 from infra.logging import redact_text
 from infra.runtime import ROLES
+from projections.poisoned import count_unresolved
 
 PROBE_TIMEOUT_S = 2.0
 
@@ -48,6 +50,12 @@ class RoleReport(BaseModel):
     )
     needed_for: str | None = Field(
         description="The pending work waiting on this role, if any (null: nothing now)."
+    )
+    poisoned_events: int | None = Field(
+        default=None,
+        description="`projections` only: events the read models could not apply and passed "
+        "over (poisoned, or parked behind one), until retried with `strategies projections "
+        "poisoned --retry`. They do not make the report degraded: the pipeline moves on.",
     )
 
 
@@ -90,6 +98,7 @@ async def _pipeline(state: Any, report: dict[str, RoleReport]) -> None:
     """Fill `report` per role; fails naming every needed role without a live process."""
     needed = await needed_roles(state.db_pool, state.engine, state.settings.topic_prefix)
     seen = await role_states(state.db_pool)
+    poisoned_events = await count_unresolved(state.db_pool)
     for role in ROLES:
         role_state = seen.get(role)
         report[role] = RoleReport(
@@ -97,6 +106,7 @@ async def _pipeline(state: Any, report: dict[str, RoleReport]) -> None:
             last_seen=role_state.last_seen if role_state else None,
             last_progress=role_state.last_progress if role_state else None,
             needed_for=needed.get(role),
+            poisoned_events=poisoned_events if role == "projections" else None,
         )
     missing = [f"{role} ({why})" for role, why in needed.items() if not report[role].live_processes]
     if missing:

@@ -1,0 +1,163 @@
+"""Poisoned events on real PostgreSQL, through `ProjectionWriter` as the bus drives it: an
+event the read models cannot store costs its own stream's rows, never the partition; it is
+listed, survives redelivery and rebuilds without being counted twice, and a retry after the
+fix applies its stream so the rows equal a rebuild's.
+
+The poison is made honestly at the event level. Input checks now refuse the values that
+first poisoned the read models, so the events here are either ordinary ones that a stricter
+read-model table refuses (a CHECK constraint the test adds, as a migration could, and drops
+as the fix) or, for the rebuild, a Strategy whose metadata holds a NUL, saved through the
+application itself but past `create_strategy`'s check, as a history written before that
+check existed holds it: PostgreSQL's jsonb cannot store `\\u0000`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from domain import ids
+from domain.strategy import Strategy
+from projections import poisoned
+from projections.rebuild import rebuild
+from projections.retry import retry_poisoned
+from projections.schema import ensure_schema
+from projections.writer import ProjectionWriter
+from tests.integration.test_projections import Partitions, real_story, snapshot
+from tests.unit.domain.flows import PLATFORM
+from tests.unit.projections.history import messages
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from infra.bus import Delivery
+
+pytestmark = pytest.mark.integration
+
+REFUSED = "P2"
+
+
+@pytest.fixture
+async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    created = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=6)
+    await ensure_schema(created)
+    yield created
+    await created.close()
+
+
+async def consume_in_batches(writer: ProjectionWriter, by_partition: dict[int, list[Delivery]]):
+    async def drain(deliveries: list[Delivery]) -> None:
+        for start in range(0, len(deliveries), 7):
+            await writer.handle_many(deliveries[start : start + 7])
+
+    await asyncio.gather(*(drain(d) for d in by_partition.values()))
+
+
+def without_trader_rows(tables: dict, trader_id: object) -> dict:
+    """Every read-model row but those the refused Trader's own stream writes."""
+    return {
+        name: [r for r in rows if r["id"] != trader_id and r.get("trader_id") != trader_id]
+        for name, rows in tables.items()
+    }
+
+
+async def test_a_poisoned_event_parks_its_stream_only_and_a_retry_after_the_fix_applies_it(
+    fresh_database_url: str, pool: asyncpg.Pool
+) -> None:
+    app, told, _ = await asyncio.to_thread(real_story, fresh_database_url)
+    try:
+        history = await asyncio.to_thread(messages, app)
+        refused = told.trader(REFUSED).id
+        await rebuild(pool, app, "scratch")
+        expected = await snapshot(pool, "scratch")
+        await pool.execute(
+            f"ALTER TABLE traders ADD CONSTRAINT it_refused CHECK (participant_code <> '{REFUSED}')"
+        )
+        writer = ProjectionWriter(pool)
+        partitions = Partitions()
+        deliveries = partitions.deliver(history)
+        await consume_in_batches(writer, deliveries)
+
+        # Everything but the refused Trader's stream is in the read models.
+        live = await snapshot(pool, "public")
+        assert without_trader_rows(live, refused) == without_trader_rows(expected, refused)
+        assert refused not in {r["id"] for r in live["traders"]}
+        first, *parked = await poisoned.list_poisoned(pool)
+        stream = [m for m in history if m.aggregate_id == refused]
+        assert [first.position, *(p.position for p in parked)] == [m.position for m in stream]
+        assert (first.status, first.error_class, first.event_type) == (
+            "poisoned",
+            "CheckViolationError",
+            stream[0].type,
+        )
+        assert "it_refused" in first.error_message
+        assert {(p.status, p.attempts, p.aggregate_id) for p in parked} == {("parked", 1, refused)}
+        assert first.topic and first.partition is not None and first.offset is not None
+        recorded = await poisoned.list_poisoned(pool)
+
+        # Redelivered, republished or rebuilt: no new row, no new attempt.
+        await consume_in_batches(writer, deliveries)
+        await consume_in_batches(writer, partitions.deliver(history))
+        assert await poisoned.list_poisoned(pool) == recorded
+        assert await poisoned.count_unresolved(pool) == len(stream)
+
+        # Retried before the fix: still poisoned, one more attempt, its stream still parked.
+        await retry_poisoned(writer, [first.id])
+        again, *still_parked = await poisoned.list_poisoned(pool)
+        assert (again.status, again.attempts) == ("poisoned", 2)
+        assert [p.status for p in still_parked] == ["parked"] * len(parked)
+
+        await pool.execute("ALTER TABLE traders DROP CONSTRAINT it_refused")  # the fix
+        await retry_poisoned(writer, [first.id])
+        assert await snapshot(pool, "public") == expected
+        done = await poisoned.list_poisoned(pool)
+        assert {p.status for p in done} == {"resolved"}
+        assert all(p.resolved_at is not None for p in done)
+        assert await poisoned.count_unresolved(pool) == 0
+
+        # Twice is harmless: a resolved event is not applied again, nothing changes.
+        await retry_poisoned(writer, [first.id])
+        await retry_poisoned(writer, None)
+        assert await poisoned.list_poisoned(pool) == done
+        assert await snapshot(pool, "public") == expected
+    finally:
+        await asyncio.to_thread(app.close)
+
+
+def save_strategy_with_nul(app: object) -> Strategy:
+    """A Strategy whose metadata jsonb cannot hold, saved as an old history holds it."""
+    request_id = uuid4()
+    strategy = Strategy(PLATFORM, request_id, "USD", {"note": "a\x00b"}, "legacy")
+    assert strategy.id == ids.strategy_id(PLATFORM, request_id)
+    app.save(strategy)  # type: ignore[attr-defined]
+    return strategy
+
+
+async def test_a_rebuild_records_what_it_cannot_apply_once_and_goes_on(
+    fresh_database_url: str, pool: asyncpg.Pool
+) -> None:
+    app, told, other = await asyncio.to_thread(real_story, fresh_database_url)
+    try:
+        bad = await asyncio.to_thread(save_strategy_with_nul, app)
+        history = await asyncio.to_thread(messages, app)
+        assert await rebuild(pool, app, "scratch", batch_size=5) == len(history)
+        (row,) = await poisoned.list_poisoned(pool, "scratch")
+        assert (row.aggregate_id, row.status, row.error_class) == (
+            bad.id,
+            "poisoned",
+            "UntranslatableCharacterError",
+        )
+        assert "\\u0000" in row.error_message
+        rebuilt = await snapshot(pool, "scratch")
+        assert {told.strategy.id, other.id} == {r["id"] for r in rebuilt["strategies"]}
+
+        assert await rebuild(pool, app, "scratch") == len(history)
+        (again,) = await poisoned.list_poisoned(pool, "scratch")
+        assert (again.id, again.attempts, again.status) == (row.id, 2, "poisoned")
+        assert await snapshot(pool, "scratch") == rebuilt
+    finally:
+        await asyncio.to_thread(app.close)
