@@ -6,8 +6,10 @@ A client sends four headers: `X-SCX-API-KEY` (public), `X-SCX-TIMESTAMP` (Unix s
     timestamp + METHOD + path-with-query + body
 
 keyed by the key's secret. The body is the raw request body, or `{}` for a GET, HEAD or
-DELETE that has none. The secret is issued as base64; zerohash's sample code decodes it and
-uses the 32 bytes as key, some clients use the base64 text itself: both are accepted.
+DELETE, which may not carry one (`api.request_guards`: the text has no separators, so a body
+on a GET could stand for a query string). The secret is issued as base64; zerohash's sample
+code decodes it and uses the 32 bytes as key, some clients use the base64 text itself: both
+are accepted.
 
 The checks run cheapest first and each failure has its own `code`, so a client can tell a
 clock problem from a key problem: missing headers, a timestamp that is not an integer or is
