@@ -6,8 +6,10 @@ A client sends four headers: `X-SCX-API-KEY` (public), `X-SCX-TIMESTAMP` (Unix s
     timestamp + METHOD + path-with-query + body
 
 keyed by the key's secret. The body is the raw request body, or `{}` for a GET, HEAD or
-DELETE that has none. The secret is issued as base64; zerohash's sample code decodes it and
-uses the 32 bytes as key, some clients use the base64 text itself: both are accepted.
+DELETE, which may not carry one (`api.strict_requests`: the text has no separators, so a body
+on a GET could stand for a query string). The secret is issued as base64; zerohash's sample
+code decodes it and uses the 32 bytes as key, some clients use the base64 text itself: both
+are accepted.
 
 The checks run cheapest first and each failure has its own `code`, so a client can tell a
 clock problem from a key problem: missing headers, a timestamp that is not an integer or is
@@ -33,9 +35,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Header, Request
 from fastapi.routing import APIRoute
 
-from api import replay_guard
+from api import replay_guard, strict_requests
 from api.abuse_limits import passphrase_check, request_budgets
 from api.errors import ProblemError
+from api.strict_requests import read_json_body, refuse_body_on_bodyless, refuse_unknown_query
 from domain.errors import FieldError
 from infra.logging import get_logger
 from infra.platforms import KeyCache, find_key, key_cache
@@ -49,7 +52,7 @@ log = get_logger("api.auth")
 
 SIGNATURE_WINDOW_S = 60
 EMPTY_BODY = b"{}"
-BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+BODYLESS_METHODS = strict_requests.BODYLESS_METHODS
 HEADERS = ("X-SCX-API-KEY", "X-SCX-SIGNED", "X-SCX-TIMESTAMP", "X-SCX-PASSPHRASE")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 # Issued keys are 32 hex digits (infra.platforms). A value that is not short printable ASCII
@@ -176,7 +179,8 @@ class CallerFirstRoute(APIRoute):
     FastAPI parses a JSON body before it solves any dependency, so a caller who cannot
     authenticate would be told about its request (400 `invalid_json`) instead of being
     refused (401). Subclasses say how the caller is checked; the dependency doing the same
-    check later finds the result and does not repeat it.
+    check later finds the result and does not repeat it. Then the query and the body are
+    read strictly (`api.strict_requests`), for every route of this class alike.
     """
 
     async def check_caller(self, request: Request) -> None:
@@ -187,6 +191,10 @@ class CallerFirstRoute(APIRoute):
 
         async def caller_first(request: Request) -> Response:
             await self.check_caller(request)
+            await refuse_body_on_bodyless(request)
+            refuse_unknown_query(request, self)
+            if self.body_field is not None:
+                await read_json_body(request)
             return await handle(request)
 
         return caller_first
@@ -232,6 +240,7 @@ async def _authenticate(
         record = await find_key(state.db_pool, api_key, state.secret_box, cache=cache)
     if record is None:
         raise _unauthorized("unknown_api_key", "X-SCX-API-KEY is not an active key.")
+    await refuse_body_on_bodyless(request)  # before the body can stand for a query string
     payload = signing_payload(
         timestamp.strip(), request.method, path_with_query(request), await request.body()
     )

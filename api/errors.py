@@ -42,6 +42,9 @@ PROBLEM_TYPE_BASE = "https://portfolio-strategies.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_S = 5
 MESSAGE_MAX_CHARS = 200
+FIELD_MAX_CHARS = 200
+DETAIL_MAX_CHARS = 500
+MAX_FIELD_ERRORS = 100
 
 
 _HTTP_CODES = {
@@ -163,16 +166,29 @@ def problem_document(
     instance: str | None,
     errors: Sequence[ProblemFieldError] = (),
 ) -> dict[str, Any]:
+    """Every text here is cut to a bounded prefix: a message may quote the value it refuses
+    (an unknown currency, a member name), and a 1 MB value was echoed back whole."""
+    bounded = [
+        ProblemFieldError(field=clip(e.field, FIELD_MAX_CHARS), message=clip(e.message))
+        for e in errors[:MAX_FIELD_ERRORS]
+    ]
+    if len(errors) > MAX_FIELD_ERRORS:
+        more = f"{len(errors) - MAX_FIELD_ERRORS} more errors not shown"
+        bounded.append(ProblemFieldError(field="", message=more))
     return Problem(
         type=PROBLEM_TYPE_BASE + code,
         title=HTTPStatus(status).phrase,
         status=status,
-        detail=detail,
+        detail=None if detail is None else clip(detail, DETAIL_MAX_CHARS),
         code=code,
-        errors=list(errors),
-        instance=instance,
+        errors=bounded,
+        instance=None if instance is None else clip(instance, DETAIL_MAX_CHARS),
         request_id=current_correlation_id(),
     ).model_dump()
+
+
+def clip(text: str, limit: int = MESSAGE_MAX_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def problem_response(
@@ -284,7 +300,7 @@ def _message(error: Any) -> str:
     message = str(error.get("msg", "Invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
-    return message[:MESSAGE_MAX_CHARS]
+    return message
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

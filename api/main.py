@@ -21,6 +21,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from api.abuse_limits import install_abuse_limits
 from api.errors import document_problems, install_error_handlers
 from api.limits import BodySizeLimitMiddleware
+from api.request_guards import install_request_guards
 from api.routes import admin, events, health, operations, reads, server_time, traders, webhooks
 from infra.logging import bind_correlation_id, get_logger
 from infra.runtime import Engine
@@ -79,6 +80,9 @@ def create_app(
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
+        # No 307 from /strategies/ to /strategies: it named the client's Host (evil.example
+        # too) and a following client re-sent its signing headers there. 404/405 instead.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.embedded_db = settings.postgres.embedded
@@ -95,6 +99,7 @@ def create_app(
     _document_problems(app)
     install_abuse_limits(app, settings.abuse_limits)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    install_request_guards(app, settings)
     app.add_middleware(CorrelationIdMiddleware)  # added last: outermost
     return app
 

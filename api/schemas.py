@@ -209,7 +209,13 @@ class Trader(BaseModel):
 
 
 class Page(BaseModel):
-    page: int
+    page: int = Field(description="1-based, counted in `size`.")
+    size: int = Field(
+        description="Extension: items per page as served. The size asked, or a divisor of it "
+        "when the page would pass the response byte budget (STRATEGIES_MAX_RESPONSE_BYTES); "
+        "`page` and `total_pages` then count in this size, so the page starts at the first "
+        "item asked for. Continue with `page + 1` and this `size`."
+    )
     total_pages: int
 
 

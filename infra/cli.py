@@ -29,6 +29,7 @@ from infra import (
 from infra.cli_audit import app as audit_app
 from infra.cli_platform import app as platform_app
 from infra.database import database_url
+from infra.http_server import server_config
 from infra.kafka.cli import app as kafka_app
 from infra.logging import configure_logging, get_logger
 from infra.settings import Settings, SettingsError, load_settings
@@ -127,12 +128,11 @@ def serve(
     with _stop_on_signals(), database_url(settings) as url:
         # Without Kafka the pipeline's bus is in-process, so the API process runs every role.
         roles = () if settings.kafka.bootstrap_servers else ("all",)
-        config = uvicorn.Config(
+        config = server_config(
             create_app(settings, url, roles=roles),
+            settings.http,
             host=host or settings.http.host,
             port=settings.http.port if port is None else port,
-            log_config=None,  # keep our structlog handlers; uvicorn's loggers propagate to them
-            access_log=False,  # the middleware logs one http.request line per request
         )
         uvicorn.Server(config).run()
 

@@ -12,6 +12,7 @@ sections.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -74,6 +75,13 @@ class LogSection:
 class HttpSection:
     host: str
     port: int
+    #: Host header patterns believed (`*`, `api.example.com`, `*.example.com`).
+    trusted_hosts: tuple[str, ...] = ("*",)
+    #: Proxies whose X-Forwarded-For/-Proto are believed (uvicorn's forwarded_allow_ips).
+    forwarded_allow_ips: tuple[str, ...] = ()
+    header_timeout_s: float = 10.0
+    keepalive_timeout_s: int = 5
+    max_connections: int = 1000
 
 
 class Settings(AbuseLimitSettings, BaseSettings):
@@ -123,6 +131,23 @@ class Settings(AbuseLimitSettings, BaseSettings):
         default=Limits.max_allocations, ge=1, validation_alias="STRATEGIES_MAX_ALLOCATIONS"
     )
 
+    # The HTTP edge (issue 15): what one response may weigh, which Host headers and proxies
+    # are believed, and how long a slow or idle client may hold a connection.
+    max_response_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=64 * 1024, validation_alias="STRATEGIES_MAX_RESPONSE_BYTES"
+    )
+    trusted_hosts: str = Field(default="*", validation_alias="STRATEGIES_TRUSTED_HOSTS")
+    forwarded_allow_ips: str = Field(default="", validation_alias="STRATEGIES_FORWARDED_ALLOW_IPS")
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, validation_alias="STRATEGIES_HTTP_HEADER_TIMEOUT_S"
+    )
+    http_keepalive_timeout_s: int = Field(
+        default=5, ge=1, le=300, validation_alias="STRATEGIES_HTTP_KEEPALIVE_TIMEOUT_S"
+    )
+    http_max_connections: int = Field(
+        default=1000, ge=1, validation_alias="STRATEGIES_HTTP_MAX_CONNECTIONS"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _postgres_scheme(cls, value: SecretStr | None) -> SecretStr | None:
@@ -145,6 +170,16 @@ class Settings(AbuseLimitSettings, BaseSettings):
                 msg = f"must be a comma-separated list of host:port ({server!r} is not)"
                 raise ValueError(msg)
         return ",".join(servers)
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _host_patterns(cls, value: str) -> str:
+        for pattern in _listed(value):
+            name = pattern.removeprefix("*.")
+            if pattern != "*" and not _HOST_NAME.fullmatch(name):
+                msg = f"must be a comma-separated list of host names, *.domain or * ({pattern!r})"
+                raise ValueError(msg)
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -177,12 +212,27 @@ class Settings(AbuseLimitSettings, BaseSettings):
 
     @property
     def http(self) -> HttpSection:
-        return HttpSection(host=self.http_host, port=self.http_port)
+        return HttpSection(
+            host=self.http_host,
+            port=self.http_port,
+            trusted_hosts=_listed(self.trusted_hosts),
+            forwarded_allow_ips=_listed(self.forwarded_allow_ips),
+            header_timeout_s=self.http_header_timeout_s,
+            keepalive_timeout_s=self.http_keepalive_timeout_s,
+            max_connections=self.http_max_connections,
+        )
 
     @property
     def limits(self) -> Limits:
         """What one request may hold; the domain's other limits keep their defaults."""
         return Limits(max_participants=self.max_participants, max_allocations=self.max_allocations)
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+
+
+def _listed(value: str) -> tuple[str, ...]:
+    return tuple(item.strip().lower() for item in value.split(",") if item.strip())
 
 
 def load_settings() -> Settings:

@@ -3,13 +3,14 @@
 Every query is scoped to one platform: another platform's resource reads as absent (the API
 answers 404 and never reveals it exists). A Trader whose first enrollment has not settled is
 `pending` and reads as absent too. Lists are newest first, ties by id, in pages of `size`
-(default 50, at most 200); each call returns `(items, page, total_pages)` with `total_pages`
-at least 1. Items are the spec's JSON objects: decimals and UUIDs as strings, RFC3339 UTC
-times. An Execution names its Trader (`trader_id`, `account_label`) only while that Trader is
-visible, so that every `trader_id` shown resolves with GET /strategies/traders/{id}; before
-that (an enrollment not settled yet, one that failed, a request rejected for a Trader that
-never came to exist) both are "". Traders add `status`, `positions` and `cash` (documented
-extensions); Operations add `participant_count`, `counts` and `locked_prices`.
+(default 50, at most 200); each call returns a `PageOf` (`items, page, total_pages, total`) with
+`total_pages` at least 1 and `total` the count of every page's items. Items are the spec's JSON
+objects: decimals and UUIDs as strings, RFC3339 UTC times. An Execution names its Trader
+(`trader_id`, `account_label`) only while that Trader is visible, so that every `trader_id`
+shown resolves with GET /strategies/traders/{id}; before that (an enrollment not settled yet,
+one that failed, a request rejected for a Trader that never came to exist) both are "". Traders
+add `status`, `positions` and `cash` (documented extensions); Operations add
+`participant_count`, `counts` and `locked_prices`.
 
 SQL is assembled from fixed column names only; every value is a parameter.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import MAXYEAR, UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from projections.executions import EXECUTIONS, ExecutionRow
 from projections.operations import OperationRow
@@ -40,7 +41,16 @@ DEFAULT_SIZE = 50
 MAX_SIZE = 200
 
 Item = dict[str, Any]
-PageOf = tuple[list[Item], int, int]
+
+
+class PageOf(NamedTuple):
+    items: list[Item]
+    page: int
+    total_pages: int
+    #: Items on every page together (the API's response budget re-counts pages with it).
+    total: int
+
+
 #: (column, operator, value): a condition applied when the value is not None.
 Condition = tuple[str, str, Any]
 
@@ -214,7 +224,7 @@ async def list_executions(
     schema: str = DEFAULT_SCHEMA,
 ) -> PageOf:
     if trader_id is not None and not await get_trader(pool, platform_id, trader_id, schema=schema):
-        return [], page, 1  # a Trader that does not exist (yet) names no Execution
+        return PageOf([], page, 1, 0)  # a Trader that does not exist (yet) names no Execution
     conditions = [
         ("strategy_id", "=", strategy_id),
         ("operation_id", "=", operation_id),
@@ -346,4 +356,4 @@ async def _list(
             )
         )
     items = [read.item(record) for record in records]
-    return items, page, max(1, math.ceil(total / size))
+    return PageOf(items, page, max(1, math.ceil(total / size)), total)

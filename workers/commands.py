@@ -23,6 +23,7 @@ import structlog
 from pydantic import ValidationError
 
 from domain.errors import DomainError, FieldError, InvalidRequestError
+from domain.json_text import JsonTextError, parse_json_text
 from domain.services import Trading
 from domain.statuses import OperationType
 from infra.bus import Bus, Delivery, Record
@@ -145,12 +146,12 @@ def read_command(delivery: Delivery) -> tuple[str, UUID, Command]:
             "invalid_request_id", "the record key must be a UUID v4 request id"
         )
     try:
-        command = Command.model_validate_json(delivery.value)
+        # The HTTP API's reading (domain.json_text): UTF-8 only, no repeated member.
+        command = Command.model_validate(parse_json_text(delivery.value))
+    except JsonTextError as error:
+        raise UnreadableCommandError(error.code, error.errors[0].message) from None
     except ValidationError as error:
-        reason = (
-            "invalid_json" if error.errors()[0]["type"] == "json_invalid" else "invalid_command"
-        )
-        raise UnreadableCommandError(reason, _summary(error)) from None
+        raise UnreadableCommandError("invalid_command", _summary(error)) from None
     return platform, request_id, command
 
 

@@ -15,7 +15,8 @@ A page is empty only when the caller is caught up: the request reads windows of
 `SCAN_LIMIT` notifications until it has found some of the caller's events or reached the end
 of the log, so other platforms' traffic cannot make an empty page. The work per request is
 still bounded: after `SCAN_WINDOWS` windows without a match it answers with what it has and
-`caught_up: false`, and the client asks again from `next` at once.
+`caught_up: false`, and the client asks again from `next` at once. So does a page cut short
+by the response byte budget (`api.response_budget`): fewer events, `next` after the last one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from api import event_cursor
 from api.auth import PlatformDep, SignedRoute
 from api.deps import EngineDep
 from api.errors import Problem, ProblemError
+from api.response_budget import ResponseBudgetDep, fitting
 from infra.notification_log import ApplicationNotificationLog
 from workers.outbox import event_message
 
@@ -256,7 +258,8 @@ class EventsPage(BaseModel):
     caught_up: bool = Field(
         description="True when this page reaches the end of the log: poll again later from "
         "`next`. False: more may follow, ask again from `next` at once (an empty page with "
-        "false only when a long stretch of other platforms' events was skipped)."
+        "false only when a long stretch of other platforms' events was skipped; fewer events "
+        "than `limit` with false when the page reached the response byte budget)."
     )
 
 
@@ -272,6 +275,7 @@ async def list_events(
     request: Request,
     platform: PlatformDep,
     engine: EngineDep,
+    budget: ResponseBudgetDep,
     after: Annotated[
         str | None,
         Query(description="A cursor from this feed (an event's or a page's); absent: the start."),
@@ -288,8 +292,11 @@ async def list_events(
     page = await engine.call(feed.page, platform.platform_id, cursor, size)
     for event in page.events:
         event["cursor"] = event_cursor.seal(key, platform.platform_id, event.pop("position"))
+    sent = page.events[: fitting(page.events, budget)]
+    if len(sent) < len(page.events):  # over the byte budget: resume after the last one sent
+        return EventsPage(events=sent, next=sent[-1]["cursor"], caught_up=False)
     return EventsPage(
-        events=page.events,
+        events=sent,
         next=event_cursor.seal(key, platform.platform_id, page.position),
         caught_up=page.caught_up,
     )

@@ -17,6 +17,7 @@ from api import schemas
 from api.auth import PlatformDep, SignedRoute
 from api.deps import EngineDep
 from api.errors import Problem, ProblemError
+from api.response_budget import ResponseBudgetDep, fit_page
 from domain.operation import Operation
 from domain.statuses import TraderStatus
 from domain.strategy import Strategy
@@ -42,11 +43,6 @@ AUTH: dict[int | str, dict[str, Any]] = {
 MISSING: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "Not found (or another platform's)."}
 }
-
-
-def _page(found: queries.PageOf) -> dict[str, Any]:
-    items, page, total_pages = found
-    return {"message": items, "page": page, "total_pages": total_pages}
 
 
 def _not_found(kind: str, identifier: UUID) -> ProblemError:
@@ -85,6 +81,7 @@ async def _written(
 async def list_operations(
     platform: PlatformDep,
     engine: EngineDep,
+    budget: ResponseBudgetDep,
     strategy_id: UUID | None = None,
     type: Literal["enrollment", "top_up", "partial_sell", "rebalance", "liquidation"] | None = None,
     status: Literal["validating", "pricing", "settling", "settled", "skipped", "failed"]
@@ -95,7 +92,7 @@ async def list_operations(
     page: Page = 1,
     size: Size = queries.DEFAULT_SIZE,
 ) -> dict[str, Any]:
-    return _page(
+    return fit_page(
         await queries.list_operations(
             engine.pool,
             platform.platform_id,
@@ -107,7 +104,9 @@ async def list_operations(
             created_lt=created_lt,
             page=page,
             size=size,
-        )
+        ),
+        size,
+        budget,
     )
 
 
@@ -133,6 +132,7 @@ async def get_operation(
 async def list_executions(
     platform: PlatformDep,
     engine: EngineDep,
+    budget: ResponseBudgetDep,
     strategy_id: UUID | None = None,
     operation_id: UUID | None = None,
     trader_id: UUID | None = None,
@@ -141,7 +141,7 @@ async def list_executions(
     page: Page = 1,
     size: Size = queries.DEFAULT_SIZE,
 ) -> dict[str, Any]:
-    return _page(
+    return fit_page(
         await queries.list_executions(
             engine.pool,
             platform.platform_id,
@@ -152,7 +152,9 @@ async def list_executions(
             status=status,
             page=page,
             size=size,
-        )
+        ),
+        size,
+        budget,
     )
 
 
@@ -177,13 +179,14 @@ async def get_execution(
 async def list_traders(
     platform: PlatformDep,
     engine: EngineDep,
+    budget: ResponseBudgetDep,
     strategy_id: UUID | None = None,
     participant_code: ParticipantCode = None,
     auto_rebalance: bool | None = None,
     page: Page = 1,
     size: Size = queries.DEFAULT_SIZE,
 ) -> dict[str, Any]:
-    return _page(
+    return fit_page(
         await queries.list_traders(
             engine.pool,
             platform.platform_id,
@@ -192,7 +195,9 @@ async def list_traders(
             auto_rebalance=auto_rebalance,
             page=page,
             size=size,
-        )
+        ),
+        size,
+        budget,
     )
 
 
@@ -214,11 +219,14 @@ async def get_trader(trader_id: UUID, platform: PlatformDep, engine: EngineDep) 
     responses=AUTH,
 )
 async def list_strategies(
-    platform: PlatformDep, engine: EngineDep, page: Page = 1, size: Size = queries.DEFAULT_SIZE
+    platform: PlatformDep,
+    engine: EngineDep,
+    budget: ResponseBudgetDep,
+    page: Page = 1,
+    size: Size = queries.DEFAULT_SIZE,
 ) -> dict[str, Any]:
-    return _page(
-        await queries.list_strategies(engine.pool, platform.platform_id, page=page, size=size)
-    )
+    found = await queries.list_strategies(engine.pool, platform.platform_id, page=page, size=size)
+    return fit_page(found, size, budget)
 
 
 @router.get(

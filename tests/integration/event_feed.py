@@ -15,6 +15,7 @@ from api.auth import AuthenticatedPlatform, authenticated_platform
 from api.errors import install_error_handlers
 from api.routes import events
 from infra.secrets_box import SecretBox
+from infra.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -37,6 +38,7 @@ async def feed_client(trading: PostgresTrading) -> AsyncIterator[httpx.AsyncClie
     app = FastAPI()
     app.state.engine = Reader(trading)
     app.state.secret_box = SecretBox(secrets.token_bytes(32))
+    app.state.settings = Settings()  # the response byte budget
 
     def platform(request: Request) -> AuthenticatedPlatform:
         return AuthenticatedPlatform(request.headers["x-test-platform"], "key")

@@ -179,13 +179,15 @@ async def test_streams_delivered_in_reverse_give_the_rows_of_a_rebuild(
             await writer.apply(event)
         hidden = await pool.fetchval("SELECT count(*) FROM executions WHERE platform_id IS NULL")
         assert hidden == 0
-        (early,), _, _ = await queries.list_executions(pool, PLATFORM, participant_code=INELIGIBLE)
+        (early,), _, _, _ = await queries.list_executions(
+            pool, PLATFORM, participant_code=INELIGIBLE
+        )
         assert early["status"] == "rejected"
         for event in reverse[reverse.index(chunk) + 1 :]:
             await writer.apply(event)
         await rebuild(pool, app, "scratch")
         assert await snapshot(pool, "public") == await snapshot(pool, "scratch")
-        (ineligible,), _, _ = await queries.list_executions(
+        (ineligible,), _, _, _ = await queries.list_executions(
             pool, PLATFORM, participant_code=INELIGIBLE
         )
         assert ineligible["strategy_id"] == str(told.strategy.id)
@@ -199,9 +201,9 @@ async def check_queries(pool: asyncpg.Pool, told: Story, other: Strategy) -> Non
         "USD"
     )
     assert await queries.get_strategy(pool, OTHER, strategy.id) is None
-    (mine,), page, pages = await queries.list_strategies(pool, PLATFORM)
+    (mine,), page, pages, _ = await queries.list_strategies(pool, PLATFORM)
     assert (mine["id"], page, pages) == (str(strategy.id), 1, 1)
-    (theirs,), _, _ = await queries.list_strategies(pool, OTHER)
+    (theirs,), _, _, _ = await queries.list_strategies(pool, OTHER)
     assert theirs["id"] == str(other.id)
 
     await check_traders(pool, told)
@@ -210,16 +212,16 @@ async def check_queries(pool: asyncpg.Pool, told: Story, other: Strategy) -> Non
 
 
 async def check_traders(pool: asyncpg.Pool, told: Story) -> None:
-    traders, _, pages = await queries.list_traders(pool, PLATFORM)
+    traders, _, pages, _ = await queries.list_traders(pool, PLATFORM)
     assert sorted(t["participant_code"] for t in traders) == ["P1", "P2", "P3"]  # N1 pending
     assert pages == 1
     by_id = sorted(traders, key=lambda t: t["id"])
     assert traders == sorted(by_id, key=lambda t: t["created_at"], reverse=True)  # stable
-    first, _, pages = await queries.list_traders(pool, PLATFORM, size=2)
-    second, page, _ = await queries.list_traders(pool, PLATFORM, size=2, page=2)
+    first, _, pages, _ = await queries.list_traders(pool, PLATFORM, size=2)
+    second, page, _, _ = await queries.list_traders(pool, PLATFORM, size=2, page=2)
     assert (len(first), len(second), page, pages) == (2, 1, 2, 2)
     assert first + second == traders
-    beyond, page, pages = await queries.list_traders(pool, PLATFORM, size=2, page=5)
+    beyond, page, pages, _ = await queries.list_traders(pool, PLATFORM, size=2, page=5)
     assert (beyond, page, pages) == ([], 5, 2)
 
     p1 = told.trader("P1")
@@ -230,7 +232,7 @@ async def check_traders(pool: asyncpg.Pool, told: Story) -> None:
     assert item["account_label"] == str(told.strategy.id)
     assert await queries.get_trader(pool, PLATFORM, told.trader(NEWCOMER).id) is None
     assert await queries.get_trader(pool, OTHER, p1.id) is None
-    found, _, _ = await queries.list_traders(
+    found, _, _, _ = await queries.list_traders(
         pool, PLATFORM, strategy_id=told.strategy.id, participant_code="P1"
     )
     assert [t["id"] for t in found] == [str(p1.id)]
@@ -240,7 +242,7 @@ async def check_traders(pool: asyncpg.Pool, told: Story) -> None:
 
 
 async def check_operations(pool: asyncpg.Pool, told: Story) -> None:
-    everything, _, _ = await queries.list_operations(pool, PLATFORM)
+    everything, _, _, _ = await queries.list_operations(pool, PLATFORM)
     expected = [told.failed_top_up, told.failed_enrollment, told.top_up, told.enrollment]
     assert [o["id"] for o in everything] == [str(o.id) for o in expected]  # newest first
     enrollment = await queries.get_operation(pool, PLATFORM, told.enrollment.id)
@@ -338,7 +340,7 @@ async def test_the_writer_on_the_engine_bus_follows_the_pipeline_and_equals_a_re
         assert live == expected
     operation = await queries.get_operation(pool, PLATFORM, enrolled.id, schema="observed")
     assert operation is not None and operation["status"] == "settled"
-    executions, _, _ = await queries.list_executions(
+    executions, _, _, _ = await queries.list_executions(
         pool, PLATFORM, operation_id=enrolled.id, schema="observed"
     )
     assert sorted((e["participant_code"], e["status"]) for e in executions) == [
@@ -347,7 +349,7 @@ async def test_the_writer_on_the_engine_bus_follows_the_pipeline_and_equals_a_re
         ("E3", "settled"),
         (INELIGIBLE, "rejected"),
     ]
-    traders, _, _ = await queries.list_traders(
+    traders, _, _, _ = await queries.list_traders(
         pool, PLATFORM, strategy_id=strategy.id, schema="observed"
     )
     assert len(traders) == 3

@@ -702,7 +702,7 @@ async def test_list_filters_on_another_platforms_ids_answer_like_unknown_ids(
     world: World,
 ) -> None:
     a, b = world.a, world.b
-    empty = {"message": [], "page": 1, "total_pages": 1}
+    empty = {"message": [], "page": 1, "size": 50, "total_pages": 1}
     filters = [
         ("/strategies/operations?strategy_id={}", b.strategy["id"]),
         ("/strategies/operations?request_id={}", b.operation["request_id"]),
@@ -755,7 +755,7 @@ async def test_page_numbers_count_only_the_callers_resources(world: World) -> No
     assert (len(theirs["message"]), theirs["total_pages"]) == (1, 3)
     third = (await a.client.get("/strategies/traders?size=1&page=3")).json()
     far = (await a.client.get("/strategies/traders?size=1&page=99")).json()
-    assert third == {"message": [], "page": 3, "total_pages": 2}
+    assert third == {"message": [], "page": 3, "size": 1, "total_pages": 2}
     assert {**far, "page": 3} == third
 
 

@@ -160,3 +160,44 @@ def test_a_copied_settings_object_derives_its_sections_from_its_own_values() -> 
     assert settings.log.level == "INFO"
     quieter = settings.model_copy(update={"log_level": "WARNING"})
     assert quieter.log.level == "WARNING"
+
+
+def test_the_http_edge_variables_are_read_into_the_http_section(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STRATEGIES_TRUSTED_HOSTS", "API.example.com, *.example.org")
+    monkeypatch.setenv("STRATEGIES_FORWARDED_ALLOW_IPS", "10.0.0.7,10.0.0.8")
+    monkeypatch.setenv("STRATEGIES_HTTP_HEADER_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("STRATEGIES_HTTP_KEEPALIVE_TIMEOUT_S", "3")
+    monkeypatch.setenv("STRATEGIES_HTTP_MAX_CONNECTIONS", "64")
+    monkeypatch.setenv("STRATEGIES_MAX_RESPONSE_BYTES", "1048576")
+
+    settings = load_settings()
+
+    assert settings.http.trusted_hosts == ("api.example.com", "*.example.org")
+    assert settings.http.forwarded_allow_ips == ("10.0.0.7", "10.0.0.8")
+    assert (settings.http.header_timeout_s, settings.http.keepalive_timeout_s) == (2.5, 3)
+    assert settings.http.max_connections == 64
+    assert settings.max_response_bytes == 1048576
+
+
+def test_by_default_any_host_is_answered_and_no_proxy_is_believed() -> None:
+    http = Settings().http
+    assert (http.trusted_hosts, http.forwarded_allow_ips) == (("*",), ())
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("STRATEGIES_TRUSTED_HOSTS", "api.example.com/evil"),
+        ("STRATEGIES_TRUSTED_HOSTS", "a b"),
+        ("STRATEGIES_MAX_RESPONSE_BYTES", "1024"),
+        ("STRATEGIES_HTTP_HEADER_TIMEOUT_S", "0"),
+    ],
+)
+def test_bad_http_edge_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=variable):
+        load_settings()
