@@ -15,6 +15,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain import ids
+from domain.codes import check_reference
 from domain.errors import AmountInvalidError, FieldError, FloatInsufficientError, HoldNotOwnedError
 from domain.money import ZERO, floor_to
 
@@ -45,6 +46,7 @@ class FloatAccount(Aggregate):
         return self.balance - self.held
 
     def deposit(self, amount: Decimal, reference: str) -> None:
+        check_reference(reference)
         if amount <= 0 or amount != floor_to(amount, self.precision):
             raise AmountInvalidError(
                 f"a deposit must be positive with at most {self.precision} decimals",

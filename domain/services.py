@@ -20,6 +20,7 @@ from eventsourcing.domain import Aggregate
 from domain import ids
 from domain.catalogue import DEFAULT_INSTRUMENTS, Instrument, InstrumentCatalogue, fiat_precision
 from domain.chunk import OperationChunk
+from domain.codes import check_assets, check_participant_code, check_platform_id
 from domain.eligibility import ParticipantStatus
 from domain.errors import (
     FieldError,
@@ -144,15 +145,19 @@ class Trading(OperationStages, Application[UUID]):
         restricted_assets: Sequence[str] = (),
     ) -> int:
         """Register or update participants' eligibility; returns how many changed."""
+        check_platform_id(platform_id)
         codes = list(dict.fromkeys(codes))
+        for index, code in enumerate(codes):
+            check_participant_code(code, f"participants[{index}].participant_code")
+        restricted = check_assets(restricted_assets, "restricted_assets")
         existing = self.get_many([ids.participant_id(platform_id, c) for c in codes])
         changed = []
         for code in codes:
             participant = existing.get(ids.participant_id(platform_id, code))
             if participant is None:
-                participant = Participant(platform_id, code, status.value, list(restricted_assets))
+                participant = Participant(platform_id, code, status.value, restricted)
             else:
-                participant.update(status, list(restricted_assets))
+                participant.update(status, restricted)
             if participant.pending_events:
                 changed.append(participant)
         self.save(*changed)
@@ -161,6 +166,7 @@ class Trading(OperationStages, Application[UUID]):
     def deposit_float(
         self, platform_id: str, currency: str, amount: Decimal, reference: str
     ) -> FloatAccount:
+        check_platform_id(platform_id)
         account = self._float(platform_id, currency)
         account.deposit(amount, reference)
         self.save(account)
@@ -175,6 +181,7 @@ class Trading(OperationStages, Application[UUID]):
         self, platform_id: str, request_id: UUID, body: Mapping[str, Any]
     ) -> tuple[Strategy, bool]:
         """Returns the Strategy and whether this call created it (False on a replay)."""
+        check_platform_id(platform_id)
         fingerprint = request_fingerprint("create_strategy", "", body)
         earlier = self._claimed(platform_id, request_id, fingerprint)
         if earlier is not None:
@@ -214,6 +221,7 @@ class Trading(OperationStages, Application[UUID]):
 
         A request that names nobody (rebalance, liquidate `all`) takes the roster as it stands
         now, which includes every write acknowledged before this call."""
+        check_platform_id(platform_id)
         fingerprint = request_fingerprint(kind.value, str(strategy_id), body)
         earlier = self._claimed(platform_id, request_id, fingerprint)
         if earlier is not None:
@@ -260,6 +268,7 @@ class Trading(OperationStages, Application[UUID]):
     ) -> tuple[Trader, bool]:
         """PATCH: set `auto_rebalance`. A replay changes nothing and answers the Trader as it
         is now (like every replay, which answers the resource, not a stored response)."""
+        check_platform_id(platform_id)
         fingerprint = request_fingerprint(
             "update_trader", str(trader_id), {"auto_rebalance": auto_rebalance}
         )

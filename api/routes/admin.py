@@ -5,15 +5,17 @@ eligibility, manage the instrument catalogue. Guarded by a bearer token
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Path, Request, status
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api.auth import CallerFirstRoute
 from api.deps import EngineDep
 from api.errors import Problem, ProblemError
-from domain.catalogue import Instrument, InstrumentStatus
+from domain.catalogue import Instrument, InstrumentStatus, currency_problem
+from domain.codes import asset_problem, code_problem, reference_problem
 from domain.eligibility import ParticipantStatus
 from domain.money import parse_decimal
 
@@ -58,10 +60,30 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _rule(problem: Callable[[object], str | None]) -> AfterValidator:
+    """A rule of `domain.codes` as a field check: a refusal names the field's path (400)."""
+
+    def check(value: str) -> str:
+        if (why := problem(value)) is not None:
+            raise ValueError(why)
+        return value
+
+    return AfterValidator(check)
+
+
+Code = Annotated[str, _rule(code_problem)]
+Asset = Annotated[str, _rule(asset_problem)]
+Currency = Annotated[str, _rule(currency_problem)]
+PlatformId = Annotated[str, Path(), _rule(code_problem)]
+
+
 class FloatDeposit(Strict):
-    currency: str = Field(examples=["USD"])
+    currency: Currency = Field(examples=["USD"])
     amount: str = Field(examples=["1000000.00"])
-    reference: str = Field(min_length=1, max_length=128, examples=["PLAT01-FLOAT"])
+    reference: Annotated[str, _rule(reference_problem)] = Field(
+        examples=["WIRE-2026-11-26-0001"],
+        description="The wire's own reference, at most 128 printable characters.",
+    )
 
 
 class FloatBalance(BaseModel):
@@ -72,9 +94,9 @@ class FloatBalance(BaseModel):
 
 
 class ParticipantEligibility(Strict):
-    participant_code: str = Field(min_length=1, max_length=64)
+    participant_code: Code
     status: Literal["active", "suspended", "closed"] = "active"
-    restricted_assets: list[str] = Field(default_factory=list)
+    restricted_assets: list[Asset] = Field(default_factory=list, max_length=500)
 
 
 class ParticipantsUpdate(Strict):
@@ -82,8 +104,8 @@ class ParticipantsUpdate(Strict):
 
 
 class InstrumentListing(Strict):
-    asset: str = Field(min_length=1, max_length=16)
-    quoted_currency: str
+    asset: Asset
+    quoted_currency: Currency
     precision: int = Field(ge=0, le=18)
     min_notional: str = Field(examples=["1.00"])
     status: Literal["enabled", "halted", "disabled"] = "enabled"
@@ -99,7 +121,9 @@ class InstrumentsUpdate(Strict):
     response_model=FloatBalance,
     summary="Fund a platform's float account",
 )
-async def deposit_float(platform_id: str, body: FloatDeposit, engine: EngineDep) -> FloatBalance:
+async def deposit_float(
+    platform_id: PlatformId, body: FloatDeposit, engine: EngineDep
+) -> FloatBalance:
     amount = parse_decimal(body.amount, "amount")
     account = await engine.call(
         engine.trading.deposit_float, platform_id, body.currency, amount, body.reference
@@ -114,7 +138,7 @@ async def deposit_float(platform_id: str, body: FloatDeposit, engine: EngineDep)
 
 @router.put("/platforms/{platform_id}/participants", summary="Set participants' eligibility")
 async def set_participants(
-    platform_id: str, body: ParticipantsUpdate, engine: EngineDep
+    platform_id: PlatformId, body: ParticipantsUpdate, engine: EngineDep
 ) -> dict[str, int]:
     changed = 0
     groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
