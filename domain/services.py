@@ -20,7 +20,7 @@ from eventsourcing.domain import Aggregate
 from domain import ids
 from domain.catalogue import DEFAULT_INSTRUMENTS, Instrument, InstrumentCatalogue, fiat_precision
 from domain.chunk import OperationChunk
-from domain.codes import check_assets, check_participant_code, check_platform_id
+from domain.codes import check_assets, check_participant_code, check_platform_id, check_reference
 from domain.eligibility import ParticipantStatus
 from domain.errors import (
     FieldError,
@@ -31,7 +31,7 @@ from domain.errors import (
     TraderNotFoundError,
 )
 from domain.fingerprint import request_fingerprint
-from domain.float_account import FloatAccount
+from domain.float_account import FloatAccount, FloatDeposit
 from domain.money import exact_methods
 from domain.operation import Operation
 from domain.reference import Catalogue, Participant
@@ -165,12 +165,24 @@ class Trading(OperationStages, Application[UUID]):
 
     def deposit_float(
         self, platform_id: str, currency: str, amount: Decimal, reference: str
-    ) -> FloatAccount:
+    ) -> tuple[FloatAccount, bool]:
+        """Credit the float once per `reference`: the account, and whether this call credited
+        it (False on a replay of the same deposit; another amount is a conflict)."""
         check_platform_id(platform_id)
-        account = self._float(platform_id, currency)
+        check_reference(reference)
+        account_id = ids.float_account_id(platform_id, currency)
+        key_id = ids.float_deposit_id(platform_id, currency, reference)
+        found = self.get_many([account_id, key_id])
+        earlier = found.get(key_id)
+        if isinstance(earlier, FloatDeposit):
+            earlier.replay(amount)
+            return found[account_id], False
+        account = found.get(account_id) or FloatAccount(
+            platform_id, currency, fiat_precision(currency)
+        )
         account.deposit(amount, reference)
-        self.save(account)
-        return account
+        self.save(account, FloatDeposit(platform_id, currency, reference, amount))
+        return account, True
 
     def _float(self, platform_id: str, currency: str) -> FloatAccount:
         found = self.find(ids.float_account_id(platform_id, currency), FloatAccount)

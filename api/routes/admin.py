@@ -8,7 +8,7 @@ import hmac
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api.auth import CallerFirstRoute
@@ -18,6 +18,7 @@ from domain.catalogue import Instrument, InstrumentStatus, currency_problem
 from domain.codes import asset_problem, code_problem, reference_problem
 from domain.eligibility import ParticipantStatus
 from domain.money import parse_decimal
+from infra.platforms import require_platform
 
 
 def require_admin(request: Request) -> None:
@@ -74,6 +75,7 @@ def _rule(problem: Callable[[object], str | None]) -> AfterValidator:
 Code = Annotated[str, _rule(code_problem)]
 Asset = Annotated[str, _rule(asset_problem)]
 Currency = Annotated[str, _rule(currency_problem)]
+#: A registered platform's id; one that is not registered is a 404 (`platform_not_found`).
 PlatformId = Annotated[str, Path(), _rule(code_problem)]
 
 
@@ -82,7 +84,8 @@ class FloatDeposit(Strict):
     amount: str = Field(examples=["1000000.00"])
     reference: Annotated[str, _rule(reference_problem)] = Field(
         examples=["WIRE-2026-11-26-0001"],
-        description="The wire's own reference, at most 128 printable characters.",
+        description="The wire's own reference, at most 128 printable characters: the "
+        "deposit's idempotency key (the same reference and amount again credit nothing).",
     )
 
 
@@ -119,15 +122,25 @@ class InstrumentsUpdate(Strict):
     "/platforms/{platform_id}/float-deposits",
     status_code=status.HTTP_201_CREATED,
     response_model=FloatBalance,
+    responses={
+        200: {"model": FloatBalance, "description": "A replay: this deposit was recorded."},
+        404: {"model": Problem, "description": "No such platform."},
+        409: {"model": Problem, "description": "The reference was used for another amount."},
+    },
     summary="Fund a platform's float account",
 )
 async def deposit_float(
-    platform_id: PlatformId, body: FloatDeposit, engine: EngineDep
+    platform_id: PlatformId, body: FloatDeposit, engine: EngineDep, response: Response
 ) -> FloatBalance:
+    """201 with the balance after this deposit; a replay (same reference and amount) credits
+    nothing and answers 200 with the balance as it is now, like the platform API's replays."""
     amount = parse_decimal(body.amount, "amount")
-    account = await engine.call(
+    await require_platform(engine.pool, platform_id)
+    account, created = await engine.call(
         engine.trading.deposit_float, platform_id, body.currency, amount, body.reference
     )
+    if not created:
+        response.status_code = status.HTTP_200_OK
     return FloatBalance(
         platform_id=platform_id,
         currency=body.currency,
@@ -136,10 +149,15 @@ async def deposit_float(
     )
 
 
-@router.put("/platforms/{platform_id}/participants", summary="Set participants' eligibility")
+@router.put(
+    "/platforms/{platform_id}/participants",
+    responses={404: {"model": Problem, "description": "No such platform."}},
+    summary="Set participants' eligibility",
+)
 async def set_participants(
     platform_id: PlatformId, body: ParticipantsUpdate, engine: EngineDep
 ) -> dict[str, int]:
+    await require_platform(engine.pool, platform_id)
     changed = 0
     groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for entry in body.participants:

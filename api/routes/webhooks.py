@@ -17,6 +17,7 @@ from api.deps import PoolDep
 from api.errors import Problem, ProblemError
 from api.routes.admin import AdminRoute, require_admin
 from api.routes.reads import MAX_PAGE
+from infra.platforms import require_platform
 from infra.webhooks_store import WebhookStore
 
 PayloadType = Literal[
@@ -83,11 +84,16 @@ class DeliveryLog(BaseModel):
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=CreatedSubscription, summary="Subscribe"
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CreatedSubscription,
+    responses={404: {"model": Problem, "description": "No such platform."}},
+    summary="Subscribe",
 )
 async def create_subscription(
     platform_id: PlatformId, body: SubscriptionCreate, store: StoreDep
 ) -> dict[str, Any]:
+    await require_platform(store.pool, platform_id)
     sub, secret = await store.create(
         platform_id, str(body.url), body.payload_types, legacy=body.legacy_headers
     )

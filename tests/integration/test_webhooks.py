@@ -27,13 +27,15 @@ from api.errors import install_error_handlers
 from api.routes import webhooks as webhook_routes
 from api.webhook_verify import verify_webhook
 from domain.statuses import OperationStatus, OperationType
+from infra import platforms
 from infra.bus.memory import InProcessBus
+from infra.platforms import create_platform
 from infra.runtime import ROLES, Engine
-from infra.secrets_box import SecretBox
+from infra.secrets_box import SecretBox, secret_box_for
 from infra.settings import Settings
 from infra.webhooks_store import PAYLOAD_TYPES, WebhookStore
 from projections import queries
-from tests.integration.pipeline.harness import BLUE_CHIP, PLATFORM, wait_terminal
+from tests.integration.pipeline.harness import BLUE_CHIP, wait_terminal
 from tests.integration.webhook_receiver import Receiver, serving
 from workers.webhooks import (
     EXECUTION_CHANGED,
@@ -45,6 +47,8 @@ from workers.webhooks import (
 
 pytestmark = pytest.mark.integration
 
+#: A registered platform: subscriptions for platforms nobody registered are refused.
+PLATFORM = "WEBHOOK-IT"
 FAST = RetryPolicy(quick=4, quick_interval=0.02, backoff=3, backoff_initial=0.05, timeout=0.3)
 CODES = ["W001", "W002", "W003"]
 UNKNOWN = "W404"  # never registered: the credit check rejects it
@@ -84,6 +88,7 @@ async def rig(database_url: str) -> AsyncIterator[Rig]:
             ) as engine,
             httpx.AsyncClient(transport=transport, base_url="http://api", headers=auth) as api,
         ):
+            await create_platform(pool, PLATFORM, "Webhook tests", box)
             await sender.start()
             try:
                 yield Rig(engine, store, sender, api)
@@ -320,6 +325,10 @@ def test_an_operator_manages_subscriptions_from_the_command_line(fresh_database_
     def run(*args: str) -> Any:
         return CliRunner().invoke(root, ["webhooks", *args])
 
+    refused = run("add", PLATFORM, "https://hooks.example/a")
+    assert refused.exit_code == 1 and "platform_not_found" in refused.output
+    asyncio.run(_registered(fresh_database_url, settings))
+
     added = run("add", PLATFORM, "https://hooks.example/a", "--type", TRADER_CREATED, "--legacy")
     assert added.exit_code == 0, added.output
     assert "whsec_" in added.output and "legacy headers: True" in added.output
@@ -333,3 +342,12 @@ def test_an_operator_manages_subscriptions_from_the_command_line(fresh_database_
     assert run("remove", PLATFORM, subscription_id).exit_code == 0
     assert subscription_id not in run("list", PLATFORM).output
     assert run("add", PLATFORM, "ftp://nope").exit_code == 1
+
+
+async def _registered(database_url: str, settings: Settings) -> None:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        await platforms.ensure_schema(pool)
+        await create_platform(pool, PLATFORM, "Webhook tests", secret_box_for(settings))
+    finally:
+        await pool.close()

@@ -21,7 +21,7 @@ from domain.codes import (
     code_problem,
     reference_problem,
 )
-from domain.errors import InvalidRequestError
+from domain.errors import IdempotencyConflictError, InvalidRequestError
 from domain.float_account import FloatAccount
 from domain.reference import Participant
 from domain.services import Trading
@@ -103,6 +103,24 @@ def test_participants_need_printable_codes_and_asset_codes_as_restrictions(
     with pytest.raises(InvalidRequestError):
         app.register_participants(PLATFORM, codes, restricted_assets=restricted)
     assert app.find(ids.participant_id(PLATFORM, "OK"), Participant) is None
+
+
+def test_a_deposit_reference_credits_once_and_conflicts_for_another_amount() -> None:
+    app = Trading()
+    account, credited = app.deposit_float(PLATFORM, "USD", Decimal("100.00"), "WIRE-1")
+    assert credited and account.balance == Decimal("100.00")
+    again, credited = app.deposit_float(PLATFORM, "USD", Decimal("100.00"), "WIRE-1")
+    assert not credited and again.balance == Decimal("100.00")
+    with pytest.raises(IdempotencyConflictError) as conflict:
+        app.deposit_float(PLATFORM, "USD", Decimal("1.00"), "WIRE-1")
+    assert [e.field for e in conflict.value.errors] == ["reference"]
+    other, credited = app.deposit_float(PLATFORM, "USD", Decimal("1.00"), "WIRE-2")
+    assert credited and other.balance == Decimal("101.00")
+    # the key is per float account: EUR's WIRE-1 is another wire
+    eur, credited = app.deposit_float(PLATFORM, "EUR", Decimal("5.00"), "WIRE-1")
+    assert credited and eur.balance == Decimal("5.00")
+    stored = app.find(ids.float_account_id(PLATFORM, "USD"), FloatAccount)
+    assert stored is not None and stored.balance == Decimal("101.00")
 
 
 @pytest.mark.parametrize("reference", ["", " W", "W\x00", "R" * 129])
