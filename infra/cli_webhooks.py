@@ -14,6 +14,7 @@ import asyncpg
 import typer
 
 from domain.errors import DomainError
+from domain.webhook_url import webhook_target
 from infra.database import database_url
 from infra.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
@@ -81,7 +82,13 @@ async def _with_store(
 def add(
     ctx: typer.Context,
     platform_id: Platform,
-    url: Annotated[str, typer.Argument(help="The receiver's https URL.")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="The receiver's https URL on a public host "
+            "(STRATEGIES_WEBHOOK_ALLOW_PRIVATE=true also allows http and private hosts)."
+        ),
+    ],
     types: Annotated[
         list[str] | None,
         typer.Option("--type", help=f"Payload type (repeatable; default all): {PAYLOAD_TYPES}."),
@@ -91,8 +98,11 @@ def add(
     ] = False,
 ) -> None:
     """Subscribe URL to the platform's notifications; prints the signing secret once."""
-    if not url.startswith(("http://", "https://")):
-        _fail("the URL must start with http:// or https://")
+    settings: Settings = ctx.find_root().obj
+    try:
+        webhook_target(url, allow_private=settings.webhook_allow_private)
+    except DomainError as refused:
+        _fail(f"({refused.code}) {refused.message}")
 
     async def subscribe(store: WebhookStore) -> tuple[Subscription, str]:
         await require_platform(store.pool, platform_id)

@@ -173,3 +173,66 @@ async def test_the_same_deposit_sent_twice_at_once_credits_once(world: World) ->
     assert sorted(a.status_code for a in answers) == [200, 200, 200, 201], answers
     after = await world.engine.call(world.engine.trading._float, PLATFORM, "USD")
     assert after.balance == before.balance + 10
+
+
+REFUSED_ANYWHERE = [
+    "https://user:pass@hooks.example.com/h",
+    "https://hooks.example.com@169.254.169.254/h",
+    "https://2130706433/h",
+    "https://0x7f.0.0.1/h",
+    "https://0177.0.0.1/h",
+    "https://127.1/h",
+    "ftp://hooks.example.com/h",
+    "https://hooks.example.com\\@10.0.0.1/h",
+]
+REFUSED_BY_DEFAULT = [
+    "http://hooks.example.com/h",
+    "https://127.0.0.1/h",
+    "https://[::1]/h",
+    "https://[::ffff:127.0.0.1]/h",
+    "https://[::ffff:a9fe:a9fe]/h",
+    "https://169.254.169.254/latest/meta-data",
+    "https://10.0.0.1/h",
+    "https://172.16.5.4/h",
+    "https://192.168.1.1/h",
+    "https://100.64.0.1/h",
+    "https://224.0.0.1/h",
+    "https://240.0.0.1/h",
+    "https://0.0.0.0/h",
+    "https://localhost/h",
+    "https://metadata/h",
+    "https://db.internal/h",
+]
+
+
+async def subscribe(world: World, url: str) -> Any:
+    return await world.http.post(
+        f"/admin/platforms/{world.platform_id}/webhooks",
+        json={"url": url, "payload_types": PAYLOAD_TYPES},
+        headers=world.admin,
+    )
+
+
+async def test_webhook_urls_are_https_to_public_hosts_by_default(
+    fresh_database_url: str, tmp_path: Any
+) -> None:
+    async with http_world(
+        fresh_database_url, tmp_path, "HOOKS1", [], webhook_allow_private=False
+    ) as public:
+        for url in REFUSED_ANYWHERE + REFUSED_BY_DEFAULT:
+            refused(await subscribe(public, url), 400, "invalid_webhook_url", ["url"])
+        accepted = await subscribe(public, "https://hooks.example.com:8443/strategies?x=1")
+        assert accepted.status_code == 201, accepted.text
+        listed = await public.http.get("/admin/platforms/HOOKS1/webhooks", headers=public.admin)
+        assert [s["url"] for s in listed.json()] == [
+            "https://hooks.example.com:8443/strategies?x=1"
+        ]
+
+
+async def test_allowing_private_targets_still_refuses_credentials_and_numeric_hosts(
+    world: World,
+) -> None:
+    for url in REFUSED_ANYWHERE:
+        refused(await subscribe(world, url), 400, "invalid_webhook_url", ["url"])
+    allowed = await subscribe(world, "http://127.0.0.1:9/hooks")
+    assert allowed.status_code == 201, allowed.text
