@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from domain.catalogue import InstrumentCatalogue
+from domain.codes import asset_problem
 from domain.errors import AllocationInvalidError, DomainError, FieldError
 from domain.money import parse_decimal
 
@@ -82,6 +83,9 @@ def parse_allocations(
         asset = entry.get("underlying_currency")
         if not isinstance(asset, str) or not asset:
             errors.append(FieldError(f"{path}.underlying_currency", "is required"))
+            continue
+        if (problem := asset_problem(asset)) is not None:
+            errors.append(FieldError(f"{path}.underlying_currency", problem))
             continue
         weight = _weight(entry.get("weight"), f"{path}.weight", errors)
         errors.extend(_asset_problems(asset, path, quoted_currency, catalogue, seen))

@@ -29,6 +29,13 @@ FIAT_PRECISION: Mapping[str, int] = {
 }
 
 
+def currency_problem(raw: object) -> str | None:
+    """Why `raw` is not a currency the engine accounts in (None when it is one)."""
+    if isinstance(raw, str) and raw in FIAT_PRECISION:
+        return None
+    return f"must be one of {', '.join(sorted(FIAT_PRECISION))}"
+
+
 def fiat_precision(currency: str) -> int:
     try:
         return FIAT_PRECISION[currency]

@@ -65,6 +65,12 @@ class CurrencyMismatchError(InvalidRequestError):
     code = "currency_mismatch"
 
 
+class WebhookUrlInvalidError(InvalidRequestError):
+    """Raised when a webhook URL is not https to a public host (or breaks the URL rule)."""
+
+    code = "invalid_webhook_url"
+
+
 class NotFoundError(DomainError):
     """Raised when a command names something that does not exist."""
 

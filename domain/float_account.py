@@ -15,7 +15,14 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain import ids
-from domain.errors import AmountInvalidError, FieldError, FloatInsufficientError, HoldNotOwnedError
+from domain.codes import check_reference
+from domain.errors import (
+    AmountInvalidError,
+    FieldError,
+    FloatInsufficientError,
+    HoldNotOwnedError,
+    IdempotencyConflictError,
+)
 from domain.money import ZERO, floor_to
 
 
@@ -45,6 +52,7 @@ class FloatAccount(Aggregate):
         return self.balance - self.held
 
     def deposit(self, amount: Decimal, reference: str) -> None:
+        check_reference(reference)
         if amount <= 0 or amount != floor_to(amount, self.precision):
             raise AmountInvalidError(
                 f"a deposit must be positive with at most {self.precision} decimals",
@@ -104,3 +112,37 @@ class FloatAccount(Aggregate):
     @event("Released")
     def _released(self, key: str) -> None:
         del self.holds[key]
+
+
+class FloatDeposit(Aggregate):
+    """A deposit's reference, used once per float account (the wire's idempotency key).
+
+    Saved in the same atomic write as the `FloatAccount.Deposited` it stands for, so the same
+    deposit sent twice (a retried admin call, a double click) credits once: the second meets
+    the first (a version conflict if both race) and is a replay, or a conflict when it asks
+    for another amount. One small aggregate per deposit rather than a set of references on
+    the account: the account is loaded by every Operation's pricing, and years of references
+    would make each of those loads heavier. Deposits recorded before this rule have no key.
+    """
+
+    @staticmethod
+    def create_id(platform_id: str, currency: str, reference: str, amount: Decimal) -> UUID:
+        del amount
+        return ids.float_deposit_id(platform_id, currency, reference)
+
+    @event("Recorded")
+    def __init__(self, platform_id: str, currency: str, reference: str, amount: Decimal) -> None:
+        self.platform_id = platform_id
+        self.currency = currency
+        self.reference = reference
+        self.amount = amount
+
+    def replay(self, amount: Decimal) -> None:
+        """Accept the same deposit again (nothing to record); refuse another amount."""
+        if amount != self.amount:
+            raise IdempotencyConflictError(
+                f"reference {self.reference!r} was already used for a deposit of "
+                f"{self.amount} {self.currency}; use a new reference for a new deposit, and "
+                "resend one only to retry the same deposit",
+                errors=(FieldError("reference", "already used for another amount"),),
+            )

@@ -15,6 +15,7 @@ EXECUTION_NS = uuid5(_ROOT, "execution")
 PARTICIPANT_NS = uuid5(_ROOT, "participant")
 FLOAT_NS = uuid5(_ROOT, "float-account")
 REQUEST_NS = uuid5(_ROOT, "request-key")
+DEPOSIT_NS = uuid5(_ROOT, "float-deposit")
 CATALOGUE_ID = uuid5(_ROOT, "instrument-catalogue")
 
 
@@ -40,6 +41,11 @@ def participant_id(platform_id: str, participant_code: str) -> UUID:
 
 def float_account_id(platform_id: str, currency: str) -> UUID:
     return uuid5(FLOAT_NS, f"{platform_id}:{currency}")
+
+
+def float_deposit_id(platform_id: str, currency: str, reference: str) -> UUID:
+    """One per deposit reference of a float account: see `domain.float_account.FloatDeposit`."""
+    return uuid5(DEPOSIT_NS, f"{platform_id}:{currency}:{reference}")
 
 
 def request_key_id(platform_id: str, request_id: UUID) -> UUID:

@@ -8,6 +8,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain import ids
 from domain.catalogue import Instrument, InstrumentCatalogue, fiat_precision
+from domain.codes import check_asset
 from domain.eligibility import ParticipantProfile, ParticipantStatus
 from domain.errors import FieldError, InvalidRequestError
 
@@ -25,6 +26,7 @@ class Catalogue(Aggregate):
 
     def list_instrument(self, instrument: Instrument) -> None:
         """List or update an instrument; a no-op when nothing changes (idempotent admin)."""
+        check_asset(instrument.asset)
         fiat_precision(instrument.quoted_currency)
         if instrument.precision < 0 or instrument.precision > 18:
             raise InvalidRequestError(

@@ -6,10 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from domain.codes import code_problem
 from domain.errors import DomainError, FieldError, ParticipantsInvalidError
 from domain.money import floor_to, parse_decimal
-
-MAX_CODE_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -98,23 +97,11 @@ def _entries(raw: object, limits: Limits) -> Sequence[object]:
 
 
 def _code(raw: object, path: str, errors: list[FieldError]) -> str | None:
-    if not isinstance(raw, str) or not raw.strip():
-        errors.append(FieldError(path, "participant_code must be a non-empty string"))
+    problem = code_problem(raw)
+    if problem is not None:
+        errors.append(FieldError(path, f"participant_code {problem}"))
         return None
-    if len(raw) > MAX_CODE_LENGTH or raw != raw.strip():
-        errors.append(
-            FieldError(
-                path,
-                f"participant_code must be at most {MAX_CODE_LENGTH} "
-                "characters without surrounding spaces",
-            )
-        )
-        return None
-    if not raw.isprintable():
-        # PostgreSQL text cannot hold a NUL: the read models would refuse such a code, and
-        # their consumer would retry it forever. Control characters make unreadable codes anyway.
-        errors.append(FieldError(path, "participant_code must be printable characters only"))
-        return None
+    assert isinstance(raw, str)
     return raw
 
 

@@ -20,6 +20,7 @@ from eventsourcing.domain import Aggregate
 from domain import ids
 from domain.catalogue import DEFAULT_INSTRUMENTS, Instrument, InstrumentCatalogue, fiat_precision
 from domain.chunk import OperationChunk
+from domain.codes import check_assets, check_participant_code, check_platform_id, check_reference
 from domain.eligibility import ParticipantStatus
 from domain.errors import (
     FieldError,
@@ -30,7 +31,7 @@ from domain.errors import (
     TraderNotFoundError,
 )
 from domain.fingerprint import request_fingerprint
-from domain.float_account import FloatAccount
+from domain.float_account import FloatAccount, FloatDeposit
 from domain.money import exact_methods
 from domain.operation import Operation
 from domain.reference import Catalogue, Participant
@@ -144,15 +145,19 @@ class Trading(OperationStages, Application[UUID]):
         restricted_assets: Sequence[str] = (),
     ) -> int:
         """Register or update participants' eligibility; returns how many changed."""
+        check_platform_id(platform_id)
         codes = list(dict.fromkeys(codes))
+        for index, code in enumerate(codes):
+            check_participant_code(code, f"participants[{index}].participant_code")
+        restricted = check_assets(restricted_assets, "restricted_assets")
         existing = self.get_many([ids.participant_id(platform_id, c) for c in codes])
         changed = []
         for code in codes:
             participant = existing.get(ids.participant_id(platform_id, code))
             if participant is None:
-                participant = Participant(platform_id, code, status.value, list(restricted_assets))
+                participant = Participant(platform_id, code, status.value, restricted)
             else:
-                participant.update(status, list(restricted_assets))
+                participant.update(status, restricted)
             if participant.pending_events:
                 changed.append(participant)
         self.save(*changed)
@@ -160,11 +165,24 @@ class Trading(OperationStages, Application[UUID]):
 
     def deposit_float(
         self, platform_id: str, currency: str, amount: Decimal, reference: str
-    ) -> FloatAccount:
-        account = self._float(platform_id, currency)
+    ) -> tuple[FloatAccount, bool]:
+        """Credit the float once per `reference`: the account, and whether this call credited
+        it (False on a replay of the same deposit; another amount is a conflict)."""
+        check_platform_id(platform_id)
+        check_reference(reference)
+        account_id = ids.float_account_id(platform_id, currency)
+        key_id = ids.float_deposit_id(platform_id, currency, reference)
+        found = self.get_many([account_id, key_id])
+        earlier = found.get(key_id)
+        if isinstance(earlier, FloatDeposit):
+            earlier.replay(amount)
+            return found[account_id], False
+        account = found.get(account_id) or FloatAccount(
+            platform_id, currency, fiat_precision(currency)
+        )
         account.deposit(amount, reference)
-        self.save(account)
-        return account
+        self.save(account, FloatDeposit(platform_id, currency, reference, amount))
+        return account, True
 
     def _float(self, platform_id: str, currency: str) -> FloatAccount:
         found = self.find(ids.float_account_id(platform_id, currency), FloatAccount)
@@ -175,6 +193,7 @@ class Trading(OperationStages, Application[UUID]):
         self, platform_id: str, request_id: UUID, body: Mapping[str, Any]
     ) -> tuple[Strategy, bool]:
         """Returns the Strategy and whether this call created it (False on a replay)."""
+        check_platform_id(platform_id)
         fingerprint = request_fingerprint("create_strategy", "", body)
         earlier = self._claimed(platform_id, request_id, fingerprint)
         if earlier is not None:
@@ -214,6 +233,7 @@ class Trading(OperationStages, Application[UUID]):
 
         A request that names nobody (rebalance, liquidate `all`) takes the roster as it stands
         now, which includes every write acknowledged before this call."""
+        check_platform_id(platform_id)
         fingerprint = request_fingerprint(kind.value, str(strategy_id), body)
         earlier = self._claimed(platform_id, request_id, fingerprint)
         if earlier is not None:
@@ -260,6 +280,7 @@ class Trading(OperationStages, Application[UUID]):
     ) -> tuple[Trader, bool]:
         """PATCH: set `auto_rebalance`. A replay changes nothing and answers the Trader as it
         is now (like every replay, which answers the resource, not a stored response)."""
+        check_platform_id(platform_id)
         fingerprint = request_fingerprint(
             "update_trader", str(trader_id), {"auto_rebalance": auto_rebalance}
         )

@@ -17,8 +17,9 @@ from domain.errors import DomainError
 from domain.money import parse_decimal
 from infra.database import database_url
 from infra.heartbeats import REBUILD, Heartbeat, LiveProcess
+from infra.platforms import require_platform
 from infra.settings import Settings
-from infra.store import PostgresTrading
+from infra.store import PostgresTrading, retry_on_conflict
 from infra.tables import JsonOption, echo_json, echo_table
 from projections.schema import DEFAULT_SCHEMA
 
@@ -72,9 +73,25 @@ def with_pool_and_trading(
     with database_url(settings) as url:
         try:
             return asyncio.run(run(url))
+        except DomainError as error:
+            typer.echo(f"error ({error.code}): {error.message}", err=True)
+            raise typer.Exit(code=2) from None
         except ValueError as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(code=2) from None
+
+
+def for_platform(ctx: typer.Context, platform_id: str, action: Callable[[PostgresTrading], T]) -> T:
+    """`with_trading` for a change to one platform's state: a platform nobody registered is
+    refused (`platform_not_found`, exit 2) before anything is written."""
+
+    async def run(pool: asyncpg.Pool, trading: PostgresTrading) -> T:
+        await require_platform(pool, platform_id)
+        # As the API's calls: a concurrent writer's win is read back, so a deposit raced by
+        # its own retry is a replay rather than an error.
+        return await asyncio.to_thread(retry_on_conflict, lambda: action(trading))
+
+    return with_pool_and_trading(ctx, run)
 
 
 @float_app.command("deposit")
@@ -83,16 +100,21 @@ def deposit(
     platform_id: Annotated[str, typer.Argument(help="The platform, e.g. PLAT01.")],
     currency: Annotated[str, typer.Argument(help="Quoted currency, e.g. USD.")],
     amount: Annotated[str, typer.Argument(help="Decimal amount, e.g. 1000000.00.")],
-    reference: Annotated[str, typer.Option(help="Wire reference.")] = "",
+    reference: Annotated[
+        str,
+        typer.Option(
+            help="The wire's reference (at most 128 printable characters): the deposit's "
+            "idempotency key, so running the same command again credits nothing."
+        ),
+    ],
 ) -> None:
     """Record a deposit into the platform's float (enrollments and top-ups draw on it)."""
     value = _decimal(amount, "amount")
-    account = with_trading(
-        ctx,
-        lambda t: t.deposit_float(
-            platform_id, currency, value, reference or f"{platform_id}-FLOAT"
-        ),
+    account, credited = for_platform(
+        ctx, platform_id, lambda t: t.deposit_float(platform_id, currency, value, reference)
     )
+    if not credited:
+        typer.echo(f"deposit {reference} was already recorded: nothing credited")
     typer.echo(
         f"{platform_id} {currency} float: balance {account.balance}, available {account.available}"
     )
@@ -111,8 +133,10 @@ def set_participants(
     ] = None,
 ) -> None:
     """Register participants (or change their eligibility); unknown participants are refused."""
-    changed = with_trading(
-        ctx, lambda t: t.register_participants(platform_id, codes, status, list(restrict or []))
+    changed = for_platform(
+        ctx,
+        platform_id,
+        lambda t: t.register_participants(platform_id, codes, status, list(restrict or [])),
     )
     typer.echo(f"{changed} participant(s) changed")
 

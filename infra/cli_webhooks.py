@@ -13,13 +13,16 @@ from uuid import UUID
 import asyncpg
 import typer
 
+from domain.errors import DomainError
+from domain.webhook_url import webhook_target
 from infra.database import database_url
 from infra.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
+from infra.platforms import require_platform
 from infra.secrets_box import MasterKeyError, SecretBox, secret_box_for
 from infra.settings import Settings
 from infra.tables import JsonOption, echo_json, echo_table
-from infra.webhooks_store import PAYLOAD_TYPES, WebhookStore
+from infra.webhooks_store import PAYLOAD_TYPES, Subscription, WebhookStore
 
 T = TypeVar("T")
 
@@ -55,6 +58,8 @@ def _run(ctx: typer.Context, action: Callable[[WebhookStore], Awaitable[T]]) -> 
         box = secret_box_for(settings)
         with database_url(settings) as url:
             return asyncio.run(_with_store(url, box, action))
+    except DomainError as exc:
+        _fail(f"({exc.code}) {exc.message}")
     except (MasterKeyError, ValueError) as exc:
         _fail(str(exc))
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as exc:
@@ -77,7 +82,13 @@ async def _with_store(
 def add(
     ctx: typer.Context,
     platform_id: Platform,
-    url: Annotated[str, typer.Argument(help="The receiver's https URL.")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="The receiver's https URL on a public host "
+            "(STRATEGIES_WEBHOOK_ALLOW_PRIVATE=true also allows http and private hosts)."
+        ),
+    ],
     types: Annotated[
         list[str] | None,
         typer.Option("--type", help=f"Payload type (repeatable; default all): {PAYLOAD_TYPES}."),
@@ -87,11 +98,17 @@ def add(
     ] = False,
 ) -> None:
     """Subscribe URL to the platform's notifications; prints the signing secret once."""
-    if not url.startswith(("http://", "https://")):
-        _fail("the URL must start with http:// or https://")
-    sub, secret = _run(
-        ctx, lambda s: s.create(platform_id, url, types or PAYLOAD_TYPES, legacy=legacy)
-    )
+    settings: Settings = ctx.find_root().obj
+    try:
+        webhook_target(url, allow_private=settings.webhook_allow_private)
+    except DomainError as refused:
+        _fail(f"({refused.code}) {refused.message}")
+
+    async def subscribe(store: WebhookStore) -> tuple[Subscription, str]:
+        await require_platform(store.pool, platform_id)
+        return await store.create(platform_id, url, types or PAYLOAD_TYPES, legacy=legacy)
+
+    sub, secret = _run(ctx, subscribe)
     typer.echo(f"subscription {sub.id} for {platform_id}: {url}")
     typer.echo(f"types: {', '.join(sub.payload_types)}; legacy headers: {sub.legacy_headers}")
     typer.echo(f"secret (shown once, keep it): {secret}")

@@ -57,7 +57,10 @@ async def run_demo(engine: Engine, traders: int, console: Console) -> list[Opera
     await engine.call(
         trading.register_participants, PLATFORM, cast.no_sol, ParticipantStatus.ACTIVE, ["SOL"]
     )
-    await engine.call(trading.deposit_float, PLATFORM, "USD", cast.float_needed, "DEMO-FLOAT")
+    # A reference per run: it is the deposit's idempotency key, and a second demo on the same
+    # data folder is a second wire (the same reference would credit nothing, or conflict).
+    wire = f"DEMO-FLOAT-{uuid4().hex[:12]}"
+    await engine.call(trading.deposit_float, PLATFORM, "USD", cast.float_needed, wire)
     created = await _execute(
         engine,
         "create_strategy",

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
+from domain.codes import check_platform_id
 from domain.errors import ConflictError, FieldError, InvalidRequestError, NotFoundError
 from infra.ddl import create_missing
 from infra.secrets_box import hash_passphrase
@@ -257,6 +258,25 @@ async def find_key(
     )
     cache.put(record)
     return record
+
+
+async def require_platform(pool: asyncpg.Pool, platform_id: str) -> None:
+    """Refuse an admin change for a platform nobody registered: a typo in a deposit or a
+    participant list must not create float or eligibility for a platform that cannot exist."""
+    check_platform_id(platform_id)  # a NUL would fail in the query rather than be unknown
+    async with pool.acquire() as connection:
+        # A database where no platform was ever created has no table yet: none is known.
+        found = await connection.fetchval("SELECT to_regclass('platforms') IS NOT NULL")
+        if found:
+            found = await connection.fetchval(
+                "SELECT true FROM platforms WHERE platform_id = $1", platform_id
+            )
+    if not found:
+        raise PlatformNotFoundError(
+            f"platform {platform_id} does not exist: register it with "
+            "`strategies platform create` first",
+            errors=(FieldError("platform_id", "is not a registered platform"),),
+        )
 
 
 async def list_platforms(pool: asyncpg.Pool) -> list[PlatformSummary]:

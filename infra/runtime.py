@@ -226,7 +226,9 @@ class Engine:
         store = WebhookStore(self.pool, box)
         if box is not None:
             self.webhook_sender = WebhookSender(
-                store, on_attempt=lambda: self.heartbeat.progress("webhooks")
+                store,
+                on_attempt=lambda: self.heartbeat.progress("webhooks"),
+                allow_private=self.settings.webhook_allow_private,
             )
         recorder = WebhookRecorder(
             store, on_recorded=self.webhook_sender.poke if self.webhook_sender else None

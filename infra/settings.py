@@ -130,6 +130,10 @@ class Settings(AbuseLimitSettings, BaseSettings):
     max_allocations: int = Field(
         default=Limits.max_allocations, ge=1, validation_alias="STRATEGIES_MAX_ALLOCATIONS"
     )
+    # Development only: webhooks to http and to loopback/private addresses (domain.webhook_url).
+    webhook_allow_private: bool = Field(
+        default=False, validation_alias="STRATEGIES_WEBHOOK_ALLOW_PRIVATE"
+    )
 
     # The HTTP edge (issue 15): what one response may weigh, which Host headers and proxies
     # are believed, and how long a slow or idle client may hold a connection.
@@ -180,6 +184,17 @@ class Settings(AbuseLimitSettings, BaseSettings):
                 msg = f"must be a comma-separated list of host names, *.domain or * ({pattern!r})"
                 raise ValueError(msg)
         return value
+
+    @field_validator("webhook_allow_private", mode="before")
+    @classmethod
+    def _strict_boolean(cls, value: object) -> object:
+        # pydantic would also read yes/on/1/t as true: a switch that opens the network to
+        # the webhook sender takes exactly `true` or `false`.
+        if isinstance(value, bool):
+            return value
+        if value in ("true", "false"):
+            return value == "true"
+        raise ValueError("must be true or false")
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -28,6 +28,7 @@ from uuid import UUID, uuid5
 import httpx
 import structlog
 
+from infra.webhook_targets import Resolver, TargetRefusedError, destination, system_resolver
 from projections.executions import ExecutionRow
 from projections.operations import OperationRow
 from projections.poisoned import NotAppliedYetError
@@ -226,21 +227,25 @@ class WebhookSender:
         poll_interval: float = 0.5,
         concurrency: int = 8,
         on_attempt: Callable[[], None] | None = None,
+        allow_private: bool = False,
+        resolve: Resolver = system_resolver,
     ) -> None:
-        """`on_attempt`: called after every delivery attempt (the process's progress)."""
+        """`on_attempt`: called after every delivery attempt (the process's progress).
+        `allow_private`: send to http and non-public addresses too (development only);
+        `resolve`: how a host's addresses are found (the system's resolver)."""
         self.store = store
         self.on_attempt = on_attempt
+        self.allow_private = allow_private
+        self.resolve = resolve
         self.policy = policy or RetryPolicy()
         self.poll_interval = poll_interval
         self.concurrency = concurrency
         self._loops: dict[UUID, asyncio.Task[None]] = {}
         self._wake: dict[UUID, asyncio.Event] = {}
         self._supervisor: asyncio.Task[None] | None = None
-        self._client: httpx.AsyncClient | None = None
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.policy.timeout)
         self._supervisor = asyncio.create_task(self._supervise(), name="webhooks-supervisor")
 
     async def stop(self) -> None:
@@ -254,9 +259,6 @@ class WebhookSender:
             with contextlib.suppress(Exception):
                 await task
         self._loops.clear()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     def poke(self) -> None:
         """Something was recorded or redelivered: every loop looks for due rows now."""
@@ -285,13 +287,24 @@ class WebhookSender:
                 return
 
     async def _loop(self, sub: Subscription) -> None:
+        # A client per subscription: requests go to an address with the name in Host and
+        # SNI, and a pool shared by subscriptions could carry one name's request over a TLS
+        # connection made for another name at the same address. No proxy from the
+        # environment (it would connect to the name itself) and no redirects (a 3xx could
+        # point anywhere): both would bypass the address check.
+        async with httpx.AsyncClient(
+            timeout=self.policy.timeout, trust_env=False, follow_redirects=False
+        ) as client:
+            await self._deliver(sub, client)
+
+    async def _deliver(self, sub: Subscription, client: httpx.AsyncClient) -> None:
         secret = await self.store.secret(sub.id)
         wake = self._wake[sub.id]
         lease = self.policy.timeout + 30
         while not self._stopping.is_set():
             try:
                 due = await self.store.claim(sub.id, self.concurrency, lease)
-                await asyncio.gather(*(self._attempt(sub, secret, d) for d in due))
+                await asyncio.gather(*(self._attempt(sub, client, secret, d) for d in due))
             except Exception as error:  # the database went away: try again after a pause
                 log.warning("webhooks.loop_failed", subscription_id=str(sub.id), error=repr(error))
                 due = []
@@ -300,13 +313,16 @@ class WebhookSender:
                     await asyncio.wait_for(wake.wait(), self.poll_interval)
                 wake.clear()
 
-    async def _attempt(self, sub: Subscription, secret: str, due: DueDelivery) -> None:
-        await self._send(sub, secret, due)
+    async def _attempt(
+        self, sub: Subscription, client: httpx.AsyncClient, secret: str, due: DueDelivery
+    ) -> None:
+        await self._send(sub, client, secret, due)
         if self.on_attempt is not None:
             self.on_attempt()
 
-    async def _send(self, sub: Subscription, secret: str, due: DueDelivery) -> None:
-        assert self._client is not None
+    async def _send(
+        self, sub: Subscription, client: httpx.AsyncClient, secret: str, due: DueDelivery
+    ) -> None:
         body = due.body.encode()
         headers = signed_headers(
             secret,
@@ -319,9 +335,19 @@ class WebhookSender:
         started = time.monotonic()
         code: int | None = None
         try:
-            response = await self._client.post(sub.url, content=body, headers=headers)
+            target = await destination(
+                sub.url, allow_private=self.allow_private, resolve=self.resolve
+            )
+            response = await client.post(
+                target.url,
+                content=body,
+                headers={**headers, **target.headers},
+                extensions=target.extensions,
+            )
             code = response.status_code
             error = "" if 200 <= code < 300 else f"HTTP {code}"
+        except TargetRefusedError as refused:  # nothing was sent: no status, no probe
+            error = f"refused: {refused}"
         except httpx.TimeoutException:
             error = f"timeout after {self.policy.timeout}s"
         except httpx.HTTPError as failure:

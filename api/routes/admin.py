@@ -5,17 +5,20 @@ eligibility, manage the instrument catalogue. Guarded by a bearer token
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Path, Request, Response, status
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api.auth import CallerFirstRoute
 from api.deps import EngineDep
 from api.errors import Problem, ProblemError
-from domain.catalogue import Instrument, InstrumentStatus
+from domain.catalogue import Instrument, InstrumentStatus, currency_problem
+from domain.codes import asset_problem, code_problem, reference_problem
 from domain.eligibility import ParticipantStatus
 from domain.money import parse_decimal
+from infra.platforms import require_platform
 
 
 def require_admin(request: Request) -> None:
@@ -58,10 +61,32 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _rule(problem: Callable[[object], str | None]) -> AfterValidator:
+    """A rule of `domain.codes` as a field check: a refusal names the field's path (400)."""
+
+    def check(value: str) -> str:
+        if (why := problem(value)) is not None:
+            raise ValueError(why)
+        return value
+
+    return AfterValidator(check)
+
+
+Code = Annotated[str, _rule(code_problem)]
+Asset = Annotated[str, _rule(asset_problem)]
+Currency = Annotated[str, _rule(currency_problem)]
+#: A registered platform's id; one that is not registered is a 404 (`platform_not_found`).
+PlatformId = Annotated[str, Path(), _rule(code_problem)]
+
+
 class FloatDeposit(Strict):
-    currency: str = Field(examples=["USD"])
+    currency: Currency = Field(examples=["USD"])
     amount: str = Field(examples=["1000000.00"])
-    reference: str = Field(min_length=1, max_length=128, examples=["PLAT01-FLOAT"])
+    reference: Annotated[str, _rule(reference_problem)] = Field(
+        examples=["WIRE-2026-11-26-0001"],
+        description="The wire's own reference, at most 128 printable characters: the "
+        "deposit's idempotency key (the same reference and amount again credit nothing).",
+    )
 
 
 class FloatBalance(BaseModel):
@@ -72,9 +97,9 @@ class FloatBalance(BaseModel):
 
 
 class ParticipantEligibility(Strict):
-    participant_code: str = Field(min_length=1, max_length=64)
+    participant_code: Code
     status: Literal["active", "suspended", "closed"] = "active"
-    restricted_assets: list[str] = Field(default_factory=list)
+    restricted_assets: list[Asset] = Field(default_factory=list, max_length=500)
 
 
 class ParticipantsUpdate(Strict):
@@ -82,8 +107,8 @@ class ParticipantsUpdate(Strict):
 
 
 class InstrumentListing(Strict):
-    asset: str = Field(min_length=1, max_length=16)
-    quoted_currency: str
+    asset: Asset
+    quoted_currency: Currency
     precision: int = Field(ge=0, le=18)
     min_notional: str = Field(examples=["1.00"])
     status: Literal["enabled", "halted", "disabled"] = "enabled"
@@ -97,13 +122,25 @@ class InstrumentsUpdate(Strict):
     "/platforms/{platform_id}/float-deposits",
     status_code=status.HTTP_201_CREATED,
     response_model=FloatBalance,
+    responses={
+        200: {"model": FloatBalance, "description": "A replay: this deposit was recorded."},
+        404: {"model": Problem, "description": "No such platform."},
+        409: {"model": Problem, "description": "The reference was used for another amount."},
+    },
     summary="Fund a platform's float account",
 )
-async def deposit_float(platform_id: str, body: FloatDeposit, engine: EngineDep) -> FloatBalance:
+async def deposit_float(
+    platform_id: PlatformId, body: FloatDeposit, engine: EngineDep, response: Response
+) -> FloatBalance:
+    """201 with the balance after this deposit; a replay (same reference and amount) credits
+    nothing and answers 200 with the balance as it is now, like the platform API's replays."""
     amount = parse_decimal(body.amount, "amount")
-    account = await engine.call(
+    await require_platform(engine.pool, platform_id)
+    account, created = await engine.call(
         engine.trading.deposit_float, platform_id, body.currency, amount, body.reference
     )
+    if not created:
+        response.status_code = status.HTTP_200_OK
     return FloatBalance(
         platform_id=platform_id,
         currency=body.currency,
@@ -112,10 +149,15 @@ async def deposit_float(platform_id: str, body: FloatDeposit, engine: EngineDep)
     )
 
 
-@router.put("/platforms/{platform_id}/participants", summary="Set participants' eligibility")
+@router.put(
+    "/platforms/{platform_id}/participants",
+    responses={404: {"model": Problem, "description": "No such platform."}},
+    summary="Set participants' eligibility",
+)
 async def set_participants(
-    platform_id: str, body: ParticipantsUpdate, engine: EngineDep
+    platform_id: PlatformId, body: ParticipantsUpdate, engine: EngineDep
 ) -> dict[str, int]:
+    await require_platform(engine.pool, platform_id)
     changed = 0
     groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for entry in body.participants:

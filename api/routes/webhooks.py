@@ -11,12 +11,14 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from api.deps import PoolDep
 from api.errors import Problem, ProblemError
 from api.routes.admin import AdminRoute, require_admin
 from api.routes.reads import MAX_PAGE
+from domain.webhook_url import MAX_URL_LENGTH, webhook_target
+from infra.platforms import require_platform
 from infra.webhooks_store import WebhookStore
 
 PayloadType = Literal[
@@ -31,7 +33,7 @@ router = APIRouter(
     tags=["webhooks (extension)"],
     dependencies=[Depends(require_admin)],
     responses={
-        400: {"model": Problem, "description": "Invalid body or page."},
+        400: {"model": Problem, "description": "Invalid body or page, or a refused URL."},
         401: {"model": Problem, "description": "Missing or wrong admin token."},
         403: {"model": Problem, "description": "Admin API switched off."},
     },
@@ -55,7 +57,15 @@ StoreDep = Annotated[WebhookStore, Depends(get_store)]
 class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: AnyHttpUrl = Field(examples=["https://platform.example/hooks/strategies"])
+    url: str = Field(
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        examples=["https://platform.example/hooks/strategies"],
+        description="https to a public host: no credentials, no loopback, private, "
+        "link-local or other non-public address (checked again, on every resolved "
+        "address, before each delivery). STRATEGIES_WEBHOOK_ALLOW_PRIVATE=true allows "
+        "http and private targets, for development.",
+    )
     payload_types: Annotated[list[PayloadType], Field(min_length=1)]
     legacy_headers: StrictBool = Field(
         default=False, description="Also send the body-only x-zh-hook-signature-256."
@@ -83,13 +93,20 @@ class DeliveryLog(BaseModel):
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=CreatedSubscription, summary="Subscribe"
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CreatedSubscription,
+    responses={404: {"model": Problem, "description": "No such platform."}},
+    summary="Subscribe",
 )
 async def create_subscription(
-    platform_id: PlatformId, body: SubscriptionCreate, store: StoreDep
+    platform_id: PlatformId, body: SubscriptionCreate, store: StoreDep, request: Request
 ) -> dict[str, Any]:
+    allow_private: bool = request.app.state.settings.webhook_allow_private
+    target = webhook_target(body.url, allow_private=allow_private)
+    await require_platform(store.pool, platform_id)
     sub, secret = await store.create(
-        platform_id, str(body.url), body.payload_types, legacy=body.legacy_headers
+        platform_id, target.url, body.payload_types, legacy=body.legacy_headers
     )
     return {**sub.public(), "secret": secret}
 

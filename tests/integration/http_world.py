@@ -106,7 +106,9 @@ async def http_world(
     **settings: Any,
 ) -> AsyncIterator[World]:
     """`settings`: extra `Settings` fields (limits, say). Firm quotes of
-    `STRATEGIES_VENUE_FAIL_QUOTES` (the caller's environment) fail."""
+    `STRATEGIES_VENUE_FAIL_QUOTES` (the caller's environment) fail. The webhook receiver
+    listens on loopback, so private webhook targets are allowed unless `settings` says not."""
+    settings.setdefault("webhook_allow_private", True)
     config = Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -131,19 +133,21 @@ async def http_world(
                 client = SignedClient(http, credentials)
                 box = app.state.secret_box
                 world = World(engine, http, client, receiver, platform_id, box, app)
-                await _prepare(world, codes)
+                await _prepare(world, codes, subscribe=config.webhook_allow_private)
                 yield world
 
 
-async def _prepare(world: World, codes: list[str]) -> None:
+async def _prepare(world: World, codes: list[str], *, subscribe: bool) -> None:
+    """`subscribe`: the loopback receiver too (only where private targets are allowed)."""
     base = f"/admin/platforms/{world.platform_id}"
     participants = {"participants": [{"participant_code": code} for code in codes]}
     deposit = {"currency": "USD", "amount": "1000000.00", "reference": "HTTP-FLOAT"}
     hook = {"url": world.receiver.url, "payload_types": PAYLOAD_TYPES}
-    for method, path, body, status in (
+    steps = [
         ("PUT", f"{base}/participants", participants, 200),
         ("POST", f"{base}/float-deposits", deposit, 201),
         ("POST", f"{base}/webhooks", hook, 201),
-    ):
+    ]
+    for method, path, body, status in steps[0 if codes else 1 : 3 if subscribe else 2]:
         answer = await world.http.request(method, path, json=body, headers=world.admin)
         assert answer.status_code == status, answer.text

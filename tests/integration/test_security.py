@@ -170,6 +170,7 @@ async def world(
         admin_token=ADMIN_TOKEN,
         max_body_bytes=MAX_BODY_BYTES,
         chunk_size=2,
+        webhook_allow_private=True,  # HOOK_URL is on loopback
     )
     app = create_app(settings, database_url, roles=["all"])  # embedded: the whole pipeline
     async with app.router.lifespan_context(app):

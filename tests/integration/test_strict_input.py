@@ -112,9 +112,9 @@ def test_the_cli_reads_amounts_the_same_strict_way(fresh_database_url: str) -> N
     assert json.loads(made.stdout)
     for loose in LOOSE:
         done: subprocess.CompletedProcess[str] = run_cli(
-            env, "float", "deposit", "STRICT2", "USD", loose
+            env, "float", "deposit", "STRICT2", "USD", loose, "--reference", "W1"
         )
         assert done.returncode == 2, (loose, done.stdout, done.stderr)
         assert "amount" in done.stderr, (loose, done.stderr)
-    accepted = run_cli(env, "float", "deposit", "STRICT2", "USD", "1000.00")
+    accepted = run_cli(env, "float", "deposit", "STRICT2", "USD", "1000.00", "--reference", "W1")
     assert accepted.returncode == 0, accepted.stderr

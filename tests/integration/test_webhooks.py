@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import re
 import time
@@ -27,13 +28,17 @@ from api.errors import install_error_handlers
 from api.routes import webhooks as webhook_routes
 from api.webhook_verify import verify_webhook
 from domain.statuses import OperationStatus, OperationType
+from domain.webhook_url import IPAddress
+from infra import platforms
 from infra.bus.memory import InProcessBus
+from infra.platforms import create_platform
 from infra.runtime import ROLES, Engine
-from infra.secrets_box import SecretBox
+from infra.secrets_box import SecretBox, secret_box_for
 from infra.settings import Settings
+from infra.webhook_targets import Resolver, system_resolver
 from infra.webhooks_store import PAYLOAD_TYPES, WebhookStore
 from projections import queries
-from tests.integration.pipeline.harness import BLUE_CHIP, PLATFORM, wait_terminal
+from tests.integration.pipeline.harness import BLUE_CHIP, wait_terminal
 from tests.integration.webhook_receiver import Receiver, serving
 from workers.webhooks import (
     EXECUTION_CHANGED,
@@ -45,6 +50,8 @@ from workers.webhooks import (
 
 pytestmark = pytest.mark.integration
 
+#: A registered platform: subscriptions for platforms nobody registered are refused.
+PLATFORM = "WEBHOOK-IT"
 FAST = RetryPolicy(quick=4, quick_interval=0.02, backoff=3, backoff_initial=0.05, timeout=0.3)
 CODES = ["W001", "W002", "W003"]
 UNKNOWN = "W404"  # never registered: the credit check rejects it
@@ -60,17 +67,22 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(database_url: str) -> AsyncIterator[Rig]:
+async def rig(
+    database_url: str, *, allow_private: bool = True, resolve: Resolver = system_resolver
+) -> AsyncIterator[Rig]:
     settings = Settings(database_url=database_url, chunk_size=25)
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
     box = SecretBox(os.urandom(32))
     store = WebhookStore(pool, box)
-    sender = WebhookSender(store, FAST, poll_interval=0.05)
+    # the receivers listen on loopback: a development setting (STRATEGIES_WEBHOOK_ALLOW_PRIVATE)
+    sender = WebhookSender(
+        store, FAST, poll_interval=0.05, allow_private=allow_private, resolve=resolve
+    )
     bus = InProcessBus()
     app = FastAPI()
     app.include_router(webhook_routes.router)
     install_error_handlers(app)
-    app.state.settings = SimpleNamespace(admin_token=SecretStr(TOKEN))
+    app.state.settings = SimpleNamespace(admin_token=SecretStr(TOKEN), webhook_allow_private=True)
     app.state.db_pool = pool
     app.state.secret_box = box
     transport = httpx.ASGITransport(app=app)
@@ -84,6 +96,7 @@ async def rig(database_url: str) -> AsyncIterator[Rig]:
             ) as engine,
             httpx.AsyncClient(transport=transport, base_url="http://api", headers=auth) as api,
         ):
+            await create_platform(pool, PLATFORM, "Webhook tests", box)
             await sender.start()
             try:
                 yield Rig(engine, store, sender, api)
@@ -289,6 +302,58 @@ async def test_admin_endpoints_need_the_token(fresh_database_url: str) -> None:
         assert bad.status_code in (400, 422)
 
 
+def resolving(names: dict[str, list[str]]) -> Resolver:
+    """DNS as a zone file: the answers a name server would give (it is not ours to run)."""
+
+    async def resolve(host: str, port: int) -> list[IPAddress]:
+        return [ipaddress.ip_address(a) for a in names[host]]
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    "answers", [["127.0.0.1"], ["93.184.216.34", "10.1.2.3"], ["::ffff:169.254.169.254"]]
+)
+async def test_a_name_that_resolves_to_a_private_address_is_refused_at_send_time(
+    fresh_database_url: str, answers: list[str]
+) -> None:
+    """Registered while its name looked public, the name now answers with an address inside
+    (DNS rebinding): each attempt is a failed delivery saying why, and nothing is sent."""
+    dns = resolving({"hooks.example.com": answers})
+    with serving(Receiver()) as receiver:
+        async with rig(fresh_database_url, allow_private=False, resolve=dns) as r:
+            sub = await subscribe(r.api, "https://hooks.example.com/h", (OPERATION_CHANGED,))
+            await enroll(r.engine, CODES)
+            log_url = f"/admin/platforms/{PLATFORM}/webhooks/{sub['id']}/deliveries"
+
+            async def all_dead() -> bool:
+                page = (await r.api.get(log_url)).json()["message"]
+                return bool(page) and all(d["status"] == "dead" for d in page)
+
+            await eventually(all_dead, timeout=30)
+            page = (await r.api.get(log_url)).json()["message"]
+    assert not receiver.requests
+    for delivery in page:
+        assert delivery["last_status_code"] is None
+        assert delivery["last_error"].startswith("refused: hooks.example.com resolves to ")
+        assert "not a public address" in delivery["last_error"]
+
+
+async def test_an_attempt_connects_to_the_address_it_checked_and_names_the_host(
+    fresh_database_url: str,
+) -> None:
+    """The name is resolved once, by the sender: the request goes to that address with the
+    name in Host (the system resolver has never heard of `receiver.test`)."""
+    with serving(Receiver()) as receiver:
+        port = httpx.URL(receiver.url).port
+        dns = resolving({"receiver.test": ["127.0.0.1"]})
+        async with rig(fresh_database_url, allow_private=True, resolve=dns) as r:
+            await subscribe(r.api, f"http://receiver.test:{port}/hooks", (OPERATION_CHANGED,))
+            _, operation_id = await enroll(r.engine, CODES)
+            await eventually(lambda: _settled_seen(receiver, operation_id))
+    assert {x.headers["host"] for x in receiver.requests} == {f"receiver.test:{port}"}
+
+
 def _op_statuses(receiver: Receiver, operation_id: UUID) -> list[str]:
     return [
         x.payload["status"]
@@ -320,6 +385,10 @@ def test_an_operator_manages_subscriptions_from_the_command_line(fresh_database_
     def run(*args: str) -> Any:
         return CliRunner().invoke(root, ["webhooks", *args])
 
+    refused = run("add", PLATFORM, "https://hooks.example/a")
+    assert refused.exit_code == 1 and "platform_not_found" in refused.output
+    asyncio.run(_registered(fresh_database_url, settings))
+
     added = run("add", PLATFORM, "https://hooks.example/a", "--type", TRADER_CREATED, "--legacy")
     assert added.exit_code == 0, added.output
     assert "whsec_" in added.output and "legacy headers: True" in added.output
@@ -333,3 +402,16 @@ def test_an_operator_manages_subscriptions_from_the_command_line(fresh_database_
     assert run("remove", PLATFORM, subscription_id).exit_code == 0
     assert subscription_id not in run("list", PLATFORM).output
     assert run("add", PLATFORM, "ftp://nope").exit_code == 1
+    for url in ("http://hooks.example/h", "https://127.0.0.1/h", "https://u:p@hooks.example/h"):
+        refused = run("add", PLATFORM, url)
+        assert refused.exit_code == 1 and "(invalid_webhook_url)" in refused.output, url
+    assert run("list", PLATFORM, "--json").output.splitlines()[-1] == "[]"  # after any log
+
+
+async def _registered(database_url: str, settings: Settings) -> None:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        await platforms.ensure_schema(pool)
+        await create_platform(pool, PLATFORM, "Webhook tests", secret_box_for(settings))
+    finally:
+        await pool.close()

@@ -201,3 +201,16 @@ def test_bad_http_edge_values_are_refused(
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=variable):
         load_settings()
+
+
+def test_private_webhook_targets_are_off_unless_the_setting_says_exactly_true(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().webhook_allow_private is False
+    for value, expected in (("true", True), ("false", False)):
+        monkeypatch.setenv("STRATEGIES_WEBHOOK_ALLOW_PRIVATE", value)
+        assert load_settings().webhook_allow_private is expected
+    for loose in ("1", "yes", "on", "True", "t", " true", "0", "no"):
+        monkeypatch.setenv("STRATEGIES_WEBHOOK_ALLOW_PRIVATE", loose)
+        with pytest.raises(SettingsError, match="STRATEGIES_WEBHOOK_ALLOW_PRIVATE"):
+            load_settings()

@@ -221,6 +221,7 @@ async def test_kills_a_broker_restart_and_dropped_connections_lose_and_double_no
             "STRATEGIES_TOPIC_PREFIX": f"chaos-{uuid4().hex[:8]}",
             "STRATEGIES_MASTER_KEY": base64.b64encode(key).decode(),
             "STRATEGIES_LOG_FORMAT": "json",
+            "STRATEGIES_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver listens on loopback
             # INFO: the stage logs say which tasks were handled again (the figures below).
             "STRATEGIES_LOG_LEVEL": os.environ.get("CHAOS_LOG_LEVEL", "INFO"),
             # Outages stretch the time from price lock to block placement past the usual

@@ -164,6 +164,7 @@ class World:
     app: RecordingTrading = field(init=False)
     strategy_id: UUID = field(init=False)
     deposits: Decimal = ZERO
+    wires: int = 0
     codes: set[str] = field(default_factory=set)
     audits: list[Audit] = field(default_factory=list)
     requests: int = 0
@@ -190,7 +191,9 @@ class World:
 
     def deposit(self, amount: Decimal) -> None:
         if amount > 0:
-            self.app.deposit_float(PLATFORM, QUOTED, amount, "PLATFORM-FLOAT")
+            # a reference per wire: the reference is the deposit's idempotency key
+            self.wires += 1
+            self.app.deposit_float(PLATFORM, QUOTED, amount, f"PLATFORM-FLOAT-{self.wires}")
             self.deposits += amount
 
     def float_account(self) -> FloatAccount:
