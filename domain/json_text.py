@@ -48,6 +48,10 @@ def parse_json_text(raw: bytes) -> Any:
         raise _invalid(f"{error.msg} at character {error.pos}") from None
     except RecursionError:
         raise _invalid("nested too deeply to read") from None
+    except ValueError:
+        # Python refuses integers of more than 4300 digits (a guard against quadratic
+        # conversion, CVE-2020-10735) with a plain ValueError: no JSON a platform sends needs one.
+        raise _invalid("a number has too many digits") from None
 
 
 def _utf8(raw: bytes) -> str:
