@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from api import replay_guard
 from domain.errors import DomainError
+from domain.failures import STAGE_TASKS, Verdict, classify
 from domain.requests import Limits
 from infra import platforms
 from infra.bus import Bus, Delivery, Handler
@@ -33,6 +34,7 @@ from infra.positions import PostgresPositions, leadership
 from infra.secrets_box import MasterKeyError, secret_box_for
 from infra.settings import Settings
 from infra.store import PostgresTrading, retry_on_conflict
+from infra.transient import is_transient
 from infra.venue import QuoteProvider
 from infra.venue.config import VenueConfig, build_venue
 from infra.webhooks_store import WebhookStore
@@ -86,29 +88,34 @@ def build_bus(settings: Settings, client_id: str) -> Bus:
 
 
 def guarded(handler: Handler) -> Handler:
-    """A task the domain refuses (unknown operation, a stage it has moved past) is logged and
-    acknowledged: retrying it could never succeed and would hold up its partition. Anything
-    else (database down, a bug) propagates, so the bus redelivers the record after a back-off."""
+    """Stage tasks under `domain.failures.STAGE_TASKS`: a task the domain refuses (unknown
+    operation, a stage it has moved past) or cannot read is logged and acknowledged, since
+    retrying it could never succeed and would hold up its partition. Anything else (database
+    down, a bug) propagates, so the bus redelivers the record after a back-off."""
 
     async def handle(delivery: Delivery) -> None:
         try:
             await handler(delivery)
-        except DomainError as refusal:
-            log.error(
-                "stage.refused",
-                topic=delivery.topic,
-                key=delivery.key,
-                offset=delivery.offset,
-                code=refusal.code,
-                reason=refusal.message,
-            )
-        except ValidationError as unreadable:
-            log.error(
-                "stage.unreadable",
-                topic=delivery.topic,
-                offset=delivery.offset,
-                error=str(unreadable),
-            )
+        except Exception as error:
+            failure = classify(error, outage=is_transient, unreadable=(ValidationError,))
+            if STAGE_TASKS.verdict(failure, delivery.redelivered + 1) is not Verdict.SETTLE:
+                raise
+            if isinstance(error, DomainError):
+                log.error(
+                    "stage.refused",
+                    topic=delivery.topic,
+                    key=delivery.key,
+                    offset=delivery.offset,
+                    code=error.code,
+                    reason=error.message,
+                )
+            else:
+                log.error(
+                    "stage.unreadable",
+                    topic=delivery.topic,
+                    offset=delivery.offset,
+                    error=str(error),
+                )
 
     return handle
 
