@@ -41,10 +41,6 @@ class Filter:
     pattern: str | None = None
     description: str = ""
 
-    @property
-    def parameter(self) -> str:
-        return self.query or self.name
-
     def condition(self, value: Any) -> Condition:
         return (self.column, self.operator, _utc(value) if self.kind is datetime else value)
 

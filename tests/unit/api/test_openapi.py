@@ -102,9 +102,9 @@ def test_every_list_documents_exactly_its_declared_filters(tmp_path: Path) -> No
         parameters = {
             p["name"]: p for p in spec["paths"][path]["get"]["parameters"] if p["in"] == "query"
         }
-        assert set(parameters) == {f.parameter for f in declared} | {"page", "size"}, path
+        assert set(parameters) == {f.query or f.name for f in declared} | {"page", "size"}, path
         for each in declared:
-            documented = parameters[each.parameter]
+            documented = parameters[each.query or each.name]
             assert documented["description"] == each.description, (path, each.name)
             (schema, _none) = documented["schema"]["anyOf"]
             if each.choices:
@@ -120,4 +120,4 @@ def test_the_readme_names_every_declared_filter_of_each_list() -> None:
             continue
         row = next(line for line in readme.splitlines() if line.startswith(f"| `GET {path}["))
         named = re.findall(r"`([a-z_]+(?:\[[a-z]+\])?)`", row.split("| filters", 1)[1])
-        assert named == [f.parameter for f in declared], path
+        assert named == [f.query or f.name for f in declared], path
