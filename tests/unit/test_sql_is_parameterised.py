@@ -96,7 +96,7 @@ ALLOWED = {
     ("projections/schema.py", "i"): "a $n placeholder number from enumerate()",
     ("projections/schema.py", "alias"): "a table alias written by the calling code",
     # create_missing(pool, ddl): every caller passes its module's SCHEMA/DDL string constant
-    # (api/idempotency.py, api/replay_guard.py, infra/platforms.py, infra/positions.py,
+    # (api/replay_guard.py, infra/heartbeats.py, infra/platforms.py, infra/positions.py,
     # infra/webhooks_store.py); test_ddl_comes_only_from_module_constants checks the calls.
     ("infra/ddl.py", "ddl"): "a caller's CREATE ... IF NOT EXISTS constant",
 }
