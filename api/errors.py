@@ -101,16 +101,6 @@ class ProblemError(Exception):
         self.headers = headers or {}
 
 
-# Documented on routes with `responses=PROBLEM_RESPONSES` (or a subset).
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {
-        "model": Problem,
-        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    }
-    for status in (400, 401, 403, 404, 409, 413, 500, 503)
-}
-
-
 def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
     """Make the document say which problems each route really sends, rewritten in place.
 

@@ -6,7 +6,6 @@ position for a natural person nobody vouched for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -29,7 +28,3 @@ class ParticipantProfile:
 
     def may_hold(self, asset: str) -> bool:
         return asset not in self.restricted_assets
-
-
-def restricted_assets_among(profile: ParticipantProfile, assets: Iterable[str]) -> list[str]:
-    return sorted(a for a in assets if not profile.may_hold(a))

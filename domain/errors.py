@@ -59,12 +59,6 @@ class CurrencyUnsupportedError(InvalidRequestError):
     code = "unsupported_currency"
 
 
-class CurrencyMismatchError(InvalidRequestError):
-    """Raised when an instrument or amount is not in the strategy's quoted currency."""
-
-    code = "currency_mismatch"
-
-
 class WebhookUrlInvalidError(InvalidRequestError):
     """Raised when a webhook URL is not https to a public host (or breaks the URL rule)."""
 

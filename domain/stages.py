@@ -2,9 +2,10 @@
 
 Each stage method is idempotent (a chunk already checked or settled is a no-op). A chunk
 stage writes in two steps, each one atomic `save`: the heavy step (the chunk's result and
-every Trader it touched) and a small barrier step on the Operation (and the float). A
-concurrent writer makes a save fail on an aggregate version, and the caller runs the stage
-again on fresh state: the heavy step is then found done, and only the barrier is redone.
+every Trader it touched) and a small barrier step on the Operation (with the float, when
+settling or releasing). A concurrent writer makes a save fail on an aggregate version, and
+the caller runs the stage again on fresh state: the heavy step is then found done, and only
+the barrier is redone.
 
 The order: every chunk is checked at the Operation's one set of indicative prices; pricing
 reserves the float in request order, then locks one price per asset with each block sized

@@ -40,19 +40,6 @@ class OperationReason(StrEnum):
     EXECUTION_FAILED = "execution_failed"
 
 
-class ExecutionStatus(StrEnum):
-    AWAITING_EXECUTION = "awaiting_execution"
-    SETTLED = "settled"
-    SKIPPED = "skipped"
-    REJECTED = "rejected"
-
-
-class InstructionStatus(StrEnum):
-    PENDING = "pending"
-    FILLED = "filled"
-    REJECTED = "rejected"
-
-
 class TraderStatus(StrEnum):
     #: Opened by the hold of its first enrollment; not visible until that enrollment settles.
     PENDING = "pending"

@@ -126,10 +126,10 @@ def retry_dropped_connections(fn: Callable[..., T]) -> Callable[..., T]:
     """Run `fn` again on a fresh connection while pooled connections turn out dead.
 
     After a database restart or pg_terminate_backend every pooled connection is dead and
-    each fails once before the pool replaces it, so the budget is three times the pool (a
-    pre-ping on checkout took 20 s to get past ten). When the database cannot be reached
-    at all (the pool times out), it fails at once: the caller answers 503 or the bus backs
-    off, instead of waiting here for minutes.
+    each fails once before the pool replaces it, so the budget is three times the default
+    pool, `pool_size` plus `max_overflow` (a pre-ping on checkout took 20 s to get past
+    ten). When the database cannot be reached at all (the pool times out), it fails at once:
+    the caller answers 503 or the bus backs off, instead of waiting here for minutes.
     """
 
     @functools.wraps(fn)
@@ -175,10 +175,10 @@ def retry_on_conflict(
 class PostgresTrading(Trading):
     """`Trading` persisted in PostgreSQL at `database_url`, with batched loads.
 
-    One instance per process is shared by the worker threads (each stage call runs in
-    `asyncio.to_thread`); a stage call holds one pooled connection at a time, so the pool
-    should have about as many connections as threads: `pool_size` stay open, up to
-    `max_overflow` more are opened under load.
+    One instance per process is shared by the threads that run its calls (the engine runs
+    each stage call on a thread, off the event loop); a call holds one pooled connection at
+    a time, so the pool should have about as many connections as threads: `pool_size` stay
+    open, up to `max_overflow` more are opened under load.
     """
 
     name = "Trading"  # keep the table names (trading_events) of the plain service

@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("projections.poisoned")
 
 POISONED, PARKED, RESOLVED = "poisoned", "parked", "resolved"
-STATUSES = (POISONED, PARKED, RESOLVED)
 #: Longest error message kept (PostgreSQL's messages can quote a whole value).
 MESSAGE_LIMIT = 500
 #: SQLSTATE classes that are the data's fault: 22 data exception (an untranslatable

@@ -19,10 +19,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import MAXYEAR, UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from projections.executions import EXECUTIONS, ExecutionRow
+from projections.filters import (
+    EXECUTION_FILTERS,
+    OPERATION_FILTERS,
+    STRATEGY_FILTERS,
+    TRADER_FILTERS,
+    Condition,
+    conditions,
+)
 from projections.operations import OperationRow
 from projections.schema import DEFAULT_SCHEMA, row_from_record
 from projections.strategies import StrategyRow
@@ -49,10 +56,6 @@ class PageOf(NamedTuple):
     total_pages: int
     #: Items on every page together (the API's response budget re-counts pages with it).
     total: int
-
-
-#: (column, operator, value): a condition applied when the value is not None.
-Condition = tuple[str, str, Any]
 
 
 # -- resources ----------------------------------------------------------------------------
@@ -132,9 +135,11 @@ async def list_strategies(
     page: int = 1,
     size: int = DEFAULT_SIZE,
     schema: str = DEFAULT_SCHEMA,
+    **filters: Any,
 ) -> PageOf:
     read = _rows(StrategyRow, strategy_resource)
-    return await _list(pool, schema, read, platform_id, [], page, size)
+    where = conditions(STRATEGY_FILTERS, filters)
+    return await _list(pool, schema, read, platform_id, where, page, size)
 
 
 # -- traders ------------------------------------------------------------------------------
@@ -152,21 +157,15 @@ async def list_traders(
     pool: asyncpg.Pool,
     platform_id: str,
     *,
-    strategy_id: UUID | None = None,
-    participant_code: str | None = None,
-    auto_rebalance: bool | None = None,
     page: int = 1,
     size: int = DEFAULT_SIZE,
     schema: str = DEFAULT_SCHEMA,
+    **filters: Any,
 ) -> PageOf:
-    conditions = [
-        _VISIBLE_TRADER,
-        ("strategy_id", "=", strategy_id),
-        ("participant_code", "=", participant_code),
-        ("auto_rebalance", "=", auto_rebalance),
-    ]
+    """`filters`: values of `TRADER_FILTERS` by name."""
+    where = [_VISIBLE_TRADER, *conditions(TRADER_FILTERS, filters)]
     read = _rows(TraderRow, trader_resource)
-    return await _list(pool, schema, read, platform_id, conditions, page, size)
+    return await _list(pool, schema, read, platform_id, where, page, size)
 
 
 # -- operations ---------------------------------------------------------------------------
@@ -181,26 +180,15 @@ async def list_operations(
     pool: asyncpg.Pool,
     platform_id: str,
     *,
-    strategy_id: UUID | None = None,
-    type: str | None = None,
-    status: str | None = None,
-    request_id: UUID | None = None,
-    created_gte: datetime | None = None,
-    created_lt: datetime | None = None,
     page: int = 1,
     size: int = DEFAULT_SIZE,
     schema: str = DEFAULT_SCHEMA,
+    **filters: Any,
 ) -> PageOf:
-    conditions = [
-        ("strategy_id", "=", strategy_id),
-        ("type", "=", type),
-        ("status", "=", status),
-        ("request_id", "=", request_id),
-        ("created_at", ">=", _utc(created_gte)),
-        ("created_at", "<", _utc(created_lt)),
-    ]
+    """`filters`: values of `OPERATION_FILTERS` by name."""
+    where = conditions(OPERATION_FILTERS, filters)
     read = _rows(OperationRow, operation_resource)
-    return await _list(pool, schema, read, platform_id, conditions, page, size)
+    return await _list(pool, schema, read, platform_id, where, page, size)
 
 
 # -- executions ---------------------------------------------------------------------------
@@ -214,25 +202,17 @@ async def list_executions(
     pool: asyncpg.Pool,
     platform_id: str,
     *,
-    strategy_id: UUID | None = None,
-    operation_id: UUID | None = None,
-    trader_id: UUID | None = None,
-    participant_code: str | None = None,
-    status: str | None = None,
     page: int = 1,
     size: int = DEFAULT_SIZE,
     schema: str = DEFAULT_SCHEMA,
+    **filters: Any,
 ) -> PageOf:
+    """`filters`: values of `EXECUTION_FILTERS` by name."""
+    where = conditions(EXECUTION_FILTERS, filters)
+    trader_id = filters.get("trader_id")
     if trader_id is not None and not await get_trader(pool, platform_id, trader_id, schema=schema):
         return PageOf([], page, 1, 0)  # a Trader that does not exist (yet) names no Execution
-    conditions = [
-        ("strategy_id", "=", strategy_id),
-        ("operation_id", "=", operation_id),
-        ("trader_id", "=", trader_id),
-        ("participant_code", "=", participant_code),
-        ("status", "=", status),
-    ]
-    return await _list(pool, schema, _executions(schema), platform_id, conditions, page, size)
+    return await _list(pool, schema, _executions(schema), platform_id, where, page, size)
 
 
 def _executions(schema: str) -> _Read:
@@ -247,25 +227,6 @@ def _executions(schema: str) -> _Read:
         return execution_resource(row, trader_visible=is_visible(record["trader_status"]))
 
     return _Read(ExecutionRow, build, extra=status)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """A time without zone is UTC (the API's times are), never the server's local time.
-
-    A zoned time is converted here, not by the driver: 9999-12-31T23:59-14:00 is past the
-    last datetime in UTC, and asyncpg's conversion raised (a fuzzed filter got a 500). Such a
-    bound compares like the end (or start) of the datetime range, which it is clamped to.
-    """
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        if moment.year == MAXYEAR:
-            return datetime.max.replace(tzinfo=UTC)
-        return datetime.min.replace(tzinfo=UTC)
 
 
 # -- the two query shapes -----------------------------------------------------------------

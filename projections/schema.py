@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from uuid import UUID
 
@@ -176,13 +176,6 @@ def row_from_record(kind: type[Any], record: asyncpg.Record) -> Any:
             value = UUID(int=value.int)  # asyncpg's own UUID type: make rows compare plainly
         values[column.name] = value
     return kind(**values)
-
-
-def check_row_type(kind: type[Any]) -> None:
-    """A row dataclass must list exactly its table's columns, in order (a unit test calls it)."""
-    names = tuple(f.name for f in fields(kind))
-    if names != kind.TABLE.column_names:
-        raise TypeError(f"{kind.__name__} fields {names} differ from {kind.TABLE.column_names}")
 
 
 OFFSETS_DDL = """

@@ -50,7 +50,8 @@ TRADERS = Table(
     ),
     (
         *list_indexes("strategy_id", "participant_code", "auto_rebalance"),
-        # The scope of a rebalance or liquidate-all (`projections.roster`), by Strategy alone.
+        # A Strategy's Trader by participant code (a list filtered by both). The scope of a
+        # rebalance no longer reads this table: it comes from the write side's roster.
         ("scope", "(strategy_id, participant_code)"),
     ),
 )

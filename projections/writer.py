@@ -160,10 +160,6 @@ class ProjectionWriter:
         self.name = name
         self.notifier = notifier
 
-    async def handle(self, delivery: Delivery) -> None:
-        """The bus handler for one record: `handle_many` of one."""
-        await self.handle_many([delivery])
-
     async def handle_many(self, deliveries: list[Delivery]) -> None:
         """The batch handler: consecutive deliveries of one partition, applied together with
         their offset in ONE transaction (the per-event transaction was the read side's cost).
@@ -200,10 +196,6 @@ class ProjectionWriter:
             await self._advance(connection, last, max([position, *(m.position for m, _ in fresh)]))
         self.committed(*observations)
         log.debug("projection.applied_batch", records=len(deliveries), applied=len(fresh))
-
-    async def apply(self, message: DomainEventMessage) -> None:
-        """Apply one event without offset bookkeeping."""
-        await self.apply_many([message])
 
     async def apply_many(self, messages: Sequence[DomainEventMessage]) -> None:
         """Apply events in order, in one transaction, without offset bookkeeping (a rebuild);

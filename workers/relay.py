@@ -47,17 +47,6 @@ class PositionStore(Protocol):
     async def save(self, name: str, position: int) -> None: ...
 
 
-class MemoryPositions:
-    def __init__(self) -> None:
-        self.positions: dict[str, int] = {}
-
-    async def load(self, name: str) -> int:
-        return self.positions.get(name, 0)
-
-    async def save(self, name: str, position: int) -> None:
-        self.positions[name] = position
-
-
 class OutboxRelay:
     def __init__(
         self,

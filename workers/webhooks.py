@@ -54,7 +54,8 @@ EXECUTION_EVENTS = frozenset(
 
 
 class PlatformNotKnownYetError(NotAppliedYetError):
-    """Raised when an event's platform is not in the state copy yet (the bus retries it)."""
+    """Raised when an Execution names no platform and its Operation is not in the read
+    models yet: not the event's fault, so the bus retries it instead of poisoning it."""
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,13 @@ answers from the event store instead of 404 (read-your-writes after a POST).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-from typing import Annotated, Any, Literal
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, cast
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from api import schemas
 from api.auth import PlatformDep, SignedRoute
@@ -24,6 +25,13 @@ from domain.strategy import Strategy
 from domain.trader import Trader
 from infra.runtime import Engine
 from projections import queries
+from projections.filters import (
+    EXECUTION_FILTERS,
+    OPERATION_FILTERS,
+    STRATEGY_FILTERS,
+    TRADER_FILTERS,
+    Filter,
+)
 from workers.representations import operation_resource, strategy_resource, trader_resource
 
 router = APIRouter(tags=["reads"], route_class=SignedRoute)
@@ -33,8 +41,6 @@ router = APIRouter(tags=["reads"], route_class=SignedRoute)
 MAX_PAGE = 1_000_000_000
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number.")]
 Size = Annotated[int, Query(ge=1, le=queries.MAX_SIZE, description="Items per page (max 200).")]
-#: PostgreSQL text cannot hold a NUL: such a filter failed in the database with a 500.
-ParticipantCode = Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00]*$")]
 AUTH: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Invalid filter or page."},
     401: {"model": Problem, "description": "Missing, wrong or expired signature."},
@@ -43,6 +49,56 @@ AUTH: dict[int | str, dict[str, Any]] = {
 MISSING: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "Not found (or another platform's)."}
 }
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A list request's query: the filters given (by their `projections.queries` keyword)
+    and the page asked for."""
+
+    filters: dict[str, Any]
+    page: int
+    size: int
+
+
+def _list_query(declared: Sequence[Filter]) -> Any:
+    """A dependency reading the `declared` filters, `page` and `size` from the query string.
+
+    FastAPI validates and documents each parameter of its signature, and the route class
+    refuses any other (`unknown_filter`), so the signature is built from the declarations.
+    """
+
+    def read(page: int, size: int, **given: Any) -> ListQuery:
+        return ListQuery({k: v for k, v in given.items() if v is not None}, page, size)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        inspect.Parameter(f.name, keyword, default=None, annotation=_annotation(f))
+        for f in declared
+    ]
+    parameters.append(inspect.Parameter("page", keyword, default=1, annotation=Page))
+    parameters.append(
+        inspect.Parameter("size", keyword, default=queries.DEFAULT_SIZE, annotation=Size)
+    )
+    read.__signature__ = inspect.Signature(parameters, return_annotation=ListQuery)  # type: ignore[attr-defined]
+    return Depends(read)
+
+
+def _annotation(declared: Filter) -> Any:
+    kind: Any = cast(Any, Literal)[declared.choices] if declared.choices else declared.kind
+    query = Query(
+        alias=declared.query or None,
+        max_length=declared.max_length,
+        pattern=declared.pattern,
+        description=declared.description or None,
+    )
+    return Annotated[kind | None, query]
+
+
+TraderQuery = Annotated[ListQuery, _list_query(TRADER_FILTERS)]
+OperationQuery = Annotated[ListQuery, _list_query(OPERATION_FILTERS)]
+ExecutionQuery = Annotated[ListQuery, _list_query(EXECUTION_FILTERS)]
+StrategyQuery = Annotated[ListQuery, _list_query(STRATEGY_FILTERS)]
 
 
 def _not_found(kind: str, identifier: UUID) -> ProblemError:
@@ -82,32 +138,12 @@ async def list_operations(
     platform: PlatformDep,
     engine: EngineDep,
     budget: ResponseBudgetDep,
-    strategy_id: UUID | None = None,
-    type: Literal["enrollment", "top_up", "partial_sell", "rebalance", "liquidation"] | None = None,
-    status: Literal["validating", "pricing", "settling", "settled", "skipped", "failed"]
-    | None = None,
-    request_id: UUID | None = None,
-    created_gte: Annotated[datetime | None, Query(alias="created_at[gte]")] = None,
-    created_lt: Annotated[datetime | None, Query(alias="created_at[lt]")] = None,
-    page: Page = 1,
-    size: Size = queries.DEFAULT_SIZE,
+    query: OperationQuery,
 ) -> dict[str, Any]:
-    return fit_page(
-        await queries.list_operations(
-            engine.pool,
-            platform.platform_id,
-            strategy_id=strategy_id,
-            type=type,
-            status=status,
-            request_id=request_id,
-            created_gte=created_gte,
-            created_lt=created_lt,
-            page=page,
-            size=size,
-        ),
-        size,
-        budget,
+    found = await queries.list_operations(
+        engine.pool, platform.platform_id, page=query.page, size=query.size, **query.filters
     )
+    return fit_page(found, query.size, budget)
 
 
 @router.get(
@@ -133,29 +169,12 @@ async def list_executions(
     platform: PlatformDep,
     engine: EngineDep,
     budget: ResponseBudgetDep,
-    strategy_id: UUID | None = None,
-    operation_id: UUID | None = None,
-    trader_id: UUID | None = None,
-    participant_code: ParticipantCode = None,
-    status: Literal["awaiting_execution", "settled", "skipped", "rejected"] | None = None,
-    page: Page = 1,
-    size: Size = queries.DEFAULT_SIZE,
+    query: ExecutionQuery,
 ) -> dict[str, Any]:
-    return fit_page(
-        await queries.list_executions(
-            engine.pool,
-            platform.platform_id,
-            strategy_id=strategy_id,
-            operation_id=operation_id,
-            trader_id=trader_id,
-            participant_code=participant_code,
-            status=status,
-            page=page,
-            size=size,
-        ),
-        size,
-        budget,
+    found = await queries.list_executions(
+        engine.pool, platform.platform_id, page=query.page, size=query.size, **query.filters
     )
+    return fit_page(found, query.size, budget)
 
 
 @router.get(
@@ -180,25 +199,12 @@ async def list_traders(
     platform: PlatformDep,
     engine: EngineDep,
     budget: ResponseBudgetDep,
-    strategy_id: UUID | None = None,
-    participant_code: ParticipantCode = None,
-    auto_rebalance: bool | None = None,
-    page: Page = 1,
-    size: Size = queries.DEFAULT_SIZE,
+    query: TraderQuery,
 ) -> dict[str, Any]:
-    return fit_page(
-        await queries.list_traders(
-            engine.pool,
-            platform.platform_id,
-            strategy_id=strategy_id,
-            participant_code=participant_code,
-            auto_rebalance=auto_rebalance,
-            page=page,
-            size=size,
-        ),
-        size,
-        budget,
+    found = await queries.list_traders(
+        engine.pool, platform.platform_id, page=query.page, size=query.size, **query.filters
     )
+    return fit_page(found, query.size, budget)
 
 
 @router.get(
@@ -222,11 +228,12 @@ async def list_strategies(
     platform: PlatformDep,
     engine: EngineDep,
     budget: ResponseBudgetDep,
-    page: Page = 1,
-    size: Size = queries.DEFAULT_SIZE,
+    query: StrategyQuery,
 ) -> dict[str, Any]:
-    found = await queries.list_strategies(engine.pool, platform.platform_id, page=page, size=size)
-    return fit_page(found, size, budget)
+    found = await queries.list_strategies(
+        engine.pool, platform.platform_id, page=query.page, size=query.size, **query.filters
+    )
+    return fit_page(found, query.size, budget)
 
 
 @router.get(

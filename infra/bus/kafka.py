@@ -37,8 +37,8 @@ producer is replaced: the idempotent producer numbers each partition's batches, 
 broker refused one, every later batch to that partition was refused as out of sequence, so
 no retry could ever succeed until the process restarted.
 
-Topics are created with `partitions` partitions at `start()` (subscribed ones and those
-named with `ensure_topics`), and on the first publish to a topic this bus has not created yet.
+Topics are created with `partitions` partitions at `start()` (the subscribed ones), and on
+the first publish to a topic this bus has not created yet.
 """
 
 from __future__ import annotations
@@ -119,7 +119,6 @@ class KafkaBus:
         self._producer: Any = None
         self._producer_lock = asyncio.Lock()
         self._groups: dict[tuple[str, str], _GroupConsumer] = {}
-        self._declared: set[str] = set()
         self._created: set[str] = set()
         self._running = False
         self._stopped = False
@@ -145,7 +144,7 @@ class KafkaBus:
         if (topic, group) in self._groups:
             raise ValueError(f"group {group!r} already has a handler for {topic!r}")
         subscriber = self._broker.subscriber(
-            Topic(topic, declare=False),  # created by ensure_topics, with our partition count
+            Topic(topic, declare=False),  # created at start(), with our partition count
             group_id=group,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
@@ -163,12 +162,6 @@ class KafkaBus:
         subscriber(call)
         consumer.subscriber = subscriber
         self._groups[topic, group] = consumer
-
-    async def ensure_topics(self, *topics: str) -> None:
-        """Create these topics (with `partitions`) now if started, else at `start()`."""
-        self._declared.update(topics)
-        if self._running:
-            await self._create(set(topics))
 
     async def start(self) -> None:
         if self._running:
@@ -281,7 +274,7 @@ class KafkaBus:
         delay = 0.5
         while True:
             try:
-                await self._create(self._declared | {topic for topic, _ in self._groups})
+                await self._create({topic for topic, _ in self._groups})
                 await self._broker.start()
                 self._producer = self._new_producer()
                 await self._producer.start()

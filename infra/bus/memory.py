@@ -132,9 +132,6 @@ class InProcessBus:
         self._groups[key] = subscription
         self._topic(subscription.topic).groups.append(subscription)
 
-    async def ensure_topics(self, *topics: str) -> None:
-        """Nothing to create in memory; here for parity with `KafkaBus.ensure_topics`."""
-
     async def start(self) -> None:
         if self._running:
             return

@@ -63,8 +63,6 @@ class SimulatedVenue:
         self._reject_orders = {asset.upper() for asset in config.reject_orders}
         self._quotes_issued = 0
         self._fills: dict[str, tuple[str, Fill]] = {}  # client order id -> (quote id, fill)
-        self._failing_quotes = 0
-        self._failing_orders = 0
 
     # --- the simulated market -------------------------------------------------------------
 
@@ -84,14 +82,6 @@ class SimulatedVenue:
                     draw = random.Random(f"{self.config.seed}:{asset}:{self._step}")
                     move = Decimal(draw.randint(-bound, bound)) / _BPS
                     self._levels[asset] = level * (1 + move)
-
-    def fail_next_quotes(self, count: int) -> None:
-        """The next `count` firm-quote calls raise QuoteUnavailableError (venue down)."""
-        self._failing_quotes = count
-
-    def reject_next_orders(self, count: int) -> None:
-        """The next `count` order placements raise OrderRejectedError (venue down)."""
-        self._failing_orders = count
 
     def _mid(self, quoted_currency: str, asset: str) -> Decimal | None:
         level = self._levels.get(asset.upper())
@@ -116,9 +106,6 @@ class SimulatedVenue:
         self, quoted_currency: str, asset: str, side: Side, quantity: Decimal
     ) -> Quote:
         await self._delay()
-        if self._failing_quotes > 0:
-            self._failing_quotes -= 1
-            raise QuoteUnavailableError(f"venue unavailable: no quote for {asset}")
         if asset.upper() in self._fail_quotes:
             raise QuoteUnavailableError(f"{asset} is halted at the venue")
         if not (quantity.is_finite() and quantity >= 0):
@@ -178,9 +165,6 @@ class SimulatedVenue:
         """Fill at the quote's price. A repeated `client_order_id` gets its first fill back,
         even after the quote expired; reusing it for another quote or quantity is refused."""
         await self._delay()
-        if self._failing_orders > 0:
-            self._failing_orders -= 1
-            raise OrderRejectedError(f"venue unavailable: order {client_order_id} not placed")
         if (previous := self._fills.get(client_order_id)) is not None:
             return self._replay(client_order_id, previous, quote, quantity)
         self._check_order(client_order_id, quote, quantity)

@@ -5,13 +5,16 @@ builds them, an Execution names only a Trader that exists, and a listed instrume
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import pytest
 
 from domain.operation import Operation
 from domain.trader import Trader
+from projections.filters import EXECUTION_FILTERS, OPERATION_FILTERS, TRADER_FILTERS, Filter
 from tests.fixtures.postgres import scratch_database
 from tests.integration.http_world import Item, World, http_world
 from workers.representations import operation_resource, trader_resource
@@ -204,3 +207,38 @@ async def test_an_instrument_put_is_listed_and_trades_by_its_new_terms(world: Wo
     )
     quantity = Decimal(trader["message"][0]["positions"]["DOT"])
     assert quantity > 0 and quantity == quantity.quantize(Decimal("0.001"))
+
+
+# -- Filters -------------------------------------------------------------------------------
+LISTS = {
+    "/strategies/traders": TRADER_FILTERS,
+    "/strategies/operations": OPERATION_FILTERS,
+    "/strategies/executions": EXECUTION_FILTERS,
+}
+
+
+async def test_every_declared_filter_narrows_its_list(world: World) -> None:
+    """Each filter a list declares is applied: asked for a listed item's own value, the list
+    keeps that item and only items that match it (`created_at[lt]` drops it)."""
+    sid = await world.strategy()
+    done = await world.finished(await world.request(sid, "enroll", funded(CODES[:2])))
+    assert done["status"] == "settled", done
+    await world.caught_up()
+    for path, declared in LISTS.items():
+        everything = (await world.client.get(f"{path}?size=200")).json()["message"]
+        named = (i for i in everything if i.get("trader_id") != "")  # an Execution names its Trader
+        sample = next(i for i in named if i["strategy_id"] == sid)
+        for each in declared:
+            value = sample[each.column]
+            text = str(value).lower() if isinstance(value, bool) else value
+            got = await world.client.get(f"{path}?{each.query or each.name}={text}&size=200")
+            assert got.status_code == 200, (path, each.name, got.text)
+            listed = got.json()["message"]
+            assert (sample in listed) is (each.operator != "<"), (path, each.name)
+            assert all(_matches(each, item[each.column], value) for item in listed), each.name
+
+
+def _matches(declared: Filter, got: Any, bound: Any) -> bool:
+    if declared.kind is datetime:
+        got, bound = datetime.fromisoformat(got), datetime.fromisoformat(bound)
+    return {"=": got == bound, ">=": got >= bound, "<": got < bound}[declared.operator]

@@ -77,7 +77,7 @@ async def consume(writer: ProjectionWriter, by_partition: dict[int, list[Deliver
 
     async def drain(deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
-            await writer.handle(delivery)
+            await writer.handle_many([delivery])
 
     await asyncio.gather(*(drain(d) for d in by_partition.values()))
 
@@ -176,7 +176,7 @@ async def test_streams_delivered_in_reverse_give_the_rows_of_a_rebuild(
         rejecting = chunk_id(told.enrollment.id, 1)  # the chunk that rejects X9
         chunk = next(e for e in reverse if e.aggregate_id == rejecting and e.aggregate_version == 2)
         for event in reverse[: reverse.index(chunk) + 1]:
-            await writer.apply(event)
+            await writer.apply_many([event])
         hidden = await pool.fetchval("SELECT count(*) FROM executions WHERE platform_id IS NULL")
         assert hidden == 0
         (early,), _, _, _ = await queries.list_executions(
@@ -184,7 +184,7 @@ async def test_streams_delivered_in_reverse_give_the_rows_of_a_rebuild(
         )
         assert early["status"] == "rejected"
         for event in reverse[reverse.index(chunk) + 1 :]:
-            await writer.apply(event)
+            await writer.apply_many([event])
         await rebuild(pool, app, "scratch")
         assert await snapshot(pool, "public") == await snapshot(pool, "scratch")
         (ineligible,), _, _, _ = await queries.list_executions(
@@ -312,7 +312,7 @@ async def test_the_writer_on_the_engine_bus_follows_the_pipeline_and_equals_a_re
     # its own projection of the same events into `public`).
     await ensure_schema(pool, "observed")
     writer = ProjectionWriter(pool, "observed", name="it-observed")
-    bus.subscribe(Topics(settings.topic_prefix).events, "it-observed", writer.handle)
+    bus.subscribe_batch(Topics(settings.topic_prefix).events, "it-observed", writer.handle_many)
     async with Engine(settings, fresh_database_url, ["all"], bus=bus) as engine:
         trading = engine.trading
         codes = ["E1", "E2", "E3"]

@@ -264,24 +264,6 @@ async def test_rejected_asset_orders_are_refused(clock: Clock) -> None:
         await venue.place_block("order-1", quote, Decimal(1))
 
 
-async def test_next_quote_calls_fail_then_recover(clock: Clock) -> None:
-    venue = venue_with(clock)
-    venue.fail_next_quotes(2)
-    for _ in range(2):
-        with pytest.raises(QuoteUnavailableError):
-            await venue.firm_quote("USD", "BTC", Side.BUY, Decimal(1))
-    await venue.firm_quote("USD", "BTC", Side.BUY, Decimal(1))
-
-
-async def test_next_orders_fail_then_a_retry_fills(clock: Clock) -> None:
-    venue = venue_with(clock)
-    quote = await venue.firm_quote("USD", "BTC", Side.BUY, Decimal(1))
-    venue.reject_next_orders(1)
-    with pytest.raises(OrderRejectedError):
-        await venue.place_block("order-1", quote, Decimal(1))
-    assert (await venue.place_block("order-1", quote, Decimal(1))).price == quote.price
-
-
 async def test_latency_is_honoured_by_every_call(clock: Clock) -> None:
     venue = venue_with(clock, latency_ms=20)
     started = time.monotonic()

@@ -28,7 +28,17 @@ from pathlib import Path
 
 import pytest
 
+from projections.executions import EXECUTIONS
+from projections.filters import (
+    EXECUTION_FILTERS,
+    OPERATION_FILTERS,
+    STRATEGY_FILTERS,
+    TRADER_FILTERS,
+)
+from projections.operations import OPERATIONS
 from projections.schema import quoted, read_model_tables
+from projections.strategies import STRATEGIES
+from projections.traders import TRADERS
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("api", "projections", "workers", "infra")
@@ -71,11 +81,11 @@ NOT_SQL = {
 }
 #: (module, expression as `ast.unparse` writes it) -> why it is not user input.
 ALLOWED = {
-    # _where(): the (column, operator, value) conditions are tuples written in this module
-    # (list_traders, list_operations, ...); only the value is a runtime input, and it becomes
-    # a $n parameter.
-    ("projections/queries.py", "column"): "a column name literal of this module",
-    ("projections/queries.py", "operator"): "an operator literal of this module",
+    # _where(): the (column, operator, value) conditions come from the Filter constants of
+    # projections/filters.py (and _VISIBLE_TRADER, id = ... here); only the value is a runtime
+    # input, and it becomes a $n parameter.
+    ("projections/queries.py", "column"): "a column name literal of projections/*.py",
+    ("projections/queries.py", "operator"): "an operator literal of projections/*.py",
     # Table: a dataclass whose instances are module constants of projections/*.py
     # (STRATEGIES = Table("strategies", (Column("id", "uuid"), ...))); test_read_model_
     # identifiers_are_plain_names below checks every one of them at run time.
@@ -86,7 +96,7 @@ ALLOWED = {
     ("projections/schema.py", "i"): "a $n placeholder number from enumerate()",
     ("projections/schema.py", "alias"): "a table alias written by the calling code",
     # create_missing(pool, ddl): every caller passes its module's SCHEMA/DDL string constant
-    # (api/idempotency.py, api/replay_guard.py, infra/platforms.py, infra/positions.py,
+    # (api/replay_guard.py, infra/heartbeats.py, infra/platforms.py, infra/positions.py,
     # infra/webhooks_store.py); test_ddl_comes_only_from_module_constants checks the calls.
     ("infra/ddl.py", "ddl"): "a caller's CREATE ... IF NOT EXISTS constant",
 }
@@ -480,6 +490,21 @@ def test_read_model_identifiers_are_plain_names() -> None:
             assert plain.fullmatch(suffix), suffix
             index_keys = r"\((?:[a-z_]+(?: DESC)?(?:, )?)+\)(?: WHERE [a-z_]+ IS (?:NOT )?NULL)?"
             assert re.fullmatch(index_keys, expression), expression
+
+
+def test_every_filter_compares_a_column_of_its_table() -> None:
+    """What the ALLOWED `column` and `operator` entries of projections/queries.py rely on,
+    checked on the real filter declarations."""
+    for table, declared in (
+        (STRATEGIES, STRATEGY_FILTERS),
+        (TRADERS, TRADER_FILTERS),
+        (OPERATIONS, OPERATION_FILTERS),
+        (EXECUTIONS, EXECUTION_FILTERS),
+    ):
+        columns = {column.name for column in table.columns}
+        for each in declared:
+            assert each.column in columns, (table.name, each)
+            assert each.operator in {"=", ">=", "<"}, (table.name, each)
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,18 @@ errors as problem documents and unique operation ids."""
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
 from api.main import create_app
 from infra.settings import Settings
+from projections.filters import (
+    EXECUTION_FILTERS,
+    OPERATION_FILTERS,
+    STRATEGY_FILTERS,
+    TRADER_FILTERS,
+)
 
 SIGNED_PATHS_METHODS = {
     ("/strategies", "post"),
@@ -77,3 +84,40 @@ def test_every_response_a_route_can_send_is_documented_as_a_problem(tmp_path: Pa
                         method,
                         status,
                     )
+
+
+LISTS = {
+    "/strategies": STRATEGY_FILTERS,
+    "/strategies/traders": TRADER_FILTERS,
+    "/strategies/operations": OPERATION_FILTERS,
+    "/strategies/executions": EXECUTION_FILTERS,
+}
+
+
+def test_every_list_documents_exactly_its_declared_filters(tmp_path: Path) -> None:
+    """The route reads its filters from the declarations the query builder applies, so the
+    document names each one, typed as declared, and nothing else besides the page."""
+    spec = document(tmp_path)
+    for path, declared in LISTS.items():
+        parameters = {
+            p["name"]: p for p in spec["paths"][path]["get"]["parameters"] if p["in"] == "query"
+        }
+        assert set(parameters) == {f.query or f.name for f in declared} | {"page", "size"}, path
+        for each in declared:
+            documented = parameters[each.query or each.name]
+            assert documented["description"] == each.description, (path, each.name)
+            (schema, _none) = documented["schema"]["anyOf"]
+            if each.choices:
+                assert schema["enum"] == list(each.choices), (path, each.name)
+            if each.max_length is not None:
+                assert schema["maxLength"] == each.max_length, (path, each.name)
+
+
+def test_the_readme_names_every_declared_filter_of_each_list() -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    for path, declared in LISTS.items():
+        if not declared:
+            continue
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `GET {path}["))
+        named = re.findall(r"`([a-z_]+(?:\[[a-z]+\])?)`", row.split("| filters", 1)[1])
+        assert named == [f.query or f.name for f in declared], path

@@ -11,7 +11,7 @@ from domain.catalogue import (
     InstrumentStatus,
     fiat_precision,
 )
-from domain.eligibility import ParticipantProfile, ParticipantStatus, restricted_assets_among
+from domain.eligibility import ParticipantProfile, ParticipantStatus
 from domain.errors import AmountInvalidError, CurrencyUnsupportedError, InstrumentNotFoundError
 from domain.legs import Holdings, Leg
 from domain.money import Money, Quantity, ceil_to, floor_to, parse_decimal, unit
@@ -117,7 +117,6 @@ def test_participant_profile_knows_restricted_assets_and_status() -> None:
     profile = ParticipantProfile("P1", ParticipantStatus.ACTIVE, frozenset({"SOL"}))
     assert profile.may_trade
     assert not profile.may_hold("SOL")
-    assert restricted_assets_among(profile, ["BTC", "SOL"]) == ["SOL"]
     assert not ParticipantProfile("P2", ParticipantStatus.SUSPENDED).may_trade
 
 

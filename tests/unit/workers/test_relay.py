@@ -9,10 +9,23 @@ from uuid import uuid4
 
 from infra.bus import Delivery
 from infra.bus.memory import InProcessBus
-from workers.relay import MemoryPositions, OutboxRelay, StoredNotification
+from workers.relay import OutboxRelay, StoredNotification
 from workers.topics import DEFAULT as TOPICS
 
 AGGREGATE = uuid4()
+
+
+class MemoryPositions:
+    """The relay's saved positions, in memory (the Engine's are a PostgreSQL table)."""
+
+    def __init__(self) -> None:
+        self.positions: dict[str, int] = {}
+
+    async def load(self, name: str) -> int:
+        return self.positions.get(name, 0)
+
+    async def save(self, name: str, position: int) -> None:
+        self.positions[name] = position
 
 
 class Log:
