@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 #: (column, operator, value): a condition applied when the value is not None.
 Condition = tuple[str, str, Any]
 
+#: A boolean filter is spelled exactly `true` or `false`, as on every other way in: FastAPI's
+#: lax booleans read yes/on/1 as true, one query could then mean two things.
+FLAG_CHOICES = ("true", "false")
+
 #: PostgreSQL text cannot hold a NUL: such a filter failed in the database with a 500.
 NO_NUL = r"^[^\x00]*$"
 
@@ -42,7 +46,11 @@ class Filter:
     description: str = ""
 
     def condition(self, value: Any) -> Condition:
-        return (self.column, self.operator, _utc(value) if self.kind is datetime else value)
+        if self.kind is datetime:
+            value = _utc(value)
+        elif self.kind is bool and isinstance(value, str):
+            value = value == "true"  # one of FLAG_CHOICES, the route's only accepted spellings
+        return (self.column, self.operator, value)
 
 
 def conditions(declared: Sequence[Filter], given: Mapping[str, Any]) -> list[Condition]:
@@ -93,7 +101,13 @@ STRATEGY_FILTERS: tuple[Filter, ...] = ()
 TRADER_FILTERS = (
     Filter("strategy_id", UUID, "strategy_id", description="Traders of this Strategy."),
     _participant_code("The Trader of this participant."),
-    Filter("auto_rebalance", bool, "auto_rebalance", description="Traders with this setting."),
+    Filter(
+        "auto_rebalance",
+        bool,
+        "auto_rebalance",
+        choices=FLAG_CHOICES,
+        description="Traders with this setting: `true` or `false`.",
+    ),
 )
 
 OPERATION_FILTERS = (

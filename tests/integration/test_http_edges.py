@@ -215,6 +215,21 @@ async def test_unknown_filters_are_named_and_refused(
         assert refused.json()["code"] == "unknown_filter"
 
 
+async def test_a_boolean_filter_takes_only_true_or_false(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    """`auto_rebalance=yes` (or 1, on, True) was read as true by FastAPI's lax booleans, where
+    every other way in takes exactly `true` or `false`."""
+    async with http_world(fresh_database_url, tmp_path, "EDGE5B", ["P1"]) as world:
+        for loose in ("yes", "1", "on", "True", "t", "0", "no", "off"):
+            refused = await world.client.get(f"/strategies/traders?auto_rebalance={loose}")
+            assert refused.status_code == 400, (loose, refused.text)
+            assert [e["field"] for e in refused.json()["errors"]] == ["auto_rebalance"]
+        for strict in ("true", "false"):
+            allowed = await world.client.get(f"/strategies/traders?auto_rebalance={strict}")
+            assert allowed.status_code == 200, (strict, allowed.text)
+
+
 async def test_errors_quote_only_a_bounded_prefix_of_what_they_refuse(
     fresh_database_url: str, tmp_path: Path
 ) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from projections.filters import EXECUTION_FILTERS, OPERATION_FILTERS, conditions
+from projections.filters import EXECUTION_FILTERS, OPERATION_FILTERS, TRADER_FILTERS, conditions
 
 
 def test_a_filter_the_list_does_not_declare_is_refused_not_ignored() -> None:
@@ -30,3 +30,10 @@ def test_a_time_bound_past_the_utc_range_is_clamped_to_its_end() -> None:
     late = datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-14)))
     (*_, since, _before) = conditions(OPERATION_FILTERS, {"created_gte": late})
     assert since == ("created_at", ">=", datetime.max.replace(tzinfo=UTC))
+
+
+def test_a_flag_filter_reads_its_two_spellings_as_booleans() -> None:
+    (*_, flag) = conditions(TRADER_FILTERS, {"auto_rebalance": "false"})
+    assert flag == ("auto_rebalance", "=", False)
+    (*_, flag) = conditions(TRADER_FILTERS, {"auto_rebalance": "true"})
+    assert flag == ("auto_rebalance", "=", True)
