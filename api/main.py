@@ -24,8 +24,8 @@ from api.limits import BodySizeLimitMiddleware
 from api.request_guards import install_request_guards
 from api.routes import admin, events, health, operations, reads, server_time, traders, webhooks
 from infra.logging import bind_correlation_id, get_logger
+from infra.postgres.secrets_box import secret_box_for
 from infra.runtime import Engine
-from infra.secrets_box import secret_box_for
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from domain.statuses import OperationStatus
+from infra.bus.topic_names import Topics
 from infra.runtime import relay_position_name
 from projections.operations import OPERATIONS
 from projections.schema import DEFAULT_SCHEMA, quoted
 from projections.writer import DEFAULT_NAME as READ_MODELS
-from workers.topics import Topics
 
 if TYPE_CHECKING:
     from infra.runtime import Engine

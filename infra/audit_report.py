@@ -21,9 +21,9 @@ from domain.chunk import OperationChunk, chunk_id
 from domain.operation import Operation
 from domain.trader import Trader
 from infra.audit import history
+from infra.bus.outbox import plain
 from projections.rebuild import rebuild
 from projections.schema import Table, quoted, read_model_tables
-from workers.outbox import plain
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

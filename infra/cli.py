@@ -28,10 +28,10 @@ from infra import (
 )
 from infra.cli_audit import app as audit_app
 from infra.cli_platform import app as platform_app
-from infra.database import database_url
+from infra.devservices.kafka.cli import app as kafka_app
 from infra.http_server import server_config
-from infra.kafka.cli import app as kafka_app
 from infra.logging import configure_logging, get_logger
+from infra.postgres.database import database_url
 from infra.settings import Settings, SettingsError, load_settings
 
 log = get_logger("infra.cli")

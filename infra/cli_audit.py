@@ -22,7 +22,7 @@ from infra.audit_report import (
     trader_state,
 )
 from infra.cli_admin import with_pool_and_trading, with_trading
-from infra.store import PostgresTrading
+from infra.eventstore.store import PostgresTrading
 
 app = typer.Typer(
     help="Audit the read models and the ledger from the event history.", no_args_is_help=True

@@ -32,8 +32,8 @@ from infra.bench import (
     server_versions,
 )
 from infra.bus.memory import InProcessBus
-from infra.database import database_url
 from infra.logging import configure_logging
+from infra.postgres.database import database_url
 from infra.runtime import Engine
 from infra.settings import Settings
 from infra.tables import print_whole
@@ -82,7 +82,7 @@ def bench(
 def _broker(settings: Settings, stack: ExitStack) -> str:
     if settings.kafka.bootstrap_servers:
         return settings.kafka.bootstrap_servers
-    from infra.kafka.launcher import LocalKafka
+    from infra.devservices.kafka.launcher import LocalKafka
 
     kafka = stack.enter_context(LocalKafka(home=settings.data_dir / "bench-kafka"))
     return kafka.bootstrap
@@ -102,7 +102,7 @@ async def _bench(
     versions = await server_versions(pool)
     await pool.close()
     if bootstrap:
-        from infra.kafka.config import kafka_version
+        from infra.devservices.kafka.config import kafka_version
 
         versions["kafka"] = kafka_version()
     if bootstrap:

@@ -9,9 +9,9 @@ import typer
 from rich.console import Console
 
 from infra.bus.memory import InProcessBus
-from infra.database import database_url
 from infra.demo import DemoError, run_demo, summary_table
 from infra.logging import configure_logging
+from infra.postgres.database import database_url
 from infra.runtime import Engine
 from infra.settings import Settings
 from infra.tables import print_whole

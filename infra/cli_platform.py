@@ -19,11 +19,11 @@ import asyncpg
 import typer
 
 from domain.errors import DomainError
-from infra import platforms
-from infra.database import database_url
-from infra.embedded_postgres import EmbeddedPostgresError
+from infra.devservices.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
-from infra.secrets_box import MasterKeyError, SecretBox, secret_box_for
+from infra.postgres import platforms
+from infra.postgres.database import database_url
+from infra.postgres.secrets_box import MasterKeyError, SecretBox, secret_box_for
 from infra.settings import Settings
 from infra.tables import JsonOption, echo_json, echo_table
 

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from infra.database import database_url
 from infra.logging import get_logger
+from infra.postgres.database import database_url
 from infra.runtime import ROLES, Engine, resolve_roles
 from infra.settings import Settings
 

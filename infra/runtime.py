@@ -25,17 +25,18 @@ from pydantic import ValidationError
 from api import replay_guard
 from domain.errors import DomainError
 from domain.requests import Limits
-from infra import platforms
 from infra.bus import Bus, Delivery, Handler
-from infra.heartbeats import REBUILD, Heartbeat
-from infra.notification_log import ApplicationNotificationLog
-from infra.positions import PostgresPositions, leadership
-from infra.secrets_box import MasterKeyError, secret_box_for
+from infra.bus.topic_names import Topics
+from infra.eventstore.notification_log import ApplicationNotificationLog
+from infra.eventstore.positions import PostgresPositions, leadership
+from infra.eventstore.store import PostgresTrading, retry_on_conflict
+from infra.postgres import platforms
+from infra.postgres.heartbeats import REBUILD, Heartbeat
+from infra.postgres.secrets_box import MasterKeyError, secret_box_for
+from infra.postgres.webhooks_store import WebhookStore
 from infra.settings import Settings
-from infra.store import PostgresTrading, retry_on_conflict
 from infra.venue import QuoteProvider
 from infra.venue.config import VenueConfig, build_venue
-from infra.webhooks_store import WebhookStore
 from projections import schema as read_models
 from projections.writer import ProjectionWriter
 from workers.commands import CommandService, command_consumer
@@ -44,7 +45,6 @@ from workers.credit_check import check_credit
 from workers.execution import execute
 from workers.pricing_lock import lock_prices
 from workers.relay import OutboxRelay
-from workers.topics import Topics
 from workers.webhooks import WebhookRecorder, WebhookSender
 
 log = structlog.get_logger("infra.runtime")

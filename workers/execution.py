@@ -16,9 +16,9 @@ from domain.operation import Operation
 from domain.pricing import BlockFill
 from domain.statuses import OperationReason, OperationStatus, Side
 from infra.bus import Delivery
+from infra.bus.messages import ExecutionRequested
 from infra.venue import Quote, VenueError
 from workers.context import StageContext
-from workers.messages import ExecutionRequested
 
 log = structlog.get_logger("workers.execution")
 

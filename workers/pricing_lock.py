@@ -19,9 +19,9 @@ from domain.allotment import PricingBook
 from domain.pricing import MAX_QUOTE_ROUNDS, LockedQuote, PriceDiscovery
 from domain.statuses import OperationReason, OperationStatus
 from infra.bus import Delivery
+from infra.bus.messages import PricingRequested
 from infra.venue import Quote, QuoteExpiredError, VenueError
 from workers.context import StageContext
-from workers.messages import PricingRequested
 
 log = structlog.get_logger("workers.pricing_lock")
 

@@ -24,7 +24,7 @@ from domain.strategy import Strategy
 from domain.trader import Trader
 from infra.runtime import Engine
 from projections import queries
-from workers.representations import operation_resource, strategy_resource, trader_resource
+from projections.representations import operation_resource, strategy_resource, trader_resource
 
 router = APIRouter(tags=["reads"], route_class=SignedRoute)
 

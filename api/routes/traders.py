@@ -12,7 +12,7 @@ from api.auth import PlatformDep, SignedRoute
 from api.deps import EngineDep
 from api.errors import Problem
 from api.idempotency import RequestIdDep
-from workers.messages import Command
+from infra.bus.messages import Command
 
 router = APIRouter(tags=["strategies"], route_class=SignedRoute)
 

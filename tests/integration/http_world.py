@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from api.main import create_app
-from infra.platforms import create_platform
+from infra.postgres.platforms import create_platform
 from infra.runtime import Engine
 from infra.settings import Settings
 from tests.e2e.client import SignedClient

@@ -31,10 +31,10 @@ from infra.bus.memory import InProcessBus
 from infra.cli_audit import app as audit_app
 from infra.demo import run_demo
 from infra.demo_story import PLATFORM
+from infra.eventstore.store import PostgresTrading
 from infra.logging import configure_logging
 from infra.runtime import Engine
 from infra.settings import Settings
-from infra.store import PostgresTrading
 from infra.venue.config import VenueConfig, build_venue
 from tests.fixtures.postgres import scratch_database
 from tests.integration.event_feed import feed_client

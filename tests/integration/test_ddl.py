@@ -9,10 +9,10 @@ import asyncpg
 import pytest
 
 from api import replay_guard
-from infra import platforms
-from infra.positions import PostgresPositions
-from infra.secrets_box import SecretBox
-from infra.webhooks_store import WebhookStore
+from infra.eventstore.positions import PostgresPositions
+from infra.postgres import platforms
+from infra.postgres.secrets_box import SecretBox
+from infra.postgres.webhooks_store import WebhookStore
 from projections import schema as read_models
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from api.main import create_app
-from infra.embedded_postgres import EmbeddedPostgres
-from infra.platforms import create_platform
+from infra.devservices.embedded_postgres import EmbeddedPostgres
+from infra.postgres.platforms import create_platform
 from infra.settings import Settings
 from tests.e2e.client import SignedClient
 

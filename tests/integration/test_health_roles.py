@@ -17,7 +17,7 @@ import pytest
 
 from api.main import create_app
 from domain.statuses import OperationType
-from infra import heartbeats
+from infra.postgres import heartbeats
 from infra.runtime import Engine
 from infra.settings import Settings
 from tests.integration.pipeline.harness import BLUE_CHIP, wait_terminal

@@ -12,7 +12,7 @@ import pytest
 from api.main import create_app
 from domain import ids
 from domain.chunk import OperationChunk, chunk_id
-from infra.platforms import create_platform
+from infra.postgres.platforms import create_platform
 from infra.runtime import Engine
 from infra.settings import Settings
 from tests.e2e.client import SignedClient

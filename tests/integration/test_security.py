@@ -40,7 +40,7 @@ from fastapi.routing import APIRoute
 from api.auth import CallerFirstRoute, sign
 from api.main import create_app
 from infra.logging import configure_logging
-from infra.platforms import Credentials, create_platform, disable_platform, rotate_key
+from infra.postgres.platforms import Credentials, create_platform, disable_platform, rotate_key
 from infra.runtime import Engine
 from infra.settings import LogFormat, Settings
 from tests.e2e.client import SignedClient, fresh_signature

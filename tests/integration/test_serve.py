@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from api.main import create_app
-from infra.embedded_postgres import EmbeddedPostgres
-from infra.ports import free_port
-from infra.postgres_os import pid_alive
+from infra.devservices.embedded_postgres import EmbeddedPostgres
+from infra.devservices.ports import free_port
+from infra.devservices.postgres_os import pid_alive
 from infra.settings import Settings
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ from domain import ids
 from domain.chunk import OperationChunk, chunk_id
 from domain.ledger import check_balanced, settlement_postings
 from domain.statuses import OperationStatus, OperationType
+from infra.eventstore.store import PostgresTrading
 from infra.runtime import Engine
-from infra.store import PostgresTrading
 from infra.venue.config import VenueConfig, build_venue
 from tests.integration.pipeline.harness import (
     BLUE_CHIP,

@@ -19,9 +19,9 @@ import pytest
 from api.main import create_app
 from domain import ids
 from domain.statuses import OperationType
-from infra.platforms import create_platform
+from infra.eventstore.store import PostgresTrading
+from infra.postgres.platforms import create_platform
 from infra.settings import Settings
-from infra.store import PostgresTrading
 from tests.cli import run_cli
 from tests.e2e.client import SignedClient
 from tests.integration.pipeline.harness import BLUE_CHIP, CommandClient, wait_terminal

@@ -11,7 +11,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from infra.kafka.launcher import KafkaLauncherError, LocalKafka
+from infra.devservices.kafka.launcher import KafkaLauncherError, LocalKafka
 
 app = typer.Typer(
     help="Run a local Apache Kafka broker (KRaft, from Maven Central jars; no Docker needed).",

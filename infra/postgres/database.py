@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from infra.embedded_postgres import EmbeddedPostgres
+from infra.devservices.embedded_postgres import EmbeddedPostgres
 from infra.logging import get_logger, redact_url
 
 if TYPE_CHECKING:

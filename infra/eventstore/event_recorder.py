@@ -13,7 +13,7 @@ client in `Pipeline.sync`; psycopg issue #685). The pipeline saved two local rou
 It also keeps the roster (`domain.roster`): the `roster=` entries a save passes along are
 upserted into `<events table minus _events>_roster` inside the events' own transaction, so a
 scope read after an acknowledged write always sees it. Selected with APPLICATION_RECORDER_TOPIC
-(see `infra.eventstore`); everything else is eventsourcing's own.
+(see `infra.eventstore.persistence`); everything else is eventsourcing's own.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Composed, Identifier
 
-from infra.store import retry_dropped_connections, roster_table_name
+from infra.eventstore.store import retry_dropped_connections, roster_table_name
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -43,7 +43,7 @@ def eventsourcing_env(
         raise ValueError(msg)
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "APPLICATION_RECORDER_TOPIC": "infra.event_recorder:ArrayInsertRecorder",
+        "APPLICATION_RECORDER_TOPIC": "infra.eventstore.event_recorder:ArrayInsertRecorder",
         "POSTGRES_HOST": query.get("host") or parts.hostname or "localhost",
         "POSTGRES_PORT": query.get("port") or str(parts.port or 5432),
         "POSTGRES_USER": unquote(parts.username or "postgres"),

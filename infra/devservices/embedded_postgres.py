@@ -32,9 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from infra.logging import get_logger
-from infra.ports import free_port
-from infra.postgres_cluster import (
+from infra.devservices.ports import free_port
+from infra.devservices.postgres_cluster import (
     SUPERUSER,
     PidFile,
     create_database,
@@ -43,7 +42,7 @@ from infra.postgres_cluster import (
     pg_ctl_stop,
     write_server_settings,
 )
-from infra.postgres_os import (
+from infra.devservices.postgres_os import (
     EmbeddedPostgresError,
     allow_traversal,
     is_postmaster_of,
@@ -52,6 +51,7 @@ from infra.postgres_os import (
     server_user,
     tail,
 )
+from infra.logging import get_logger
 
 __all__ = ["DEFAULT_DATABASE", "EmbeddedPostgres", "EmbeddedPostgresError", "ServerStatus"]
 

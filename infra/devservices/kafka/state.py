@@ -10,8 +10,8 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from infra.kafka.config import BrokerPorts
-from infra.ports import free_ports, port_is_free
+from infra.devservices.kafka.config import BrokerPorts
+from infra.devservices.ports import free_ports, port_is_free
 
 
 @dataclass(frozen=True)

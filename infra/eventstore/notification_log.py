@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import StoredEvent
 
-from workers.relay import StoredNotification
+
+@dataclass(frozen=True)
+class StoredNotification:
+    """A committed event as read from the log: its position, and its decoded state."""
+
+    position: int
+    topic: str
+    aggregate_id: UUID
+    version: int
+    state: Mapping[str, Any]
+
+
+class NotificationLog(Protocol):
+    def read(self, after: int, limit: int) -> Sequence[StoredNotification]:
+        """Up to `limit` notifications with positions greater than `after`, in order."""
 
 
 class ApplicationNotificationLog:

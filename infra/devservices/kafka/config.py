@@ -82,7 +82,7 @@ def server_properties(ports: BrokerPorts, log_dir: Path, *, partitions: int = 4)
         # The default 128 MiB dedupe buffer would take a sixth of the small heap.
         "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
     }
-    lines = ["# Written by infra/kafka/launcher.py; regenerated on every start."]
+    lines = ["# Written by infra/devservices/kafka/launcher.py; regenerated on every start."]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
 

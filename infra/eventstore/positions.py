@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 
-from infra.ddl import create_missing
+from infra.postgres.ddl import create_missing
 
-log = structlog.get_logger("infra.positions")
+log = structlog.get_logger("infra.eventstore.positions")
 T = TypeVar("T")
 
 SCHEMA = """

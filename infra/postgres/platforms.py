@@ -5,7 +5,7 @@ Each key has three parts, zerohash-style: the public `api_key`, a 32-byte `secre
 requests (HMAC-SHA256, see `api/auth.py`) and a `passphrase`. The secret and the passphrase
 are shown once, when the key is issued, and never again:
 
-- the secret is stored sealed under the master key (`infra/secrets_box.py`), because the
+- the secret is stored sealed under the master key (`infra/postgres/secrets_box.py`), because the
   server needs it in clear to check signatures; the api key is the associated data, so a
   sealed secret moved to another row does not open;
 - the passphrase is stored only as a salted scrypt hash (`secrets_box.hash_passphrase`),
@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Literal
 
 from domain.codes import check_platform_id
 from domain.errors import ConflictError, FieldError, InvalidRequestError, NotFoundError
-from infra.ddl import create_missing
-from infra.secrets_box import hash_passphrase
+from infra.postgres.ddl import create_missing
+from infra.postgres.secrets_box import hash_passphrase
 
 if TYPE_CHECKING:
     import asyncpg
     from asyncpg.pool import PoolConnectionProxy
 
-    from infra.secrets_box import SecretBox
+    from infra.postgres.secrets_box import SecretBox
 
 PlatformStatus = Literal["active", "disabled"]
 

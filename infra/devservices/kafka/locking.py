@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from infra.kafka.errors import KafkaLauncherError
+from infra.devservices.kafka.errors import KafkaLauncherError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -37,7 +37,7 @@ from domain.roster import RosterEntry
 from domain.services import DEFAULT_CHUNK_SIZE, Trading
 from domain.statuses import TraderStatus
 from domain.trader import Trader
-from infra.eventstore import eventsourcing_env
+from infra.eventstore.persistence import eventsourcing_env
 from infra.logging import get_logger
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from domain.requests import Limits
-    from infra.event_recorder import ArrayInsertRecorder
+    from infra.eventstore.event_recorder import ArrayInsertRecorder
 
 __all__ = [
     "DEFAULT_POOL_SIZE",

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import structlog
 
-from infra.kafka import config
-from infra.kafka.errors import KafkaLauncherError, tail
-from infra.kafka.locking import file_lock
+from infra.devservices.kafka import config
+from infra.devservices.kafka.errors import KafkaLauncherError, tail
+from infra.devservices.kafka.locking import file_lock
 
 log = structlog.get_logger(__name__)
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from infra.kafka.config import BROKER_MAIN
-from infra.kafka.errors import KafkaLauncherError
+from infra.devservices.kafka.config import BROKER_MAIN
+from infra.devservices.kafka.errors import KafkaLauncherError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

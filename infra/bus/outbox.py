@@ -15,13 +15,13 @@ from typing import Any, Literal
 from uuid import UUID
 
 from infra.bus import Record
-from workers.messages import (
+from infra.bus.messages import (
     CreditCheckRequested,
     DomainEventMessage,
     ExecutionRequested,
     PricingRequested,
 )
-from workers.topics import DEFAULT, Topics
+from infra.bus.topic_names import DEFAULT, Topics
 
 _ENVELOPE_KEYS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 

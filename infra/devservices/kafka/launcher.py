@@ -19,19 +19,19 @@ from typing import TYPE_CHECKING
 import platformdirs
 import structlog
 
-from infra.kafka import config
-from infra.kafka.errors import KafkaLauncherError, file_tail
-from infra.kafka.locking import file_lock
-from infra.kafka.processes import is_broker_process, terminate
-from infra.kafka.readiness import NotReadyError, wait_until_ready
-from infra.kafka.state import (
+from infra.devservices.kafka import config
+from infra.devservices.kafka.errors import KafkaLauncherError, file_tail
+from infra.devservices.kafka.locking import file_lock
+from infra.devservices.kafka.processes import is_broker_process, terminate
+from infra.devservices.kafka.readiness import NotReadyError, wait_until_ready
+from infra.devservices.kafka.state import (
     BrokerState,
     load_state,
     pick_free_ports,
     ports_available,
     save_state,
 )
-from infra.kafka.tools import ensure_jars, find_java, storage_tool
+from infra.devservices.kafka.tools import ensure_jars, find_java, storage_tool
 
 if TYPE_CHECKING:
     from types import TracebackType

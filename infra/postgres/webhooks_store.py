@@ -21,14 +21,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-from infra.ddl import create_missing
+from infra.postgres.ddl import create_missing
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     import asyncpg
 
-    from infra.secrets_box import SecretBox
+    from infra.postgres.secrets_box import SecretBox
 
 PAYLOAD_TYPES = (
     "trade_strategy.operation.status_changed",

@@ -28,14 +28,14 @@ from uuid import uuid4
 import asyncpg
 import structlog
 
-from infra.ddl import create_missing
+from infra.postgres.ddl import create_missing
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
     Connection = PoolConnectionProxy[asyncpg.Record]
 
-log = structlog.get_logger("infra.heartbeats")
+log = structlog.get_logger("infra.postgres.heartbeats")
 T = TypeVar("T")
 
 INTERVAL_S = 5.0

@@ -1,7 +1,7 @@
 """The PostgreSQL cluster on disk and the server commands run against it.
 
 Knows the files (`postmaster.pid`, `strategies.conf`) and the binaries (initdb, pg_ctl); the
-policy of when to start, reuse or stop lives in `infra/embedded_postgres.py`.
+policy of when to start, reuse or stop lives in `infra/devservices/embedded_postgres.py`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from infra.devservices.postgres_os import EmbeddedPostgresError, RunAs, run, tail
 from infra.logging import get_logger
-from infra.postgres_os import EmbeddedPostgresError, RunAs, run, tail
 
 log = get_logger(__name__)
 
@@ -85,7 +85,9 @@ def write_server_settings(pgdata: Path, *, user: RunAs) -> None:
     """Rewritten on every start, so a change to SERVER_SETTINGS reaches existing clusters."""
     lines = [f"{name} = {value}" for name, value in SERVER_SETTINGS.items()]
     conf = pgdata / _SETTINGS_FILE
-    conf.write_text("# Written by infra/postgres_cluster.py on every start\n" + "\n".join(lines))
+    conf.write_text(
+        "# Written by infra/devservices/postgres_cluster.py on every start\n" + "\n".join(lines)
+    )
     user.chown(conf)
 
 
