@@ -20,7 +20,8 @@ import structlog
 from infra.bus.outbox import event_message
 from infra.eventstore.notification_log import ApplicationNotificationLog
 from projections.poisoned import count_unresolved
-from projections.schema import drop_read_models, ensure_schema, quoted
+from projections.schema import quoted
+from projections.tables import drop_read_models, ensure_schema
 from projections.writer import ProjectionWriter
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ import structlog
 from domain.operation import Operation
 from domain.pricing import BlockFill
 from domain.statuses import OperationReason, OperationStatus, Side
+from domain.venue import Quote, VenueError
 from infra.bus import Delivery
 from infra.bus.messages import ExecutionRequested
-from infra.venue import Quote, VenueError
 from workers.context import StageContext
 
 log = structlog.get_logger("workers.execution")

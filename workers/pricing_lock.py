@@ -18,9 +18,9 @@ import structlog
 from domain.allotment import PricingBook
 from domain.pricing import MAX_QUOTE_ROUNDS, LockedQuote, PriceDiscovery
 from domain.statuses import OperationReason, OperationStatus
+from domain.venue import Quote, QuoteExpiredError, VenueError
 from infra.bus import Delivery
 from infra.bus.messages import PricingRequested
-from infra.venue import Quote, QuoteExpiredError, VenueError
 from workers.context import StageContext
 
 log = structlog.get_logger("workers.pricing_lock")

@@ -24,8 +24,7 @@ from pydantic import BaseModel, Field
 
 from api.pipeline_state import needed_roles
 from infra.logging import redact_text
-from infra.postgres.heartbeats import role_states
-from infra.runtime import ROLES
+from infra.postgres.heartbeats import ROLES, role_states
 from projections.poisoned import count_unresolved
 
 PROBE_TIMEOUT_S = 2.0

@@ -15,14 +15,13 @@ from fastapi import APIRouter, Query
 
 from api import schemas
 from api.auth import PlatformDep, SignedRoute
-from api.deps import EngineDep
+from api.deps import EngineDep, Pipeline
 from api.errors import Problem, ProblemError
 from api.response_budget import ResponseBudgetDep, fit_page
 from domain.operation import Operation
 from domain.statuses import TraderStatus
 from domain.strategy import Strategy
 from domain.trader import Trader
-from infra.runtime import Engine
 from projections import queries
 from projections.representations import operation_resource, strategy_resource, trader_resource
 
@@ -57,7 +56,7 @@ _RESOURCES: dict[type[Any], tuple[str, Callable[[Any], dict[str, Any]]]] = {
 
 
 async def _written(
-    engine: Engine, platform_id: str, identifier: UUID, kind: type[Any]
+    engine: Pipeline, platform_id: str, identifier: UUID, kind: type[Any]
 ) -> dict[str, Any]:
     """Read-your-writes: an id the projections have not reached yet answers from the event
     store (another platform's, or a Trader whose enrollment has not settled, stays 404)."""

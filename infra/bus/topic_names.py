@@ -79,3 +79,8 @@ class Topics:
 
 
 DEFAULT = Topics()
+
+
+def relay_position_name(topics: Topics) -> str:
+    """The relay's saved position and its leadership lock are named after the topics."""
+    return f"{topics.prefix}.outbox"

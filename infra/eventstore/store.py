@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import random
 import time
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import psycopg
 from eventsourcing.application import ProcessingEvent
@@ -44,8 +44,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from uuid import UUID
 
+    from eventsourcing.postgres import PostgresDatastore
+    from psycopg import Cursor
+
     from domain.requests import Limits
-    from infra.eventstore.event_recorder import ArrayInsertRecorder
 
 __all__ = [
     "DEFAULT_POOL_SIZE",
@@ -56,6 +58,19 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+class _EventsRecorder(Protocol):
+    """What the store uses of its events recorder (`event_recorder.ArrayInsertRecorder`,
+    selected by name in `persistence`): known by shape, since the recorder uses this
+    module's helpers and importing it here would close a circle."""
+
+    datastore: PostgresDatastore
+    events_table_name: str
+
+    def upsert_roster(self, curs: Cursor[Any], roster: Sequence[RosterEntry]) -> None: ...
+
+
 A = TypeVar("A")
 log = get_logger(__name__)
 
@@ -289,14 +304,14 @@ class PostgresTrading(Trading):
             return [row["participant_code"] for row in curs.fetchall()]
 
     def _recorders(self) -> list[PostgresAggregateRecorder]:
-        recorders: list[PostgresAggregateRecorder] = [self._events_recorder]
+        recorders = [cast("PostgresAggregateRecorder", self.recorder)]
         if self._snapshots_recorder is not None:
             recorders.append(self._snapshots_recorder)
         return recorders
 
     @property
-    def _events_recorder(self) -> ArrayInsertRecorder:
-        return cast("ArrayInsertRecorder", self.recorder)
+    def _events_recorder(self) -> _EventsRecorder:
+        return cast("_EventsRecorder", self.recorder)
 
     @property
     def _snapshots_recorder(self) -> PostgresAggregateRecorder | None:

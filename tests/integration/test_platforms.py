@@ -13,7 +13,7 @@ import typer
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from infra import cli_platform
+from infra.cli import platform as cli_platform
 from infra.postgres import platforms
 from infra.postgres.platforms import (
     KeyCache,

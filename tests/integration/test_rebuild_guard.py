@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
+from infra.bootstrap.engine import Engine
 from infra.bus.memory import InProcessBus
 from infra.postgres import heartbeats
 from infra.postgres.heartbeats import REBUILD, Heartbeat
-from infra.runtime import Engine
 from infra.settings import Settings
 from tests.cli import run_cli
 

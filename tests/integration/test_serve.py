@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from api.main import create_app
+from infra.bootstrap.http import create_app
 from infra.devservices.embedded_postgres import EmbeddedPostgres
 from infra.devservices.ports import free_port
 from infra.devservices.postgres_os import pid_alive

@@ -35,10 +35,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from domain import ids
+from infra.bootstrap.engine import Engine
 from infra.bus import Delivery, Record
 from infra.bus.messages import CommandName, CommandResult
 from infra.bus.topic_names import PLATFORM_HEADER, Topics
-from infra.runtime import Engine
 from projections import queries
 from tests.integration.pipeline.harness import (
     BLUE_CHIP,

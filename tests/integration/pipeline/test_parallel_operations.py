@@ -16,9 +16,9 @@ from uuid import UUID
 import httpx
 import pytest
 
-from api.main import create_app
 from domain import ids
 from domain.statuses import OperationType
+from infra.bootstrap.http import create_app
 from infra.eventstore.store import PostgresTrading
 from infra.postgres.platforms import create_platform
 from infra.settings import Settings

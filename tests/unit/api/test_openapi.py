@@ -7,7 +7,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from api.main import create_app
+from infra.bootstrap.http import create_app
 from infra.settings import Settings
 
 SIGNED_PATHS_METHODS = {

@@ -14,13 +14,13 @@ from typing import Annotated, NoReturn
 import asyncpg
 import typer
 
-from infra.cli_admin import projections_app
+from infra.cli.admin import projections_app
+from infra.cli.tables import JsonOption, echo_json, echo_table
+from infra.devservices.database import database_url
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
-from infra.postgres.database import database_url
 from infra.postgres.webhooks_store import WebhookStore
 from infra.settings import Settings
-from infra.tables import JsonOption, echo_json, echo_table
 from projections import poisoned
 from projections.retry import retry_poisoned
 from projections.schema import DEFAULT_SCHEMA, quoted

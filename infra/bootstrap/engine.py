@@ -25,19 +25,20 @@ from pydantic import ValidationError
 from api import replay_guard
 from domain.errors import DomainError
 from domain.requests import Limits
+from domain.venue import QuoteProvider
 from infra.bus import Bus, Delivery, Handler
-from infra.bus.topic_names import Topics
+from infra.bus.topic_names import Topics, relay_position_name
 from infra.eventstore.notification_log import ApplicationNotificationLog
 from infra.eventstore.positions import PostgresPositions, leadership
 from infra.eventstore.store import PostgresTrading, retry_on_conflict
 from infra.postgres import platforms
-from infra.postgres.heartbeats import REBUILD, Heartbeat
+from infra.postgres.heartbeats import REBUILD, ROLES, Heartbeat
 from infra.postgres.secrets_box import MasterKeyError, secret_box_for
 from infra.postgres.webhooks_store import WebhookStore
 from infra.settings import Settings
-from infra.venue import QuoteProvider
-from infra.venue.config import VenueConfig, build_venue
-from projections import schema as read_models
+from infra.venue import build_venue
+from infra.venue.config import VenueConfig
+from projections import tables as read_models
 from projections.writer import ProjectionWriter
 from workers.commands import CommandService, command_consumer
 from workers.context import StageContext
@@ -47,14 +48,13 @@ from workers.pricing_lock import lock_prices
 from workers.relay import OutboxRelay
 from workers.webhooks import WebhookRecorder, WebhookSender
 
-log = structlog.get_logger("infra.runtime")
+log = structlog.get_logger("infra.bootstrap.engine")
 T = TypeVar("T")
 
 CONFLICT_ATTEMPTS = 30
 #: Threads for chunk checks and settlements (each holds one pooled connection meanwhile).
 CHUNK_THREADS = 4
 DRAIN_SECONDS = 60.0
-ROLES = ("relay", "credit-check", "pricing", "execution", "commands", "projections", "webhooks")
 
 
 def resolve_roles(names: Iterable[str]) -> frozenset[str]:
@@ -67,11 +67,6 @@ def resolve_roles(names: Iterable[str]) -> frozenset[str]:
         else:
             raise ValueError(f"unknown role {name!r}: choose from {', '.join((*ROLES, 'all'))}")
     return frozenset(roles)
-
-
-def relay_position_name(topics: Topics) -> str:
-    """The relay's saved position and its leadership lock are named after the topics."""
-    return f"{topics.prefix}.outbox"
 
 
 def build_bus(settings: Settings, client_id: str) -> Bus:

@@ -15,12 +15,12 @@ from domain.catalogue import Instrument, InstrumentStatus
 from domain.eligibility import ParticipantStatus
 from domain.errors import DomainError
 from domain.money import parse_decimal
+from infra.cli.tables import JsonOption, echo_json, echo_table
+from infra.devservices.database import database_url
 from infra.eventstore.store import PostgresTrading, retry_on_conflict
-from infra.postgres.database import database_url
 from infra.postgres.heartbeats import REBUILD, Heartbeat, LiveProcess
 from infra.postgres.platforms import require_platform
 from infra.settings import Settings
-from infra.tables import JsonOption, echo_json, echo_table
 from projections.schema import DEFAULT_SCHEMA
 
 T = TypeVar("T")

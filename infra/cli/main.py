@@ -17,21 +17,21 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from infra import (
-    cli_admin,
-    cli_bench,
-    cli_db,
-    cli_demo,
-    cli_projections,  # noqa: F401  (adds `projections poisoned` to cli_admin's group)
-    cli_webhooks,
-    cli_worker,
-)
-from infra.cli_audit import app as audit_app
-from infra.cli_platform import app as platform_app
+from infra.cli import admin as cli_admin
+from infra.cli import bench as cli_bench
+from infra.cli import db as cli_db
+from infra.cli import demo as cli_demo
+
+# imported for its effect: it adds `projections poisoned` to cli_admin's group
+from infra.cli import projections as cli_projections  # noqa: F401
+from infra.cli import webhooks as cli_webhooks
+from infra.cli import worker as cli_worker
+from infra.cli.audit import app as audit_app
+from infra.cli.http_server import server_config
+from infra.cli.platform import app as platform_app
+from infra.devservices.database import database_url
 from infra.devservices.kafka.cli import app as kafka_app
-from infra.http_server import server_config
 from infra.logging import configure_logging, get_logger
-from infra.postgres.database import database_url
 from infra.settings import Settings, SettingsError, load_settings
 
 log = get_logger("infra.cli")
@@ -122,7 +122,8 @@ def serve(
 
     A server it started is stopped on exit, including SIGTERM and Ctrl-C.
     """
-    from api.main import create_app  # the web stack loads only for the command that needs it
+    # the web stack loads only for the command that needs it
+    from infra.bootstrap.http import create_app
 
     settings: Settings = ctx.obj
     with _stop_on_signals(), database_url(settings) as url:

@@ -19,13 +19,13 @@ import asyncpg
 import typer
 
 from domain.errors import DomainError
+from infra.cli.tables import JsonOption, echo_json, echo_table
+from infra.devservices.database import database_url
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
 from infra.postgres import platforms
-from infra.postgres.database import database_url
 from infra.postgres.secrets_box import MasterKeyError, SecretBox, secret_box_for
 from infra.settings import Settings
-from infra.tables import JsonOption, echo_json, echo_table
 
 T = TypeVar("T")
 

@@ -12,8 +12,10 @@ from uuid import UUID
 import asyncpg
 import typer
 
-from infra.audit import describe, verify
-from infra.audit_report import (
+from domain.audit import describe, verify
+from infra.cli.admin import with_pool_and_trading, with_trading
+from infra.eventstore.store import PostgresTrading
+from infra.tools.audit_report import (
     operation_report,
     replay_differences,
     report_csv,
@@ -21,8 +23,6 @@ from infra.audit_report import (
     trader_at,
     trader_state,
 )
-from infra.cli_admin import with_pool_and_trading, with_trading
-from infra.eventstore.store import PostgresTrading
 
 app = typer.Typer(
     help="Audit the read models and the ledger from the event history.", no_args_is_help=True

@@ -11,12 +11,13 @@ from typing import Annotated
 
 import typer
 
+from infra.bootstrap.engine import Engine, resolve_roles
+from infra.devservices.database import database_url
 from infra.logging import get_logger
-from infra.postgres.database import database_url
-from infra.runtime import ROLES, Engine, resolve_roles
+from infra.postgres.heartbeats import ROLES
 from infra.settings import Settings
 
-log = get_logger("infra.cli_worker")
+log = get_logger("infra.cli.worker")
 
 
 def worker(

@@ -22,9 +22,9 @@ from rich.table import Table
 from domain.chunk import OperationChunk, chunk_id
 from domain.eligibility import ParticipantStatus
 from domain.operation import Operation
+from infra.bootstrap.engine import Engine
 from infra.bus.messages import Command
-from infra.demo_story import PLATFORM, Cast, story
-from infra.runtime import Engine
+from infra.tools.demo_story import PLATFORM, Cast, story
 
 
 class DemoError(Exception):

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from infra.settings import HttpSection
 
-log = get_logger("infra.http_server")
+log = get_logger("infra.cli.http_server")
 
 
 class HeaderDeadlineProtocol(H11Protocol):

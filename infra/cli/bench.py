@@ -1,4 +1,4 @@
-"""`strategies bench`: the benchmark harness's command (figures only, see infra/bench.py)."""
+"""`strategies bench`: the benchmark harness's command (figures only, see infra/tools/bench.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.bench import (
+from infra.bootstrap.engine import Engine
+from infra.bus.memory import InProcessBus
+from infra.cli.tables import print_whole
+from infra.devservices.database import database_url
+from infra.logging import configure_logging
+from infra.settings import Settings
+from infra.tools.bench import (
     RunFigures,
     as_json,
     broker_ceiling,
@@ -31,12 +37,6 @@ from infra.bench import (
     run_story,
     server_versions,
 )
-from infra.bus.memory import InProcessBus
-from infra.logging import configure_logging
-from infra.postgres.database import database_url
-from infra.runtime import Engine
-from infra.settings import Settings
-from infra.tables import print_whole
 
 ROOT = Path(__file__).resolve().parents[1]
 

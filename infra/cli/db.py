@@ -10,8 +10,8 @@ from typing import NoReturn
 
 import typer
 
+from infra.devservices.database import embedded_postgres
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
-from infra.postgres.database import embedded_postgres
 from infra.settings import Settings
 
 app = typer.Typer(

@@ -23,8 +23,8 @@ import asyncpg
 import psutil
 
 from domain.eligibility import ParticipantStatus
+from infra.bootstrap.engine import Engine
 from infra.bus.messages import Command, CommandName
-from infra.runtime import Engine
 
 PLATFORM = "BENCH"
 ALLOCATIONS = [

@@ -15,14 +15,14 @@ import typer
 
 from domain.errors import DomainError
 from domain.webhook_url import webhook_target
+from infra.cli.tables import JsonOption, echo_json, echo_table
+from infra.devservices.database import database_url
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
-from infra.postgres.database import database_url
 from infra.postgres.platforms import require_platform
 from infra.postgres.secrets_box import MasterKeyError, SecretBox, secret_box_for
 from infra.postgres.webhooks_store import PAYLOAD_TYPES, Subscription, WebhookStore
 from infra.settings import Settings
-from infra.tables import JsonOption, echo_json, echo_table
 
 T = TypeVar("T")
 

@@ -17,13 +17,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from domain.audit import history
 from domain.chunk import OperationChunk, chunk_id
 from domain.operation import Operation
 from domain.trader import Trader
-from infra.audit import history
 from infra.bus.outbox import plain
 from projections.rebuild import rebuild
-from projections.schema import Table, quoted, read_model_tables
+from projections.schema import Table, quoted
+from projections.tables import read_model_tables
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from infra.bootstrap.engine import Engine
 from infra.bus.memory import InProcessBus
-from infra.demo import DemoError, run_demo, summary_table
+from infra.cli.tables import print_whole
+from infra.devservices.database import database_url
 from infra.logging import configure_logging
-from infra.postgres.database import database_url
-from infra.runtime import Engine
 from infra.settings import Settings
-from infra.tables import print_whole
+from infra.tools.demo import DemoError, run_demo, summary_table
 
 
 def demo(
