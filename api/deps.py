@@ -10,7 +10,7 @@ import asyncpg
 from fastapi import Depends, Request
 
 from api.errors import ProblemError
-from infra.bus.messages import Command
+from domain import commands
 from infra.eventstore.store import PostgresTrading
 
 T = TypeVar("T")
@@ -20,8 +20,10 @@ class Commands(Protocol):
     """Runs one mutation for one platform (the same service the command topic uses)."""
 
     async def run(
-        self, platform: str, request_id: UUID, command: Command
-    ) -> tuple[Any, dict[str, Any], bool]: ...
+        self, platform: str, request_id: UUID, command: commands.Command
+    ) -> tuple[str, dict[str, Any], bool]:
+        """(resource type, resource, created); a refusal raises the domain's error."""
+        ...
 
 
 class Pipeline(Protocol):

@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from domain.calculators import Market, partial_sell_plan
@@ -31,6 +32,9 @@ from domain.money import ZERO, exact_methods
 from domain.pricing import BlockOrder
 from domain.requests import ParticipantOrder
 from domain.statuses import OperationType, Reason, Side
+
+if TYPE_CHECKING:
+    from domain.operation import Operation
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,11 @@ class PricingBook:
     _seen: dict[tuple[tuple[str, Decimal], ...], dict[str, BlockOrder]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    #: The Operation as the pricing step loaded (and reserved) it, and its version then: the
+    #: lock takes it from here instead of loading it again, unless it changed since (a save
+    #: that lost to a concurrent writer leaves it ahead of the store).
+    operation: Operation | None = field(default=None, compare=False, repr=False)
+    operation_version: int = field(default=-1, compare=False, repr=False)
 
     def precisions(self) -> dict[str, int]:
         return {

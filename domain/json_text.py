@@ -11,6 +11,7 @@ JSON at all. Each of those is refused here with its own code, and every other fa
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, NoReturn
 
 from domain.errors import FieldError, InvalidRequestError
@@ -43,11 +44,40 @@ def parse_json_text(raw: bytes) -> Any:
     """The value of `raw`, or one of the errors above (all `InvalidRequestError`s)."""
     text = _utf8(raw)
     try:
-        return json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constant)
+        value = json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constant)
     except json.JSONDecodeError as error:
         raise _invalid(f"{error.msg} at character {error.pos}") from None
     except RecursionError:
         raise _invalid("nested too deeply to read") from None
+    except ValueError:
+        # Python refuses integers of more than 4300 digits (a guard against quadratic
+        # conversion, CVE-2020-10735) with a plain ValueError: no JSON a platform sends needs one.
+        raise _invalid("a number has too many digits") from None
+    # Valid UTF-8 holds no surrogate, but an escape ("\\ud800") decodes into one that no
+    # UTF-8 text, PostgreSQL column or fingerprint can hold; only then is the value walked.
+    if _SURROGATE_ESCAPE.search(text) and _holds_unpaired_surrogate(value):
+        raise _invalid("a string holds an unpaired surrogate (\\ud800-\\udfff)")
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _holds_unpaired_surrogate(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _utf8(raw: bytes) -> str:

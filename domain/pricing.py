@@ -3,14 +3,21 @@
 Buys and sells of one asset are netted across every Trader (spec §11.11), so the venue sees
 one block order per asset (sized exactly: `domain.allotment`); every in-scope Trader then
 trades at the one locked price. `PriceDiscovery` decides which firm quotes to ask for until
-every block fits the quote it will be placed against.
+every block fits the quote it will be placed against, within `MAX_QUOTE_ROUNDS`; a quote
+expired before the lock fails the pricing (`require_fresh`).
+
+A venue's quote becomes a `LockedQuote` here (`LockedQuote.of`), and the Operation's stored
+terms become one again here (`LockedQuote.from_dict`): the conversions between the venue's
+types and the event's JSON strings live in this one place.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 from domain.money import ceil_to
 from domain.statuses import Side
@@ -20,6 +27,28 @@ from domain.statuses import Side
 QUOTE_HEADROOM = Decimal("0.05")
 #: Rounds of quotes before pricing gives up on an Operation whose blocks keep moving.
 MAX_QUOTE_ROUNDS = 4
+
+
+class PricingFailedError(Exception):
+    """The quotes cannot lock this Operation's prices (blocks that never settle down, a quote
+    expired before the lock): the Operation fails with `pricing_failed` and this detail."""
+
+
+class FirmQuote(Protocol):
+    """A venue's firm quote, as the pricing stage receives it."""
+
+    @property
+    def quote_id(self) -> str: ...
+    @property
+    def side(self) -> Side: ...
+    @property
+    def price(self) -> Decimal: ...
+    @property
+    def quantity(self) -> Decimal: ...
+    @property
+    def quoted_at(self) -> datetime: ...
+    @property
+    def expires_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
@@ -38,10 +67,51 @@ class LockedQuote:
     quantity: str = ""
     expires_at: str = ""
 
+    @classmethod
+    def of(cls, asset: str, quote: FirmQuote) -> LockedQuote:
+        return cls(
+            asset,
+            quote.price,
+            quote.quote_id,
+            quote.quoted_at.isoformat(),
+            quote.side.value,
+            str(quote.quantity),
+            quote.expires_at.isoformat(),
+        )
+
+    @classmethod
+    def from_dict(cls, asset: str, data: Mapping[str, str]) -> LockedQuote:
+        """The quote as the Operation's `PricesLocked` event stored it (`as_dict`)."""
+        return cls(
+            asset,
+            Decimal(data["price"]),
+            data["quote_id"],
+            data["quoted_at"],
+            data.get("side", ""),
+            data.get("quantity", ""),
+            data.get("expires_at", ""),
+        )
+
+    @property
+    def quote_side(self) -> Side:
+        return Side(self.side)
+
+    @property
+    def quote_quantity(self) -> Decimal:
+        return Decimal(self.quantity or "0")
+
+    @property
+    def quoted_time(self) -> datetime:
+        return datetime.fromisoformat(self.quoted_at)
+
+    @property
+    def expiry(self) -> datetime:
+        return datetime.fromisoformat(self.expires_at)
+
     def covers(self, order: BlockOrder) -> bool:
         """Whether a block order can be placed against this quote: same side, and no more than
         the quoted size (the quote is asked with some headroom for exactly this)."""
-        return order.side.value == self.side and order.quantity <= Decimal(self.quantity or "0")
+        return order.side.value == self.side and order.quantity <= self.quote_quantity
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -127,6 +197,8 @@ class PriceDiscovery:
     #: Per asset and side, the net seen when the asset was priced at that side's quote.
     seen: dict[str, dict[Side, Decimal]] = field(default_factory=dict)
     crossed: dict[str, dict[str, str]] = field(default_factory=dict)
+    max_rounds: int = MAX_QUOTE_ROUNDS
+    rounds: int = 0
 
     def first(self, blocks: Mapping[str, BlockOrder]) -> list[QuoteRequest]:
         """The first round, from the blocks at indicative prices."""
@@ -134,6 +206,19 @@ class PriceDiscovery:
 
     def quoted(self, asset: str, side: Side, quantity: Decimal, price: Decimal) -> None:
         self.quotes[asset] = QuotedTerms(side, quantity, price)
+
+    def requote(self, blocks: Mapping[str, BlockOrder]) -> list[QuoteRequest]:
+        """After a round of quotes, given the blocks at `prices()`: the quotes to ask for in
+        the next round, none when every block fits. A round that still leaves blocks moving
+        after `max_rounds` fails the pricing."""
+        self.rounds += 1
+        requests = self.next(blocks)
+        if requests and self.rounds >= self.max_rounds:
+            moving = ", ".join(sorted(r.asset for r in requests))
+            raise PricingFailedError(
+                f"the blocks of {moving} did not fit their quotes after {self.max_rounds} rounds"
+            )
+        return requests
 
     def prices(self) -> dict[str, Decimal]:
         return {asset: terms.price for asset, terms in self.quotes.items()}
@@ -172,3 +257,11 @@ class PriceDiscovery:
             return QuoteRequest(asset, Side.BUY, Decimal(0))
         size = ceil_to(order.quantity * (1 + self.headroom), self.precisions[asset])
         return QuoteRequest(asset, order.side, size)
+
+
+def require_fresh(quotes: Mapping[str, LockedQuote], now: datetime) -> None:
+    """Refuses quotes of which any has expired by `now`: the lock must not promise a price
+    the venue no longer honours."""
+    late = sorted(a for a, q in quotes.items() if q.expiry <= now)
+    if late:
+        raise PricingFailedError(f"quote for {', '.join(late)} expired before it was locked")

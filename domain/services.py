@@ -21,6 +21,13 @@ from domain import ids
 from domain.catalogue import DEFAULT_INSTRUMENTS, Instrument, InstrumentCatalogue, fiat_precision
 from domain.chunk import OperationChunk
 from domain.codes import check_assets, check_participant_code, check_platform_id, check_reference
+from domain.commands import (
+    Command,
+    CreateStrategy,
+    OperationCommand,
+    UpdateTrader,
+    operation_command,
+)
 from domain.eligibility import ParticipantStatus
 from domain.errors import (
     FieldError,
@@ -30,7 +37,6 @@ from domain.errors import (
     StrategyNotFoundError,
     TraderNotFoundError,
 )
-from domain.fingerprint import request_fingerprint
 from domain.float_account import FloatAccount, FloatDeposit
 from domain.money import exact_methods
 from domain.operation import Operation
@@ -189,15 +195,53 @@ class Trading(OperationStages, Application[UUID]):
         return found or FloatAccount(platform_id, currency, fiat_precision(currency))
 
     # -- commands -----------------------------------------------------------------------
+    def handle(self, platform_id: str, request_id: UUID, command: Command) -> tuple[Any, bool]:
+        """Run one command for a platform: what it made or changed (a Strategy, an Operation
+        or a Trader), and whether this call did (False on a replay of the same request)."""
+        check_platform_id(platform_id)
+        fingerprint = command.fingerprint()
+        earlier = self._claimed(platform_id, request_id, fingerprint)
+        if earlier is not None:
+            return earlier, False
+        if isinstance(command, CreateStrategy):
+            return self._create_strategy(platform_id, request_id, command, fingerprint), True
+        if isinstance(command, UpdateTrader):
+            return self._update_trader(platform_id, request_id, command, fingerprint), True
+        return self._request_operation(platform_id, request_id, command, fingerprint), True
+
     def create_strategy(
         self, platform_id: str, request_id: UUID, body: Mapping[str, Any]
     ) -> tuple[Strategy, bool]:
         """Returns the Strategy and whether this call created it (False on a replay)."""
-        check_platform_id(platform_id)
-        fingerprint = request_fingerprint("create_strategy", "", body)
-        earlier = self._claimed(platform_id, request_id, fingerprint)
-        if earlier is not None:
-            return earlier, False
+        strategy, created = self.handle(platform_id, request_id, CreateStrategy(body))
+        return strategy, created
+
+    def request_operation(
+        self,
+        platform_id: str,
+        strategy_id: UUID,
+        request_id: UUID,
+        kind: OperationType,
+        body: Mapping[str, Any],
+    ) -> tuple[Operation, bool]:
+        """`handle` for the Operation request of `kind`."""
+        command = operation_command(kind, strategy_id, body)
+        operation, created = self.handle(platform_id, request_id, command)
+        return operation, created
+
+    def update_trader(
+        self, platform_id: str, request_id: UUID, trader_id: UUID, auto_rebalance: bool
+    ) -> tuple[Trader, bool]:
+        """PATCH: set `auto_rebalance`. A replay changes nothing and answers the Trader as it
+        is now (like every replay, which answers the resource, not a stored response)."""
+        command = UpdateTrader(trader_id, auto_rebalance)
+        trader, created = self.handle(platform_id, request_id, command)
+        return trader, created
+
+    def _create_strategy(
+        self, platform_id: str, request_id: UUID, command: CreateStrategy, fingerprint: str
+    ) -> Strategy:
+        body = command.body
         currency = body.get("quoted_currency")
         if not isinstance(currency, str) or not currency:
             raise InvalidRequestError(
@@ -217,27 +261,18 @@ class Trading(OperationStages, Application[UUID]):
                 f"metadata {unstorable}", errors=(FieldError("metadata", unstorable),)
             )
         strategy = Strategy(platform_id, request_id, currency, metadata, fingerprint)
-        key = RequestKey(platform_id, request_id, "create_strategy", fingerprint, strategy.id)
+        key = RequestKey(platform_id, request_id, command.name, fingerprint, strategy.id)
         self.save(strategy, key)
-        return strategy, True
+        return strategy
 
-    def request_operation(
-        self,
-        platform_id: str,
-        strategy_id: UUID,
-        request_id: UUID,
-        kind: OperationType,
-        body: Mapping[str, Any],
-    ) -> tuple[Operation, bool]:
+    def _request_operation(
+        self, platform_id: str, request_id: UUID, command: OperationCommand, fingerprint: str
+    ) -> Operation:
         """Validate and record an Operation with its chunk plan (one atomic write).
 
         A request that names nobody (rebalance, liquidate `all`) takes the roster as it stands
         now, which includes every write acknowledged before this call."""
-        check_platform_id(platform_id)
-        fingerprint = request_fingerprint(kind.value, str(strategy_id), body)
-        earlier = self._claimed(platform_id, request_id, fingerprint)
-        if earlier is not None:
-            return earlier, False
+        kind, strategy_id, body = command.type, command.strategy_id, command.body
         strategy = self.strategy(platform_id, strategy_id)
         auto_only = needs_scope(kind, body)
         scope = (
@@ -273,26 +308,18 @@ class Trading(OperationStages, Application[UUID]):
         ]
         key = RequestKey(platform_id, request_id, kind.value, fingerprint, operation.id)
         self.save(operation, *planned, key)
-        return operation, True
+        return operation
 
-    def update_trader(
-        self, platform_id: str, request_id: UUID, trader_id: UUID, auto_rebalance: bool
-    ) -> tuple[Trader, bool]:
-        """PATCH: set `auto_rebalance`. A replay changes nothing and answers the Trader as it
-        is now (like every replay, which answers the resource, not a stored response)."""
-        check_platform_id(platform_id)
-        fingerprint = request_fingerprint(
-            "update_trader", str(trader_id), {"auto_rebalance": auto_rebalance}
-        )
-        earlier = self._claimed(platform_id, request_id, fingerprint)
-        if earlier is not None:
-            return earlier, False
-        trader = self.trader(platform_id, trader_id)
-        trader.change_auto_rebalance(auto_rebalance)
+    def _update_trader(
+        self, platform_id: str, request_id: UUID, command: UpdateTrader, fingerprint: str
+    ) -> Trader:
+        trader = self.trader(platform_id, command.trader_id)
+        trader.change_auto_rebalance(command.auto_rebalance)
         self.save(
-            trader, RequestKey(platform_id, request_id, "update_trader", fingerprint, trader_id)
+            trader,
+            RequestKey(platform_id, request_id, command.name, fingerprint, command.trader_id),
         )
-        return trader, True
+        return trader
 
     # -- queries the write side needs -------------------------------------------------
     def strategy(self, platform_id: str, strategy_id: UUID) -> Strategy:

@@ -168,7 +168,17 @@ class OperationStages:
     def pricing_book(self, operation_id: UUID) -> PricingBook:
         """Everything pricing needs to size the blocks at any prices, from one load of the
         chunks; the float is reserved first (once), since the book allots from it."""
+        return self._pricing_book(self.operation(operation_id))
+
+    def open_pricing(self, operation_id: UUID) -> tuple[Operation, PricingBook | None]:
+        """The pricing step's one load of the Operation: it, and its `pricing_book` unless it
+        is not (or no longer) pricing. The book carries the Operation on to `lock_prices`."""
         operation = self.operation(operation_id)
+        if operation.status is not OperationStatus.PRICING or operation.failure:
+            return operation, None
+        return operation, self._pricing_book(operation)
+
+    def _pricing_book(self, operation: Operation) -> PricingBook:
         chunks = self._entries_by_chunk(operation)
         if _reserves(operation):
             self._reserve(operation, chunks)
@@ -193,6 +203,8 @@ class OperationStages:
         currency = operation.quoted_currency
         chunks = self._entries_by_chunk(operation) if chunks is None else chunks
         return PricingBook(
+            operation=operation,
+            operation_version=operation.version,
             operation_id=operation.id,
             terms=_terms(operation),
             catalogue=self.catalogue(),
@@ -216,7 +228,7 @@ class OperationStages:
         Traders' allotments at these prices, and must fit the quote it is placed against.
         `book`: the one `pricing_book` gave (chunks and budgets cannot change once the float
         is reserved), to spare loading every chunk again."""
-        operation = self.operation(operation_id)
+        operation = _as_loaded(book, operation_id) or self.operation(operation_id)
         if operation.status is not OperationStatus.PRICING or operation.failure:
             return operation
         missing = sorted(set(operation.flows) - set(quotes))
@@ -380,6 +392,18 @@ def _reserves(operation: Operation) -> bool:
         and not operation.float_reserved
         and not operation.failure
     )
+
+
+def _as_loaded(book: PricingBook | None, operation_id: UUID) -> Operation | None:
+    """The Operation the book was made from, if nothing has changed it since: not a save
+    that lost to another writer (the object is then ahead of the store and must be loaded
+    anew) nor a book made before the float was reserved (the object is behind it)."""
+    if book is None or book.operation is None or book.operation_id != operation_id:
+        return None
+    operation = book.operation
+    if operation.version != book.operation_version or _reserves(operation):
+        return None
+    return operation
 
 
 def _reserved_for(operation: Operation, book: PricingBook) -> bool:

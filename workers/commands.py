@@ -10,22 +10,27 @@ A command that fails for another reason is retried by the bus with a back-off. W
 error is an outage (`infra.transient`: database or broker away) it is retried for as long as
 that lasts, since the command is fine. Any other error (a bug this record sets off) is
 retried `MAX_ATTEMPTS` times and then dead-lettered as `handler_failed`, so one poison record
-cannot hold up its partition for good; the dead letter keeps the record for a replay.
+cannot hold up its partition for good; the dead letter keeps the record for a replay. The
+policy is `domain.failures.COMMANDS`, the one the stage tasks share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import structlog
 from pydantic import ValidationError
 
-from domain.errors import DomainError, FieldError, InvalidRequestError
+from domain import commands
+from domain.commands import build_command
+from domain.errors import DomainError
+from domain.failures import COMMAND_ATTEMPTS, COMMANDS, Failure, Verdict, classify
 from domain.json_text import JsonTextError, parse_json_text
 from domain.services import Trading
-from domain.statuses import OperationType
+from domain.strategy import Strategy
+from domain.trader import Trader
 from infra.bus import Bus, Delivery, Record
 from infra.bus.messages import Command, CommandError, CommandResult, DeadLetter, ErrorDetail
 from infra.bus.topic_names import PLATFORM_HEADER, Topics
@@ -34,18 +39,11 @@ from projections.representations import operation_resource, strategy_resource, t
 from workers.context import SyncCaller
 
 log = structlog.get_logger("workers.commands")
+ResourceType = Literal["strategy", "operation", "trader"]
 
 #: Attempts at a command that fails with an error other than an outage before it is
-#: dead-lettered; with the bus's back-off (0.1 s doubling) that is a few seconds.
-MAX_ATTEMPTS = 5
-
-OPERATION_COMMANDS = {
-    "enroll": OperationType.ENROLLMENT,
-    "top_up": OperationType.TOP_UP,
-    "partial_sell": OperationType.PARTIAL_SELL,
-    "rebalance": OperationType.REBALANCE,
-    "liquidate": OperationType.LIQUIDATION,
-}
+#: dead-lettered (`domain.failures.COMMANDS`).
+MAX_ATTEMPTS = COMMAND_ATTEMPTS
 
 
 class CommandService:
@@ -55,54 +53,41 @@ class CommandService:
         self.trading = trading
         self.call = call
 
-    async def execute(self, platform: str, request_id: UUID, command: Command) -> CommandResult:
+    async def execute(self, platform: str, request_id: UUID, record: Command) -> CommandResult:
+        """A command record's outcome; a refusal is a `rejected` result, any other error
+        propagates for the consumer's policy to decide."""
         try:
+            command = build_command(
+                record.command,
+                strategy_id=record.strategy_id,
+                trader_id=record.trader_id,
+                body=record.body,
+            )
             kind, resource, created = await self.run(platform, request_id, command)
-        except DomainError as error:
-            return _rejected(platform, request_id, command.command, error)
+        except Exception as error:
+            if classify(error, outage=is_transient) is not Failure.REFUSED:
+                raise
+            assert isinstance(error, DomainError)
+            return _rejected(platform, request_id, record.command, error)
         return CommandResult(
             request_id=str(request_id),
             platform=platform,
-            command=command.command,
+            command=record.command,
             outcome="accepted" if created else "replayed",
             resource_type=kind,
             resource=resource,
         )
 
     async def run(
-        self, platform: str, request_id: UUID, command: Command
-    ) -> tuple[Any, dict[str, Any], bool]:
+        self, platform: str, request_id: UUID, command: commands.Command
+    ) -> tuple[ResourceType, dict[str, Any], bool]:
         """(resource type, resource, created); a refusal raises the domain's error."""
-        if command.command == "create_strategy":
-            strategy, created = await self.call(
-                self.trading.create_strategy, platform, request_id, command.body
-            )
-            return "strategy", strategy_resource(strategy), created
-        if command.command == "update_trader":
-            flag = command.body.get("auto_rebalance")
-            if command.trader_id is None or not isinstance(flag, bool):
-                raise InvalidRequestError(
-                    "update_trader needs trader_id and body.auto_rebalance (true or false)",
-                    errors=(FieldError("auto_rebalance", "must be true or false"),),
-                )
-            trader, created = await self.call(
-                self.trading.update_trader, platform, request_id, command.trader_id, flag
-            )
-            return "trader", trader_resource(trader), created
-        if command.strategy_id is None:
-            raise InvalidRequestError(
-                f"{command.command} needs strategy_id",
-                errors=(FieldError("strategy_id", "is required"),),
-            )
-        operation, created = await self.call(
-            self.trading.request_operation,
-            platform,
-            command.strategy_id,
-            request_id,
-            OPERATION_COMMANDS[command.command],
-            command.body,
-        )
-        return "operation", operation_resource(operation), created
+        made, created = await self.call(self.trading.handle, platform, request_id, command)
+        if isinstance(made, Strategy):
+            return "strategy", strategy_resource(made), created
+        if isinstance(made, Trader):
+            return "trader", trader_resource(made), created
+        return "operation", operation_resource(made), created
 
 
 def _rejected(platform: str, request_id: UUID, command: str, error: DomainError) -> CommandResult:
@@ -176,7 +161,8 @@ def command_consumer(
             await bus.publish(Record(topics.command_results, result.encode(), key=str(request_id)))
         except Exception as error:
             attempt = delivery.redelivered + 1
-            if is_transient(error) or attempt < MAX_ATTEMPTS:
+            failure = classify(error, outage=is_transient)
+            if COMMANDS.verdict(failure, attempt) is not Verdict.GIVE_UP:
                 raise  # the bus backs off and hands the record over again
             failed = UnreadableCommandError(
                 "handler_failed",

@@ -7,13 +7,12 @@ any Trader settles; settlement only starts once every block is filled (`FillsCom
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 
 import structlog
 
 from domain.operation import Operation
-from domain.pricing import BlockFill
+from domain.pricing import BlockFill, LockedQuote
 from domain.statuses import OperationReason, OperationStatus, Side
 from domain.venue import Quote, VenueError
 from infra.bus import Delivery
@@ -72,14 +71,14 @@ async def _place_blocks(task: ExecutionRequested, ctx: StageContext) -> None:
 
 
 def _quote(operation: Operation, asset: str) -> Quote:
-    locked = operation.locked_prices[asset]
+    locked = LockedQuote.from_dict(asset, operation.locked_prices[asset])
     return Quote(
-        quote_id=locked["quote_id"],
+        quote_id=locked.quote_id,
         asset=asset,
         quoted_currency=operation.quoted_currency,
-        side=Side(locked["side"]),
-        price=Decimal(locked["price"]),
-        quantity=Decimal(locked["quantity"]),
-        quoted_at=datetime.fromisoformat(locked["quoted_at"]),
-        expires_at=datetime.fromisoformat(locked["expires_at"]),
+        side=locked.quote_side,
+        price=locked.price,
+        quantity=locked.quote_quantity,
+        quoted_at=locked.quoted_time,
+        expires_at=locked.expiry,
     )

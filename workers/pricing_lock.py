@@ -10,15 +10,14 @@ Operation cleanly (`pricing_failed`): no Trader trades and every hold is release
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from uuid import UUID
 
 import structlog
 
 from domain.allotment import PricingBook
-from domain.pricing import MAX_QUOTE_ROUNDS, LockedQuote, PriceDiscovery
-from domain.statuses import OperationReason, OperationStatus
-from domain.venue import Quote, QuoteExpiredError, VenueError
+from domain.pricing import LockedQuote, PriceDiscovery, PricingFailedError, require_fresh
+from domain.statuses import OperationReason
+from domain.venue import VenueError
 from infra.bus import Delivery
 from infra.bus.messages import PricingRequested
 from workers.context import StageContext
@@ -28,20 +27,20 @@ log = structlog.get_logger("workers.pricing_lock")
 
 async def lock_prices(delivery: Delivery, ctx: StageContext) -> None:
     task = PricingRequested.model_validate_json(delivery.value)
-    operation = await ctx.call(ctx.trading.operation, task.operation_id)
-    if operation.status is not OperationStatus.PRICING or operation.failure:
+    # One load of the Operation for the whole step: the book carries it to the lock.
+    operation, book = await ctx.call(ctx.trading.open_pricing, task.operation_id)
+    if book is None:
         log.info(
             "pricing.skipped", operation_id=str(task.operation_id), status=operation.status.value
         )
         return
-    book = await ctx.call(ctx.trading.pricing_book, task.operation_id)  # reserves the float
     try:
         quotes, crossed = await _discover(ctx, book)
-        _require_fresh(quotes, ctx)
-    except VenueError as error:
+        require_fresh(quotes, ctx.clock())
+    except (VenueError, PricingFailedError) as error:
         await _fail(ctx, task.operation_id, str(error))
         return
-    await ctx.call(ctx.trading.lock_prices, task.operation_id, _locked(quotes), crossed, book)
+    await ctx.call(ctx.trading.lock_prices, task.operation_id, quotes, crossed, book)
     log.info(
         "pricing.locked",
         operation_id=str(task.operation_id),
@@ -52,7 +51,7 @@ async def lock_prices(delivery: Delivery, ctx: StageContext) -> None:
 
 async def _discover(
     ctx: StageContext, book: PricingBook
-) -> tuple[dict[str, Quote], dict[str, dict[str, str]]]:
+) -> tuple[dict[str, LockedQuote], dict[str, dict[str, str]]]:
     currency = book.quoted_currency
     indicative = await ctx.quotes.indicative(currency, book.assets)
     missing = sorted(set(book.assets) - set(indicative))
@@ -60,44 +59,18 @@ async def _discover(
         raise VenueError(f"no price for {', '.join(missing)}")
     discovery = PriceDiscovery(book.assets, book.precisions())
     requests = discovery.first(await ctx.call(book.blocks, indicative))
-    quotes: dict[str, Quote] = {}
-    for _ in range(MAX_QUOTE_ROUNDS):
+    quotes: dict[str, LockedQuote] = {}
+    while requests:
         for request in requests:
             quote = await ctx.quotes.firm_quote(
                 currency, request.asset, request.side, request.quantity
             )
-            quotes[request.asset] = quote
+            quotes[request.asset] = LockedQuote.of(request.asset, quote)
             discovery.quoted(request.asset, quote.side, quote.quantity, quote.price)
-        requests = discovery.next(await ctx.call(book.blocks, discovery.prices()))
-        if not requests:
-            return quotes, discovery.crossed
-        log.info("pricing.requoted", assets=sorted(r.asset for r in requests))
-    moving = ", ".join(sorted(r.asset for r in requests))
-    raise VenueError(
-        f"the blocks of {moving} did not fit their quotes after {MAX_QUOTE_ROUNDS} rounds"
-    )
-
-
-def _require_fresh(quotes: Mapping[str, Quote], ctx: StageContext) -> None:
-    now = ctx.clock()
-    expired = sorted(a for a, q in quotes.items() if q.expires_at <= now)
-    if expired:
-        raise QuoteExpiredError(f"quote for {', '.join(expired)} expired before it was locked")
-
-
-def _locked(quotes: Mapping[str, Quote]) -> dict[str, LockedQuote]:
-    return {
-        asset: LockedQuote(
-            asset,
-            quote.price,
-            quote.quote_id,
-            quote.quoted_at.isoformat(),
-            quote.side.value,
-            str(quote.quantity),
-            quote.expires_at.isoformat(),
-        )
-        for asset, quote in quotes.items()
-    }
+        requests = discovery.requote(await ctx.call(book.blocks, discovery.prices()))
+        if requests:
+            log.info("pricing.requoted", assets=sorted(r.asset for r in requests))
+    return quotes, discovery.crossed
 
 
 async def _fail(ctx: StageContext, operation_id: UUID, detail: str) -> None:

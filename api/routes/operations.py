@@ -1,6 +1,7 @@
 """POST /strategies and the Operation requests: adapters onto the CommandService.
 
-The same service serves `strategies.commands`, so HTTP and Kafka callers get the same
+Each route builds its `domain.commands` command from the validated body, the same type the
+`strategies.commands` consumer builds from a record, so HTTP and Kafka callers get the same
 validation, the same ids (derived from platform and X-REQUEST-ID) and the same replays.
 """
 
@@ -16,7 +17,7 @@ from api.auth import PlatformDep, SignedRoute
 from api.deps import EngineDep
 from api.errors import Problem
 from api.idempotency import RequestIdDep
-from infra.bus.messages import Command, CommandName
+from domain import commands
 
 router = APIRouter(tags=["strategies"], route_class=SignedRoute)
 
@@ -37,14 +38,11 @@ async def _run(
     platform: str,
     request_id: UUID,
     response: Response,
-    command: CommandName,
-    body: dict[str, Any],
+    command: commands.Command,
     *,
     created: int,
-    strategy_id: UUID | None = None,
 ) -> dict[str, Any]:
-    order = Command(command=command, strategy_id=strategy_id, body=body)
-    _kind, resource, made = await engine.commands.run(platform, request_id, order)
+    _kind, resource, made = await engine.commands.run(platform, request_id, command)
     response.status_code = created if made else status.HTTP_200_OK
     response.headers["X-REQUEST-ID"] = str(request_id)
     return resource
@@ -75,14 +73,16 @@ async def create_strategy(
         platform.platform_id,
         request_id,
         response,
-        "create_strategy",
-        body.model_dump(),
+        commands.CreateStrategy(body.model_dump()),
         created=status.HTTP_201_CREATED,
     )
 
 
 def _operation_route(
-    path: str, command: CommandName, model: type[schemas.Body], summary: str
+    path: str,
+    command: type[commands.OperationCommand],
+    model: type[schemas.Body],
+    summary: str,
 ) -> None:
     async def request_operation(
         strategy_id: UUID,
@@ -97,13 +97,11 @@ def _operation_route(
             platform.platform_id,
             request_id,
             response,
-            command,
-            cast(schemas.Body, body).model_dump(exclude_none=True),
+            command(strategy_id, cast(schemas.Body, body).model_dump(exclude_none=True)),
             created=status.HTTP_202_ACCEPTED,
-            strategy_id=strategy_id,
         )
 
-    request_operation.__name__ = command
+    request_operation.__name__ = command.name
     # Annotations are strings here (postponed evaluation) and `model` is a local: give FastAPI
     # the class itself, or it could not tell which body this route expects.
     request_operation.__annotations__["body"] = model
@@ -124,13 +122,23 @@ def _operation_route(
 
 
 _operation_route(
-    "enroll", "enroll", schemas.FundedOperationRequest, "Enroll participants (creates Traders)"
+    "enroll",
+    commands.Enroll,
+    schemas.FundedOperationRequest,
+    "Enroll participants (creates Traders)",
 )
-_operation_route("top-up", "top_up", schemas.FundedOperationRequest, "Top up existing Traders")
 _operation_route(
-    "partial-sell", "partial_sell", schemas.FundedOperationRequest, "Sell part of Traders' holdings"
+    "top-up", commands.TopUp, schemas.FundedOperationRequest, "Top up existing Traders"
 )
 _operation_route(
-    "rebalance", "rebalance", schemas.RebalanceRequest, "Rebalance Traders to new weights"
+    "partial-sell",
+    commands.PartialSell,
+    schemas.FundedOperationRequest,
+    "Sell part of Traders' holdings",
 )
-_operation_route("liquidate", "liquidate", schemas.LiquidateRequest, "Sell everything Traders hold")
+_operation_route(
+    "rebalance", commands.Rebalance, schemas.RebalanceRequest, "Rebalance Traders to new weights"
+)
+_operation_route(
+    "liquidate", commands.Liquidate, schemas.LiquidateRequest, "Sell everything Traders hold"
+)

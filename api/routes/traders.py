@@ -12,7 +12,7 @@ from api.auth import PlatformDep, SignedRoute
 from api.deps import EngineDep
 from api.errors import Problem
 from api.idempotency import RequestIdDep
-from infra.bus.messages import Command
+from domain.commands import UpdateTrader
 
 router = APIRouter(tags=["strategies"], route_class=SignedRoute)
 
@@ -41,11 +41,7 @@ async def update_trader(
 ) -> Any:
     """The same X-REQUEST-ID again changes nothing and answers the Trader as it is now; the
     same id with another body, or already used for another request, is a 409."""
-    command = Command(
-        command="update_trader",
-        trader_id=trader_id,
-        body={"auto_rebalance": body.auto_rebalance},
-    )
+    command = UpdateTrader(trader_id, body.auto_rebalance)
     _kind, resource, _created = await engine.commands.run(platform.platform_id, request_id, command)
     response.headers["X-REQUEST-ID"] = str(request_id)
     return resource

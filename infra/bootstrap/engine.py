@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from api import replay_guard
 from domain.errors import DomainError
+from domain.failures import STAGE_TASKS, Verdict, classify
 from domain.requests import Limits
 from domain.venue import QuoteProvider
 from infra.bus import Bus, Delivery, Handler
@@ -36,6 +37,7 @@ from infra.postgres.heartbeats import REBUILD, ROLES, Heartbeat
 from infra.postgres.secrets_box import MasterKeyError, secret_box_for
 from infra.postgres.webhooks_store import WebhookStore
 from infra.settings import Settings
+from infra.transient import is_transient
 from infra.venue import build_venue
 from infra.venue.config import VenueConfig
 from projections import tables as read_models
@@ -81,29 +83,34 @@ def build_bus(settings: Settings, client_id: str) -> Bus:
 
 
 def guarded(handler: Handler) -> Handler:
-    """A task the domain refuses (unknown operation, a stage it has moved past) is logged and
-    acknowledged: retrying it could never succeed and would hold up its partition. Anything
-    else (database down, a bug) propagates, so the bus redelivers the record after a back-off."""
+    """Stage tasks under `domain.failures.STAGE_TASKS`: a task the domain refuses (unknown
+    operation, a stage it has moved past) or cannot read is logged and acknowledged, since
+    retrying it could never succeed and would hold up its partition. Anything else (database
+    down, a bug) propagates, so the bus redelivers the record after a back-off."""
 
     async def handle(delivery: Delivery) -> None:
         try:
             await handler(delivery)
-        except DomainError as refusal:
-            log.error(
-                "stage.refused",
-                topic=delivery.topic,
-                key=delivery.key,
-                offset=delivery.offset,
-                code=refusal.code,
-                reason=refusal.message,
-            )
-        except ValidationError as unreadable:
-            log.error(
-                "stage.unreadable",
-                topic=delivery.topic,
-                offset=delivery.offset,
-                error=str(unreadable),
-            )
+        except Exception as error:
+            failure = classify(error, outage=is_transient, unreadable=(ValidationError,))
+            if STAGE_TASKS.verdict(failure, delivery.redelivered + 1) is not Verdict.SETTLE:
+                raise
+            if isinstance(error, DomainError):
+                log.error(
+                    "stage.refused",
+                    topic=delivery.topic,
+                    key=delivery.key,
+                    offset=delivery.offset,
+                    code=error.code,
+                    reason=error.message,
+                )
+            else:
+                log.error(
+                    "stage.unreadable",
+                    topic=delivery.topic,
+                    offset=delivery.offset,
+                    error=str(error),
+                )
 
     return handle
 

@@ -22,9 +22,10 @@ from uuid import UUID, uuid4
 import asyncpg
 import psutil
 
+from domain.commands import build_command
 from domain.eligibility import ParticipantStatus
 from infra.bootstrap.engine import Engine
-from infra.bus.messages import Command, CommandName
+from infra.bus.messages import CommandName
 
 PLATFORM = "BENCH"
 ALLOCATIONS = [
@@ -259,7 +260,7 @@ def _funded(codes: list[str], amount: str, auto: bool = False) -> list[dict[str,
 async def _run(
     engine: Engine, command: CommandName, strategy: UUID | None, body: dict[str, Any]
 ) -> dict[str, Any]:
-    order = Command(command=command, strategy_id=strategy, body=body)
+    order = build_command(command, strategy_id=strategy, trader_id=None, body=body)
     _kind, created, _new = await engine.commands.run(PLATFORM, uuid4(), order)
     return created
 

@@ -131,6 +131,10 @@ async def test_bodies_are_utf8_json_without_repeated_members(
             (b'{"quoted_currency": "EUR", "quoted_currency": "USD"}', "duplicate_key"),
             (b'{"quoted_currency": "USD", "metadata": {"a": 1, "a": 2}}', "duplicate_key"),
             (b'{"quoted_currency": "USD", "metadata": {"a": NaN}}', "invalid_json"),
+            (
+                b'{"quoted_currency": "USD", "metadata": {"n": ' + b"9" * 5000 + b"}}",
+                "invalid_json",
+            ),
         ):
             refused = await world.client.post("/strategies", None, raw=raw)
             assert refused.status_code == 400, (raw[:40], refused.text)

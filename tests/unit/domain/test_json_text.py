@@ -55,9 +55,29 @@ def test_a_repeated_long_name_is_quoted_only_in_part() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", [b"{not json", b'{"a": NaN}', b"[Infinity]", b"-Infinity", b"[" * 200_000, b""]
+    "raw",
+    [
+        b"{not json",
+        b'{"a": NaN}',
+        b"[Infinity]",
+        b"-Infinity",
+        b"[" * 200_000,
+        b"",
+        # Python's int() refuses over 4300 digits with a bare ValueError (the command topic's
+        # fuzzer found it: the record was dead-lettered `handler_failed`, over HTTP a 500).
+        b'{"n": ' + b"9" * 5000 + b"}",
+        # An escaped lone surrogate decodes into a str no UTF-8 can hold (the fuzzer's record
+        # failed five times in the handler, then was dead-lettered handler_failed).
+        b'{"k": "\\ud800"}',
+        b'{"\\udfff": 1}',
+        b'[["x", {"a": "ok \\uDBFF"}]]',
+    ],
 )
 def test_other_faults_are_invalid_json(raw: bytes) -> None:
     with pytest.raises(JsonTextError) as caught:
         parse_json_text(raw)
     assert caught.value.code == "invalid_json"
+
+
+def test_an_escaped_surrogate_pair_is_one_character_and_reads() -> None:
+    assert parse_json_text(b'{"k": "\\ud83d\\ude00"}') == {"k": "\U0001f600"}

@@ -1,0 +1,133 @@
+"""The commands: one type per mutation, built at each way in (HTTP route, Kafka record) and
+handled by `Trading.handle`.
+
+A command keeps its body as asked (the HTTP model dumped once, or the record's `body`): the
+request fingerprint hashes exactly that, so a replay matches across HTTP and Kafka and across
+releases. The body's content (weights, amounts, codes, limits) is checked once, by the
+service, after the replay check and the Strategy's lookup: amounts are checked against the
+Strategy's currency and instruments against the catalogue, and a replay must answer what
+it made even if the limits changed since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from uuid import UUID
+
+from domain.errors import FieldError, InvalidRequestError
+from domain.fingerprint import request_fingerprint
+from domain.statuses import OperationType
+
+
+@dataclass(frozen=True)
+class CreateStrategy:
+    body: Mapping[str, Any]
+    name: ClassVar[str] = "create_strategy"
+
+    def fingerprint(self) -> str:
+        return request_fingerprint(self.name, "", self.body)
+
+
+@dataclass(frozen=True)
+class OperationCommand:
+    """A request for an Operation on one Strategy; the subclass names its type."""
+
+    strategy_id: UUID
+    body: Mapping[str, Any]
+    name: ClassVar[str]
+    type: ClassVar[OperationType]
+
+    def fingerprint(self) -> str:
+        return request_fingerprint(self.type.value, str(self.strategy_id), self.body)
+
+
+@dataclass(frozen=True)
+class Enroll(OperationCommand):
+    name = "enroll"
+    type = OperationType.ENROLLMENT
+
+
+@dataclass(frozen=True)
+class TopUp(OperationCommand):
+    name = "top_up"
+    type = OperationType.TOP_UP
+
+
+@dataclass(frozen=True)
+class PartialSell(OperationCommand):
+    name = "partial_sell"
+    type = OperationType.PARTIAL_SELL
+
+
+@dataclass(frozen=True)
+class Rebalance(OperationCommand):
+    name = "rebalance"
+    type = OperationType.REBALANCE
+
+
+@dataclass(frozen=True)
+class Liquidate(OperationCommand):
+    name = "liquidate"
+    type = OperationType.LIQUIDATION
+
+
+@dataclass(frozen=True)
+class UpdateTrader:
+    trader_id: UUID
+    auto_rebalance: bool
+    name: ClassVar[str] = "update_trader"
+
+    def fingerprint(self) -> str:
+        return request_fingerprint(
+            self.name, str(self.trader_id), {"auto_rebalance": self.auto_rebalance}
+        )
+
+
+#: Every mutation; `OperationCommand` stands for its five subclasses.
+Command = CreateStrategy | OperationCommand | UpdateTrader
+
+OPERATION_COMMANDS: dict[str, type[OperationCommand]] = {
+    kind.name: kind for kind in (Enroll, TopUp, PartialSell, Rebalance, Liquidate)
+}
+
+
+def operation_command(
+    kind: OperationType, strategy_id: UUID, body: Mapping[str, Any]
+) -> OperationCommand:
+    """The command asking for an Operation of `kind`."""
+    for command in OPERATION_COMMANDS.values():
+        if command.type is kind:
+            return command(strategy_id, body)
+    raise ValueError(f"no command asks for a {kind.value} Operation")
+
+
+def build_command(
+    name: str,
+    *,
+    strategy_id: UUID | None,
+    trader_id: UUID | None,
+    body: Mapping[str, Any],
+) -> Command:
+    """A command from its parts as a record carries them (name, target ids, JSON body); a
+    missing target or flag is refused with the field to fix."""
+    if name == CreateStrategy.name:
+        return CreateStrategy(body)
+    if name == UpdateTrader.name:
+        flag = body.get("auto_rebalance")
+        if trader_id is None or not isinstance(flag, bool):
+            raise InvalidRequestError(
+                "update_trader needs trader_id and body.auto_rebalance (true or false)",
+                errors=(FieldError("auto_rebalance", "must be true or false"),),
+            )
+        return UpdateTrader(trader_id, flag)
+    kind = OPERATION_COMMANDS.get(name)
+    if kind is None:
+        raise ValueError(f"unknown command {name!r}")
+    if strategy_id is None:
+        raise InvalidRequestError(
+            f"{name} needs strategy_id",
+            errors=(FieldError("strategy_id", "is required"),),
+        )
+    return kind(strategy_id, body)

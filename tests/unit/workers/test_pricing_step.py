@@ -1,0 +1,53 @@
+"""One pricing step loads its Operation once and sizes the blocks once per set of prices:
+the indicative ones, then the quoted ones the lock uses too (no timing, only counts)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from domain import allotment
+from domain.statuses import OperationStatus
+from infra.bus.messages import CreditCheckRequested, PricingRequested
+from infra.venue import build_venue
+from infra.venue.config import VenueConfig
+from tests.unit.workers.test_stage_handlers import Clock, delivery, setup
+from workers.credit_check import check_credit
+from workers.pricing_lock import lock_prices
+
+
+async def test_pricing_loads_the_operation_once_and_sizes_each_price_set_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    venue = build_venue(VenueConfig(seed=7), now=clock)
+    app, ctx, operation_id = setup(venue, clock)
+    for chunk in range(app.operation(operation_id).chunk_count):
+        await check_credit(
+            delivery(CreditCheckRequested(operation_id=operation_id, chunk=chunk)), ctx
+        )
+
+    loads: list[UUID] = []
+    get = app.repository.get
+
+    def counted_get(aggregate_id: UUID, *args: Any, **kwargs: Any) -> Any:
+        loads.append(aggregate_id)
+        return get(aggregate_id, *args, **kwargs)
+
+    sized: list[object] = []
+    block_orders = allotment.block_orders
+
+    def counted_blocks(net: Any) -> Any:
+        sized.append(net)
+        return block_orders(net)
+
+    monkeypatch.setattr(app.repository, "get", counted_get)
+    monkeypatch.setattr(allotment, "block_orders", counted_blocks)
+    await lock_prices(delivery(PricingRequested(operation_id=operation_id)), ctx)
+    operation_loads, sizings = loads.count(operation_id), len(sized)
+
+    assert app.operation(operation_id).status is OperationStatus.SETTLING
+    assert operation_loads == 1
+    assert sizings == 2  # at the indicative prices, then at the quoted (locked) ones
