@@ -41,7 +41,7 @@ from api.errors import ProblemError
 from api.strict_requests import read_json_body, refuse_body_on_bodyless, refuse_unknown_query
 from domain.errors import FieldError
 from infra.logging import get_logger
-from infra.platforms import KeyCache, find_key, key_cache
+from infra.postgres.platforms import KeyCache, find_key, key_cache
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -55,9 +55,9 @@ EMPTY_BODY = b"{}"
 BODYLESS_METHODS = strict_requests.BODYLESS_METHODS
 HEADERS = ("X-SCX-API-KEY", "X-SCX-SIGNED", "X-SCX-TIMESTAMP", "X-SCX-PASSPHRASE")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
-# Issued keys are 32 hex digits (infra.platforms). A value that is not short printable ASCII
-# cannot be one and is refused without a query: PostgreSQL text cannot hold a NUL, and such
-# a key made the lookup fail with a 500.
+# Issued keys are 32 hex digits (infra.postgres.platforms). A value that is not short
+# printable ASCII cannot be one and is refused without a query: PostgreSQL text cannot
+# hold a NUL, and such a key made the lookup fail with a 500.
 _API_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 _CHALLENGE = {"WWW-Authenticate": 'SCX-HMAC-SHA256 realm="portfolio-strategies"'}
 

@@ -2,17 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, Protocol, TypeVar
+from uuid import UUID
 
 import asyncpg
 from fastapi import Depends, Request
 
 from api.errors import ProblemError
-from infra.runtime import Engine
+from domain import commands
+from infra.eventstore.store import PostgresTrading
+
+T = TypeVar("T")
 
 
-def get_engine(request: Request) -> Engine:
-    engine: Engine | None = request.app.state.engine
+class Commands(Protocol):
+    """Runs one mutation for one platform (the same service the command topic uses)."""
+
+    async def run(
+        self, platform: str, request_id: UUID, command: commands.Command
+    ) -> tuple[str, dict[str, Any], bool]:
+        """(resource type, resource, created); a refusal raises the domain's error."""
+        ...
+
+
+class Pipeline(Protocol):
+    """What the routes use of the running write side. The composition root's Engine
+    (`infra.bootstrap.engine`) satisfies it; the API never builds or imports one."""
+
+    @property
+    def trading(self) -> PostgresTrading: ...
+
+    @property
+    def commands(self) -> Commands: ...
+
+    @property
+    def pool(self) -> asyncpg.Pool: ...
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a synchronous domain call off the event loop, retried on write conflicts."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+def get_engine(request: Request) -> Pipeline:
+    engine: Pipeline | None = request.app.state.engine
     if engine is None:
         raise ProblemError(
             503,
@@ -28,5 +63,5 @@ def get_pool(request: Request) -> asyncpg.Pool:
     return pool
 
 
-EngineDep = Annotated[Engine, Depends(get_engine)]
+EngineDep = Annotated[Pipeline, Depends(get_engine)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]

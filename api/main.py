@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -24,12 +24,12 @@ from api.limits import BodySizeLimitMiddleware
 from api.request_guards import install_request_guards
 from api.routes import admin, events, health, operations, reads, server_time, traders, webhooks
 from infra.logging import bind_correlation_id, get_logger
-from infra.runtime import Engine
-from infra.secrets_box import secret_box_for
+from infra.postgres.secrets_box import secret_box_for
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from api.deps import Pipeline
     from infra.settings import Settings
 
 log = get_logger("api.http")
@@ -50,11 +50,14 @@ def _version() -> str:
         return "0+unknown"
 
 
-def create_app(
-    settings: Settings, database_url: str, *, run_engine: bool = True, roles: Sequence[str] = ()
+def build_app(
+    settings: Settings,
+    database_url: str,
+    *,
+    start_pipeline: Callable[[], Awaitable[Pipeline]] | None = None,
 ) -> FastAPI:
-    """`roles`: the pipeline roles this process also runs. In embedded mode (no Kafka) every
-    role must run here, since the bus is in-process; with Kafka the API usually runs none."""
+    """`start_pipeline` starts the write side the routes use (the composition root passes
+    it: `infra.bootstrap.http.create_app`); without it the routes that need it answer 503."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,8 +66,8 @@ def create_app(
         pool = await asyncpg.create_pool(database_url, min_size=0, max_size=10, timeout=5)
         app.state.db_pool = pool
         app.state.engine = None
-        if run_engine:
-            app.state.engine = await _start_engine(settings, database_url, roles)
+        if start_pipeline is not None:
+            app.state.engine = await _start_pipeline(start_pipeline)
         try:
             yield
         finally:
@@ -116,15 +119,12 @@ def _document_problems(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-async def _start_engine(
-    settings: Settings, database_url: str, roles: Sequence[str]
-) -> Engine | None:
+async def _start_pipeline(start: Callable[[], Awaitable[Pipeline]]) -> Pipeline | None:
     """The API needs the write side (commands) and the read models (queries). If they cannot
     start (database down), the API still starts: /health says why and every other route
     answers 503 with a retry hint until a restart."""
     try:
-        engine = Engine(settings, database_url, roles)
-        return await engine.start()
+        return await start()
     except Exception:
         log.exception("api.engine_unavailable")
         return None

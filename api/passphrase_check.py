@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING
 
 from api.rate_limits import RateLimitedError
 from domain.budgets import ExpiringSet, KeyedBuckets
-from infra.secrets_box import verify_passphrase
+from infra.postgres.secrets_box import verify_passphrase
 
 if TYPE_CHECKING:
-    from infra.platforms import KeyRecord
+    from infra.postgres.platforms import KeyRecord
     from infra.settings_limits import AbuseLimits
 
 QUEUE_PER_PLATFORM = 8

@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from domain.statuses import OperationStatus
-from infra.runtime import relay_position_name
+from infra.bus.topic_names import Topics, relay_position_name
 from projections.operations import OPERATIONS
 from projections.schema import DEFAULT_SCHEMA, quoted
 from projections.writer import DEFAULT_NAME as READ_MODELS
-from workers.topics import Topics
 
 if TYPE_CHECKING:
-    from infra.runtime import Engine
+    from api.deps import Pipeline
 
 STAGE_ROLES = {
     OperationStatus.VALIDATING.value: "credit-check",
@@ -41,7 +40,7 @@ SELECT
 """
 
 
-async def needed_roles(pool: asyncpg.Pool, engine: Engine | None, prefix: str) -> dict[str, str]:
+async def needed_roles(pool: asyncpg.Pool, engine: Pipeline | None, prefix: str) -> dict[str, str]:
     """Role -> why it is needed now. Tables not created yet hold no work."""
     try:
         row = await pool.fetchrow(

@@ -21,7 +21,7 @@ import hashlib
 import time
 from typing import TYPE_CHECKING
 
-from infra.ddl import create_missing
+from infra.postgres.ddl import create_missing
 
 if TYPE_CHECKING:
     import asyncpg

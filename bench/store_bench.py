@@ -27,8 +27,8 @@ from eventsourcing.persistence import RecordConflictError
 from domain import ids
 from domain.pricing import BlockFill, LockedQuote
 from domain.statuses import OperationType, Side
-from infra.embedded_postgres import EmbeddedPostgres
-from infra.store import PostgresTrading, retry_on_conflict
+from infra.devservices.embedded_postgres import EmbeddedPostgres
+from infra.eventstore.store import PostgresTrading, retry_on_conflict
 
 T = TypeVar("T")
 PLATFORM = "bench"

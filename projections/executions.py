@@ -35,9 +35,9 @@ from projections.traders import PENDING, TRADERS, plain_decimal
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from infra.bus.messages import DomainEventMessage
     from projections.operations import OperationRow
     from projections.traders import TraderRow
-    from workers.messages import DomainEventMessage
 
 AWAITING, SETTLED = "awaiting_execution", "settled"
 TRADER_EVENTS = frozenset({"Trader.HoldPlaced", "Trader.Settled", "Trader.HoldReleased"})

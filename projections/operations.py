@@ -26,7 +26,7 @@ from projections.schema import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from workers.messages import DomainEventMessage
+    from infra.bus.messages import DomainEventMessage
 
 VALIDATING = "validating"
 NO_COUNTS = {"approved": 0, "rejected": 0, "skipped": 0, "settled": 0}

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
     from infra.bus import Delivery
-    from workers.messages import DomainEventMessage
+    from infra.bus.messages import DomainEventMessage
 
     Connection = PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]
 

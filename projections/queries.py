@@ -31,10 +31,10 @@ from projections.filters import (
     conditions,
 )
 from projections.operations import OperationRow
+from projections.representations import rfc3339
 from projections.schema import DEFAULT_SCHEMA, row_from_record
 from projections.strategies import StrategyRow
 from projections.traders import PENDING, TRADERS, TraderRow, is_visible, plain_decimal
-from workers.representations import rfc3339
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from infra.notification_log import ApplicationNotificationLog
+from infra.bus.outbox import event_message
+from infra.eventstore.notification_log import ApplicationNotificationLog
 from projections.poisoned import count_unresolved
-from projections.schema import drop_read_models, ensure_schema, quoted
+from projections.schema import quoted
+from projections.tables import drop_read_models, ensure_schema
 from projections.writer import ProjectionWriter
-from workers.outbox import event_message
 
 if TYPE_CHECKING:
     from uuid import UUID

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from infra.bus.messages import DomainEventMessage
 from projections import poisoned
 from projections.poisoned import Source
-from workers.messages import DomainEventMessage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

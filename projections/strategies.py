@@ -19,7 +19,7 @@ from projections.schema import (
 )
 
 if TYPE_CHECKING:
-    from workers.messages import DomainEventMessage
+    from infra.bus.messages import DomainEventMessage
 
 STRATEGIES = Table(
     "strategies",

@@ -29,7 +29,7 @@ from projections.schema import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from workers.messages import DomainEventMessage
+    from infra.bus.messages import DomainEventMessage
 
 PENDING = "pending"
 EVENTS = frozenset({"Trader.Opened", "Trader.Settled", "Trader.AutoRebalanceChanged"})

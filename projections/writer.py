@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 from pydantic import ValidationError
 
+from infra.bus.messages import DomainEventMessage
 from projections import executions, operations, poisoned, strategies, traders
 from projections.executions import backfill_sql
 from projections.operations import OPERATIONS
 from projections.poisoned import Source
 from projections.schema import DEFAULT_SCHEMA, Key, Row, quoted, row_from_record, row_values
-from workers.messages import DomainEventMessage
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

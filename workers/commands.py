@@ -32,11 +32,11 @@ from domain.services import Trading
 from domain.strategy import Strategy
 from domain.trader import Trader
 from infra.bus import Bus, Delivery, Record
+from infra.bus.messages import Command, CommandError, CommandResult, DeadLetter, ErrorDetail
+from infra.bus.topic_names import PLATFORM_HEADER, Topics
 from infra.transient import is_transient
+from projections.representations import operation_resource, strategy_resource, trader_resource
 from workers.context import SyncCaller
-from workers.messages import Command, CommandError, CommandResult, DeadLetter, ErrorDetail
-from workers.representations import operation_resource, strategy_resource, trader_resource
-from workers.topics import PLATFORM_HEADER, Topics
 
 log = structlog.get_logger("workers.commands")
 ResourceType = Literal["strategy", "operation", "trader"]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from domain.services import Trading
-from infra.venue import ExecutionVenue, QuoteProvider
+from domain.venue import ExecutionVenue, QuoteProvider
 
 T = TypeVar("T")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import structlog
 
 from infra.bus import Delivery
+from infra.bus.messages import CreditCheckRequested
 from workers.context import StageContext
-from workers.messages import CreditCheckRequested
 
 log = structlog.get_logger("workers.credit_check")
 

@@ -14,10 +14,10 @@ import structlog
 from domain.operation import Operation
 from domain.pricing import BlockFill, LockedQuote
 from domain.statuses import OperationReason, OperationStatus, Side
+from domain.venue import Quote, VenueError
 from infra.bus import Delivery
-from infra.venue import Quote, VenueError
+from infra.bus.messages import ExecutionRequested
 from workers.context import StageContext
-from workers.messages import ExecutionRequested
 
 log = structlog.get_logger("workers.execution")
 

@@ -17,10 +17,10 @@ import structlog
 from domain.allotment import PricingBook
 from domain.pricing import LockedQuote, PriceDiscovery, PricingFailedError, require_fresh
 from domain.statuses import OperationReason
+from domain.venue import VenueError
 from infra.bus import Delivery
-from infra.venue import VenueError
+from infra.bus.messages import PricingRequested
 from workers.context import StageContext
-from workers.messages import PricingRequested
 
 log = structlog.get_logger("workers.pricing_lock")
 

@@ -11,34 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
-from uuid import UUID
+from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 
 from infra.bus import Bus, Record
-from workers.outbox import event_message, records_for
-from workers.topics import DEFAULT, Topics
+from infra.bus.outbox import event_message, records_for
+from infra.bus.topic_names import DEFAULT, Topics
+from infra.eventstore.notification_log import NotificationLog
 
 log = structlog.get_logger("workers.relay")
-
-
-@dataclass(frozen=True)
-class StoredNotification:
-    """A committed event as read from the log: its position, and its decoded state."""
-
-    position: int
-    topic: str
-    aggregate_id: UUID
-    version: int
-    state: Mapping[str, Any]
-
-
-class NotificationLog(Protocol):
-    def read(self, after: int, limit: int) -> Sequence[StoredNotification]:
-        """Up to `limit` notifications with positions greater than `after`, in order."""
 
 
 class PositionStore(Protocol):

@@ -10,7 +10,8 @@ whose platform is not known yet raise: the bus redelivers later.
 
 `WebhookSender` sends in the background, one loop per active subscription, so a slow or
 dead receiver holds up neither the event consumer nor the other subscriptions. Due rows
-come from the table (a restart resumes them), claimed under a lease (`infra.webhooks_store`).
+come from the table (a restart resumes them), claimed under a lease
+(`infra.postgres.webhooks_store`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from uuid import UUID, uuid5
 import httpx
 import structlog
 
+from infra.bus.messages import DomainEventMessage
 from infra.webhook_targets import Resolver, TargetRefusedError, destination, system_resolver
 from projections.executions import ExecutionRow
 from projections.operations import OperationRow
@@ -35,12 +37,11 @@ from projections.poisoned import NotAppliedYetError
 from projections.queries import execution_resource, operation_resource, trader_resource
 from projections.traders import PENDING, TRADERS, TraderRow, is_visible
 from projections.writer import Observation, Projection
-from workers.messages import DomainEventMessage
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from infra.webhooks_store import DueDelivery, NewDelivery, Subscription, WebhookStore
+    from infra.postgres.webhooks_store import DueDelivery, NewDelivery, Subscription, WebhookStore
 
 log = structlog.get_logger("workers.webhooks")
 
@@ -192,7 +193,7 @@ def _deliveries(
     subscriptions: list[Subscription], made: list[tuple[DomainEventMessage, Notice]]
 ) -> list[NewDelivery]:
     """One delivery row per notice and active subscription that wants it."""
-    from infra.webhooks_store import NewDelivery
+    from infra.postgres.webhooks_store import NewDelivery
 
     rows = []
     for event, notice in made:

@@ -18,7 +18,7 @@ from domain.catalogue import Instrument, InstrumentStatus, currency_problem
 from domain.codes import asset_problem, code_problem, reference_problem
 from domain.eligibility import ParticipantStatus
 from domain.money import parse_decimal
-from infra.platforms import require_platform
+from infra.postgres.platforms import require_platform
 
 
 def require_admin(request: Request) -> None:

@@ -37,8 +37,8 @@ from api.auth import PlatformDep, SignedRoute
 from api.deps import EngineDep
 from api.errors import Problem, ProblemError
 from api.response_budget import ResponseBudgetDep, fitting
-from infra.notification_log import ApplicationNotificationLog
-from workers.outbox import event_message
+from infra.bus.outbox import event_message
+from infra.eventstore.notification_log import ApplicationNotificationLog
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from eventsourcing.application import Application
     from eventsourcing.postgres import PostgresApplicationRecorder
 
-    from workers.relay import StoredNotification
+    from infra.eventstore.notification_log import StoredNotification
 
 router = APIRouter(tags=["events"], route_class=SignedRoute)
 

@@ -4,7 +4,8 @@ moving: does every role that pending work waits on have a live process?
 Load balancers and the e2e tests poll it, so it answers quickly and never fails itself:
 every probe has a short timeout and any error becomes `ok: false` with a 503. `roles` tells,
 per pipeline role, how many processes are alive and when one last made progress (from the
-heartbeats every role-running process writes, `infra.heartbeats`), and for `projections` how
+heartbeats every role-running process writes, `infra.postgres.heartbeats`), and for
+`projections` how
 many events the read models passed over as poisoned (`projections.poisoned`).
 """
 
@@ -22,9 +23,8 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
 from api.pipeline_state import needed_roles
-from infra.heartbeats import role_states
 from infra.logging import redact_text
-from infra.runtime import ROLES
+from infra.postgres.heartbeats import ROLES, role_states
 from projections.poisoned import count_unresolved
 
 PROBE_TIMEOUT_S = 2.0

@@ -16,14 +16,13 @@ from fastapi import APIRouter, Depends, Query
 
 from api import schemas
 from api.auth import PlatformDep, SignedRoute
-from api.deps import EngineDep
+from api.deps import EngineDep, Pipeline
 from api.errors import Problem, ProblemError
 from api.response_budget import ResponseBudgetDep, fit_page
 from domain.operation import Operation
 from domain.statuses import TraderStatus
 from domain.strategy import Strategy
 from domain.trader import Trader
-from infra.runtime import Engine
 from projections import queries
 from projections.filters import (
     EXECUTION_FILTERS,
@@ -32,7 +31,7 @@ from projections.filters import (
     TRADER_FILTERS,
     Filter,
 )
-from workers.representations import operation_resource, strategy_resource, trader_resource
+from projections.representations import operation_resource, strategy_resource, trader_resource
 
 router = APIRouter(tags=["reads"], route_class=SignedRoute)
 
@@ -113,7 +112,7 @@ _RESOURCES: dict[type[Any], tuple[str, Callable[[Any], dict[str, Any]]]] = {
 
 
 async def _written(
-    engine: Engine, platform_id: str, identifier: UUID, kind: type[Any]
+    engine: Pipeline, platform_id: str, identifier: UUID, kind: type[Any]
 ) -> dict[str, Any]:
     """Read-your-writes: an id the projections have not reached yet answers from the event
     store (another platform's, or a Trader whose enrollment has not settled, stays 404)."""

@@ -18,8 +18,8 @@ from api.errors import Problem, ProblemError
 from api.routes.admin import AdminRoute, require_admin
 from api.routes.reads import MAX_PAGE
 from domain.webhook_url import MAX_URL_LENGTH, webhook_target
-from infra.platforms import require_platform
-from infra.webhooks_store import WebhookStore
+from infra.postgres.platforms import require_platform
+from infra.postgres.webhooks_store import WebhookStore
 
 PayloadType = Literal[
     "trade_strategy.operation.status_changed",

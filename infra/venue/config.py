@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-
-from infra.venue.simulated import SimulatedVenue
 
 #: Where the simulated market starts, in USD (two decimals, like every price we report).
 DEFAULT_BASE_PRICES: Mapping[str, Decimal] = {
@@ -88,13 +86,6 @@ class VenueConfig:
             fail_quotes=_assets(env, "STRATEGIES_VENUE_FAIL_QUOTES"),
             reject_orders=_assets(env, "STRATEGIES_VENUE_REJECT_ORDERS"),
         )
-
-
-def build_venue(
-    config: VenueConfig, *, now: Callable[[], datetime] | None = None
-) -> SimulatedVenue:
-    """The composition root asks here; a real adapter will be chosen by `config` later."""
-    return SimulatedVenue(config, now=now)
 
 
 def _get(env: Mapping[str, str], name: str) -> str:

@@ -23,7 +23,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decima
 from typing import TYPE_CHECKING
 
 from domain.statuses import Side
-from infra.venue import (
+from domain.venue import (
     Fill,
     OrderRejectedError,
     Quote,

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from api.auth import sign
-from infra.platforms import Credentials
+from infra.postgres.platforms import Credentials
 
 _SIGNED_MUTATIONS: set[str] = set()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.demo_story import Cast, story
+from infra.tools.demo_story import Cast, story
 from tests.cli import run_cli
 
 pytestmark = pytest.mark.e2e

@@ -19,8 +19,8 @@ import asyncpg
 import httpx
 import pytest
 
-from infra.platforms import Credentials
-from infra.ports import free_port
+from infra.devservices.ports import free_port
+from infra.postgres.platforms import Credentials
 from tests.cli import run_cli
 from tests.e2e.client import SignedClient
 

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from infra.embedded_postgres import EmbeddedPostgres
-from infra.ports import free_port
+from infra.devservices.embedded_postgres import EmbeddedPostgres
+from infra.devservices.ports import free_port
 from tests.cli import run_cli
 
 if TYPE_CHECKING:

@@ -14,13 +14,13 @@ from fastapi import FastAPI, Request
 from api.auth import AuthenticatedPlatform, authenticated_platform
 from api.errors import install_error_handlers
 from api.routes import events
-from infra.secrets_box import SecretBox
+from infra.postgres.secrets_box import SecretBox
 from infra.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from infra.store import PostgresTrading
+    from infra.eventstore.store import PostgresTrading
 
 
 class Reader:

@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 
-from api.main import create_app
-from infra.platforms import create_platform
-from infra.runtime import Engine
+from infra.bootstrap.engine import Engine
+from infra.bootstrap.http import create_app
+from infra.postgres.platforms import create_platform
 from infra.settings import Settings
 from tests.e2e.client import SignedClient
 from tests.integration.webhook_receiver import Receiver, serving

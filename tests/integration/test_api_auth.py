@@ -26,10 +26,10 @@ from api.errors import install_error_handlers
 from api.idempotency import RequestIdDep
 from api.limits import BodySizeLimitMiddleware
 from api.main import CorrelationIdMiddleware
-from infra import platforms
 from infra.logging import configure_logging
-from infra.platforms import Credentials, create_platform, disable_platform, enable_platform
-from infra.secrets_box import SecretBox
+from infra.postgres import platforms
+from infra.postgres.platforms import Credentials, create_platform, disable_platform, enable_platform
+from infra.postgres.secrets_box import SecretBox
 from infra.settings import LogFormat, Settings
 
 if TYPE_CHECKING:

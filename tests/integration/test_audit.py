@@ -20,22 +20,23 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from domain.audit import history, operation_ids
 from domain.chunk import OperationChunk, chunk_id
 from domain.eligibility import ParticipantStatus
 from domain.operation import Operation
 from domain.statuses import OperationStatus, OperationType
 from domain.trader import Trader
-from infra.audit import history, operation_ids
-from infra.audit_report import replay_differences
+from infra.bootstrap.engine import Engine
 from infra.bus.memory import InProcessBus
-from infra.cli_audit import app as audit_app
-from infra.demo import run_demo
-from infra.demo_story import PLATFORM
+from infra.cli.audit import app as audit_app
+from infra.eventstore.store import PostgresTrading
 from infra.logging import configure_logging
-from infra.runtime import Engine
 from infra.settings import Settings
-from infra.store import PostgresTrading
-from infra.venue.config import VenueConfig, build_venue
+from infra.tools.audit_report import replay_differences
+from infra.tools.demo import run_demo
+from infra.tools.demo_story import PLATFORM
+from infra.venue import build_venue
+from infra.venue.config import VenueConfig
 from tests.fixtures.postgres import scratch_database
 from tests.integration.event_feed import feed_client
 from tests.integration.pipeline.harness import BLUE_CHIP, wait_terminal

@@ -13,9 +13,9 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from infra.bus.messages import Command
 from tests.integration.http_world import http_world
 from workers.commands import CommandService
-from workers.messages import Command
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ import asyncpg
 import pytest
 
 from api import replay_guard
-from infra import platforms
-from infra.positions import PostgresPositions
-from infra.secrets_box import SecretBox
-from infra.webhooks_store import WebhookStore
-from projections import schema as read_models
+from infra.eventstore.positions import PostgresPositions
+from infra.postgres import platforms
+from infra.postgres.secrets_box import SecretBox
+from infra.postgres.webhooks_store import WebhookStore
+from projections import tables as read_models
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ TABLES = {
 
 
 async def _start(pool: asyncpg.Pool, box: SecretBox) -> None:
-    """What every process's start-up creates (`infra.runtime.Engine.start`)."""
+    """What every process's start-up creates (`infra.bootstrap.engine.Engine.start`)."""
     await PostgresPositions(pool).ensure_schema()
     await read_models.ensure_schema(pool)
     await platforms.ensure_schema(pool)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
-from infra.embedded_postgres import EmbeddedPostgres
-from infra.postgres_os import pid_alive
+from infra.devservices.embedded_postgres import EmbeddedPostgres
+from infra.devservices.postgres_os import pid_alive
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -121,7 +121,7 @@ def run_python(code: str, env_folder: Path) -> subprocess.CompletedProcess[str]:
 START_IN_CHILD = """
 import os, signal, sys
 from pathlib import Path
-from infra.embedded_postgres import EmbeddedPostgres
+from infra.devservices.embedded_postgres import EmbeddedPostgres
 server = EmbeddedPostgres(Path(sys.argv[1]))
 server.start()
 """

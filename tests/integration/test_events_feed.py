@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 
 from api.routes import events
-from infra.store import PostgresTrading
+from infra.eventstore.store import PostgresTrading
 from tests.integration.event_feed import feed_client
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-from infra.eventstore import eventsourcing_env
+from infra.eventstore.persistence import eventsourcing_env
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

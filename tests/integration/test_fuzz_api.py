@@ -49,8 +49,8 @@ from schemathesis.specs.openapi.checks import (
 
 from api.auth import HEADERS as SIGNING_HEADERS
 from api.idempotency import REQUEST_ID_HEADER
-from api.main import create_app
-from infra.platforms import Credentials, create_platform
+from infra.bootstrap.http import create_app
+from infra.postgres.platforms import Credentials, create_platform
 from infra.settings import Settings
 from tests.e2e.client import fresh_signature
 from tests.integration.pipeline.harness import quiet_logs

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.main import create_app
-from infra.embedded_postgres import EmbeddedPostgres
-from infra.platforms import create_platform
+from infra.bootstrap.http import create_app
+from infra.devservices.embedded_postgres import EmbeddedPostgres
+from infra.postgres.platforms import create_platform
 from infra.settings import Settings
 from tests.e2e.client import SignedClient
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from api.main import create_app
 from domain.statuses import OperationType
-from infra import heartbeats
-from infra.runtime import Engine
+from infra.bootstrap.engine import Engine
+from infra.bootstrap.http import create_app
+from infra.postgres import heartbeats
 from infra.settings import Settings
 from tests.integration.pipeline.harness import BLUE_CHIP, wait_terminal
 

@@ -15,9 +15,9 @@ import pytest
 from domain.operation import Operation
 from domain.trader import Trader
 from projections.filters import EXECUTION_FILTERS, OPERATION_FILTERS, TRADER_FILTERS, Filter
+from projections.representations import operation_resource, trader_resource
 from tests.fixtures.postgres import scratch_database
 from tests.integration.http_world import Item, World, http_world
-from workers.representations import operation_resource, trader_resource
 from workers.webhooks import EXECUTION_CHANGED, OPERATION_CHANGED
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from aiokafka.partitioner import DefaultPartitioner  # type: ignore[import-untyp
 
 from infra.bus import Delivery, Record
 from infra.bus.kafka import KafkaBus
-from infra.kafka.launcher import LocalKafka
-from infra.ports import free_port
+from infra.devservices.kafka.launcher import LocalKafka
+from infra.devservices.ports import free_port
 from tests.integration.kafka_buses import WAIT, bus_factory, unique, until
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from infra.kafka.launcher import KafkaLauncherError, LocalKafka
-from infra.kafka.tools import ensure_jars, find_java
+from infra.devservices.kafka.launcher import KafkaLauncherError, LocalKafka
+from infra.devservices.kafka.tools import ensure_jars, find_java
 
 if TYPE_CHECKING:
     from pathlib import Path

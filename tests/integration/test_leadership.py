@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from infra.positions import leadership
+from infra.eventstore.positions import leadership
 
 pytestmark = pytest.mark.integration
 EVERY = 0.2

@@ -42,9 +42,9 @@ import asyncpg
 import httpx
 import pytest
 
-from infra.platforms import create_platform
-from infra.ports import free_port
-from infra.secrets_box import SecretBox
+from infra.devservices.ports import free_port
+from infra.postgres.platforms import create_platform
+from infra.postgres.secrets_box import SecretBox
 from tests.e2e.client import SignedClient
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,9 @@ import typer
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from infra import cli_platform, platforms
-from infra.platforms import (
+from infra.cli import platform as cli_platform
+from infra.postgres import platforms
+from infra.postgres.platforms import (
     KeyCache,
     PlatformExistsError,
     PlatformIdInvalidError,
@@ -27,7 +28,7 @@ from infra.platforms import (
     revoke_key,
     rotate_key,
 )
-from infra.secrets_box import (
+from infra.postgres.secrets_box import (
     MasterKeyError,
     SecretBox,
     SecretBoxError,

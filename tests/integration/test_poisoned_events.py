@@ -25,7 +25,7 @@ from domain.strategy import Strategy
 from projections import poisoned
 from projections.rebuild import rebuild
 from projections.retry import retry_poisoned
-from projections.schema import ensure_schema
+from projections.tables import ensure_schema
 from projections.writer import ProjectionWriter
 from tests.integration.test_projections import Partitions, real_story, snapshot
 from tests.unit.domain.flows import PLATFORM

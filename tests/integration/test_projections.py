@@ -18,14 +18,15 @@ import pytest
 from domain import ids
 from domain.chunk import chunk_id
 from domain.statuses import OperationType
+from infra.bootstrap.engine import Engine
 from infra.bus import Delivery
 from infra.bus.memory import InProcessBus
-from infra.runtime import Engine
+from infra.bus.topic_names import Topics
+from infra.eventstore.store import PostgresTrading
 from infra.settings import Settings
-from infra.store import PostgresTrading
 from projections import queries
 from projections.rebuild import rebuild
-from projections.schema import ensure_schema, read_model_tables
+from projections.tables import ensure_schema, read_model_tables
 from projections.writer import ProjectionWriter
 from tests.integration.pipeline.harness import wait_terminal
 from tests.unit.domain.flows import (
@@ -37,14 +38,13 @@ from tests.unit.domain.flows import (
     settle_all,
 )
 from tests.unit.projections.history import INELIGIBLE, NEWCOMER, Story, messages, story
-from workers.topics import Topics
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable
 
     from domain.operation import Operation
     from domain.strategy import Strategy
-    from workers.messages import DomainEventMessage
+    from infra.bus.messages import DomainEventMessage
 
 pytestmark = pytest.mark.integration
 

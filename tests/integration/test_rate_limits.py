@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from api.passphrase_check import PassphraseCheck
-from infra.platforms import rotate_key
+from infra.postgres.platforms import rotate_key
 from tests.e2e.client import SignedClient
 from tests.fixtures.postgres import scratch_database
 from tests.integration.http_world import World, http_world

@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.main import create_app
 from domain import ids
 from domain.chunk import OperationChunk, chunk_id
-from infra.platforms import create_platform
-from infra.runtime import Engine
+from infra.bootstrap.engine import Engine
+from infra.bootstrap.http import create_app
+from infra.postgres.platforms import create_platform
 from infra.settings import Settings
 from tests.e2e.client import SignedClient
 from tests.integration.http_world import http_world

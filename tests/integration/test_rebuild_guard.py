@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 
-from infra import heartbeats
+from infra.bootstrap.engine import Engine
 from infra.bus.memory import InProcessBus
-from infra.heartbeats import REBUILD, Heartbeat
-from infra.runtime import Engine
+from infra.postgres import heartbeats
+from infra.postgres.heartbeats import REBUILD, Heartbeat
 from infra.settings import Settings
 from tests.cli import run_cli
 

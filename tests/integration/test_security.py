@@ -38,10 +38,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from api.auth import CallerFirstRoute, sign
-from api.main import create_app
+from infra.bootstrap.engine import Engine
+from infra.bootstrap.http import create_app
 from infra.logging import configure_logging
-from infra.platforms import Credentials, create_platform, disable_platform, rotate_key
-from infra.runtime import Engine
+from infra.postgres.platforms import Credentials, create_platform, disable_platform, rotate_key
 from infra.settings import LogFormat, Settings
 from tests.e2e.client import SignedClient, fresh_signature
 from tests.fixtures.postgres import scratch_database

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from api.main import create_app
-from infra.embedded_postgres import EmbeddedPostgres
-from infra.ports import free_port
-from infra.postgres_os import pid_alive
+from infra.bootstrap.http import create_app
+from infra.devservices.embedded_postgres import EmbeddedPostgres
+from infra.devservices.ports import free_port
+from infra.devservices.postgres_os import pid_alive
 from infra.settings import Settings
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 """Slow and idle clients against the server `strategies serve` runs (issue 15, item 10): uvicorn
-built by `infra.http_server.server_config`, in process on a free port, spoken to over raw
+built by `infra.cli.http_server.server_config`, in process on a free port, spoken to over raw
 sockets. The app is a small ASGI app, since what is tested is the connection handling."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from infra.http_server import server_config
+from infra.cli.http_server import server_config
 from infra.settings import HttpSection
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from domain.float_account import FloatAccount
 from domain.reference import Catalogue
 from domain.statuses import OperationStatus, OperationType
 from domain.trader import Trader
-from infra.store import PostgresTrading, retry_on_conflict
+from infra.eventstore.store import PostgresTrading, retry_on_conflict
 from tests.unit.domain.flows import (
     BLUE_CHIP,
     PLATFORM,
@@ -331,7 +331,7 @@ def test_events_go_in_as_binary_arrays_and_read_back_byte_for_byte_in_log_order(
 ) -> None:
     from eventsourcing.persistence import IntegrityError, StoredEvent
 
-    from infra.event_recorder import ArrayInsertRecorder
+    from infra.eventstore.event_recorder import ArrayInsertRecorder
 
     recorder = app.recorder
     assert isinstance(recorder, ArrayInsertRecorder)

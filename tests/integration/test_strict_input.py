@@ -20,10 +20,10 @@ import pytest
 
 from domain.fingerprint import MAX_DEPTH
 from domain.services import MAX_METADATA_BYTES, MAX_METADATA_DEPTH
+from infra.bus.messages import Command
 from tests.cli import run_cli
 from tests.integration.http_world import http_world
 from workers.commands import CommandService
-from workers.messages import Command
 
 pytestmark = pytest.mark.integration
 

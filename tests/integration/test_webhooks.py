@@ -29,14 +29,15 @@ from api.routes import webhooks as webhook_routes
 from api.webhook_verify import verify_webhook
 from domain.statuses import OperationStatus, OperationType
 from domain.webhook_url import IPAddress
-from infra import platforms
+from infra.bootstrap.engine import Engine
 from infra.bus.memory import InProcessBus
-from infra.platforms import create_platform
-from infra.runtime import ROLES, Engine
-from infra.secrets_box import SecretBox, secret_box_for
+from infra.postgres import platforms
+from infra.postgres.heartbeats import ROLES
+from infra.postgres.platforms import create_platform
+from infra.postgres.secrets_box import SecretBox, secret_box_for
+from infra.postgres.webhooks_store import PAYLOAD_TYPES, WebhookStore
 from infra.settings import Settings
 from infra.webhook_targets import Resolver, system_resolver
-from infra.webhooks_store import PAYLOAD_TYPES, WebhookStore
 from projections import queries
 from tests.integration.pipeline.harness import BLUE_CHIP, wait_terminal
 from tests.integration.webhook_receiver import Receiver, serving
@@ -369,8 +370,8 @@ async def _settled_seen(receiver: Receiver, operation_id: UUID) -> bool:
 def test_an_operator_manages_subscriptions_from_the_command_line(fresh_database_url: str) -> None:
     from typer.testing import CliRunner
 
-    from infra import cli_webhooks
-    from infra.secrets_box import generate_master_key
+    from infra.cli import webhooks as cli_webhooks
+    from infra.postgres.secrets_box import generate_master_key
 
     settings = Settings.model_validate(
         {"database_url": fresh_database_url, "STRATEGIES_MASTER_KEY": generate_master_key()}

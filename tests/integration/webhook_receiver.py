@@ -12,7 +12,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from infra.ports import LOOPBACK, free_port
+from infra.devservices.ports import LOOPBACK, free_port
 from tests.integration.pipeline.harness import LoopbackHTTPServer
 
 

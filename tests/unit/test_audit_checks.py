@@ -8,8 +8,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-from domain.ledger import VENUE, Posting, check_balanced
-from infra.audit import (
+from domain.audit import (
     ExecutionEvent,
     OperationAudit,
     TraderAudit,
@@ -18,7 +17,8 @@ from infra.audit import (
     operation_postings,
     verify_operation,
 )
-from infra.audit_report import diff_rows
+from domain.ledger import VENUE, Posting, check_balanced
+from infra.tools.audit_report import diff_rows
 
 D = Decimal
 OP = uuid4()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.bench import OperationFigures, RunFigures, _per_call, growth, ratios
+from infra.tools.bench import OperationFigures, RunFigures, _per_call, growth, ratios
 
 
 def figures(traders: int, seconds: float, kind: str = "rebalance") -> OperationFigures:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from infra.bootstrap.engine import CHUNK_THREADS, Engine
 from infra.bus.memory import InProcessBus
-from infra.runtime import CHUNK_THREADS, Engine
 from infra.settings import Settings
 
 

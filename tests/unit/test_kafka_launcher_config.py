@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from infra.kafka import config
-from infra.kafka.cli import app
-from infra.kafka.launcher import LocalKafka, default_home, default_jar_cache
-from infra.kafka.state import BrokerState, load_state, save_state
+from infra.devservices.kafka import config
+from infra.devservices.kafka.cli import app
+from infra.devservices.kafka.launcher import LocalKafka, default_home, default_jar_cache
+from infra.devservices.kafka.state import BrokerState, load_state, save_state
 
 PORTS = config.BrokerPorts(client=19092, controller=19093)
 DATA = Path("/srv/kafka/data")

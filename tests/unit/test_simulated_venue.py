@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING
 import pytest
 
 from domain.statuses import Side
-from infra.venue import (
+from domain.venue import (
     OrderRejectedError,
     QuoteExpiredError,
     QuoteUnavailableError,
 )
-from infra.venue.config import DEFAULT_BASE_PRICES, VenueConfig, build_venue
+from infra.venue import build_venue
+from infra.venue.config import DEFAULT_BASE_PRICES, VenueConfig
 from infra.venue.simulated import VENUE_NAMESPACE, SimulatedVenue
 
 if TYPE_CHECKING:
-    from infra.venue import ExecutionVenue, QuoteProvider
+    from domain.venue import ExecutionVenue, QuoteProvider
 
 ASSETS = list(DEFAULT_BASE_PRICES)
 START = datetime(2025, 1, 2, 12, 0, tzinfo=UTC)

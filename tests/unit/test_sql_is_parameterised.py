@@ -36,8 +36,9 @@ from projections.filters import (
     TRADER_FILTERS,
 )
 from projections.operations import OPERATIONS
-from projections.schema import quoted, read_model_tables
+from projections.schema import quoted
 from projections.strategies import STRATEGIES
+from projections.tables import read_model_tables
 from projections.traders import TRADERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +78,7 @@ BUILDERS = {
 NOT_SQL = {
     # CommandService.execute(platform, request_id, command): runs a domain command.
     ("workers/commands.py", "service.execute"),
-    ("infra/demo.py", "engine.commands.execute"),
+    ("infra/tools/demo.py", "engine.commands.execute"),
 }
 #: (module, expression as `ast.unparse` writes it) -> why it is not user input.
 ALLOWED = {
@@ -96,9 +97,10 @@ ALLOWED = {
     ("projections/schema.py", "i"): "a $n placeholder number from enumerate()",
     ("projections/schema.py", "alias"): "a table alias written by the calling code",
     # create_missing(pool, ddl): every caller passes its module's SCHEMA/DDL string constant
-    # (api/replay_guard.py, infra/heartbeats.py, infra/platforms.py, infra/positions.py,
-    # infra/webhooks_store.py); test_ddl_comes_only_from_module_constants checks the calls.
-    ("infra/ddl.py", "ddl"): "a caller's CREATE ... IF NOT EXISTS constant",
+    # (api/replay_guard.py, infra/postgres/platforms.py,
+    # infra/eventstore/positions.py, infra/postgres/webhooks_store.py);
+    # test_ddl_comes_only_from_module_constants checks the calls.
+    ("infra/postgres/ddl.py", "ddl"): "a caller's CREATE ... IF NOT EXISTS constant",
 }
 
 
@@ -558,7 +560,8 @@ def _check_snippet(source: str) -> list[str]:
 
 
 def test_ddl_comes_only_from_module_constants() -> None:
-    """The ALLOWED entry of infra/ddl.py relies on this: create_missing gets only constants."""
+    """The ALLOWED entry of infra/postgres/ddl.py relies on this: create_missing gets only
+    constants."""
     calls = 0
     for path in sorted(ROOT.glob("*/**/*.py")):
         if ".venv" in path.parts or "tests" in path.parts:

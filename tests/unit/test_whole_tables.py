@@ -7,10 +7,10 @@ import io
 import pytest
 from rich.console import Console
 
-from infra.bench import OperationFigures, RunFigures
-from infra.cli_bench import _growth_table, _table
-from infra.demo import OperationReport, summary_table
-from infra.tables import print_whole
+from infra.cli.bench import _growth_table, _table
+from infra.cli.tables import print_whole
+from infra.tools.bench import OperationFigures, RunFigures
+from infra.tools.demo import OperationReport, summary_table
 
 REPORT = OperationReport(
     title="Enrollment",

@@ -22,9 +22,9 @@ from domain.services import Trading
 from domain.trader import Trader
 from infra.bus import Delivery, Record
 from infra.bus.kafka import KafkaBus
+from infra.bus.messages import CommandResult
+from infra.bus.topic_names import Topics
 from infra.settings import Settings
-from workers.messages import CommandResult
-from workers.topics import Topics
 
 PLATFORM = "platform-it"
 BLUE_CHIP = [

@@ -35,11 +35,11 @@ import pytest
 
 from domain import ids
 from domain.statuses import OperationStatus, OperationType
-from infra.kafka.launcher import LocalKafka
-from infra.ports import LOOPBACK, free_port
-from infra.secrets_box import SecretBox
-from infra.store import PostgresTrading
-from infra.webhooks_store import WebhookStore
+from infra.devservices.kafka.launcher import LocalKafka
+from infra.devservices.ports import LOOPBACK, free_port
+from infra.eventstore.store import PostgresTrading
+from infra.postgres.secrets_box import SecretBox
+from infra.postgres.webhooks_store import WebhookStore
 from tests.cli import run_cli
 from tests.integration.pipeline.harness import (
     BLUE_CHIP,

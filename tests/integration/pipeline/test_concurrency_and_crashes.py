@@ -19,9 +19,10 @@ from domain import ids
 from domain.chunk import OperationChunk, chunk_id
 from domain.ledger import check_balanced, settlement_postings
 from domain.statuses import OperationStatus, OperationType
-from infra.runtime import Engine
-from infra.store import PostgresTrading
-from infra.venue.config import VenueConfig, build_venue
+from infra.bootstrap.engine import Engine
+from infra.eventstore.store import PostgresTrading
+from infra.venue import build_venue
+from infra.venue.config import VenueConfig
 from tests.integration.pipeline.harness import (
     BLUE_CHIP,
     PLATFORM,

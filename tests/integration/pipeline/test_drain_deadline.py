@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka.launcher import LocalKafka
+from infra.devservices.kafka.launcher import LocalKafka
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]

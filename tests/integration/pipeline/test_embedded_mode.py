@@ -9,10 +9,11 @@ from uuid import uuid4
 import pytest
 
 from domain.statuses import OperationReason, OperationStatus, OperationType
+from infra.bootstrap.engine import Engine
 from infra.bus.memory import InProcessBus
-from infra.runtime import Engine
 from infra.settings import Settings
-from infra.venue.config import VenueConfig, build_venue
+from infra.venue import build_venue
+from infra.venue.config import VenueConfig
 from tests.integration.pipeline.harness import BLUE_CHIP, PLATFORM, holdings, wait_terminal
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,11 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from domain.audit import describe, verify
 from domain.chunk import OperationChunk, chunk_id
 from domain.statuses import OperationStatus, OperationType
-from infra.audit import describe, verify
+from infra.bootstrap.engine import Engine
 from infra.bus.memory import InProcessBus
-from infra.runtime import Engine
 from infra.settings import Settings
 from tests.integration.pipeline.harness import BLUE_CHIP, PLATFORM, wait_terminal
 

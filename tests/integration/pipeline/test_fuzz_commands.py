@@ -35,8 +35,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from domain import ids
+from infra.bootstrap.engine import Engine
 from infra.bus import Delivery, Record
-from infra.runtime import Engine
+from infra.bus.messages import CommandName, CommandResult
+from infra.bus.topic_names import PLATFORM_HEADER, Topics
 from projections import queries
 from tests.integration.pipeline.harness import (
     BLUE_CHIP,
@@ -46,8 +48,6 @@ from tests.integration.pipeline.harness import (
     quiet_logs,
     wait_terminal,
 )
-from workers.messages import CommandName, CommandResult
-from workers.topics import PLATFORM_HEADER, Topics
 
 CASES = int(os.environ.get("FUZZ_COMMANDS", "200"))
 # A longer run on demand needs a longer budget than the suite's 300 s per test.

@@ -16,7 +16,7 @@ from domain.chunk import OperationChunk, chunk_id
 from domain.legs import Holdings
 from domain.money import ZERO
 from domain.statuses import OperationReason, OperationStatus, TraderStatus
-from infra.runtime import Engine
+from infra.bootstrap.engine import Engine
 from tests.integration.pipeline.harness import (
     BLUE_CHIP,
     PLATFORM,

@@ -16,12 +16,12 @@ from uuid import UUID
 import httpx
 import pytest
 
-from api.main import create_app
 from domain import ids
 from domain.statuses import OperationType
-from infra.platforms import create_platform
+from infra.bootstrap.http import create_app
+from infra.eventstore.store import PostgresTrading
+from infra.postgres.platforms import create_platform
 from infra.settings import Settings
-from infra.store import PostgresTrading
 from tests.cli import run_cli
 from tests.e2e.client import SignedClient
 from tests.integration.pipeline.harness import BLUE_CHIP, CommandClient, wait_terminal

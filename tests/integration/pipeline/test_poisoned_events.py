@@ -28,10 +28,10 @@ import httpx
 import pytest
 from aiokafka.partitioner import DefaultPartitioner  # type: ignore[import-untyped]
 
-from api.main import create_app
 from domain import ids
+from infra.bootstrap.engine import Engine
+from infra.bootstrap.http import create_app
 from infra.bus.memory import partition_for
-from infra.runtime import Engine
 from infra.settings import Settings
 from projections import poisoned, queries
 from tests.cli import run_cli

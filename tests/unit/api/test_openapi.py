@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from api.main import create_app
+from infra.bootstrap.http import create_app
 from infra.settings import Settings
 from projections.filters import (
     EXECUTION_FILTERS,

@@ -11,8 +11,8 @@ import pytest
 from api.passphrase_check import QUEUE_PER_PLATFORM, PassphraseCheck
 from api.rate_limits import RateLimitedError, RequestBudgets
 from domain.budgets import Rate
-from infra.platforms import KeyRecord
-from infra.secrets_box import hash_passphrase
+from infra.postgres.platforms import KeyRecord
+from infra.postgres.secrets_box import hash_passphrase
 from infra.settings_limits import DEFAULT_ABUSE_LIMITS, AbuseLimits
 
 GOOD = "the-right-passphrase"

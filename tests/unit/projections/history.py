@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 from domain import ids
 from domain.statuses import OperationType
 from domain.trader import Trader
-from infra.notification_log import ApplicationNotificationLog
+from infra.bus.messages import DomainEventMessage
+from infra.bus.outbox import event_message
+from infra.eventstore.notification_log import ApplicationNotificationLog
 from tests.unit.domain.flows import (
     BLUE_CHIP,
     PLATFORM,
@@ -21,8 +23,6 @@ from tests.unit.domain.flows import (
     request,
     run,
 )
-from workers.messages import DomainEventMessage
-from workers.outbox import event_message
 
 if TYPE_CHECKING:
     from domain.operation import Operation

@@ -7,8 +7,8 @@ import asyncpg
 import pytest
 from pydantic import ValidationError
 
+from infra.bus.messages import DomainEventMessage
 from projections.poisoned import NotAppliedYetError, describe, is_poisonous, printable
-from workers.messages import DomainEventMessage
 from workers.webhooks import PlatformNotKnownYetError
 
 

@@ -25,7 +25,7 @@ from tests.unit.domain.flows import BLUE_CHIP, PLATFORM, check_all, funded, requ
 from tests.unit.projections.history import INELIGIBLE, NEWCOMER, Story, messages, story
 
 if TYPE_CHECKING:
-    from workers.messages import DomainEventMessage
+    from infra.bus.messages import DomainEventMessage
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ from domain import ids
 from domain.services import Trading
 from infra.bus import Delivery, Record
 from infra.bus.memory import InProcessBus
+from infra.bus.messages import Command, CommandResult, DeadLetter
+from infra.bus.topic_names import PLATFORM_HEADER, Topics
 from infra.transient import is_transient
 from tests.unit.domain.flows import PLATFORM, check_all, lock_and_fill, new_strategy, settle_all
 from workers.commands import MAX_ATTEMPTS, CommandService, command_consumer
-from workers.messages import Command, CommandResult, DeadLetter
-from workers.topics import PLATFORM_HEADER, Topics
 
 WAIT = 10.0
 TOPICS = Topics("unit")

@@ -4,14 +4,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
-from workers.messages import (
+from infra.bus.messages import (
     CreditCheckRequested,
     DomainEventMessage,
     ExecutionRequested,
     PricingRequested,
 )
-from workers.outbox import event_message, plain, records_for
-from workers.topics import DEFAULT as TOPICS
+from infra.bus.outbox import event_message, plain, records_for
+from infra.bus.topic_names import DEFAULT as TOPICS
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 OPERATION = uuid4()
@@ -88,7 +88,7 @@ def test_other_events_make_no_task() -> None:
 
 
 def test_a_prefix_keeps_installations_apart() -> None:
-    from workers.topics import Topics
+    from infra.bus.topic_names import Topics
 
     staging = Topics("staging")
     planned = message("OperationChunk.Planned", operation_id=str(OPERATION), index=0)

@@ -10,10 +10,11 @@ import pytest
 
 from domain import allotment
 from domain.statuses import OperationStatus
-from infra.venue.config import VenueConfig, build_venue
+from infra.bus.messages import CreditCheckRequested, PricingRequested
+from infra.venue import build_venue
+from infra.venue.config import VenueConfig
 from tests.unit.workers.test_stage_handlers import Clock, delivery, setup
 from workers.credit_check import check_credit
-from workers.messages import CreditCheckRequested, PricingRequested
 from workers.pricing_lock import lock_prices
 
 

@@ -9,8 +9,9 @@ from uuid import uuid4
 
 from infra.bus import Delivery
 from infra.bus.memory import InProcessBus
-from workers.relay import OutboxRelay, StoredNotification
-from workers.topics import DEFAULT as TOPICS
+from infra.bus.topic_names import DEFAULT as TOPICS
+from infra.eventstore.notification_log import StoredNotification
+from workers.relay import OutboxRelay
 
 AGGREGATE = uuid4()
 

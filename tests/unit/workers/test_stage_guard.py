@@ -7,9 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 from domain.errors import IllegalTransitionError
+from infra.bootstrap.engine import guarded
 from infra.bus import Delivery, Handler
-from infra.runtime import guarded
-from workers.messages import PricingRequested
+from infra.bus.messages import PricingRequested
 
 DELIVERY = Delivery("t.pricing", b"{}", "k", {}, partition=0, offset=7, redelivered=40)
 

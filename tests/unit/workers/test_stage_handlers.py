@@ -13,13 +13,14 @@ from domain.services import Trading
 from domain.statuses import OperationReason, OperationStatus, OperationType
 from domain.trader import Trader
 from infra.bus import Delivery
-from infra.venue.config import VenueConfig, build_venue
+from infra.bus.messages import CreditCheckRequested, ExecutionRequested, PricingRequested
+from infra.venue import build_venue
+from infra.venue.config import VenueConfig
 from infra.venue.simulated import SimulatedVenue
 from tests.unit.domain.flows import BLUE_CHIP, PLATFORM, funded, new_app, new_strategy
 from workers.context import StageContext
 from workers.credit_check import check_credit
 from workers.execution import execute
-from workers.messages import CreditCheckRequested, ExecutionRequested, PricingRequested
 from workers.pricing_lock import lock_prices
 
 

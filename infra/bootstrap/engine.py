@@ -1,0 +1,345 @@
+"""The composition root of the pipeline: builds the store, bus, venue and handlers for the
+roles a process runs, and starts and stops them together.
+
+Roles: `relay`, `credit-check`, `pricing`, `execution`, `commands`, `projections`,
+`webhooks`; `all`
+runs every one in this process. With KAFKA_BOOTSTRAP_SERVERS set the roles talk over Kafka
+(each its own consumer group, so several processes share the work); without it they share
+an in-process bus with the same semantics (embedded mode: then every role must run here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import asyncpg
+import structlog
+from pydantic import ValidationError
+
+from api import replay_guard
+from domain.errors import DomainError
+from domain.failures import STAGE_TASKS, Verdict, classify
+from domain.requests import Limits
+from domain.venue import QuoteProvider
+from infra.bus import Bus, Delivery, Handler
+from infra.bus.topic_names import Topics, relay_position_name
+from infra.eventstore.notification_log import ApplicationNotificationLog
+from infra.eventstore.positions import PostgresPositions, leadership
+from infra.eventstore.store import PostgresTrading, retry_on_conflict
+from infra.postgres import platforms
+from infra.postgres.heartbeats import REBUILD, ROLES, Heartbeat
+from infra.postgres.secrets_box import MasterKeyError, secret_box_for
+from infra.postgres.webhooks_store import WebhookStore
+from infra.settings import Settings
+from infra.transient import is_transient
+from infra.venue import build_venue
+from infra.venue.config import VenueConfig
+from projections import tables as read_models
+from projections.writer import ProjectionWriter
+from workers.commands import CommandService, command_consumer
+from workers.context import StageContext
+from workers.credit_check import check_credit
+from workers.execution import execute
+from workers.pricing_lock import lock_prices
+from workers.relay import OutboxRelay
+from workers.webhooks import WebhookRecorder, WebhookSender
+
+log = structlog.get_logger("infra.bootstrap.engine")
+T = TypeVar("T")
+
+CONFLICT_ATTEMPTS = 30
+#: Threads for chunk checks and settlements (each holds one pooled connection meanwhile).
+CHUNK_THREADS = 4
+DRAIN_SECONDS = 60.0
+
+
+def resolve_roles(names: Iterable[str]) -> frozenset[str]:
+    roles = set()
+    for name in names:
+        if name == "all":
+            roles |= set(ROLES)
+        elif name in ROLES:
+            roles.add(name)
+        else:
+            raise ValueError(f"unknown role {name!r}: choose from {', '.join((*ROLES, 'all'))}")
+    return frozenset(roles)
+
+
+def build_bus(settings: Settings, client_id: str) -> Bus:
+    servers = settings.kafka.bootstrap_servers
+    if servers:
+        from infra.bus.kafka import KafkaBus
+
+        return KafkaBus(servers, client_id=client_id)
+    from infra.bus.memory import InProcessBus
+
+    return InProcessBus()
+
+
+def guarded(handler: Handler) -> Handler:
+    """Stage tasks under `domain.failures.STAGE_TASKS`: a task the domain refuses (unknown
+    operation, a stage it has moved past) or cannot read is logged and acknowledged, since
+    retrying it could never succeed and would hold up its partition. Anything else (database
+    down, a bug) propagates, so the bus redelivers the record after a back-off."""
+
+    async def handle(delivery: Delivery) -> None:
+        try:
+            await handler(delivery)
+        except Exception as error:
+            failure = classify(error, outage=is_transient, unreadable=(ValidationError,))
+            if STAGE_TASKS.verdict(failure, delivery.redelivered + 1) is not Verdict.SETTLE:
+                raise
+            if isinstance(error, DomainError):
+                log.error(
+                    "stage.refused",
+                    topic=delivery.topic,
+                    key=delivery.key,
+                    offset=delivery.offset,
+                    code=error.code,
+                    reason=error.message,
+                )
+            else:
+                log.error(
+                    "stage.unreadable",
+                    topic=delivery.topic,
+                    offset=delivery.offset,
+                    error=str(error),
+                )
+
+    return handle
+
+
+class Engine:
+    """Everything one process runs; `async with Engine(...)` starts and drains it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        roles: Iterable[str] = ("all",),
+        *,
+        bus: Bus | None = None,
+        venue: QuoteProvider | None = None,
+        chunk_size: int | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.roles = resolve_roles(roles)
+        if not settings.kafka.bootstrap_servers and bus is None and self.roles != set(ROLES):
+            raise ValueError(
+                "without KAFKA_BOOTSTRAP_SERVERS the roles share an in-process bus, so one "
+                "process must run them all (use 'all'), or set KAFKA_BOOTSTRAP_SERVERS"
+            )
+        self.bus = bus or build_bus(
+            settings, client_id="strategies-" + "-".join(sorted(self.roles))
+        )
+        self.venue: Any = venue or build_venue(VenueConfig.from_env(os.environ))
+        self.chunk_size = chunk_size or settings.chunk_size
+        self.limits = limits or settings.limits
+        self.topics = Topics(settings.topic_prefix)
+        self.stop_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._chunk_threads = ThreadPoolExecutor(CHUNK_THREADS, thread_name_prefix="chunks")
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a synchronous domain call in a thread, again if a concurrent writer won.
+
+        The budget is generous (about 20 s of jittered back-off in all) because a busy chunk
+        takes half a second and several may contend for the same float account; a handler
+        that still loses is redelivered by the bus.
+        """
+        return await self._call(None, fn, *args)
+
+    async def call_chunk(self, fn: Callable[..., T], *args: Any) -> T:
+        """`call` for the bulk work (checking and settling chunks), on threads of its own:
+        with several big Operations at once their queue is long, and the light, urgent
+        calls (locking prices, placing blocks before the quotes expire, the relay, the API)
+        must not wait behind it (ten concurrent 10,000-trader enrollments saw 20 s waits)."""
+        return await self._call(self._chunk_threads, fn, *args)
+
+    async def _call(
+        self, executor: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any
+    ) -> T:
+        def run() -> T:
+            return retry_on_conflict(lambda: fn(*args), attempts=CONFLICT_ATTEMPTS, base_delay=0.02)
+
+        context = contextvars.copy_context()  # the log context travels, as with to_thread
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, context.run, run)
+
+    async def start(self) -> Engine:
+        self.trading = await asyncio.to_thread(
+            PostgresTrading, self.database_url, chunk_size=self.chunk_size, limits=self.limits
+        )
+        await self.call(self.trading.ensure_default_catalogue)
+        self.pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=8)
+        self.positions = PostgresPositions(self.pool)
+        await self.positions.ensure_schema()
+        await read_models.ensure_schema(self.pool)
+        await platforms.ensure_schema(self.pool)
+        await replay_guard.ensure_schema(self.pool)
+        self.heartbeat = Heartbeat(self.pool, self.roles)
+        await self._claim_roles()
+        self.webhook_sender: WebhookSender | None = None
+        recorder = await self._prepare_webhooks()
+        self.projections = ProjectionWriter(self.pool, notifier=recorder)
+        self.commands = CommandService(self.trading, self.call)
+        self.stages = StageContext(self.trading, self.venue, self.venue, self.call)
+        self._subscribe(self.stages, replace(self.stages, call=self.call_chunk))
+        await self.bus.start()
+        if self.webhook_sender is not None:
+            await self.webhook_sender.start()
+        if "relay" in self.roles:
+            self._tasks.append(asyncio.create_task(self._relay(), name="relay"))
+        log.info(
+            "engine.started",
+            roles=sorted(self.roles),
+            kafka=bool(self.settings.kafka.bootstrap_servers),
+        )
+        return self
+
+    async def _claim_roles(self) -> None:
+        """Announce this process's roles (/health shows them). Projecting into the live read
+        models while `projections rebuild` rebuilds them would corrupt them: wait for it."""
+        unless = REBUILD if "projections" in self.roles else None
+        while blockers := await self.heartbeat.start(unless=unless):
+            log.warning(
+                "engine.waiting_for_projections_rebuild",
+                processes=[f"{b.host}:{b.pid}" for b in blockers],
+            )
+            await asyncio.sleep(self.heartbeat.interval)
+
+    async def _prepare_webhooks(self) -> WebhookRecorder:
+        """The `projections` role records the notifications (in its own transactions), the
+        `webhooks` role sends them; sending needs the master key, recording does not."""
+        box = None
+        if "webhooks" in self.roles:
+            try:
+                box = secret_box_for(self.settings)
+            except MasterKeyError as missing:  # recorded anyway; sent where the key is
+                log.warning("webhooks.sender_disabled", reason=str(missing))
+        store = WebhookStore(self.pool, box)
+        if box is not None:
+            self.webhook_sender = WebhookSender(
+                store,
+                on_attempt=lambda: self.heartbeat.progress("webhooks"),
+                allow_private=self.settings.webhook_allow_private,
+            )
+        recorder = WebhookRecorder(
+            store, on_recorded=self.webhook_sender.poke if self.webhook_sender else None
+        )
+        await recorder.ensure_schema()
+        return recorder
+
+    def _subscribe(self, urgent: StageContext, bulk: StageContext) -> None:
+        topics = self.topics
+
+        tracked = self.heartbeat.tracked
+
+        def bind(
+            role: str,
+            handler: Callable[[Delivery, StageContext], Awaitable[None]],
+            ctx: StageContext,
+        ) -> Handler:
+            return tracked(role, guarded(lambda delivery: handler(delivery, ctx)))
+
+        if "credit-check" in self.roles:
+            check = bind("credit-check", check_credit, bulk)
+            self.bus.subscribe(topics.credit_check, topics.group("credit-check"), check)
+        if "pricing" in self.roles:
+            lock = bind("pricing", lock_prices, urgent)
+            self.bus.subscribe(topics.pricing, topics.group("pricing"), lock)
+        if "execution" in self.roles:
+            settle = bind("execution", execute, bulk)
+            self.bus.subscribe(topics.execution, topics.group("execution"), settle)
+            # Its own lane: placing blocks must not queue behind chunk settlements, or the
+            # locked quotes expire (seen with ten 10,000-trader enrollments at once).
+            place = bind("execution", execute, urgent)
+            self.bus.subscribe(topics.blocks, topics.group("blocks"), place)
+        if "commands" in self.roles:
+            consume = tracked("commands", command_consumer(self.commands, self.bus, topics))
+            self.bus.subscribe(topics.commands, topics.group("commands"), consume)
+        # The read models take runs of a partition's records: one transaction per run instead
+        # of per event (the read side's main cost), which also records the webhooks.
+        if "projections" in self.roles:
+            project = tracked("projections", self.projections.handle_many)
+            self.bus.subscribe_batch(topics.events, topics.group("read-models"), project)
+
+    async def _relay(self) -> None:
+        """Relay while holding the leadership; when the lock's session is lost, stop at
+        once (a standby may be leading already) and queue up for it again."""
+        while not self.stop_event.is_set():
+            lost = asyncio.Event()
+            stopping = asyncio.create_task(self._forward(self.stop_event, lost))
+            try:
+                async with leadership(
+                    self.pool, relay_position_name(self.topics), self.stop_event, lost=lost
+                ) as leading:
+                    if leading:
+                        self.relay = OutboxRelay(
+                            ApplicationNotificationLog(self.trading),
+                            self.bus,
+                            self.positions,
+                            name=relay_position_name(self.topics),
+                            topics=self.topics,
+                            # a bus that keeps nothing across a restart: save only once
+                            # delivered
+                            delivered=getattr(self.bus, "idle", None),
+                            on_published=lambda _: self.heartbeat.progress("relay"),
+                        )
+                        await self.relay.run(lost)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+                log.warning("relay.leadership_failed", error=repr(error))
+                await asyncio.sleep(1.0)
+            finally:
+                stopping.cancel()
+
+    @staticmethod
+    async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:
+        await source.wait()
+        target.set()
+
+    async def drain(self) -> bool:
+        """In embedded mode, let the in-process bus deliver everything the store holds
+        (projections and webhooks included) before stopping; True when it did."""
+        idle = getattr(self.bus, "idle", None)
+        relay = getattr(self, "relay", None)
+        if idle is None or relay is None:
+            return True
+        deadline = asyncio.get_running_loop().time() + DRAIN_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            newest = await asyncio.to_thread(self.trading.recorder.max_notification_id) or 0
+            if relay.position >= newest and idle():
+                return True
+            await asyncio.sleep(0.05)
+        log.warning("engine.drain_incomplete", position=relay.position)
+        return False
+
+    async def stop(self) -> None:
+        """Graceful: deliver what the in-process bus still holds, stop the relay, drain
+        in-flight handlers, then close the connections."""
+        await self.drain()
+        self.stop_event.set()
+        if self.webhook_sender is not None:
+            await self.webhook_sender.stop()
+        for task in self._tasks:
+            await task
+        await self.bus.stop()
+        await self.heartbeat.stop()
+        await self.pool.close()
+        self._chunk_threads.shutdown(wait=True)
+        await asyncio.to_thread(self.trading.close)
+        log.info("engine.stopped")
+
+    async def __aenter__(self) -> Engine:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,363 @@
+"""`strategies bench`: what the engine does per second, how its cost grows, and how close it
+runs to the machine's own ceilings (PostgreSQL COPY, the broker's produce/consume rate).
+
+Each Operation of the story is timed from its request until it is terminal AND the read
+models show it (every Execution projected), with a per-stage breakdown read from the
+Operation's own event timestamps. Figures only: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import os
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import psutil
+
+from domain.commands import build_command
+from domain.eligibility import ParticipantStatus
+from infra.bootstrap.engine import Engine
+from infra.bus.messages import CommandName
+
+PLATFORM = "BENCH"
+ALLOCATIONS = [
+    {"underlying_currency": "BTC", "weight": "0.50"},
+    {"underlying_currency": "ETH", "weight": "0.30"},
+    {"underlying_currency": "SOL", "weight": "0.20"},
+]
+NEW_WEIGHTS = [
+    {"underlying_currency": "BTC", "weight": "0.40"},
+    {"underlying_currency": "ETH", "weight": "0.40"},
+    {"underlying_currency": "SOL", "weight": "0.20"},
+]
+
+
+@dataclass
+class OperationFigures:
+    traders: int
+    type: str
+    status: str
+    seconds: float
+    check_s: float
+    pricing_s: float
+    execution_s: float
+    projection_lag_s: float
+    events: int
+    #: Operations the step took (a request names at most 10,000 participants).
+    operations: int = 1
+
+    @property
+    def per_trader_ms(self) -> float:
+        return self.seconds * 1000 / max(self.traders, 1)
+
+
+@dataclass
+class RunFigures:
+    mode: str
+    workers: int
+    traders: int
+    operations: list[OperationFigures] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        seconds = sum(o.seconds for o in self.operations)
+        return sum(o.events for o in self.operations) / seconds if seconds else 0.0
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in _PACKAGES},
+    }
+
+
+_PACKAGES = ("eventsourcing", "psycopg", "asyncpg", "aiokafka", "faststream", "pydantic")
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+async def server_versions(pool: asyncpg.Pool) -> dict[str, str]:
+    async with pool.acquire() as connection:
+        return {"postgresql": str(await connection.fetchval("SHOW server_version"))}
+
+
+def growth(runs: list[RunFigures]) -> list[dict[str, Any]]:
+    """Cost per trader at each N over the cost at the next smaller N of the same mode,
+    workers and operation: 1.0 is linear, above it the engine gets dearer per trader."""
+    found = []
+    for run in runs:
+        smaller = [
+            r
+            for r in runs
+            if (r.mode, r.workers) == (run.mode, run.workers) and r.traders < run.traders
+        ]
+        if not smaller:
+            continue
+        base = max(smaller, key=lambda r: r.traders)
+        for operation in run.operations:
+            first = next((o for o in base.operations if o.type == operation.type), None)
+            if first is None or not first.per_trader_ms:
+                continue
+            found.append(
+                {
+                    "mode": run.mode,
+                    "workers": run.workers,
+                    "operation": operation.type,
+                    "traders": run.traders,
+                    "versus": base.traders,
+                    "ratio": operation.per_trader_ms / first.per_trader_ms,
+                }
+            )
+    return found
+
+
+async def copy_ceiling(pool: asyncpg.Pool, rows: int) -> float:
+    """Rows per second PostgreSQL takes by COPY into a table shaped like the event store."""
+    payload = b"x" * 300
+    records = [(uuid4(), i, "domain.trader:Trader.Settled", payload) for i in range(rows)]
+    async with pool.acquire() as connection:
+        await connection.execute(
+            "CREATE TEMP TABLE bench_copy (originator_id uuid, originator_version int, "
+            "topic text, state bytea)"
+        )
+        started = time.perf_counter()
+        await connection.copy_records_to_table("bench_copy", records=records)
+        elapsed = time.perf_counter() - started
+        await connection.execute("DROP TABLE bench_copy")
+    return rows / elapsed
+
+
+async def broker_ceiling(bootstrap: str, messages: int, size: int = 400) -> dict[str, float]:
+    """The broker's produce and end-to-end consume rate for records of the pipeline's size,
+    through our own bus (batched consumer, as the events topic is read)."""
+    from infra.bus import Delivery, Record
+    from infra.bus.kafka import KafkaBus
+
+    topic = f"bench-ceiling-{uuid4().hex[:8]}"
+    done = asyncio.Event()
+    seen = 0
+
+    async def count(run: list[Delivery]) -> None:
+        nonlocal seen
+        seen += len(run)
+        if seen >= messages:
+            done.set()
+
+    bus = KafkaBus(bootstrap, client_id="bench")
+    bus.subscribe_batch(topic, f"bench-{uuid4().hex[:8]}", count)
+    await bus.start()
+    try:
+        value = b"x" * size
+        started = time.perf_counter()
+        await bus.publish_many([Record(topic, value, key=str(i % 500)) for i in range(messages)])
+        produced = time.perf_counter() - started
+        await asyncio.wait_for(done.wait(), timeout=300)
+        consumed = time.perf_counter() - started
+    finally:
+        await bus.stop()
+    return {"produce_per_s": messages / produced, "consume_per_s": messages / consumed}
+
+
+async def run_story(engine: Engine, traders: int, watch: list[psutil.Process]) -> RunFigures:
+    trading = engine.trading
+    codes = [f"B{i:07d}" for i in range(traders)]
+    await engine.call(trading.register_participants, PLATFORM, codes, ParticipantStatus.ACTIVE)
+    await engine.call(
+        trading.deposit_float, PLATFORM, "USD", Decimal(traders) * Decimal("2000"), "BENCH"
+    )
+    created = await _run(engine, "create_strategy", None, {"quoted_currency": "USD"})
+    strategy = UUID(created["id"])
+    story: list[tuple[CommandName, dict[str, Any]]] = [
+        ("enroll", {"allocations": ALLOCATIONS, "participants": _funded(codes, "1000.00", True)}),
+        ("top_up", {"allocations": ALLOCATIONS, "participants": _funded(codes, "100.00")}),
+        ("rebalance", {"allocations": NEW_WEIGHTS}),
+        ("partial_sell", {"allocations": NEW_WEIGHTS, "participants": _funded(codes, "50.00")}),
+        ("liquidate", {"all": True}),
+    ]
+    figures = RunFigures("", 0, traders)
+    peak = _rss(watch)
+    for command, body in story:
+        before = await asyncio.to_thread(trading.recorder.max_notification_id) or 0
+        started = time.perf_counter()
+        # A request names at most the configured participants (10,000 by default): a bigger N
+        # goes as several Operations at once, as a platform would send them, and is timed
+        # until the last is done.
+        parts = _per_call(body, engine.limits.max_participants)
+        requests = [await _run(engine, command, strategy, part) for part in parts]
+        operation_ids = [UUID(r["id"]) for r in requests]
+        terminal_at = 0.0
+        for operation_id in operation_ids:
+            terminal_at = max(terminal_at, await _until_terminal(engine, operation_id, watch))
+        for operation_id in operation_ids:
+            await _until_projected(engine, operation_id)
+        projected_at = time.perf_counter()
+        after = await asyncio.to_thread(trading.recorder.max_notification_id) or 0
+        stages = [await asyncio.to_thread(_stage_times, trading, o) for o in operation_ids]
+        operations = [await engine.call(trading.operation, o) for o in operation_ids]
+        statuses = sorted({o.status.value for o in operations})
+        figures.operations.append(
+            OperationFigures(
+                traders=sum(o.participant_count for o in operations),
+                type=operations[0].type.value,
+                status=statuses[0] if len(statuses) == 1 else "/".join(statuses),
+                seconds=projected_at - started,
+                check_s=max(s["check"] for s in stages),
+                pricing_s=max(s["pricing"] for s in stages),
+                execution_s=max(s["execution"] for s in stages),
+                projection_lag_s=projected_at - terminal_at,
+                events=after - before,
+                operations=len(operations),
+            )
+        )
+        peak = max(peak, _rss(watch))
+    figures.peak_rss_mb = peak
+    return figures
+
+
+def _per_call(body: dict[str, Any], most: int) -> list[dict[str, Any]]:
+    participants = body.get("participants")
+    if not participants or len(participants) <= most:
+        return [body]
+    return [
+        {**body, "participants": participants[i : i + most]}
+        for i in range(0, len(participants), most)
+    ]
+
+
+def _funded(codes: list[str], amount: str, auto: bool = False) -> list[dict[str, Any]]:
+    return [{"participant_code": c, "amount": amount, "auto_rebalance": auto} for c in codes]
+
+
+async def _run(
+    engine: Engine, command: CommandName, strategy: UUID | None, body: dict[str, Any]
+) -> dict[str, Any]:
+    order = build_command(command, strategy_id=strategy, trader_id=None, body=body)
+    _kind, created, _new = await engine.commands.run(PLATFORM, uuid4(), order)
+    return created
+
+
+async def _until_terminal(engine: Engine, operation_id: UUID, watch: list[psutil.Process]) -> float:
+    while True:
+        operation = await engine.call(engine.trading.operation, operation_id)
+        if operation.status.terminal:
+            return time.perf_counter()
+        _rss(watch)
+        await asyncio.sleep(0.1)
+
+
+async def _until_projected(engine: Engine, operation_id: UUID) -> None:
+    """Terminal in the read models, with every Execution of the Operation projected."""
+    operation = await engine.call(engine.trading.operation, operation_id)
+    while True:
+        async with engine.pool.acquire() as connection:
+            status = await connection.fetchval(
+                "SELECT status FROM operations WHERE id = $1", operation_id
+            )
+            executions = await connection.fetchval(
+                "SELECT count(*) FROM executions WHERE platform_id = $1 AND operation_id = $2 "
+                "AND status IN ('settled', 'skipped', 'rejected')",
+                PLATFORM,
+                operation_id,
+            )
+        if status == operation.status.value and executions >= operation.participant_count:
+            return
+        await asyncio.sleep(0.1)
+
+
+def _stage_times(trading: Any, operation_id: UUID) -> dict[str, float]:
+    """Durations between the Operation's own events: request → pricing → locked → terminal."""
+    marks: dict[str, float] = {}
+    for event in trading.events.get(operation_id):
+        name = type(event).__name__
+        stamp = event.timestamp.timestamp()
+        if name == "Requested":
+            marks["requested"] = stamp
+        elif name == "StatusChanged" and event.status == "pricing":
+            marks["pricing"] = stamp
+        elif name == "PricesLocked":
+            marks["locked"] = stamp
+        elif name == "StatusChanged" and event.status in ("settled", "skipped", "failed"):
+            marks["terminal"] = stamp
+    requested = marks.get("requested", 0.0)
+    pricing = marks.get("pricing", marks.get("terminal", requested))
+    locked = marks.get("locked", pricing)
+    terminal = marks.get("terminal", locked)
+    return {
+        "check": pricing - requested,
+        "pricing": locked - pricing,
+        "execution": terminal - locked,
+    }
+
+
+def _rss(watch: list[psutil.Process]) -> float:
+    """Peak resident memory in MB of this process (ru_maxrss) or of any watched worker."""
+    peaks = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]
+    for process in watch:
+        try:
+            peaks.append(process.memory_info().rss / 2**20)
+        except psutil.Error:
+            continue
+    return max(peaks)
+
+
+def ratios(run: RunFigures, ceilings: dict[str, Any]) -> dict[str, float | None]:
+    """The run's event rate as a share of the machine's ceilings. Each event is one record on
+    the events topic, the bulk of the pipeline's messages (stage tasks are one per chunk)."""
+    copy_rate = ceilings.get("copy_rows_per_s")
+    broker = ceilings.get("broker") or {}
+    consume = broker.get("consume_per_s")
+    rate = run.events_per_second
+    return {
+        "events_vs_copy": rate / copy_rate if copy_rate else None,
+        "messages_vs_broker": rate / consume if consume and run.mode == "kafka" else None,
+    }
+
+
+def as_json(
+    ceilings: dict[str, Any], runs: list[RunFigures], versions: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "machine": {**machine(), **(versions or {})},
+        "ceilings": ceilings,
+        "growth": growth(runs),
+        "runs": [
+            {
+                **{k: v for k, v in asdict(run).items() if k != "operations"},
+                "events_per_second": run.events_per_second,
+                **ratios(run, ceilings),
+                "operations": [
+                    {**asdict(o), "per_trader_ms": o.per_trader_ms} for o in run.operations
+                ],
+            }
+            for run in runs
+        ],
+    }
