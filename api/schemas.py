@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pydantic.config import JsonDict
 
+from domain.json_text import holds_unpaired_surrogate
+
 #: ASCII digits, an optional fraction, no sign, exponent, separator or space.
 DECIMAL_DOC: JsonDict = {"pattern": "^[0-9]+(\\.[0-9]+)?$"}
 
@@ -37,20 +39,10 @@ class Body(BaseModel):
         """Python's json, FastAPI's parser, decodes an escaped lone surrogate ("\\ud800") into
         a str that UTF-8 cannot encode. pydantic refuses it in a `str` field but not inside
         `metadata` or a `str | object` list item, where the request fingerprint then failed with
-        a 500. The command topic's strict JSON parser refuses such text; so does this (400)."""
-        pending = [value]
-        while pending:
-            item = pending.pop()
-            if isinstance(item, str):
-                try:
-                    item.encode()
-                except UnicodeEncodeError:
-                    raise ValueError("must be valid Unicode text (no unpaired surrogate)") from None
-            elif isinstance(item, dict):
-                pending.extend(item)
-                pending.extend(item.values())
-            elif isinstance(item, list):
-                pending.extend(item)
+        a 500. Every body read by `domain.json_text` is refused before it gets here (400
+        `invalid_json`); this keeps a model built from a parsed value just as strict."""
+        if holds_unpaired_surrogate(value):
+            raise ValueError("must be valid Unicode text (no unpaired surrogate)")
         return value
 
 

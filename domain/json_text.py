@@ -55,7 +55,7 @@ def parse_json_text(raw: bytes) -> Any:
         raise _invalid("a number has too many digits") from None
     # Valid UTF-8 holds no surrogate, but an escape ("\\ud800") decodes into one that no
     # UTF-8 text, PostgreSQL column or fingerprint can hold; only then is the value walked.
-    if _SURROGATE_ESCAPE.search(text) and _holds_unpaired_surrogate(value):
+    if _SURROGATE_ESCAPE.search(text) and holds_unpaired_surrogate(value):
         raise _invalid("a string holds an unpaired surrogate (\\ud800-\\udfff)")
     return value
 
@@ -63,7 +63,8 @@ def parse_json_text(raw: bytes) -> Any:
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _holds_unpaired_surrogate(value: Any) -> bool:
+def holds_unpaired_surrogate(value: Any) -> bool:
+    """Whether any string of `value` (a key or a value, at any depth) cannot be UTF-8."""
     pending = [value]
     while pending:
         item = pending.pop()
