@@ -15,6 +15,7 @@ import asyncpg
 
 from domain.statuses import OperationStatus
 from infra.bus.topic_names import Topics, relay_position_name
+from infra.eventstore.notification_log import ApplicationNotificationLog, LogPosition
 from projections.operations import OPERATIONS
 from projections.schema import DEFAULT_SCHEMA, quoted
 from projections.writer import DEFAULT_NAME as READ_MODELS
@@ -22,6 +23,8 @@ from projections.writer import DEFAULT_NAME as READ_MODELS
 if TYPE_CHECKING:
     from api.deps import Pipeline
 
+#: Unpublished events are counted up to this many (an index range, bounded).
+COUNT_CAP = 1000
 STAGE_ROLES = {
     OperationStatus.VALIDATING.value: "credit-check",
     OperationStatus.PRICING.value: "pricing",
@@ -32,9 +35,9 @@ _PENDING = f"""
 SELECT
     ARRAY(SELECT DISTINCT status FROM {OPERATIONS.qualified(DEFAULT_SCHEMA)}
           WHERE status = ANY($1::text[])) AS stages,
-    (SELECT position FROM relay_positions WHERE name = $2) AS relayed,
-    (SELECT max(position) FROM {quoted(DEFAULT_SCHEMA)}.projection_offsets
-     WHERE projection = $3) AS projected,
+    (SELECT ARRAY[tx_id, position] FROM relay_positions WHERE name = $2) AS relayed,
+    (SELECT ARRAY[tx_id, position] FROM {quoted(DEFAULT_SCHEMA)}.projection_offsets
+     WHERE projection = $3 ORDER BY tx_id DESC, position DESC LIMIT 1) AS projected,
     EXISTS (SELECT 1 FROM webhook_deliveries
             WHERE status = 'pending' AND next_attempt_at <= now()) AS webhooks_due
 """
@@ -49,13 +52,16 @@ async def needed_roles(pool: asyncpg.Pool, engine: Pipeline | None, prefix: str)
     except asyncpg.UndefinedTableError:
         return {}
     assert row is not None
-    relayed = row["relayed"] or 0
+    relayed = LogPosition(*(row["relayed"] or (0, 0)))
     needed = {STAGE_ROLES[stage]: f"an Operation is {stage}" for stage in sorted(row["stages"])}
     if engine is not None:
-        newest = await engine.call(engine.trading.recorder.max_notification_id) or 0
-        if newest > relayed:
-            needed["relay"] = f"{newest - relayed} event(s) not yet published"
-    if relayed > (row["projected"] or 0):
+        notifications = ApplicationNotificationLog(engine.trading)
+        unpublished = await engine.call(notifications.unpublished, relayed, COUNT_CAP)
+        if unpublished:
+            more = "+" if unpublished == COUNT_CAP else ""
+            needed["relay"] = f"{unpublished}{more} event(s) not yet published"
+    # Positions in log order: the last one the relay saved against the furthest applied.
+    if relayed > LogPosition(*(row["projected"] or (0, 0))):
         needed["projections"] = "published events not yet in the read models"
     if row["webhooks_due"]:
         needed["webhooks"] = "webhook notifications are due"

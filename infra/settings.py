@@ -115,6 +115,10 @@ class Settings(AbuseLimitSettings, BaseSettings):
         validation_alias="STRATEGIES_TOPIC_PREFIX",
     )
     chunk_size: int = Field(default=500, ge=1, le=10_000, validation_alias="STRATEGIES_CHUNK_SIZE")
+    #: Aggregates each process keeps decoded (`infra.eventstore.aggregate_cache`); 0: none.
+    aggregate_cache_size: int = Field(
+        default=250_000, ge=0, le=10_000_000, validation_alias="STRATEGIES_AGGREGATE_CACHE"
+    )
     master_key: SecretStr | None = Field(default=None, validation_alias="STRATEGIES_MASTER_KEY")
     admin_token: SecretStr | None = Field(default=None, validation_alias="STRATEGIES_ADMIN_TOKEN")
     max_body_bytes: int = Field(

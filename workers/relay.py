@@ -5,13 +5,18 @@ publishes each (and the stage tasks it makes due), waits for every acknowledgeme
 then advances its durable position. A crash between publishing and saving the position
 republishes a few records on restart: consumers are idempotent, so delivery is at least once
 and effects exactly once, and per-key order is preserved because the log is read in order.
+
+Log order is (writing transaction, notification id) (`infra.eventstore.notification_log`), so
+the position is that pair, and notification ids are not monotonic in publish order: each event
+record carries its transaction in a header (`infra.bus.outbox.TRANSACTION_HEADER`), which with
+the event's position gives consumers a key that is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import structlog
@@ -19,15 +24,21 @@ import structlog
 from infra.bus import Bus, Record
 from infra.bus.outbox import event_message, records_for
 from infra.bus.topic_names import DEFAULT, Topics
-from infra.eventstore.notification_log import NotificationLog
+from infra.cpu_meter import CPU
+from infra.eventstore.notification_log import (
+    START,
+    LogPosition,
+    NotificationLog,
+    StoredNotification,
+)
 
 log = structlog.get_logger("workers.relay")
 
 
 class PositionStore(Protocol):
-    async def load(self, name: str) -> int: ...
+    async def load(self, name: str) -> LogPosition: ...
 
-    async def save(self, name: str, position: int) -> None: ...
+    async def save(self, name: str, position: LogPosition) -> None: ...
 
 
 class OutboxRelay:
@@ -40,14 +51,14 @@ class OutboxRelay:
         name: str = "outbox",
         batch_size: int = 1000,
         idle_delay: float = 0.05,
-        on_published: Callable[[int], None] | None = None,
+        on_published: Callable[[LogPosition], None] | None = None,
         topics: Topics = DEFAULT,
         delivered: Callable[[], bool] | None = None,
     ) -> None:
         """`delivered`: for a bus that does not keep records (the in-process one), whether
         everything published has been handled; the position is saved only then."""
         self.delivered = delivered
-        self._saved = 0
+        self._saved = START
         self.topics = topics
         self.notifications = notifications
         self.bus = bus
@@ -56,21 +67,26 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.idle_delay = idle_delay
         self.on_published = on_published
-        self.position = 0
+        self.position = START
 
     async def run_once(self) -> int:
         """Publish the next batch; returns how many events it published."""
-        batch = await asyncio.to_thread(self.notifications.read, self.position, self.batch_size)
+        batch = await asyncio.to_thread(self._read)
         if not batch:
             return 0
         records: list[Record] = []
         for stored in batch:
             message = event_message(
-                stored.position, stored.topic, stored.aggregate_id, stored.version, stored.state
+                stored.position,
+                stored.topic,
+                stored.aggregate_id,
+                stored.version,
+                stored.state,
+                already_plain=stored.plain,
             )
-            records.extend(records_for(message, self.topics))
+            records.extend(records_for(message, self.topics, transaction=stored.transaction))
         await self.bus.publish_many(records)
-        self.position = batch[-1].position
+        self.position = batch[-1].at
         await self.save_if_durable()
         if self.on_published:
             self.on_published(self.position)
@@ -79,14 +95,22 @@ class OutboxRelay:
         )
         return len(batch)
 
+    def _read(self) -> Sequence[StoredNotification]:
+        with CPU.measure("relay"):
+            return self.notifications.read(self.position, self.batch_size)
+
     async def save_if_durable(self) -> None:
         if self.position > self._saved and (self.delivered is None or self.delivered()):
             await self.positions.save(self.name, self.position)
             self._saved = self.position
 
+    async def resume(self) -> None:
+        """Start from the saved position."""
+        self.position = self._saved = await self.positions.load(self.name)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set; transient failures are logged and retried."""
-        self.position = self._saved = await self.positions.load(self.name)
+        await self.resume()
         log.info("relay.started", position=self.position)
         delay = self.idle_delay
         while not stop.is_set():

@@ -1,9 +1,11 @@
 """`GET /strategies/events` (extension): the caller's domain events in log order, by cursor.
 
-The cursor stands for a position in the event store's notification log, so a client resumes
-exactly where it left off and never sees an event twice; it is opaque and bound to the
-platform (`api.event_cursor`), because plain positions would tell how many events the other
-platforms wrote in between. Every event carries the cursor that resumes after it.
+The cursor stands for a position in the event store's notification log (in log order, which
+reads only what can no longer be preceded by a later commit: `infra.eventstore.notification_log`),
+so a client resumes exactly where it left off and never sees an event twice nor misses one; it
+is opaque and bound to the platform (`api.event_cursor`), because plain positions would tell how
+many events the other platforms wrote in between. Every event carries the cursor that resumes
+after it.
 
 Only Strategy, Operation, OperationChunk and Trader events are served, and only those of
 aggregates whose creating event names the caller's platform. Ownership is resolved from that
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from eventsourcing.application import Application
     from eventsourcing.postgres import PostgresApplicationRecorder
 
-    from infra.eventstore.notification_log import StoredNotification
+    from infra.eventstore.notification_log import LogPosition, StoredNotification
 
 router = APIRouter(tags=["events"], route_class=SignedRoute)
 
@@ -108,9 +110,10 @@ def _aggregate_type(topic: str) -> str:
 
 @dataclass(frozen=True)
 class Page:
-    events: list[Any]
+    #: Each event's position, and the event as the feed shows it.
+    events: list[tuple[LogPosition, dict[str, Any]]]
     #: The position the next page starts after.
-    position: int
+    position: LogPosition
     #: The scan reached the end of the log: nothing of the caller's is left to read now.
     caught_up: bool
 
@@ -123,7 +126,7 @@ class EventFeed:
         self.log = ApplicationNotificationLog(app)
         self.index = index
 
-    def page(self, platform_id: str, after: int, limit: int) -> Page:
+    def page(self, platform_id: str, after: LogPosition, limit: int) -> Page:
         """Up to `limit` of the platform's events after `after`. Windows are read until the
         page has events or the log ends; a full page stops at once, anywhere in a window."""
         events: list[StoredNotification] = []
@@ -135,8 +138,8 @@ class EventFeed:
         return Page([], cursor, caught_up=False)
 
     def _scan_window(
-        self, platform_id: str, cursor: int, limit: int, events: list[StoredNotification]
-    ) -> tuple[int, bool]:
+        self, platform_id: str, cursor: LogPosition, limit: int, events: list[StoredNotification]
+    ) -> tuple[LogPosition, bool]:
         """Read one window into `events`; returns the new cursor and whether it is the end of
         the log (a short read: nothing was left to read)."""
         scanned = 0
@@ -145,7 +148,7 @@ class EventFeed:
             batch = self.log.read(cursor, wanted)
             self._learn(batch)
             for index, notification in enumerate(batch, 1):
-                cursor = notification.position
+                cursor = notification.at
                 if self._belongs(notification, platform_id):
                     events.append(notification)
                     if len(events) == limit:
@@ -198,10 +201,15 @@ class EventFeed:
         return found
 
     @staticmethod
-    def _messages(events: Sequence[StoredNotification]) -> list[Any]:
+    def _messages(
+        events: Sequence[StoredNotification],
+    ) -> list[tuple[LogPosition, dict[str, Any]]]:
         return [
-            event_message(n.position, n.topic, n.aggregate_id, n.version, n.state).model_dump(
-                mode="json"
+            (
+                n.at,
+                event_message(n.position, n.topic, n.aggregate_id, n.version, n.state).model_dump(
+                    mode="json"
+                ),
             )
             for n in events
         ]
@@ -235,7 +243,7 @@ def _cursor_key(request: Request) -> bytes:
     return key
 
 
-def _position(key: bytes, platform_id: str, after: str | None) -> int:
+def _position(key: bytes, platform_id: str, after: str | None) -> LogPosition:
     try:
         if after is not None and len(after) > 64:
             raise event_cursor.InvalidCursorError(after)
@@ -290,10 +298,13 @@ async def list_events(
     size = _bounded(limit, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     feed = _feed(request, engine.trading)
     page = await engine.call(feed.page, platform.platform_id, cursor, size)
-    for event in page.events:
-        event["cursor"] = event_cursor.seal(key, platform.platform_id, event.pop("position"))
-    sent = page.events[: fitting(page.events, budget)]
-    if len(sent) < len(page.events):  # over the byte budget: resume after the last one sent
+    events = []
+    for at, event in page.events:
+        del event["position"]  # positions leave the API only sealed in a cursor
+        event["cursor"] = event_cursor.seal(key, platform.platform_id, at)
+        events.append(event)
+    sent = events[: fitting(events, budget)]
+    if len(sent) < len(events):  # over the byte budget: resume after the last one sent
         return EventsPage(events=sent, next=sent[-1]["cursor"], caught_up=False)
     return EventsPage(
         events=sent,

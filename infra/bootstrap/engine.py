@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from domain.requests import Limits
 from domain.venue import QuoteProvider
 from infra.bus import Bus, Delivery, Handler
 from infra.bus.topic_names import Topics, relay_position_name
+from infra.cpu_meter import CPU, stage_of
 from infra.eventstore.notification_log import ApplicationNotificationLog
 from infra.eventstore.positions import PostgresPositions, leadership
 from infra.eventstore.store import PostgresTrading, retry_on_conflict
@@ -168,7 +170,10 @@ class Engine:
         self, executor: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any
     ) -> T:
         def run() -> T:
-            return retry_on_conflict(lambda: fn(*args), attempts=CONFLICT_ATTEMPTS, base_delay=0.02)
+            with CPU.measure(stage_of(fn)):
+                return retry_on_conflict(
+                    lambda: fn(*args), attempts=CONFLICT_ATTEMPTS, base_delay=0.02
+                )
 
         context = contextvars.copy_context()  # the log context travels, as with to_thread
         loop = asyncio.get_running_loop()
@@ -176,7 +181,13 @@ class Engine:
 
     async def start(self) -> Engine:
         self.trading = await asyncio.to_thread(
-            PostgresTrading, self.database_url, chunk_size=self.chunk_size, limits=self.limits
+            functools.partial(
+                PostgresTrading,
+                self.database_url,
+                chunk_size=self.chunk_size,
+                limits=self.limits,
+                cache_size=self.settings.aggregate_cache_size,
+            )
         )
         await self.call(self.trading.ensure_default_catalogue)
         self.pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=8)
@@ -314,9 +325,12 @@ class Engine:
         if idle is None or relay is None:
             return True
         deadline = asyncio.get_running_loop().time() + DRAIN_SECONDS
+        notifications = ApplicationNotificationLog(self.trading)
         while asyncio.get_running_loop().time() < deadline:
-            newest = await asyncio.to_thread(self.trading.recorder.max_notification_id) or 0
-            if relay.position >= newest and idle():
+            # Not "position >= the newest id": ids are not in log order, and a committed
+            # event behind an older transaction still in flight is not readable yet.
+            unpublished = await asyncio.to_thread(notifications.unpublished, relay.position, 1)
+            if not unpublished and idle():
                 return True
             await asyncio.sleep(0.05)
         log.warning("engine.drain_incomplete", position=relay.position)

@@ -24,6 +24,13 @@ from infra.bus.messages import (
 from infra.bus.topic_names import DEFAULT, Topics
 
 _ENVELOPE_KEYS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+#: The header of an event record naming the transaction that wrote it: (transaction, the
+#: event's `position`) grows in the order the relay publishes, the position alone does not.
+#: A header, not a message field, so the wire model (and the public event feed) stay as
+#: they were and a consumer of an older release still reads the records.
+TRANSACTION_HEADER = "transaction"
+#: xid8 counts 2**32 transactions per epoch from 0: 2**63 would take 2**31 epochs.
+_MAX_TRANSACTION = 2**63 - 1
 
 
 def plain(value: Any) -> Any:
@@ -40,10 +47,18 @@ def plain(value: Any) -> Any:
 
 
 def event_message(
-    position: int, topic: str, aggregate_id: UUID, version: int, state: Mapping[str, Any]
+    position: int,
+    topic: str,
+    aggregate_id: UUID,
+    version: int,
+    state: Mapping[str, Any],
+    *,
+    already_plain: bool = False,
 ) -> DomainEventMessage:
-    """`topic` is eventsourcing's `module:Class.Event`, e.g. `domain.trader:Trader.Settled`."""
+    """`topic` is eventsourcing's `module:Class.Event`, e.g. `domain.trader:Trader.Settled`.
+    `already_plain`: the state holds JSON values only (the typed stored form)."""
     qualname = topic.partition(":")[2]
+    convert = _as_is if already_plain else plain
     return DomainEventMessage(
         position=position,
         aggregate_id=aggregate_id,
@@ -51,14 +66,32 @@ def event_message(
         aggregate_version=version,
         type=qualname,
         timestamp=state["timestamp"],
-        data={k: plain(v) for k, v in state.items() if k not in _ENVELOPE_KEYS},
+        data={k: convert(v) for k, v in state.items() if k not in _ENVELOPE_KEYS},
     )
 
 
-def records_for(message: DomainEventMessage, topics: Topics = DEFAULT) -> list[Record]:
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def records_for(
+    message: DomainEventMessage, topics: Topics = DEFAULT, *, transaction: int = 0
+) -> list[Record]:
     """The event on `strategies.events`, followed by any stage task it makes due."""
-    event = Record(topics.events, message.encode(), key=str(message.aggregate_id))
+    headers = {TRANSACTION_HEADER: str(transaction)}
+    event = Record(topics.events, message.encode(), key=str(message.aggregate_id), headers=headers)
     return [event, *stage_tasks(message, topics)]
+
+
+def publish_order(headers: Mapping[str, str], message: DomainEventMessage) -> tuple[int, int]:
+    """Where an event record stands in the relay's publish order. A record without the header
+    was published by an older relay, in notification id order over rows that read as
+    transaction 0. Raises ValueError when the header is not a transaction id."""
+    raw = headers.get(TRANSACTION_HEADER, "0")
+    # isdigit() alone also takes "²"; 19 ASCII digits are safe to convert, then bounded.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or int(raw) > _MAX_TRANSACTION:
+        raise ValueError(f"the {TRANSACTION_HEADER} header is not a transaction id: {raw[:40]!r}")
+    return int(raw), message.position
 
 
 def stage_tasks(message: DomainEventMessage, topics: Topics = DEFAULT) -> list[Record]:

@@ -1,10 +1,22 @@
-"""The events table's writer: eventsourcing's PostgreSQL recorder with a cheaper insert.
+"""The events table's writer: eventsourcing's PostgreSQL recorder with a cheaper insert, no
+table lock, and the log order the outbox relay reads.
 
 eventsourcing sends a save's events as ONE array of a composite type, which psycopg dumps in
 text form: every event's state (bytea) is hex-escaped in Python, and composites have no
 binary dumper. Four parallel arrays in binary form (uuid, bigint, text, bytea) carry the
-same rows through one INSERT ... RETURNING notification_id, under the same table lock, for
-about a fifth of the client CPU.
+same rows through one INSERT ... RETURNING notification_id, for about a fifth of the client
+CPU.
+
+No table lock: eventsourcing takes `LOCK TABLE ... IN EXCLUSIVE MODE` for the whole insert
+transaction, so that notification ids commit in order and a reader tailing `id > N` never
+passes a gap filled later. That lock made every writer of every process queue on one table,
+so it is gone (and so is the NOTIFY, which nobody LISTENs to and which serialises commits on a
+database-wide lock). Instead each row records its writing transaction (`tx_id`, filled by the
+column's default `pg_current_xact_id()`), and the log is read in (tx_id, notification_id)
+order, only below the oldest transaction still in flight (`select_in_log_order`; why that is
+safe: `docs/architecture.md`, "The log order"). Without the lock two saves of overlapping
+aggregates may deadlock on each other's rows; PostgreSQL aborts one (an OperationalError) and
+`retry_dropped_connections` runs it again, which then meets the winner's rows as a conflict.
 
 It also runs the statements in a plain transaction, not in psycopg's pipeline mode: a save
 of 100,000 events (registering 100,000 participants) is a ~40 MB message, and in pipeline
@@ -20,6 +32,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from eventsourcing.persistence import Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Composed, Identifier
 
@@ -29,10 +42,40 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from eventsourcing.persistence import StoredEvent
-    from psycopg import Cursor
+    from psycopg import Connection, Cursor
     from psycopg.rows import DictRow
 
     from domain.roster import RosterEntry
+
+# Rows written before the column existed get 0 (a constant default adds the column without
+# rewriting the table); the default for every later row is set right after.
+_ADD_LOG_ORDER = """
+ALTER TABLE {events} ADD COLUMN tx_id xid8 NOT NULL DEFAULT '0';
+ALTER TABLE {events} ALTER COLUMN tx_id SET DEFAULT pg_current_xact_id();
+CREATE INDEX {index} ON {events} (tx_id, notification_id);
+"""
+_HAS_LOG_ORDER = (
+    "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'tx_id' "
+    "AND NOT attisdropped"
+)
+# xmin of the statement's own snapshot: every transaction below it has ended, so the rows
+# below it are all the rows there will ever be below it (committed ones all visible here).
+_SELECT_IN_LOG_ORDER = """
+SELECT tx_id::text AS tx, notification_id, originator_id, originator_version, topic, state
+FROM {events}
+WHERE (tx_id, notification_id) > (%(tx)s::text::xid8, %(id)s)
+    AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx_id, notification_id
+LIMIT %(limit)s
+"""
+# ORDER BY keeps even a generic plan on the index: a sequential scan filtered for the last
+# few rows would read the whole table.
+_COUNT_AFTER = """
+SELECT count(*) AS n FROM (
+    SELECT FROM {events} WHERE (tx_id, notification_id) > (%(tx)s::text::xid8, %(id)s)
+    ORDER BY tx_id, notification_id LIMIT %(cap)s
+) AS later
+"""
 
 
 class ArrayInsertRecorder(PostgresApplicationRecorder):
@@ -46,6 +89,10 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
             schema=Identifier(self.datastore.schema),
             table=Identifier(self.events_table_name),
         )
+        events = Identifier(self.datastore.schema, self.events_table_name)
+        self.events_table = events
+        self.select_in_log_order_statement = SQL(_SELECT_IN_LOG_ORDER).format(events=events)
+        self.count_after_statement = SQL(_COUNT_AFTER).format(events=events)
         roster = Identifier(self.datastore.schema, roster_table_name(self.events_table_name))
         # A later version only: two saves of one Trader are already ordered by the events'
         # version check in the same transaction, so this guard is a second line, not the first.
@@ -73,6 +120,52 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
             self._insert_events(curs, stored_events, **kwargs)  # eventsourcing's hook
             self._insert_stored_events(curs, stored_events, **kwargs)
             return [row["notification_id"] for row in curs.fetchall()]
+
+    def add_log_order(self, conn: Connection[Any]) -> None:
+        """Give the table its `tx_id` if it has none (made by eventsourcing just now, or by a
+        release before this one). Rows already there get 0, below every transaction id: they
+        come first, in notification id order, the order an older relay published them in."""
+        with conn.transaction():
+            if conn.execute(_HAS_LOG_ORDER, (self.events_table.as_string(conn),)).fetchone():
+                return
+            index = Identifier(self.events_table_name + "_log_order")
+            conn.execute(SQL(_ADD_LOG_ORDER).format(events=self.events_table, index=index))
+
+    @retry_dropped_connections
+    def select_in_log_order(
+        self, after: tuple[int, int], limit: int
+    ) -> list[tuple[int, Notification]]:
+        """Up to `limit` committed events after `after` (transaction id, notification id), each
+        with its transaction id, in that order: only those of transactions older than every
+        one still in flight, so nothing may later commit before the last one returned."""
+        params = {"tx": str(after[0]), "id": after[1], "limit": limit}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.select_in_log_order_statement, params, prepare=True)
+            rows = curs.fetchall()
+        return [
+            (
+                int(row["tx"]),
+                Notification(
+                    id=row["notification_id"],
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                ),
+            )
+            for row in rows
+        ]
+
+    @retry_dropped_connections
+    def count_after(self, after: tuple[int, int], cap: int) -> int:
+        """How many committed events lie after `after` in log order, at most `cap`: those a
+        reader can have now and those still waiting for an older transaction to end."""
+        params = {"tx": str(after[0]), "id": after[1], "cap": cap}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.count_after_statement, params, prepare=True)
+            row = curs.fetchone()
+        assert row is not None
+        return int(row["n"])
 
     def _insert_events(
         self,
@@ -104,8 +197,6 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
     ) -> None:
-        self._lock_table(curs)
-        self._notify_channel(curs)
         curs.execute(
             self.insert_arrays_statement,
             (

@@ -1,14 +1,38 @@
-"""Reading the event store's notification log for the outbox relay."""
+"""Reading the event store's notification log for the outbox relay, in log order.
+
+Log order is (writing transaction id, notification id), not the notification id alone: writers
+no longer lock the table, so ids are not handed out in commit order, and a transaction with a
+lower id may commit after one with a higher id. On PostgreSQL the log is read only below the
+oldest transaction still in flight, which makes every position final once read
+(`ArrayInsertRecorder.select_in_log_order`; the proof is in `docs/architecture.md`, "The log
+order"). The in-memory recorder of the unit tests serialises its inserts, so there the ids
+alone are in commit order and every transaction id reads as 0.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
+
+from infra.eventstore.codec import TypedMapper, is_typed
+from infra.eventstore.event_recorder import ArrayInsertRecorder
+
+
+class LogPosition(NamedTuple):
+    """A place in the log; tuples compare in log order. A position saved by a release that
+    ordered by notification id alone, N, is (0, N): the rows it covered were all written
+    before transaction ids were recorded, and read as 0."""
+
+    transaction: int
+    notification_id: int
+
+
+START = LogPosition(0, 0)
 
 
 @dataclass(frozen=True)
@@ -20,11 +44,20 @@ class StoredNotification:
     aggregate_id: UUID
     version: int
     state: Mapping[str, Any]
+    #: The id of the transaction that wrote it (0 if written before ids were recorded).
+    transaction: int = 0
+    #: The state holds JSON values only (read from the typed stored form): nothing to convert.
+    plain: bool = False
+
+    @property
+    def at(self) -> LogPosition:
+        return LogPosition(self.transaction, self.position)
 
 
 class NotificationLog(Protocol):
-    def read(self, after: int, limit: int) -> Sequence[StoredNotification]:
-        """Up to `limit` notifications with positions greater than `after`, in order."""
+    def read(self, after: LogPosition, limit: int) -> Sequence[StoredNotification]:
+        """Up to `limit` notifications after `after`, in log order; a later read never
+        returns one that sorts before the last one returned."""
 
 
 class ApplicationNotificationLog:
@@ -33,8 +66,7 @@ class ApplicationNotificationLog:
     def __init__(self, app: Application[UUID]) -> None:
         self.app = app
 
-    def read(self, after: int, limit: int) -> Sequence[StoredNotification]:
-        notifications = self.app.recorder.select_notifications(start=after + 1, limit=limit)
+    def read(self, after: LogPosition, limit: int) -> Sequence[StoredNotification]:
         return [
             StoredNotification(
                 n.id,
@@ -42,13 +74,32 @@ class ApplicationNotificationLog:
                 UUID(str(n.originator_id)),
                 n.originator_version,
                 self._decode(n),
+                transaction,
+                plain=isinstance(self.app.mapper, TypedMapper) and is_typed(n),
             )
-            for n in notifications
+            for transaction, n in self._select(after, limit)
         ]
 
+    def unpublished(self, after: LogPosition, cap: int) -> int:
+        """How many committed events lie after `after` (at most `cap`), counting those a
+        read cannot return yet because an older transaction is still in flight."""
+        recorder = self.app.recorder
+        if isinstance(recorder, ArrayInsertRecorder):
+            return recorder.count_after(after, cap)
+        return len(self._select(after, cap))
+
+    def _select(self, after: LogPosition, limit: int) -> Sequence[tuple[int, Notification]]:
+        recorder = self.app.recorder
+        if isinstance(recorder, ArrayInsertRecorder):
+            return recorder.select_in_log_order(after, limit)
+        found = recorder.select_notifications(start=after.notification_id + 1, limit=limit)
+        return [(0, n) for n in found]
+
     def _decode(self, stored: StoredEvent) -> dict[str, object]:
-        # The mapper's own steps, without building an event object we would only take apart.
         mapper = self.app.mapper
+        if isinstance(mapper, TypedMapper):
+            return mapper.decode_state(stored)
+        # The mapper's own steps, without building an event object we would only take apart.
         state = stored.state
         if mapper.cipher:
             state = mapper.cipher.decrypt(state)

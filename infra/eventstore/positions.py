@@ -12,16 +12,22 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 
+from infra.eventstore.notification_log import START, LogPosition
 from infra.postgres.ddl import create_missing
 
 log = structlog.get_logger("infra.eventstore.positions")
 T = TypeVar("T")
 
+# A position is a place in the log, (tx_id, position) (`LogPosition`). A row saved before
+# tx_id existed gets 0: an older relay's N meant "every id up to N", which is (0, N).
+# A transaction id (xid8) fits a bigint: it would take 2**63 transactions to overflow it.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS relay_positions (
     name text PRIMARY KEY,
-    position bigint NOT NULL
+    position bigint NOT NULL,
+    tx_id bigint NOT NULL DEFAULT 0
 );
+ALTER TABLE relay_positions ADD COLUMN IF NOT EXISTS tx_id bigint NOT NULL DEFAULT 0;
 """
 
 
@@ -32,22 +38,24 @@ class PostgresPositions:
     async def ensure_schema(self) -> None:
         await create_missing(self.pool, SCHEMA)
 
-    async def load(self, name: str) -> int:
+    async def load(self, name: str) -> LogPosition:
         async with self.pool.acquire() as connection:
-            position = await connection.fetchval(
-                "SELECT position FROM relay_positions WHERE name = $1", name
+            row = await connection.fetchrow(
+                "SELECT tx_id, position FROM relay_positions WHERE name = $1", name
             )
-        return int(position or 0)
+        return START if row is None else LogPosition(row["tx_id"], row["position"])
 
-    async def save(self, name: str, position: int) -> None:
+    async def save(self, name: str, position: LogPosition) -> None:
         async with self.pool.acquire() as connection:
-            # GREATEST: a position never moves backwards, whoever writes last.
+            # Only forward: a position never moves backwards, whoever writes last.
             await connection.execute(
-                """INSERT INTO relay_positions (name, position) VALUES ($1, $2)
+                """INSERT INTO relay_positions AS r (name, tx_id, position) VALUES ($1, $2, $3)
                    ON CONFLICT (name) DO UPDATE
-                   SET position = GREATEST(relay_positions.position, EXCLUDED.position)""",
+                   SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position
+                   WHERE (r.tx_id, r.position) < (EXCLUDED.tx_id, EXCLUDED.position)""",
                 name,
-                position,
+                position.transaction,
+                position.notification_id,
             )
 
 

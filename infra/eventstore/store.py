@@ -9,9 +9,9 @@ The snapshots eventsourcing takes after a save are batched the same way.
 Two workers saving the same aggregate version make the save fail with `IntegrityError`; stage
 methods are idempotent and reload their state, so `retry_on_conflict` simply runs them again.
 
-Table names follow the application name: `trading_events` (with the `notification_id` the
-outbox relay tails) and `trading_snapshots`. `PostgresTrading.name` stays "Trading" so that a
-plain `Trading(env)` reads the same tables.
+Table names follow the application name: `trading_events` (with the `tx_id` and
+`notification_id` that order the log the outbox relay tails) and `trading_snapshots`.
+`PostgresTrading.name` stays "Trading" so that a plain `Trading(env)` reads the same tables.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import psycopg
 from eventsourcing.application import ProcessingEvent
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     InterfaceError,
+    JSONTranscoder,
+    Mapper,
     OperationalError,
     RecordConflictError,
     StoredEvent,
@@ -33,10 +36,13 @@ from eventsourcing.postgres import PostgresAggregateRecorder
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg_pool import PoolTimeout
 
+from domain.chunk import OperationChunk
 from domain.roster import RosterEntry
 from domain.services import DEFAULT_CHUNK_SIZE, Trading
 from domain.statuses import TraderStatus
 from domain.trader import Trader
+from infra.eventstore.aggregate_cache import DEFAULT_CACHE_SIZE, AggregateCache, clone
+from infra.eventstore.codec import TypedMapper
 from infra.eventstore.persistence import eventsourcing_env
 from infra.logging import get_logger
 
@@ -70,6 +76,8 @@ class _EventsRecorder(Protocol):
 
     def upsert_roster(self, curs: Cursor[Any], roster: Sequence[RosterEntry]) -> None: ...
 
+    def add_log_order(self, conn: psycopg.Connection[Any]) -> None: ...
+
 
 A = TypeVar("A")
 log = get_logger(__name__)
@@ -85,11 +93,12 @@ _SCHEMA_LOCK_KEY = 0x7472_6164_696E_6701  # any fixed bigint; "trading" + 1
 # sequential scan of the whole events table once its row estimates went stale.
 _LOAD_WITH_SNAPSHOTS = """
 WITH wanted AS (
-    SELECT w.n, w.id, w.upto, s.originator_version AS after, s.topic, s.state
-    FROM unnest(%(ids)s::uuid[], %(upto)s::bigint[]) WITH ORDINALITY AS w(id, upto, n)
+    SELECT w.n, w.id, w.upto, w.known, s.originator_version AS after, s.topic, s.state
+    FROM unnest(%(ids)s::uuid[], %(upto)s::bigint[], %(known)s::bigint[])
+        WITH ORDINALITY AS w(id, upto, known, n)
     LEFT JOIN LATERAL (
         SELECT originator_version, topic, state FROM {snapshots}
-        WHERE originator_id = w.id AND originator_version <= w.upto
+        WHERE w.known IS NULL AND originator_id = w.id AND originator_version <= w.upto
         ORDER BY originator_version DESC LIMIT 1
     ) s ON true
 )
@@ -100,7 +109,7 @@ SELECT w.n, e.originator_id, e.originator_version, e.topic, e.state
 FROM wanted w CROSS JOIN LATERAL (
     SELECT originator_id, originator_version, topic, state FROM {events}
     WHERE originator_id = w.id
-        AND originator_version > COALESCE(w.after, 0) AND originator_version <= w.upto
+        AND originator_version > COALESCE(w.known, w.after, 0) AND originator_version <= w.upto
 ) e
 ORDER BY n, originator_version
 """
@@ -128,10 +137,12 @@ _BACKFILL_BATCH = 2_000
 
 _LOAD_EVENTS_ONLY = """
 SELECT w.n, e.originator_id, e.originator_version, e.topic, e.state
-FROM unnest(%(ids)s::uuid[], %(upto)s::bigint[]) WITH ORDINALITY AS w(id, upto, n)
+FROM unnest(%(ids)s::uuid[], %(upto)s::bigint[], %(known)s::bigint[])
+    WITH ORDINALITY AS w(id, upto, known, n)
 CROSS JOIN LATERAL (
     SELECT originator_id, originator_version, topic, state FROM {events}
-    WHERE originator_id = w.id AND originator_version <= w.upto
+    WHERE originator_id = w.id
+        AND originator_version > COALESCE(w.known, 0) AND originator_version <= w.upto
 ) e
 ORDER BY w.n, e.originator_version
 """
@@ -208,12 +219,16 @@ class PostgresTrading(Trading):
         pool_size: int = DEFAULT_POOL_SIZE,
         max_overflow: int = DEFAULT_POOL_SIZE,
         create_tables: bool = True,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         if pool_size < 1 or max_overflow < 0:
             raise ValueError("pool_size must be at least 1 and max_overflow at least 0")
         env = eventsourcing_env(
             database_url, pool_size=pool_size, max_overflow=max_overflow, create_table=False
         )
+        # A chunk holds 500 decisions (~0.5 MB decoded): 2,000 of them (a million Traders)
+        # would outgrow any bound counted in aggregates, and they decode fast enough.
+        self._cache = AggregateCache(cache_size, skipped=(OperationChunk,))
         super().__init__(env, limits=limits, chunk_size=chunk_size)
         self._load_sql = self._build_load_sql()
         schema = self._events_recorder.datastore.schema
@@ -231,7 +246,9 @@ class PostgresTrading(Trading):
         eventsourcing's own CREATE_TABLE=y path fails when two processes start together on
         an empty database, so it is off and this runs the same statements under a
         session-level advisory lock, on a connection of its own (not one from the pool,
-        which the statements themselves need).
+        which the statements themselves need). Under the same lock the events table gets the
+        writing transaction's id that orders the log (`ArrayInsertRecorder.add_log_order`),
+        also when it was made by an older release.
         """
         pool_kwargs = self._events_recorder.datastore.pool.kwargs
         assert isinstance(pool_kwargs, dict), "eventsourcing passes its pool a plain dict"
@@ -241,6 +258,7 @@ class PostgresTrading(Trading):
             try:
                 for recorder in self._recorders():
                     recorder.create_table()
+                self._events_recorder.add_log_order(conn)
                 self._create_roster(conn)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
@@ -288,6 +306,22 @@ class PostgresTrading(Trading):
                 log.info("store.roster_backfilled", traders=start + len(entries))
                 yield entries
 
+    def construct_mapper(self) -> Mapper[UUID]:
+        """Events in the typed JSON form (`infra.eventstore.codec`), unless a cipher or a
+        compressor is configured, which only eventsourcing's own mapper applies."""
+        if self.env.get("CIPHER_TOPIC") or self.env.get("COMPRESSOR_TOPIC"):
+            return super().construct_mapper()
+        transcoder = self.construct_transcoder()
+        assert isinstance(transcoder, JSONTranscoder), "eventsourcing's default transcoder"
+        return TypedMapper(transcoder)
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        """`Trading.save`, then the saved aggregates are remembered as written, so the next
+        stage (or Operation) loading them in this process starts from there."""
+        recordings = super().save(*objs, **kwargs)
+        self._cache.keep(o for o in objs if isinstance(o, Aggregate))
+        return recordings
+
     # -- the roster -----------------------------------------------------------------------
     def _roster_saved(self, entries: Sequence[RosterEntry]) -> None:
         """Nothing to remember in memory: the recorder wrote the entries with the events."""
@@ -324,7 +358,8 @@ class PostgresTrading(Trading):
         """Load several aggregates in one query; missing ones are absent from the result.
 
         Equal to `repository.get` for each id: latest snapshot, then the later events, all
-        mutated in version order. The aggregate cache (off by default) is bypassed.
+        mutated in version order, starting from this process's cached copy when it has one
+        (eventsourcing's own aggregate cache stays off).
         """
         unique = list(dict.fromkeys(aggregate_ids))
         rebuilt = self._load_versions([(i, None) for i in unique])
@@ -338,12 +373,18 @@ class PostgresTrading(Trading):
 
     @retry_dropped_connections
     def _load_versions(self, wanted: Sequence[tuple[UUID, int | None]]) -> list[Any | None]:
-        """Each (id, version or None for the latest) rebuilt, positionally; None if absent."""
+        """Each (id, version or None for the latest) rebuilt, positionally; None if absent.
+
+        A latest load starts from this process's cached copy when it has one, and reads only
+        the events recorded after it (see `aggregate_cache`)."""
         if not wanted:
             return []
+        cached = self._cache.versions(i for i, v in wanted if v is None)
+        known = [cached[i].version if v is None and i in cached else None for i, v in wanted]
         params = {
             "ids": [aggregate_id for aggregate_id, _ in wanted],
             "upto": [_ALL_VERSIONS if v is None else v for _, v in wanted],
+            "known": known,
         }
         found: list[Any | None] = [None] * len(wanted)
         datastore = self._events_recorder.datastore
@@ -351,13 +392,21 @@ class PostgresTrading(Trading):
             curs.execute(self._load_sql, params, prepare=True)
             rows = curs.fetchall()
         to_domain_event = self.mapper.to_domain_event
+        changed = []
         for n, stored in _grouped(rows):
-            aggregate: Any = None
+            base = known[n - 1]
+            aggregate: Any = clone(cached[wanted[n - 1][0]]) if base is not None else None
             # What project_aggregate does, minus its isinstance check against a runtime
             # Protocol, which alone cost ~0.1 s per 1,000 aggregates on Python 3.11.
             for stored_event in stored:
                 aggregate = cast("Any", to_domain_event(stored_event)).mutate(aggregate)
             found[n - 1] = aggregate
+            if wanted[n - 1][1] is None:
+                changed.append(aggregate)
+        for index, (aggregate_id, _) in enumerate(wanted):
+            if found[index] is None and known[index] is not None:  # cached and still current
+                found[index] = clone(cached[aggregate_id])
+        self._cache.keep(changed)
         return found
 
     def _build_load_sql(self) -> Composed:
@@ -387,8 +436,16 @@ class PostgresTrading(Trading):
         due = list(_due_snapshots(processing_event, self.snapshotting_intervals))
         if not due:
             return
+        # The saved aggregate is the state at its last event: no need to load that again.
+        at_hand = [
+            a
+            for i, v in due
+            if (a := processing_event.aggregates.get(i)) is not None and a.version == v
+        ]
+        ready = {(a.id, a.version) for a in at_hand}
+        to_load = [(i, v) for i, v in due if (i, v) not in ready]
         snapshots = []
-        for aggregate in self._load_versions(due):
+        for aggregate in [*at_hand, *self._load_versions(to_load)]:
             if aggregate is None:  # pragma: no cover - the events were just committed
                 continue
             snapshot_class: Any = getattr(type(aggregate), "Snapshot", self.snapshot_class)

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from api import replay_guard
+from infra.eventstore.notification_log import LogPosition
 from infra.eventstore.positions import PostgresPositions
 from infra.postgres import platforms
 from infra.postgres.secrets_box import SecretBox
@@ -63,8 +64,8 @@ async def test_every_schema_created_by_many_processes_at_once(fresh_database_url
             assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 0
 
         positions = PostgresPositions(pool)
-        await positions.save("outbox", 42)
-        assert await PostgresPositions(pools[1]).load("outbox") == 42
+        await positions.save("outbox", LogPosition(7, 42))
+        assert await PostgresPositions(pools[1]).load("outbox") == (7, 42)
         made = await platforms.create_platform(pool, "DDL01", "After the race", box)
         found = await platforms.find_key(pools[2], made.api_key, box)
         assert found is not None and found.platform_id == "DDL01"

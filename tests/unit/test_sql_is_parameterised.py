@@ -94,7 +94,6 @@ ALLOWED = {
     ("projections/schema.py", "self.columns"): "the table's Column literals",
     ("projections/schema.py", "suffix"): "an index name suffix literal (Table.indexes)",
     ("projections/schema.py", "expression"): "an index key list literal (Table.indexes)",
-    ("projections/schema.py", "i"): "a $n placeholder number from enumerate()",
     ("projections/schema.py", "alias"): "a table alias written by the calling code",
     # create_missing(pool, ddl): every caller passes its module's SCHEMA/DDL string constant
     # (api/replay_guard.py, infra/postgres/platforms.py,

@@ -4,13 +4,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
+import pytest
+
 from infra.bus.messages import (
     CreditCheckRequested,
     DomainEventMessage,
     ExecutionRequested,
     PricingRequested,
 )
-from infra.bus.outbox import event_message, plain, records_for
+from infra.bus.outbox import TRANSACTION_HEADER, event_message, plain, publish_order, records_for
 from infra.bus.topic_names import DEFAULT as TOPICS
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -103,3 +105,17 @@ def test_a_prefix_keeps_installations_apart() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_an_event_record_carries_its_transaction_for_the_publish_order() -> None:
+    event = message("Operation.Reconciled")
+    (record,) = records_for(event, transaction=912)
+    assert record.headers == {TRANSACTION_HEADER: "912"}
+    assert publish_order(record.headers, event) == (912, 7)
+    assert publish_order({}, event) == (0, 7)  # published by an older relay
+
+
+@pytest.mark.parametrize("header", ["", "-1", "1.5", "²", "0x10", " 1", "9" * 19, "1" * 40])
+def test_a_transaction_header_that_is_not_a_transaction_id_is_refused(header: str) -> None:
+    with pytest.raises(ValueError, match="not a transaction id"):
+        publish_order({TRANSACTION_HEADER: header}, message("Operation.Reconciled"))

@@ -10,7 +10,7 @@ from uuid import uuid4
 from infra.bus import Delivery
 from infra.bus.memory import InProcessBus
 from infra.bus.topic_names import DEFAULT as TOPICS
-from infra.eventstore.notification_log import StoredNotification
+from infra.eventstore.notification_log import START, LogPosition, StoredNotification
 from workers.relay import OutboxRelay
 
 AGGREGATE = uuid4()
@@ -20,12 +20,12 @@ class MemoryPositions:
     """The relay's saved positions, in memory (the Engine's are a PostgreSQL table)."""
 
     def __init__(self) -> None:
-        self.positions: dict[str, int] = {}
+        self.positions: dict[str, LogPosition] = {}
 
-    async def load(self, name: str) -> int:
-        return self.positions.get(name, 0)
+    async def load(self, name: str) -> LogPosition:
+        return self.positions.get(name, START)
 
-    async def save(self, name: str, position: int) -> None:
+    async def save(self, name: str, position: LogPosition) -> None:
         self.positions[name] = position
 
 
@@ -42,8 +42,8 @@ class Log:
             for i in range(1, size + 1)
         ]
 
-    def read(self, after: int, limit: int) -> Sequence[StoredNotification]:
-        return [n for n in self.items if n.position > after][:limit]
+    def read(self, after: LogPosition, limit: int) -> Sequence[StoredNotification]:
+        return [n for n in self.items if n.at > after][:limit]
 
 
 async def test_the_position_is_saved_only_once_every_record_was_handled() -> None:
@@ -60,14 +60,14 @@ async def test_the_position_is_saved_only_once_every_record_was_handled() -> Non
     positions = MemoryPositions()
     relay = OutboxRelay(Log(5), bus, positions, delivered=bus.idle)
     assert await relay.run_once() == 5
-    assert await positions.load("outbox") == 0  # published, but not handled yet
+    assert await positions.load("outbox") == START  # published, but not handled yet
     release.set()
     for _ in range(100):
         if bus.idle():
             break
         await asyncio.sleep(0.01)
     await relay.save_if_durable()
-    assert await positions.load("outbox") == 5
+    assert await positions.load("outbox") == LogPosition(0, 5)
     await bus.stop()
 
 
@@ -77,5 +77,5 @@ async def test_a_durable_bus_saves_the_position_right_after_publishing() -> None
     positions = MemoryPositions()
     relay = OutboxRelay(Log(3), bus, positions)
     await relay.run_once()
-    assert await positions.load("outbox") == 3
+    assert await positions.load("outbox") == LogPosition(0, 3)
     await bus.stop()
