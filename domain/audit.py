@@ -26,7 +26,7 @@ from uuid import UUID
 
 from domain.chunk import OperationChunk, chunk_id
 from domain.errors import InvariantViolation
-from domain.float_account import FloatAccount
+from domain.float_account import FloatAccount, hold_prefix
 from domain.ledger import (
     FLOAT,
     VENUE,
@@ -512,25 +512,36 @@ class AuditLoader:
     def _float(self, float_id: UUID, op_id: UUID) -> tuple[dict[str, Decimal], tuple[str, ...]]:
         if float_id not in self._floats:
             self._floats[float_id] = list(history(self.trading, float_id))
-        prefix = f"{op_id}:"
-        settled = {"debit": ZERO, "credit": ZERO}
-        holds: set[str] = set()
-        for event in self._floats[float_id]:
-            kind = _kind(event)
-            if kind == "Reserved":  # one event holding every chunk of an Operation
-                holds.update(k for k in event.holds if k.startswith(prefix))
-                continue
-            key = getattr(event, "key", "")
-            if not key.startswith(prefix):
-                continue
+        return float_of(self._floats[float_id], op_id)
+
+
+def float_of(events: Iterable[Any], op_id: UUID) -> tuple[dict[str, Decimal], tuple[str, ...]]:
+    """What a float account's history says of one Operation: the debits and credits it
+    settled, and the hold keys still reserved. Operations settle (or release) the float once,
+    at their end (`OperationSettled`, `OperationReleased`); older histories hold one
+    `Settled` or `Released` per chunk (and `Held` per chunk before `Reserved`)."""
+    prefix = hold_prefix(op_id)
+    settled = {"debit": ZERO, "credit": ZERO}
+    holds: set[str] = set()
+    for event in events:
+        kind = _kind(event)
+        if kind == "OperationSettled" and event.operation_id == op_id:
+            holds.difference_update(event.debits)
+            settled["debit"] += sum(event.debits.values(), ZERO)
+            settled["credit"] += sum(event.credits.values(), ZERO)
+        elif kind == "OperationReleased" and event.operation_id == op_id:
+            holds.difference_update(event.keys)
+        elif kind == "Reserved":  # one event holding every chunk of an Operation
+            holds.update(k for k in event.holds if k.startswith(prefix))
+        elif getattr(event, "key", "").startswith(prefix):  # one event per chunk
             if kind == "Held":
-                holds.add(key)
-            elif kind in ("Settled", "Released"):
-                holds.discard(key)
+                holds.add(event.key)
+                continue
+            holds.discard(event.key)  # Settled or Released
             if kind == "Settled":
                 settled["debit"] += event.debit
                 settled["credit"] += event.credit
-        return settled, tuple(sorted(holds))
+    return settled, tuple(sorted(holds))
 
 
 def history(trading: Trading, aggregate_id: UUID) -> list[Any]:

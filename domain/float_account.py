@@ -1,15 +1,19 @@
 """The platform's float account per quoted currency (novated funding, spec §9).
 
 Enrollments and top-ups are paid from it; sale proceeds and liquidations are paid into it.
-An Operation reserves what its buyers draw in one write when it starts pricing, in request
-order (§11.12), with one hold per chunk, so no two Operations (nor two chunks) can spend the
-same float twice and the chunks' settlements never contend for it while checking; only the
-Operation that placed a hold may settle or release it.
+An Operation writes the account twice at most, whatever its number of chunks: once when it
+starts pricing, reserving what its buyers draw in request order (§11.12) with one hold per
+chunk, so no two Operations (nor two chunks) can spend the same float twice; and once when it
+ends, settling (or, failed, releasing) every hold it placed in one event. Its chunks settle in
+parallel without touching the account, so they never race on its version; the Operation keeps
+each chunk's debit and credit until the last one is in. Only the Operation that placed a hold
+may settle or release it.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -25,9 +29,17 @@ from domain.errors import (
 )
 from domain.money import ZERO, floor_to
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+def hold_prefix(operation_id: UUID) -> str:
+    """What every hold key of one Operation starts with."""
+    return f"{operation_id}:"
+
 
 def hold_key(operation_id: UUID, chunk: int) -> str:
-    return f"{operation_id}:{chunk}"
+    return f"{hold_prefix(operation_id)}{chunk}"
 
 
 class FloatAccount(Aggregate):
@@ -88,26 +100,62 @@ class FloatAccount(Aggregate):
         """Kept so histories written before `Reserved` replay (one hold per chunk checked)."""
         self.holds[key] = amount
 
-    def settle(self, operation_id: UUID, chunk: int, debit: Decimal, credit: Decimal) -> None:
-        """Release the chunk's hold, pay out `debit` (at most the hold) and take in `credit`."""
-        key = hold_key(operation_id, chunk)
-        reserved = self.holds.get(key, ZERO)
-        if debit > reserved:
-            raise HoldNotOwnedError(
-                f"chunk {key} may debit at most its hold of {reserved}, not {debit}"
-            )
-        if debit or credit or key in self.holds:
-            self._settled(key, debit, credit)
+    def settle_operation(
+        self, operation_id: UUID, moves: Mapping[int, tuple[Decimal, Decimal]]
+    ) -> None:
+        """Settle an Operation's chunks at once: `moves` holds each chunk's (debit, credit).
+        Every hold of the Operation is released, a chunk named or not, and the balance moves
+        by the credits less the debits; a chunk may debit at most its own hold. One event,
+        keyed by hold key: a chunk that neither held nor moved anything is left out.
 
+        The account keeps no record of settled Operations (it would grow for ever): that this
+        runs once is the Operation's barrier, saved in the same atomic write."""
+        debits: dict[str, Decimal] = {}
+        credits: dict[str, Decimal] = {}
+        for chunk, (debit, credit) in sorted(moves.items()):
+            key = hold_key(operation_id, chunk)
+            reserved = self.holds.get(key, ZERO)
+            if debit > reserved:
+                raise HoldNotOwnedError(
+                    f"chunk {key} may debit at most its hold of {reserved}, not {debit}"
+                )
+            if debit or credit or key in self.holds:
+                debits[key], credits[key] = debit, credit
+        for key in self._holds_of(operation_id):
+            debits.setdefault(key, ZERO)
+            credits.setdefault(key, ZERO)
+        if debits:
+            self._operation_settled(operation_id, debits, credits)
+
+    @event("OperationSettled")
+    def _operation_settled(
+        self, operation_id: UUID, debits: dict[str, Decimal], credits: dict[str, Decimal]
+    ) -> None:
+        for key in debits:
+            self.holds.pop(key, None)
+        self.balance += sum(credits.values(), ZERO) - sum(debits.values(), ZERO)
+
+    def release_operation(self, operation_id: UUID) -> None:
+        """A failed Operation's end: every hold it placed is released, nothing is paid."""
+        keys = self._holds_of(operation_id)
+        if keys:
+            self._operation_released(operation_id, keys)
+
+    @event("OperationReleased")
+    def _operation_released(self, operation_id: UUID, keys: list[str]) -> None:
+        for key in keys:
+            self.holds.pop(key, None)
+
+    def _holds_of(self, operation_id: UUID) -> list[str]:
+        prefix = hold_prefix(operation_id)
+        return sorted(key for key in self.holds if key.startswith(prefix))
+
+    # Per-chunk settlement, written before an Operation settled the float once at its end:
+    # no command records these any more, but histories holding them must still replay.
     @event("Settled")
     def _settled(self, key: str, debit: Decimal, credit: Decimal) -> None:
         self.holds.pop(key, None)
         self.balance += credit - debit
-
-    def release(self, operation_id: UUID, chunk: int) -> None:
-        key = hold_key(operation_id, chunk)
-        if key in self.holds:
-            self._released(key)
 
     @event("Released")
     def _released(self, key: str) -> None:

@@ -5,6 +5,7 @@ Each kind of id has its own namespace so that two kinds never collide on the sam
 
 from __future__ import annotations
 
+from functools import lru_cache
 from uuid import UUID, uuid5
 
 _ROOT = UUID("6f1c2a4e-93d1-4c5b-8e0a-2b7d4f9c1e35")
@@ -17,6 +18,9 @@ FLOAT_NS = uuid5(_ROOT, "float-account")
 REQUEST_NS = uuid5(_ROOT, "request-key")
 DEPOSIT_NS = uuid5(_ROOT, "float-deposit")
 CATALOGUE_ID = uuid5(_ROOT, "instrument-catalogue")
+#: The per-Trader ids are derived again at every stage of every Operation (a SHA-1 and two
+#: UUID formattings each): remembered for about a 100,000-Trader Strategy's worth.
+_PER_TRADER = 2**17
 
 
 def strategy_id(platform_id: str, request_id: UUID) -> UUID:
@@ -27,14 +31,17 @@ def operation_id(platform_id: str, request_id: UUID) -> UUID:
     return uuid5(OPERATION_NS, f"{platform_id}:{request_id}")
 
 
+@lru_cache(maxsize=_PER_TRADER)
 def trader_id(strategy: UUID, participant_code: str) -> UUID:
     return uuid5(TRADER_NS, f"{strategy}:{participant_code}")
 
 
+@lru_cache(maxsize=_PER_TRADER)
 def execution_id(operation: UUID, participant_code: str) -> UUID:
     return uuid5(EXECUTION_NS, f"{operation}:{participant_code}")
 
 
+@lru_cache(maxsize=_PER_TRADER)
 def participant_id(platform_id: str, participant_code: str) -> UUID:
     return uuid5(PARTICIPANT_NS, f"{platform_id}:{participant_code}")
 

@@ -124,6 +124,16 @@ class Operation(Aggregate):
     def prices_for_check(self) -> dict[str, Decimal]:
         return {asset: Decimal(price) for asset, price in self.indicative_prices.items()}
 
+    @property
+    def deferred_float_moves(self) -> dict[int, tuple[Decimal, Decimal]]:
+        """Per settled chunk, its float (debit, credit): the float account is written once,
+        by the barrier that settles the last chunk, not by every chunk's barrier."""
+        due: dict[str, dict[str, str]] = getattr(self, "_deferred_float_moves", {})
+        return {
+            int(index): (Decimal(moves["debit"]), Decimal(moves["credit"]))
+            for index, moves in due.items()
+        }
+
     def float_budget(self, index: int) -> Decimal:
         """What the float had left for chunk `index` when it was reserved in request order."""
         return Decimal(self.float_budgets.get(str(index), "0"))
@@ -312,7 +322,16 @@ class Operation(Aggregate):
             raise IllegalTransitionError(f"operation {self.id} cannot settle chunks yet")
         if self.chunk_stage(index) != "checked":
             raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunk_stage(index)}")
-        self._chunk_settled(index, settled, skipped, totals, float_debit, float_credit, rejected)
+        self._chunk_settled(
+            index,
+            settled,
+            skipped,
+            totals,
+            float_debit,
+            float_credit,
+            rejected,
+            float_deferred=True,
+        )
         if self.all_chunks_are("settled"):
             self._finish_after_settlement()
 
@@ -326,7 +345,11 @@ class Operation(Aggregate):
         float_debit: Decimal,
         float_credit: Decimal,
         rejected: int = 0,
+        float_deferred: bool = False,
     ) -> None:
+        """`float_deferred`: the chunk's float moves wait for the Operation's end (see
+        `deferred_float_moves`); False in histories written when each chunk settled the
+        float itself, whose moves must not be paid again."""
         self.chunks[str(index)] = "settled"
         self.counts["settled"] += settled
         self.counts["skipped"] += skipped
@@ -339,6 +362,9 @@ class Operation(Aggregate):
             "debit": str(Decimal(self.float_moves["debit"]) + float_debit),
             "credit": str(Decimal(self.float_moves["credit"]) + float_credit),
         }
+        if float_deferred:
+            deferred = self.__dict__.setdefault("_deferred_float_moves", {})
+            deferred[str(index)] = {"debit": str(float_debit), "credit": str(float_credit)}
 
     def record_chunk_released(self, index: int, released: int) -> None:
         if not self.failure:

@@ -2,10 +2,10 @@
 
 Each stage method is idempotent (a chunk already checked or settled is a no-op). A chunk
 stage writes in two steps, each one atomic `save`: the heavy step (the chunk's result and
-every Trader it touched) and a small barrier step on the Operation (with the float, when
-settling or releasing). A concurrent writer makes a save fail on an aggregate version, and
-the caller runs the stage again on fresh state: the heavy step is then found done, and only
-the barrier is redone.
+every Trader it touched) and a small barrier step on the Operation alone, the one that ends
+the Operation also settling (or releasing) the float for all its chunks in one event. A
+concurrent writer makes a save fail on an aggregate version, and the caller runs the stage
+again on fresh state: the heavy step is then found done, and only the barrier is redone.
 
 The order: every chunk is checked at the Operation's one set of indicative prices; pricing
 reserves the float in request order, then locks one price per asset with each block sized
@@ -282,19 +282,16 @@ class OperationStages:
             self._settle(operation, chunk, index)
         if operation.chunk_stage(index) == "checked" and chunk.stage == "settled":
             summary = chunk.summary
-            debit, credit = Decimal(summary["debit"]), Decimal(summary["credit"])
-            float_account = self._float(operation.platform_id, operation.quoted_currency)
-            float_account.settle(operation.id, index, debit, credit)
             operation.record_chunk_settled(
                 index,
                 summary["settled"],
                 summary["skipped"],
                 summary["totals"],
-                debit,
-                credit,
+                Decimal(summary["debit"]),
+                Decimal(summary["credit"]),
                 summary.get("rejected", 0),
             )
-            self.save(operation, float_account)
+            self._save_barrier(operation)
             replayed = False
         return self._result(operation, index, chunk, replayed)
 
@@ -340,12 +337,26 @@ class OperationStages:
             chunk.record_release(operation.failure)
             self.save(chunk, *traders.values())
         if operation.chunk_stage(index) == "checked" and chunk.stage == "released":
-            float_account = self._float(operation.platform_id, operation.quoted_currency)
-            float_account.release(operation.id, index)
             operation.record_chunk_released(index, chunk.summary["released"])
-            self.save(operation, float_account)
+            self._save_barrier(operation)
             replayed = False
         return self._result(operation, index, chunk, replayed)
+
+    def _save_barrier(self, operation: Operation) -> None:
+        """A chunk's barrier writes the Operation alone, so parallel chunks (and parallel
+        Operations) never race on the platform's one float account. The barrier that ends the
+        Operation settles the float for every chunk at once (or, failed, releases its holds),
+        in the same atomic write: a rerun after a lost race finds the chunk recorded and the
+        float untouched, or both done."""
+        if not operation.status.terminal:
+            self.save(operation)
+            return
+        account = self._float(operation.platform_id, operation.quoted_currency)
+        if operation.failure:
+            account.release_operation(operation.id)
+        else:
+            account.settle_operation(operation.id, operation.deferred_float_moves)
+        self.save(operation, account)
 
     # -- helpers ------------------------------------------------------------------------
     def _operation_and_chunk(

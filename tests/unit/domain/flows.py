@@ -22,12 +22,30 @@ BLUE_CHIP = [
 ]
 
 
-def new_app(chunk_size: int = 3, float_usd: str = "1000000.00") -> Trading:
-    app = Trading(chunk_size=chunk_size)
+def new_app(
+    chunk_size: int = 3, float_usd: str = "1000000.00", kind: type[Trading] = Trading
+) -> Trading:
+    app = kind(chunk_size=chunk_size)
     app.ensure_default_catalogue()
     if Decimal(float_usd):
         app.deposit_float(PLATFORM, "USD", Decimal(float_usd), "PLATFORM-A-FLOAT")
     return app
+
+
+def new_operation(chunks: int = 2) -> Operation:
+    """A bare top-up of four participants in `chunks` chunks, for the Operation's own rules."""
+    return Operation(
+        platform_id="p",
+        strategy_id=uuid4(),
+        request_id=uuid4(),
+        type="top_up",
+        quoted_currency="USD",
+        allocations=[{"underlying_currency": "BTC", "weight": "1"}],
+        parameters={},
+        request_hash="h",
+        participant_count=4,
+        chunk_count=chunks,
+    )
 
 
 def new_strategy(app: Trading, currency: str = "USD") -> Strategy:

@@ -19,7 +19,6 @@ from domain.errors import (
 )
 from domain.float_account import FloatAccount
 from domain.legs import Leg
-from domain.operation import Operation
 from domain.reference import Catalogue, Participant
 from domain.statuses import (
     OperationReason,
@@ -29,6 +28,7 @@ from domain.statuses import (
     TraderStatus,
 )
 from domain.trader import Trader
+from tests.unit.domain.flows import new_operation
 
 D = Decimal
 FIRST_OP, SECOND_OP, EXECUTION = uuid4(), uuid4(), uuid4()
@@ -124,15 +124,20 @@ def test_float_holds_are_bounded_by_the_available_balance() -> None:
     with pytest.raises(FloatInsufficientError):
         account.hold(SECOND_OP, {0: D("20.00"), 1: D("20.01")})  # all or nothing
     assert account.available == D("40.00")
-    account.settle(FIRST_OP, 1, D("10.00"), D(0))
-    with pytest.raises(HoldNotOwnedError):
-        account.settle(FIRST_OP, 0, D("50.01"), D(0))
-    account.settle(FIRST_OP, 0, D("45.00"), D("10.00"))
-    assert (account.balance, account.held) == (D("55.00"), D(0))
-    account.hold(SECOND_OP, {0: D("5.00")})
-    account.release(SECOND_OP, 0)
-    account.release(SECOND_OP, 0)
-    assert account.available == D("55.00")
+    with pytest.raises(HoldNotOwnedError):  # chunk 1 may not spend chunk 0's hold
+        account.settle_operation(FIRST_OP, {0: (D("40.00"), D(0)), 1: (D("10.01"), D(0))})
+    assert account.pending_events == []
+    account.settle_operation(FIRST_OP, {0: (D("35.00"), D("10.00")), 1: (D("10.00"), D(0))})
+    assert (account.balance, account.held) == (D("65.00"), D(0))
+    account.hold(SECOND_OP, {0: D("5.00"), 1: D("6.00")})
+    account.release_operation(SECOND_OP)
+    account.release_operation(SECOND_OP)
+    assert account.available == D("65.00")
+    assert [type(e).__name__ for e in account.collect_events()] == [
+        "OperationSettled",
+        "Reserved",
+        "OperationReleased",
+    ]
 
 
 @pytest.mark.parametrize("amount", ["0", "-1", "1.001"])
@@ -164,21 +169,6 @@ def test_participant_eligibility_changes_are_recorded_once() -> None:
     assert len(participant.collect_events()) == 2
     assert not participant.profile().may_trade
     assert participant.profile().restricted_assets == frozenset({"SOL"})
-
-
-def new_operation(chunks: int = 2) -> Operation:
-    return Operation(
-        platform_id="p",
-        strategy_id=uuid4(),
-        request_id=uuid4(),
-        type="top_up",
-        quoted_currency="USD",
-        allocations=[{"underlying_currency": "BTC", "weight": "1"}],
-        parameters={},
-        request_hash="h",
-        participant_count=4,
-        chunk_count=chunks,
-    )
 
 
 def test_pricing_waits_for_every_chunk_to_be_checked() -> None:
