@@ -7,7 +7,7 @@ Every other event of the stream (`Failing`, `BlockFilled`, ...) only moves `upda
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
@@ -18,6 +18,7 @@ from projections.schema import (
     Key,
     Rows,
     Table,
+    evolve,
     find,
     list_indexes,
     moves_forward,
@@ -73,6 +74,12 @@ class OperationRow:
     version: int
 
 
+def handles(aggregate_type: str, event_type: str) -> bool:
+    """Whether events of this kind may read or change a row here (asked once per kind)."""
+    del event_type
+    return aggregate_type == "Operation"
+
+
 def needs(event: DomainEventMessage, rows: Rows) -> list[Key]:
     del rows
     return [(OPERATIONS.name, event.aggregate_id)] if event.aggregate_type == "Operation" else []
@@ -89,7 +96,7 @@ def changes(event: DomainEventMessage, rows: Rows) -> list[OperationRow]:
         return [_requested(event)] if current is None else []
     if current is None:
         return []  # a later event without its Requested: nothing to change
-    moved = replace(current, updated_at=event.timestamp, version=event.aggregate_version)
+    moved = evolve(current, updated_at=event.timestamp, version=event.aggregate_version)
     return [_changed(moved, event.type, event.data)]
 
 
@@ -116,9 +123,9 @@ def _requested(event: DomainEventMessage) -> OperationRow:
 
 def _changed(row: OperationRow, kind: str, data: Mapping[str, Any]) -> OperationRow:
     if kind == "Operation.StatusChanged":
-        return replace(row, status=data["status"], status_reason=data["reason"])
+        return evolve(row, status=data["status"], status_reason=data["reason"])
     if kind == "Operation.PricesLocked":
-        return replace(row, locked_prices=dict(data["prices"]))
+        return evolve(row, locked_prices=dict(data["prices"]))
     if kind == "Operation.ChunkChecked":
         return _counted(
             row, approved=data["approved"], rejected=data["rejected"], skipped=data["skipped"]
@@ -134,4 +141,4 @@ def _counted(row: OperationRow, **added: int) -> OperationRow:
     counts = dict(row.counts)
     for name, number in added.items():
         counts[name] = counts.get(name, 0) + int(number)
-    return replace(row, counts=counts)
+    return evolve(row, counts=counts)

@@ -22,7 +22,7 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
     from asyncpg.pool import PoolConnectionProxy
 
-    from infra.bus import Delivery
     from infra.bus.messages import DomainEventMessage
 
     Connection = PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]
@@ -71,17 +70,27 @@ def is_poisonous(error: BaseException) -> bool:
     return isinstance(error, Exception)
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where a record was consumed (nothing for a rebuild, which reads the event store)."""
+class Origin(Protocol):
+    """Where a record was consumed: the bus's `Delivery` itself (the consumer makes nothing
+    per record for it), or a `Source`."""
+
+    @property
+    def topic(self) -> str | None: ...
+
+    @property
+    def partition(self) -> int | None: ...
+
+    @property
+    def offset(self) -> int | None: ...
+
+
+class Source(NamedTuple):
+    """Where a record was consumed, when that is no delivery: nothing for a rebuild, which
+    reads the event store; a poisoned row's own for a retry."""
 
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
-
-    @classmethod
-    def of(cls, delivery: Delivery) -> Source:
-        return cls(delivery.topic, delivery.partition, delivery.offset)
 
 
 @dataclass(frozen=True)
@@ -176,7 +185,7 @@ async def record(
     schema: str,
     name: str,
     event: DomainEventMessage,
-    source: Source,
+    source: Origin,
     error: BaseException | None,
 ) -> None:
     """Record `event` as poisoned by `error`, or (error None) parked behind its stream's
@@ -218,7 +227,7 @@ async def record(
 
 
 async def record_unreadable(
-    connection: Connection, schema: str, name: str, value: bytes, source: Source, error: Exception
+    connection: Connection, schema: str, name: str, value: bytes, source: Origin, error: Exception
 ) -> None:
     """A record that is not an event at all (keyed by its digest: the same bytes again,
     wherever they are delivered, are the same poisoned record)."""

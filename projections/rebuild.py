@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from infra.bus.outbox import event_message
-from infra.eventstore.notification_log import ApplicationNotificationLog
+from infra.eventstore.notification_log import START, ApplicationNotificationLog
 from projections.poisoned import count_unresolved
 from projections.schema import quoted
 from projections.tables import drop_read_models, ensure_schema
@@ -47,13 +47,13 @@ async def rebuild(
     await ensure_schema(pool, schema)
     notifications = ApplicationNotificationLog(app)
     writer = ProjectionWriter(pool, schema)
-    after = replayed = 0
+    after, replayed = START, 0
     while batch := await asyncio.to_thread(notifications.read, after, batch_size):
         await writer.apply_many(
             [event_message(n.position, n.topic, n.aggregate_id, n.version, n.state) for n in batch]
         )
         replayed += len(batch)
-        after = batch[-1].position
+        after = batch[-1].at
     unresolved = await count_unresolved(pool, schema)
     log.info(
         "projections.rebuilt",

@@ -28,7 +28,7 @@ STRATEGIES = Table(
         Column("platform_id", "text"),
         Column("request_id", "uuid"),
         Column("quoted_currency", "text"),
-        Column("metadata", "jsonb"),
+        Column("metadata", "jsonb", document=True),
         *BOOKKEEPING,
     ),
     list_indexes(),
@@ -47,6 +47,13 @@ class StrategyRow:
     updated_at: datetime
     source_id: UUID
     version: int
+
+
+def handles(aggregate_type: str, event_type: str) -> bool:
+    """Whether events of this kind may read or change a row here (the writer asks once per
+    kind, not once per event)."""
+    del aggregate_type
+    return event_type == "Strategy.Created"
 
 
 def needs(event: DomainEventMessage, rows: Rows) -> list[Key]:

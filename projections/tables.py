@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 # CREATE TABLE/INDEX IF NOT EXISTS still race on the catalogue when run concurrently.
 _DDL_LOCK = zlib.crc32(b"projections.schema")
 
+#: (tx_id, position) is the furthest event applied, in the relay's publish order
+#: (`infra.bus.outbox.publish_order`); rows from before tx_id existed were (0, position).
 OFFSETS_DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.projection_offsets (
     projection text NOT NULL,
@@ -26,8 +28,19 @@ CREATE TABLE IF NOT EXISTS {schema}.projection_offsets (
     partition integer NOT NULL,
     "offset" bigint NOT NULL,
     position bigint NOT NULL,
+    tx_id bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (projection, topic, partition)
 );
+DO $$
+BEGIN
+    -- Only when missing: ALTER TABLE locks the table even when there is nothing to add.
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_attribute
+        WHERE attrelid = '{schema}.projection_offsets'::regclass AND attname = 'tx_id'
+    ) THEN
+        ALTER TABLE {schema}.projection_offsets ADD COLUMN tx_id bigint NOT NULL DEFAULT 0;
+    END IF;
+END $$;
 """
 
 #: Events the read models could not apply (`projections.poisoned`); the key is the event's
@@ -74,9 +87,12 @@ def read_model_tables() -> Sequence[Table]:
 async def ensure_schema(pool: asyncpg.Pool, schema: str = DEFAULT_SCHEMA) -> None:
     """Create the schema, the read-model tables and their indexes, the offsets and the
     poisoned events if missing (idempotent, safe to run from several processes at once)."""
+    # The offsets first: a writer locks its offsets row before the read models, so adding
+    # the offsets' column before CREATE INDEX IF NOT EXISTS share-locks the read models
+    # takes the locks in the writers' order (the other order could deadlock with them).
     statements = [f"CREATE SCHEMA IF NOT EXISTS {quoted(schema)};"]
-    statements += [table.create(schema) for table in read_model_tables()]
     statements.append(OFFSETS_DDL.format(schema=quoted(schema)))
+    statements += [table.create(schema) for table in read_model_tables()]
     statements.append(POISONED_DDL.format(schema=quoted(schema)))
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)

@@ -7,10 +7,13 @@ delivery, records the consumed offset in the same transaction, so a crash or a r
 can neither lose nor double an event.
 
 Offsets: a delivery at or below the stored offset of its partition is skipped, unless its
-event is newer than any this partition has applied (the store's log `position`). That
+event comes later in the relay's publish order than any this partition has applied. That
 exception exists because the embedded bus numbers its offsets from 0 again after a restart
-(and a re-created Kafka topic does the same), while log positions only grow; a genuine
-redelivery is at or below both. Row versions make a replay harmless either way.
+(and a re-created Kafka topic does the same), while the publish order only grows; a genuine
+redelivery is at or below both. The publish order is (transaction, position)
+(`infra.bus.outbox.publish_order`), not the event's `position` alone: the relay publishes in
+log order, where a later event may have a lower position. Row versions make a replay
+harmless either way.
 
 Cross-stream reads: a chunk's rejected Executions read their Operation's row, and that
 Operation's `Requested` completes them if it is applied later. The two run on different
@@ -21,6 +24,7 @@ then always sees the other's commit.
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import lru_cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,11 +32,12 @@ import structlog
 from pydantic import ValidationError
 
 from infra.bus.messages import DomainEventMessage
+from infra.bus.outbox import publish_order
 from projections import executions, operations, poisoned, strategies, traders
 from projections.executions import backfill_sql
 from projections.operations import OPERATIONS
-from projections.poisoned import Source
-from projections.schema import DEFAULT_SCHEMA, Key, Row, quoted, row_from_record, row_values
+from projections.poisoned import Origin, Source
+from projections.schema import DEFAULT_SCHEMA, Key, Row, codec, quoted, rows_from_records
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -60,8 +65,17 @@ ROW_TYPES: dict[str, type[Any]] = {
     )
 }
 DEFAULT_NAME = "read-models"
+
+
+@lru_cache(maxsize=256)
+def models_for(aggregate_type: str, event_type: str) -> tuple[ModuleType, ...]:
+    """The models an event of this kind may read or change, in `MODELS` order: asked once
+    per kind (each says with `handles`), so the fold calls only those per event."""
+    return tuple(m for m in MODELS if m.handles(aggregate_type, event_type))
+
+
 #: An event to apply and where it was consumed.
-Item = tuple[DomainEventMessage, Source]
+Item = tuple[DomainEventMessage, Origin]
 
 
 class Projection:
@@ -85,11 +99,12 @@ class Projection:
 
     def missing(self, event: DomainEventMessage) -> set[Key]:
         """The rows `event` reads that are not known yet (absent rows are known as None)."""
-        return {key for m in MODELS for key in m.needs(event, self) if key not in self.rows}
+        models = models_for(event.aggregate_type, event.type)
+        return {key for m in models for key in m.needs(event, self) if key not in self.rows}
 
     def know(self, keys: Iterable[Key], found: Iterable[Row]) -> None:
-        for key in keys:
-            self.rows.setdefault(key, None)
+        """`keys` were looked for and `found` is what exists of them (the rest is absent)."""
+        self.rows.update(dict.fromkeys(keys))
         for row in found:
             self.rows[(row.TABLE.name, row.id)] = row
 
@@ -97,7 +112,7 @@ class Projection:
         """Fold one event; returns the rows it changed (empty when it was already applied)."""
         changed = []
         self.last_changed, self.last_before = {}, {}
-        for model in MODELS:
+        for model in models_for(event.aggregate_type, event.type):
             for row in model.changes(event, self):
                 key = (row.TABLE.name, row.id)
                 self.last_before.setdefault(key, self.rows.get(key))
@@ -168,32 +183,38 @@ class ProjectionWriter:
         last = deliveries[-1]
         async with self.pool.acquire() as connection, connection.transaction():
             stored = await connection.fetchrow(
-                f"""SELECT "offset", position FROM {quoted(self.schema)}.projection_offsets
+                f"""SELECT "offset", tx_id, position
+                    FROM {quoted(self.schema)}.projection_offsets
                     WHERE projection = $1 AND topic = $2 AND partition = $3 FOR UPDATE""",
                 self.name,
                 last.topic,
                 last.partition,
             )
-            offset, position = (stored["offset"], stored["position"]) if stored else (-1, 0)
+            offset, applied = -1, (0, 0)
+            if stored:
+                offset, applied = stored["offset"], (stored["tx_id"], stored["position"])
             fresh: list[Item] = []
+            furthest = applied
             for delivery in deliveries:
                 try:
                     message = DomainEventMessage.model_validate_json(delivery.value)
-                except ValidationError as unreadable:
+                    order = publish_order(delivery.headers, message)
+                except (ValidationError, ValueError) as unreadable:
                     if delivery.offset > offset:
                         await poisoned.record_unreadable(
                             connection,
                             self.schema,
                             self.name,
                             delivery.value,
-                            Source.of(delivery),
+                            delivery,
                             unreadable,
                         )
                     continue
-                if delivery.offset > offset or message.position > position:
-                    fresh.append((message, Source.of(delivery)))
+                if delivery.offset > offset or order > applied:
+                    fresh.append((message, delivery))
+                    furthest = max(furthest, order)
             observations = await self._apply_guarded(connection, fresh, again=False)
-            await self._advance(connection, last, max([position, *(m.position for m, _ in fresh)]))
+            await self._advance(connection, last, furthest)
         self.committed(*observations)
         log.debug("projection.applied_batch", records=len(deliveries), applied=len(fresh))
 
@@ -201,7 +222,7 @@ class ProjectionWriter:
         """Apply events in order, in one transaction, without offset bookkeeping (a rebuild);
         one the projection cannot apply is recorded as poisoned."""
         async with self.pool.acquire() as connection, connection.transaction():
-            items = [(m, Source()) for m in messages]
+            items: list[Item] = [(m, Source()) for m in messages]
             observations = await self._apply_guarded(connection, items, again=True)
         self.committed(*observations)
 
@@ -222,8 +243,10 @@ class ProjectionWriter:
         blocked = await poisoned.open_positions(
             connection, self.schema, self.name, {m.aggregate_id for m, _ in items}
         )
-        clear = [(m, s) for m, s in items if m.aggregate_id not in blocked]
-        rest = [(m, s) for m, s in items if m.aggregate_id in blocked]
+        clear, rest = items, []
+        if blocked:
+            clear = [(m, s) for m, s in items if m.aggregate_id not in blocked]
+            rest = [(m, s) for m, s in items if m.aggregate_id in blocked]
         observations: list[Observation | None] = []
         if clear:
             try:
@@ -276,22 +299,28 @@ class ProjectionWriter:
                 log.info("projection.poison_resolved", position=message.position)
         return observations
 
-    async def _advance(self, connection: Connection, delivery: Delivery, position: int) -> bool:
-        """Record the offset; False when the delivery was already applied. The row lock it
-        takes serialises two consumers that briefly share a partition during a rebalance."""
+    async def _advance(
+        self, connection: Connection, delivery: Delivery, furthest: tuple[int, int]
+    ) -> bool:
+        """Record the offset and the furthest event applied (in publish order); False when
+        the delivery was already applied. The row lock it takes serialises two consumers
+        that briefly share a partition during a rebalance."""
+        later = "(o.tx_id, o.position) < (EXCLUDED.tx_id, EXCLUDED.position)"
         advanced = await connection.fetchval(
             f"""INSERT INTO {quoted(self.schema)}.projection_offsets AS o
-                    (projection, topic, partition, "offset", position)
-                VALUES ($1, $2, $3, $4, $5)
+                    (projection, topic, partition, "offset", tx_id, position)
+                VALUES ($1, $2, $3, $4, $5, $6)
                 ON CONFLICT (projection, topic, partition) DO UPDATE
-                SET "offset" = EXCLUDED."offset", position = GREATEST(o.position, EXCLUDED.position)
-                WHERE o."offset" < EXCLUDED."offset" OR o.position < EXCLUDED.position
+                SET "offset" = EXCLUDED."offset",
+                    tx_id = CASE WHEN {later} THEN EXCLUDED.tx_id ELSE o.tx_id END,
+                    position = CASE WHEN {later} THEN EXCLUDED.position ELSE o.position END
+                WHERE o."offset" < EXCLUDED."offset" OR {later}
                 RETURNING true""",
             self.name,
             delivery.topic,
             delivery.partition,
             delivery.offset,
-            position,
+            *furthest,
         )
         return bool(advanced)
 
@@ -300,11 +329,15 @@ class ProjectionWriter:
     ) -> tuple[int, Observation | None]:
         observation = await self.notifier.begin(connection) if self.notifier else None
         state = Projection()
-        await self._load(connection, state, set().union(*(state.missing(m) for m in messages)))
+        wanted: set[Key] = set()
+        for message in messages:
+            wanted |= state.missing(message)
+        await self._load(connection, state, wanted)
         changed = 0
         for message in messages:
-            while wanted := state.missing(message):  # a chunk's row names its Operation
-                await self._load(connection, state, wanted)
+            if message.type in executions.NEEDS_FROM_ROWS:  # a chunk's row names its Operation
+                while more := state.missing(message):
+                    await self._load(connection, state, more)
             changed += len(state.apply(message))
             if observation is not None:
                 observation.observe(message, state)
@@ -314,15 +347,16 @@ class ProjectionWriter:
         return changed, observation
 
     async def _load(self, connection: Connection, state: Projection, keys: set[Key]) -> None:
-        by_table: dict[str, list[UUID]] = defaultdict(list)
-        for table, row_id in keys:
-            by_table[table].append(row_id)
-        for table, ids in by_table.items():
+        by_table: dict[str, list[Key]] = defaultdict(list)
+        for key in keys:
+            by_table[key[0]].append(key)
+        for table, wanted in by_table.items():
+            ids = [row_id for _, row_id in wanted]
             if table == OPERATIONS.name:
                 await self._lock_operations(connection, ids)
             kind = ROW_TYPES[table]
             records = await connection.fetch(kind.TABLE.select_by_ids(self.schema), ids)
-            state.know(((table, i) for i in ids), (row_from_record(kind, r) for r in records))
+            state.know(wanted, rows_from_records(kind, records))
 
     async def _lock_operations(self, connection: Connection, ids: Iterable[UUID]) -> None:
         await connection.execute(
@@ -333,11 +367,14 @@ class ProjectionWriter:
         )
 
     async def _flush(self, connection: Connection, state: Projection) -> None:
-        by_table: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        """One upsert per table for the whole batch (each row once: `dirty` holds its last
+        state)."""
+        by_table: dict[str, list[Any]] = defaultdict(list)
         for row in state.dirty.values():
-            by_table[row.TABLE.name].append(row_values(row))
-        for table, values in by_table.items():
-            await connection.executemany(ROW_TYPES[table].TABLE.upsert(self.schema), values)
+            by_table[row.TABLE.name].append(row)
+        for table, rows in by_table.items():
+            kind = ROW_TYPES[table]
+            await connection.execute(kind.TABLE.upsert(self.schema), codec(kind).batch(rows))
         if state.backfills:
             await self._lock_operations(connection, (b.operation_id for b in state.backfills))
             await connection.executemany(

@@ -11,7 +11,7 @@ from domain.statuses import OperationType
 from domain.trader import Trader
 from infra.bus.messages import DomainEventMessage
 from infra.bus.outbox import event_message
-from infra.eventstore.notification_log import ApplicationNotificationLog
+from infra.eventstore.notification_log import START, ApplicationNotificationLog, LogPosition
 from tests.unit.domain.flows import (
     BLUE_CHIP,
     PLATFORM,
@@ -34,7 +34,7 @@ INELIGIBLE = "X9"  # never registered: the credit check rejects it as participan
 NEWCOMER = "N1"  # registered, first enrolled by the Operation whose pricing fails
 
 
-def messages(app: Trading, after: int = 0) -> list[DomainEventMessage]:
+def messages(app: Trading, after: LogPosition = START) -> list[DomainEventMessage]:
     """The history after log position `after`, as consumers of `strategies.events` see it."""
     found = []
     for stored in ApplicationNotificationLog(app).read(after, 100_000):

@@ -20,7 +20,7 @@ from projections.operations import OPERATIONS, OperationRow
 from projections.strategies import STRATEGIES, StrategyRow
 from projections.traders import EVENTS as TRADER_EVENTS
 from projections.traders import TRADERS, TraderRow
-from projections.writer import ROW_TYPES, Projection
+from projections.writer import MODELS, ROW_TYPES, Projection, models_for
 from tests.unit.domain.flows import BLUE_CHIP, PLATFORM, check_all, funded, request
 from tests.unit.projections.history import INELIGIBLE, NEWCOMER, Story, messages, story
 
@@ -302,3 +302,20 @@ def test_a_later_event_without_its_creating_event_is_ignored(
     later = [e for e in history if e.type in ("Trader.Settled", "Operation.StatusChanged")]
     projection = Projection()
     assert [projection.apply(e) for e in later] == [[] for _ in later]
+
+
+def test_a_model_that_does_not_handle_an_event_neither_reads_nor_changes_a_row(
+    history: list[DomainEventMessage],
+) -> None:
+    """The writer asks only the models that handle an event's kind (`models_for`): the
+    others must have nothing to say about it, whatever rows are known."""
+    projection = Projection()
+    for event in history:
+        asked = models_for(event.aggregate_type, event.type)
+        for model in set(MODELS) - set(asked):
+            assert model.needs(event, projection) == [], (model.__name__, event.type)
+            assert model.changes(event, projection) == [], (model.__name__, event.type)
+        projection.apply(event)
+    assert {m.__name__ for e in history for m in models_for(e.aggregate_type, e.type)} == {
+        m.__name__ for m in MODELS
+    }

@@ -27,7 +27,9 @@ def test_upserts_only_move_a_row_forward_within_its_own_stream() -> None:
     sql = EXECUTIONS.upsert("scratch")
     assert sql.startswith('INSERT INTO "scratch".executions AS r')
     assert "WHERE r.version < EXCLUDED.version AND r.source_id = EXCLUDED.source_id" in sql
-    assert "$11::text::jsonb" in sql  # instructions travel as text, whatever the pool's codecs
+    # A batch is one JSON array, passed as text whatever the pool's codecs.
+    assert "FROM json_to_recordset($1::text::json) AS u(id uuid, platform_id text," in sql
+    assert "status_reasons text[], instructions jsonb," in sql
 
 
 def test_every_list_filter_and_the_sort_order_have_an_index() -> None:
