@@ -28,6 +28,7 @@ from infra.devservices.database import database_url
 from infra.logging import configure_logging
 from infra.settings import Settings
 from infra.tools.bench import (
+    STORY_STEPS,
     RunFigures,
     as_json,
     broker_ceiling,
@@ -39,6 +40,8 @@ from infra.tools.bench import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Rows the COPY ceiling is measured with, at most (held in memory while it runs).
+COPY_SAMPLE_MAX = 600_000
 
 
 def bench(
@@ -50,6 +53,14 @@ def bench(
     workers: Annotated[
         str, typer.Option(help="Worker processes for kafka runs (comma-separated).")
     ] = "1,2,4",
+    steps: Annotated[
+        str,
+        typer.Option(
+            help="Story steps to run, comma-separated, in story order (default: all): "
+            + ",".join(STORY_STEPS)
+            + ". A million traders: --steps enroll,rebalance."
+        ),
+    ] = ",".join(STORY_STEPS),
     output: Annotated[
         Path | None, typer.Option(help="JSON file (default bench/results/<time>.json).")
     ] = None,
@@ -59,6 +70,10 @@ def bench(
     settings: Settings = ctx.obj
     configure_logging(settings.model_copy(update={"log_level": "WARNING"}), force=True)
     counts = [int(n) for n in traders.split(",") if n.strip()]
+    chosen_steps = [step.strip() for step in steps.split(",") if step.strip()]
+    if not chosen_steps or any(step not in STORY_STEPS for step in chosen_steps):
+        typer.echo(f"error: --steps names some of {', '.join(STORY_STEPS)}", err=True)
+        raise typer.Exit(code=2)
     pool_sizes = [int(w) for w in workers.split(",") if w.strip()]
     modes = ["embedded", "kafka"] if mode == "both" else [mode]
     if any(m not in ("embedded", "kafka") for m in modes) or not counts:
@@ -71,7 +86,7 @@ def bench(
         server = stack.enter_context(database_url(settings))
         bootstrap = _broker(settings, stack) if "kafka" in modes else None
         result = asyncio.run(
-            _bench(settings, server, bootstrap, counts, modes, pool_sizes, console)
+            _bench(settings, server, bootstrap, counts, modes, pool_sizes, chosen_steps, console)
         )
     target = output or ROOT / "bench" / "results" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -95,10 +110,12 @@ async def _bench(
     counts: list[int],
     modes: list[str],
     pool_sizes: list[int],
+    steps: list[str],
     console: Console,
 ) -> dict[str, object]:
     pool = await asyncpg.create_pool(server, min_size=1, max_size=2)
-    ceilings: dict[str, object] = {"copy_rows_per_s": await copy_ceiling(pool, max(counts) * 6)}
+    copy_rows = min(max(counts) * 6, COPY_SAMPLE_MAX)
+    ceilings: dict[str, object] = {"copy_rows_per_s": await copy_ceiling(pool, copy_rows)}
     versions = await server_versions(pool)
     await pool.close()
     if bootstrap:
@@ -113,7 +130,7 @@ async def _bench(
         for workers in pool_sizes if chosen == "kafka" else [0]:
             for count in counts:
                 console.print(f"[bold]{chosen}[/] workers={workers} traders={count:,} ...")
-                run = await _one_run(settings, server, bootstrap, chosen, workers, count)
+                run = await _one_run(settings, server, bootstrap, chosen, workers, count, steps)
                 runs.append(run)
                 print_whole(console, _table([run], ceilings))
     print_whole(console, _table(runs, ceilings))
@@ -122,7 +139,13 @@ async def _bench(
 
 
 async def _one_run(
-    settings: Settings, server: str, bootstrap: str | None, mode: str, workers: int, count: int
+    settings: Settings,
+    server: str,
+    bootstrap: str | None,
+    mode: str,
+    workers: int,
+    count: int,
+    steps: list[str],
 ) -> RunFigures:
     url = await _fresh_database(server)
     prefix = f"bench-{uuid4().hex[:8]}"
@@ -152,7 +175,7 @@ async def _one_run(
     try:
         async with Engine(local, url, roles, bus=bus) as engine:
             watch = [psutil.Process(p.pid) for p in processes]
-            run = await run_story(engine, count, watch)
+            run = await run_story(engine, count, watch, steps)
     finally:
         for process in processes:
             process.terminate()
@@ -197,6 +220,7 @@ def _table(runs: list[RunFigures], ceilings: dict[str, object]) -> Table:
         "projection lag s",
         "ms/trader",
         "events/s",
+        "CPU µs/trader",
         "peak RSS MB",
     ):
         table.add_column(column, justify="right")
@@ -215,6 +239,7 @@ def _table(runs: list[RunFigures], ceilings: dict[str, object]) -> Table:
                 f"{o.projection_lag_s:.1f}",
                 f"{o.per_trader_ms:.2f}",
                 f"{o.events / o.seconds:,.0f}" if o.seconds else "-",
+                " ".join(f"{k} {v:.0f}" for k, v in o.cpu_us_per_trader.items()) or "-",
                 f"{run.peak_rss_mb:.0f}",
             )
     if runs:
@@ -223,6 +248,8 @@ def _table(runs: list[RunFigures], ceilings: dict[str, object]) -> Table:
             shares = ratios(run, ceilings)
             copy_share = shares["events_vs_copy"] or 0.0
             text = f"{run.mode}/{run.workers}/{run.traders:,}: {copy_share:.1%} of COPY"
+            text += f" (rows {shares['rows_vs_copy'] or 0.0:.1%},"
+            text += f" {run.rows_per_trader_per_operation:.1f} rows per trader per operation)"
             if shares["messages_vs_broker"] is not None:
                 text += f", {shares['messages_vs_broker']:.0%} of the broker"
             parts.append(text)

@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,7 @@ from domain.commands import build_command
 from domain.eligibility import ParticipantStatus
 from infra.bootstrap.engine import Engine
 from infra.bus.messages import CommandName
+from infra.cpu_meter import CPU
 
 PLATFORM = "BENCH"
 ALLOCATIONS = [
@@ -53,6 +55,10 @@ class OperationFigures:
     events: int
     #: Operations the step took (a request names at most 10,000 participants).
     operations: int = 1
+    #: Python CPU microseconds per Trader by stage, measured in this process (embedded mode
+    #: only: with Kafka the stages run in the worker processes). "loop" is the event loop's
+    #: thread: projections, the relay's publishing and the in-process bus, which interleave.
+    cpu_us_per_trader: dict[str, float] = field(default_factory=dict)
 
     @property
     def per_trader_ms(self) -> float:
@@ -66,6 +72,19 @@ class RunFigures:
     traders: int
     operations: list[OperationFigures] = field(default_factory=list)
     peak_rss_mb: float = 0.0
+    #: Rows PostgreSQL inserted, updated or deleted in our tables during the story (events,
+    #: snapshots, roster, read models, offsets, webhooks), from pg_stat_user_tables.
+    rows_written: int = 0
+
+    @property
+    def rows_per_trader_per_operation(self) -> float:
+        steps = len(self.operations) * max(self.traders, 1)
+        return self.rows_written / steps if steps else 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        seconds = sum(o.seconds for o in self.operations)
+        return self.rows_written / seconds if seconds else 0.0
 
     @property
     def events_per_second(self) -> float:
@@ -187,31 +206,47 @@ async def broker_ceiling(bootstrap: str, messages: int, size: int = 400) -> dict
     return {"produce_per_s": messages / produced, "consume_per_s": messages / consumed}
 
 
-async def run_story(engine: Engine, traders: int, watch: list[psutil.Process]) -> RunFigures:
+#: The story's steps, in order; `strategies bench --steps` runs a subset.
+STORY_STEPS = ("enroll", "top_up", "rebalance", "partial_sell", "liquidate")
+#: Participants registered per save (a million in one save would be a ~400 MB message).
+REGISTER_BATCH = 10_000
+
+
+async def run_story(
+    engine: Engine,
+    traders: int,
+    watch: list[psutil.Process],
+    steps: Sequence[str] = STORY_STEPS,
+) -> RunFigures:
     trading = engine.trading
     codes = [f"B{i:07d}" for i in range(traders)]
-    await engine.call(trading.register_participants, PLATFORM, codes, ParticipantStatus.ACTIVE)
+    for start in range(0, traders, REGISTER_BATCH):
+        batch = codes[start : start + REGISTER_BATCH]
+        await engine.call(trading.register_participants, PLATFORM, batch, ParticipantStatus.ACTIVE)
     await engine.call(
         trading.deposit_float, PLATFORM, "USD", Decimal(traders) * Decimal("2000"), "BENCH"
     )
     created = await _run(engine, "create_strategy", None, {"quoted_currency": "USD"})
     strategy = UUID(created["id"])
-    story: list[tuple[CommandName, dict[str, Any]]] = [
-        ("enroll", {"allocations": ALLOCATIONS, "participants": _funded(codes, "1000.00", True)}),
-        ("top_up", {"allocations": ALLOCATIONS, "participants": _funded(codes, "100.00")}),
-        ("rebalance", {"allocations": NEW_WEIGHTS}),
-        ("partial_sell", {"allocations": NEW_WEIGHTS, "participants": _funded(codes, "50.00")}),
-        ("liquidate", {"all": True}),
-    ]
+    story: dict[CommandName, tuple[dict[str, Any], str | None]] = {
+        "enroll": ({"allocations": ALLOCATIONS}, "1000.00"),
+        "top_up": ({"allocations": ALLOCATIONS}, "100.00"),
+        "rebalance": ({"allocations": NEW_WEIGHTS}, None),
+        "partial_sell": ({"allocations": NEW_WEIGHTS}, "50.00"),
+        "liquidate": ({"all": True}, None),
+    }
     figures = RunFigures("", 0, traders)
     peak = _rss(watch)
-    for command, body in story:
+    rows_before = await rows_written(engine.pool)
+    for command in [c for c in story if c in steps]:
+        body, amount = story[command]
         before = await asyncio.to_thread(trading.recorder.max_notification_id) or 0
+        cpu_before, loop_before = CPU.totals(), time.thread_time()
         started = time.perf_counter()
         # A request names at most the configured participants (10,000 by default): a bigger N
         # goes as several Operations at once, as a platform would send them, and is timed
         # until the last is done.
-        parts = _per_call(body, engine.limits.max_participants)
+        parts = _per_call(body, codes, amount, command == "enroll", engine.limits.max_participants)
         requests = [await _run(engine, command, strategy, part) for part in parts]
         operation_ids = [UUID(r["id"]) for r in requests]
         terminal_at = 0.0
@@ -220,6 +255,7 @@ async def run_story(engine: Engine, traders: int, watch: list[psutil.Process]) -
         for operation_id in operation_ids:
             await _until_projected(engine, operation_id)
         projected_at = time.perf_counter()
+        cpu = _cpu_per_trader(cpu_before, loop_before, len(codes))
         after = await asyncio.to_thread(trading.recorder.max_notification_id) or 0
         stages = [await asyncio.to_thread(_stage_times, trading, o) for o in operation_ids]
         operations = [await engine.call(trading.operation, o) for o in operation_ids]
@@ -236,21 +272,46 @@ async def run_story(engine: Engine, traders: int, watch: list[psutil.Process]) -
                 projection_lag_s=projected_at - terminal_at,
                 events=after - before,
                 operations=len(operations),
+                cpu_us_per_trader=cpu,
             )
         )
         peak = max(peak, _rss(watch))
     figures.peak_rss_mb = peak
+    await asyncio.sleep(STATS_FLUSH_S)
+    figures.rows_written = await rows_written(engine.pool) - rows_before
     return figures
 
 
-def _per_call(body: dict[str, Any], most: int) -> list[dict[str, Any]]:
-    participants = body.get("participants")
-    if not participants or len(participants) <= most:
-        return [body]
-    return [
-        {**body, "participants": participants[i : i + most]}
-        for i in range(0, len(participants), most)
-    ]
+#: PostgreSQL's backends publish their table counters within about ten seconds when idle.
+STATS_FLUSH_S = 11.0
+
+
+async def rows_written(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as connection:
+        found = await connection.fetchval(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables"
+        )
+    return int(found)
+
+
+def _cpu_per_trader(before: dict[str, float], loop_before: float, traders: int) -> dict[str, float]:
+    """Microseconds of CPU per Trader by stage since `before` (see `infra.cpu_meter`)."""
+    spent = {k: v - before.get(k, 0.0) for k, v in CPU.totals().items()}
+    spent["loop"] = time.thread_time() - loop_before
+    return {k: round(v * 1e6 / max(traders, 1), 1) for k, v in sorted(spent.items()) if v > 0}
+
+
+def _per_call(
+    body: dict[str, Any], codes: list[str], amount: str | None, auto: bool, most: int
+) -> Iterator[dict[str, Any]]:
+    """The step's requests: `body` alone when it names nobody, else one per `most`
+    participants, each made only when sent (a million participants' dicts at once would
+    weigh more than the engine)."""
+    if amount is None:
+        yield body
+        return
+    for start in range(0, len(codes), most):
+        yield {**body, "participants": _funded(codes[start : start + most], amount, auto)}
 
 
 def _funded(codes: list[str], amount: str, auto: bool = False) -> list[dict[str, Any]]:
@@ -338,6 +399,7 @@ def ratios(run: RunFigures, ceilings: dict[str, Any]) -> dict[str, float | None]
     rate = run.events_per_second
     return {
         "events_vs_copy": rate / copy_rate if copy_rate else None,
+        "rows_vs_copy": run.rows_per_second / copy_rate if copy_rate else None,
         "messages_vs_broker": rate / consume if consume and run.mode == "kafka" else None,
     }
 
@@ -353,6 +415,8 @@ def as_json(
             {
                 **{k: v for k, v in asdict(run).items() if k != "operations"},
                 "events_per_second": run.events_per_second,
+                "rows_per_second": run.rows_per_second,
+                "rows_per_trader_per_operation": run.rows_per_trader_per_operation,
                 **ratios(run, ceilings),
                 "operations": [
                     {**asdict(o), "per_trader_ms": o.per_trader_ms} for o in run.operations

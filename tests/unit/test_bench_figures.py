@@ -10,16 +10,15 @@ def figures(traders: int, seconds: float, kind: str = "rebalance") -> OperationF
 
 
 def test_a_request_names_at_most_the_configured_participants() -> None:
-    body = {
-        "allocations": [],
-        "participants": [{"participant_code": str(i)} for i in range(25_001)],
-    }
-    parts = _per_call(body, 10_000)
+    codes = [str(i) for i in range(25_001)]
+    parts = list(_per_call({"allocations": []}, codes, "5.00", False, 10_000))
     assert [len(p["participants"]) for p in parts] == [10_000, 10_000, 5_001]
-    assert [c for p in parts for c in p["participants"]] == body["participants"]
+    assert [c["participant_code"] for p in parts for c in p["participants"]] == codes
     assert all(p["allocations"] == [] for p in parts)
-    assert [len(p["participants"]) for p in _per_call(body, 12_500)] == [12_500, 12_500, 1]
-    assert _per_call({"all": True}, 10_000) == [{"all": True}]
+    assert all(c["amount"] == "5.00" for p in parts for c in p["participants"])
+    halves = _per_call({}, codes, "1.00", True, 12_500)
+    assert [len(p["participants"]) for p in halves] == [12_500, 12_500, 1]
+    assert list(_per_call({"all": True}, codes, None, False, 10_000)) == [{"all": True}]
 
 
 def test_growth_compares_each_n_with_the_next_smaller_of_its_mode() -> None:
@@ -35,7 +34,9 @@ def test_growth_compares_each_n_with_the_next_smaller_of_its_mode() -> None:
 
 def test_shares_of_the_ceilings() -> None:
     run = RunFigures("kafka", 1, 1_000, [figures(1_000, 2.0)])  # 1,000 events/s
+    run.rows_written = 6_000  # 3,000 rows/s, 6 per trader in its one operation
     shares = ratios(run, {"copy_rows_per_s": 100_000.0, "broker": {"consume_per_s": 4_000.0}})
-    assert shares == {"events_vs_copy": 0.01, "messages_vs_broker": 0.25}
+    assert shares == {"events_vs_copy": 0.01, "rows_vs_copy": 0.03, "messages_vs_broker": 0.25}
+    assert run.rows_per_trader_per_operation == 6.0
     embedded = RunFigures("embedded", 0, 1_000, [figures(1_000, 2.0)])
     assert ratios(embedded, {"copy_rows_per_s": 100_000.0})["messages_vs_broker"] is None
