@@ -5,7 +5,8 @@ asked round by round as `domain.pricing.PriceDiscovery` says, each round's block
 exactly from the Traders' allotments at the prices quoted so far, until every block fits the
 quote it will be placed against (or an asset is found crossed and priced at the mid). A quote
 that cannot be had, blocks that never settle down, or a quote expired before the lock fail the
-Operation cleanly (`pricing_failed`): no Trader trades and every hold is released.
+Operation cleanly (`pricing_failed`): no Trader trades and every hold is released. The locked
+blocks are placed at once, while their quotes are fresh (`workers.blocks`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from domain.statuses import OperationReason
 from domain.venue import VenueError
 from infra.bus import Delivery
 from infra.bus.messages import PricingRequested
+from workers.blocks import place_blocks
 from workers.context import StageContext
 
 log = structlog.get_logger("workers.pricing_lock")
@@ -40,13 +42,14 @@ async def lock_prices(delivery: Delivery, ctx: StageContext) -> None:
     except (VenueError, PricingFailedError) as error:
         await _fail(ctx, task.operation_id, str(error))
         return
-    await ctx.call(ctx.trading.lock_prices, task.operation_id, quotes, crossed, book)
+    locked = await ctx.call(ctx.trading.lock_prices, task.operation_id, quotes, crossed, book)
     log.info(
         "pricing.locked",
         operation_id=str(task.operation_id),
         prices={a: str(q.price) for a, q in quotes.items()},
         crossed=sorted(crossed),
     )
+    await place_blocks(task.operation_id, ctx, locked)
 
 
 async def _discover(

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from domain import ids
+from domain.pricing import LockedQuote
 from domain.services import Trading
 from domain.statuses import OperationReason, OperationStatus, OperationType
 from domain.trader import Trader
@@ -106,6 +107,57 @@ async def test_a_quote_that_expires_before_the_lock_fails_pricing_cleanly() -> N
         OperationStatus.FAILED,
         OperationReason.PRICING_FAILED,
     )
+
+
+async def test_the_pricing_step_places_its_blocks_before_the_quotes_can_expire() -> None:
+    """The blocks-lane task comes through the relay, which can lag a quote's life under load:
+    the pricing step fills the blocks itself, and the late task finds nothing left to do."""
+    clock = Clock()
+    venue = build_venue(VenueConfig(seed=7), now=clock)
+    app, ctx, operation_id = setup(venue, clock)
+    for chunk in range(app.operation(operation_id).chunk_count):
+        await check_credit(
+            delivery(CreditCheckRequested(operation_id=operation_id, chunk=chunk)), ctx
+        )
+    await lock_prices(delivery(PricingRequested(operation_id=operation_id)), ctx)
+    operation = app.operation(operation_id)
+    assert operation.ready_to_settle and not operation.failure
+    filled = dict(operation.fills)
+    clock.now += timedelta(seconds=11)  # the quotes' 10 s are over when the task arrives
+    late = ExecutionRequested(operation_id=operation_id, action="place_blocks")
+    await execute(delivery(late), ctx)
+    await lock_prices(delivery(PricingRequested(operation_id=operation_id)), ctx)
+    operation = app.operation(operation_id)
+    assert operation.ready_to_settle and not operation.failure
+    assert operation.fills == filled
+
+
+async def test_a_block_placed_by_both_paths_is_filled_once() -> None:
+    """A crash between the lock and the fills leaves placement to the blocks lane; should
+    both run, the venue returns its first fill to the repeated client order id."""
+    clock = Clock()
+    venue = build_venue(VenueConfig(seed=7), now=clock)
+    app, ctx, operation_id = setup(venue, clock)
+    for chunk in range(app.operation(operation_id).chunk_count):
+        await check_credit(
+            delivery(CreditCheckRequested(operation_id=operation_id, chunk=chunk)), ctx
+        )
+    operation, book = app.open_pricing(operation_id)
+    assert book is not None
+    quotes = {
+        asset: LockedQuote.of(
+            asset, await venue.firm_quote("USD", asset, order.side, order.quantity)
+        )
+        for asset, order in book.blocks(await venue.indicative("USD", book.assets)).items()
+    }
+    app.lock_prices(operation_id, quotes, {}, book)  # the step "crashed" here
+    task = ExecutionRequested(operation_id=operation_id, action="place_blocks")
+    await execute(delivery(task), ctx)
+    fills = dict(app.operation(operation_id).fills)
+    await lock_prices(delivery(PricingRequested(operation_id=operation_id)), ctx)  # redelivered
+    await execute(delivery(task), ctx)
+    operation = app.operation(operation_id)
+    assert operation.ready_to_settle and operation.fills == fills
 
 
 async def test_a_refused_block_order_fails_execution_before_anyone_settles() -> None:
