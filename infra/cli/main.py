@@ -29,6 +29,7 @@ from infra.cli import worker as cli_worker
 from infra.cli.audit import app as audit_app
 from infra.cli.http_server import server_config
 from infra.cli.platform import app as platform_app
+from infra.collector import tune_collector
 from infra.devservices.database import database_url
 from infra.devservices.kafka.cli import app as kafka_app
 from infra.logging import configure_logging, get_logger
@@ -166,6 +167,7 @@ def _ignore(signum: int, _frame: FrameType | None) -> None:
 
 
 def main() -> None:
+    tune_collector()
     app()
 
 
