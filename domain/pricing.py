@@ -3,8 +3,11 @@
 Buys and sells of one asset are netted across every Trader (spec §11.11), so the venue sees
 one block order per asset (sized exactly: `domain.allotment`); every in-scope Trader then
 trades at the one locked price. `PriceDiscovery` decides which firm quotes to ask for until
-every block fits the quote it will be placed against, within `MAX_QUOTE_ROUNDS`; a quote
-expired before the lock fails the pricing (`require_fresh`).
+every block fits the quote it will be placed against, within `MAX_QUOTE_ROUNDS`. Sizing the
+blocks exactly takes a pass over every Trader (a minute for a million), longer than a firm
+quote lives: a quote that would expire before the lock is asked for again on the same terms
+(`PriceDiscovery.expiring`), and an unchanged price costs no second pass (the blocks at a set
+of prices are computed once). A quote expired at the lock still fails it (`require_fresh`).
 
 A venue's quote becomes a `LockedQuote` here (`LockedQuote.of`), and the Operation's stored
 terms become one again here (`LockedQuote.from_dict`): the conversions between the venue's
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -25,8 +28,12 @@ from domain.statuses import Side
 #: A quote is asked for this much more than the block at the prices known then, so that the
 #: block at the quoted price (a little lower for a buy, the quantity a little higher) still fits.
 QUOTE_HEADROOM = Decimal("0.05")
-#: Rounds of quotes before pricing gives up on an Operation whose blocks keep moving.
+#: Rounds of quotes before pricing gives up on an Operation whose blocks keep moving (or
+#: whose quotes keep expiring while the blocks are sized).
 MAX_QUOTE_ROUNDS = 4
+#: A quote must still live this long when the blocks fit it: the time to lock the prices and
+#: place the blocks. One closer to its expiry is asked for again.
+LOCK_MARGIN = timedelta(seconds=2)
 
 
 class PricingFailedError(Exception):
@@ -222,6 +229,23 @@ class PriceDiscovery:
 
     def prices(self) -> dict[str, Decimal]:
         return {asset: terms.price for asset, terms in self.quotes.items()}
+
+    def expiring(
+        self, expiries: Mapping[str, datetime], now: datetime, margin: timedelta = LOCK_MARGIN
+    ) -> list[QuoteRequest]:
+        """Once every block fits: the quotes that would expire before the lock, asked for
+        again on the same terms (side and size), for the blocks were sized meanwhile. A
+        round like any other: quotes still expiring after `max_rounds` fail the pricing."""
+        late = [a for a in self.assets if expiries[a] - margin <= now]
+        if not late:
+            return []
+        self.rounds += 1
+        if self.rounds >= self.max_rounds:
+            raise PricingFailedError(
+                f"quote for {', '.join(sorted(late))} expired while the blocks were sized, "
+                f"{self.max_rounds} rounds"
+            )
+        return [QuoteRequest(a, self.quotes[a].side, self.quotes[a].quantity) for a in late]
 
     def next(self, blocks: Mapping[str, BlockOrder]) -> list[QuoteRequest]:
         """Given the blocks at `prices()`, the quotes still needed; none when all fit."""

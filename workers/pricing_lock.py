@@ -3,10 +3,12 @@
 The float is reserved first, in request order (`Trading.reserve_float`). Then firm quotes are
 asked round by round as `domain.pricing.PriceDiscovery` says, each round's blocks computed
 exactly from the Traders' allotments at the prices quoted so far, until every block fits the
-quote it will be placed against (or an asset is found crossed and priced at the mid). A quote
-that cannot be had, blocks that never settle down, or a quote expired before the lock fail the
-Operation cleanly (`pricing_failed`): no Trader trades and every hold is released. The locked
-blocks are placed at once, while their quotes are fresh (`workers.blocks`).
+quote it will be placed against (or an asset is found crossed and priced at the mid); a quote
+that would expire before the lock, because sizing the blocks outlasted it, is asked for again
+on the same terms. A quote that cannot be had, blocks that never settle down, or quotes that
+keep expiring fail the Operation cleanly (`pricing_failed`): no Trader trades and every hold
+is released. The locked blocks are placed at once, while their quotes are fresh
+(`workers.blocks`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,11 @@ async def _discover(
         requests = discovery.requote(await ctx.call(book.blocks, discovery.prices()))
         if requests:
             log.info("pricing.requoted", assets=sorted(r.asset for r in requests))
+            continue
+        expiries = {asset: quote.expiry for asset, quote in quotes.items()}
+        requests = discovery.expiring(expiries, ctx.clock())
+        if requests:
+            log.info("pricing.refreshed", assets=sorted(r.asset for r in requests))
     return quotes, discovery.crossed
 
 

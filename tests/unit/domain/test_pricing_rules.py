@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from domain.pricing import (
+    LOCK_MARGIN,
     MAX_QUOTE_ROUNDS,
     BlockOrder,
     LockedQuote,
@@ -68,6 +69,30 @@ def test_a_quote_expired_by_the_lock_fails_the_pricing() -> None:
     require_fresh({"BTC": fresh}, NOW)
     with pytest.raises(PricingFailedError, match=r"^quote for ETH expired before it was locked$"):
         require_fresh({"BTC": fresh, "ETH": late}, NOW)
+
+
+def test_quotes_that_would_expire_before_the_lock_are_asked_for_again_on_their_terms() -> None:
+    found = PriceDiscovery(["BTC", "ETH"], {"BTC": 8, "ETH": 8})
+    found.quoted("BTC", Side.BUY, D("1.05"), D("60000"))
+    found.quoted("ETH", Side.SELL, D("2.1"), D("3000"))
+    fitting = {
+        "BTC": BlockOrder("BTC", Side.BUY, D("1")),
+        "ETH": BlockOrder("ETH", Side.SELL, D("2")),
+    }
+    assert found.requote(fitting) == []
+    expiries = {"BTC": NOW + LOCK_MARGIN + timedelta(seconds=1), "ETH": NOW + LOCK_MARGIN}
+    assert found.expiring(expiries, NOW) == [QuoteRequest("ETH", Side.SELL, D("2.1"))]
+    assert found.expiring({**expiries, "ETH": NOW + timedelta(seconds=9)}, NOW) == []
+
+
+def test_quotes_that_keep_expiring_fail_the_pricing_after_the_last_round() -> None:
+    found = PriceDiscovery(["SOL"], {"SOL": 2})
+    found.quoted("SOL", Side.BUY, D("1.00"), D("150"))
+    expired = {"SOL": NOW}
+    for _ in range(1, MAX_QUOTE_ROUNDS):
+        assert found.expiring(expired, NOW) == [QuoteRequest("SOL", Side.BUY, D("1.00"))]
+    with pytest.raises(PricingFailedError, match="expired while the blocks were sized"):
+        found.expiring(expired, NOW)
 
 
 def test_a_venue_quote_is_locked_as_the_event_stores_it_and_read_back_the_same() -> None:

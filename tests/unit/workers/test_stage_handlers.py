@@ -13,6 +13,7 @@ from domain.pricing import LockedQuote
 from domain.services import Trading
 from domain.statuses import OperationReason, OperationStatus, OperationType
 from domain.trader import Trader
+from domain.venue import Quote
 from infra.bus import Delivery
 from infra.bus.messages import CreditCheckRequested, ExecutionRequested, PricingRequested
 from infra.venue import build_venue
@@ -158,6 +159,30 @@ async def test_a_block_placed_by_both_paths_is_filled_once() -> None:
     await execute(delivery(task), ctx)
     operation = app.operation(operation_id)
     assert operation.ready_to_settle and operation.fills == fills
+
+
+async def test_a_quote_that_expires_while_the_blocks_are_sized_is_asked_for_again() -> None:
+    """Sizing a million Traders' blocks outlasts a quote: the same terms are quoted again and,
+    at an unchanged price, locked without sizing again."""
+    clock = Clock()
+    sized: list[Quote] = []
+
+    class SlowOnce(SimulatedVenue):
+        async def firm_quote(self, *args: Any, **kwargs: Any) -> Quote:
+            quote = await super().firm_quote(*args, **kwargs)
+            if not sized:
+                sized.append(quote)
+                clock.now += timedelta(seconds=11)  # the first quote dies while sizing
+            return quote
+
+    venue = SlowOnce(VenueConfig(seed=7), now=clock)
+    app, ctx, operation_id = setup(venue, clock)
+    await run_stages(app, ctx, operation_id)
+    operation = app.operation(operation_id)
+    assert not operation.failure and operation.ready_to_settle
+    locked = LockedQuote.from_dict(sized[0].asset, operation.locked_prices[sized[0].asset])
+    assert locked.quote_id != sized[0].quote_id
+    assert locked.expiry > clock.now
 
 
 async def test_a_refused_block_order_fails_execution_before_anyone_settles() -> None:
