@@ -15,7 +15,11 @@ handler calls finish (up to `graceful_timeout`) and keeps the offsets, so `start
 resumes where the group left off, like a consumer that rejoins its group.
 
 Retention: a long-running embedded process must not keep every event forever, so records
-that every subscribed group has committed are dropped, in batches. A group that only
+that every subscribed group has committed are dropped, in batches. Backpressure: where Kafka
+keeps a slow group's backlog on disk, this bus would keep it in memory (a million-Trader
+enrollment ran the relay 430,000 events ahead of the read models, over 1 GiB), so a publisher
+waits while a partition holds more than `max_backlog` records its slowest group has not
+handled; the relay, its only bulk publisher, then runs at the consumers' pace. A group that only
 subscribes after a restart therefore starts at the oldest record still held, as a Kafka
 consumer with "earliest" starts at the oldest record the retention kept.
 """
@@ -40,6 +44,8 @@ log = get_logger(__name__)
 
 #: Committed records are dropped once this many can go at once (a list slice is O(n)).
 _TRIM_BATCH = 1024
+#: Records per partition not yet handled by its slowest group before publishers wait.
+DEFAULT_MAX_BACKLOG = 20_000
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -54,6 +60,8 @@ class _Partition:
     base: int = 0
     #: One wake-up event per reading group, set when a record is appended.
     waiters: set[asyncio.Event] = field(default_factory=set)
+    #: Set when a group commits: a publisher waiting for the backlog to shrink looks again.
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def end(self) -> int:
@@ -98,10 +106,14 @@ class InProcessBus:
         retry_initial: float = 0.1,
         retry_max: float = 5.0,
         graceful_timeout: float = 30.0,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
     ) -> None:
         if partitions < 1:
             raise ValueError("a topic needs at least one partition")
+        if max_backlog < 1:
+            raise ValueError("max_backlog must be at least 1")
         self.partitions = partitions
+        self.max_backlog = max_backlog
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._graceful_timeout = graceful_timeout
@@ -154,6 +166,7 @@ class InProcessBus:
         self._stopping.set()
         for topic in self._topics.values():
             for partition in topic.partitions:
+                partition.drained.set()
                 for wake in partition.waiters:
                     wake.set()
         tasks = [task for group in self._groups.values() for task in group.tasks]
@@ -166,8 +179,10 @@ class InProcessBus:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def publish_many(self, records: Sequence[Record]) -> None:
-        """Append to the logs (that is the acknowledgement) and wake the readers."""
+        """Append to the logs (that is the acknowledgement) and wake the readers; then, while
+        running, wait until every partition written to is back within `max_backlog`."""
         woken: set[asyncio.Event] = set()
+        written: dict[tuple[str, int], _Topic] = {}
         for record in records:
             topic = self._topic(record.topic)
             number = (
@@ -187,8 +202,20 @@ class InProcessBus:
                 )
             )
             woken |= partition.waiters
+            written[(record.topic, number)] = topic
         for wake in woken:
             wake.set()
+        for (_, number), topic in written.items():
+            await self._room(topic, number)
+
+    async def _room(self, topic: _Topic, number: int) -> None:
+        partition = topic.partitions[number]
+        while self._running and topic.groups:
+            slowest = min(group.offsets[number] for group in topic.groups)
+            if partition.end - slowest <= self.max_backlog:
+                return
+            partition.drained.clear()
+            await partition.drained.wait()
 
     async def publish(self, record: Record) -> None:
         await self.publish_many([record])
@@ -245,6 +272,7 @@ class InProcessBus:
                 if await self._deliver(group, records):
                     group.offsets[number] = last
                     partition.trim(min(g.offsets[number] for g in topic.groups))
+                    partition.drained.set()
         finally:
             partition.waiters.discard(wake)
 

@@ -297,3 +297,57 @@ async def test_a_batch_subscriber_gets_consecutive_records_and_a_failed_batch_ag
     assert batches[0] == batches[1] == [0, 1, 2, 3]  # retried whole, in order
     assert [o for batch in batches[1:] for o in batch] == list(range(10))
     assert all(len(b) <= 4 for b in batches)
+
+
+async def test_a_publisher_waits_while_the_slowest_group_is_a_backlog_behind() -> None:
+    """The relay must not run the whole event store into memory ahead of a slow read model."""
+    bus = InProcessBus(partitions=1, graceful_timeout=WAIT, max_backlog=10)
+    gate = asyncio.Event()
+
+    async def slow(_: Delivery) -> None:
+        await gate.wait()
+
+    fast = Collector(40)
+    bus.subscribe(TOPIC, "slow", slow)
+    bus.subscribe(TOPIC, "fast", fast)
+    await bus.start()
+    try:
+        for n in range(10):
+            await asyncio.wait_for(bus.publish(Record(TOPIC, b"%d" % n, key="k")), WAIT)
+        blocked = asyncio.create_task(bus.publish_many(keyed(30, 1)))
+        await asyncio.sleep(0.05)
+        assert not blocked.done()  # accepted (40 held), but the publisher waits
+        assert bus.retained(TOPIC) == 40
+        gate.set()
+        await asyncio.wait_for(blocked, WAIT)
+        await fast.wait()
+    finally:
+        gate.set()
+        await bus.stop()
+
+
+async def test_publishing_never_waits_for_a_topic_nobody_reads_or_a_stopped_bus() -> None:
+    bus = InProcessBus(partitions=1, graceful_timeout=WAIT, max_backlog=1)
+    await asyncio.wait_for(bus.publish_many(keyed(5, 1)), WAIT)  # not started
+    await bus.start()
+    try:
+        await asyncio.wait_for(bus.publish_many(keyed(5, 1)), WAIT)  # no group
+    finally:
+        await bus.stop()
+
+
+async def test_stopping_releases_a_waiting_publisher() -> None:
+    bus = InProcessBus(partitions=1, graceful_timeout=0.1, max_backlog=1)
+    gate = asyncio.Event()
+
+    async def stuck(_: Delivery) -> None:
+        await gate.wait()
+
+    bus.subscribe(TOPIC, "stuck", stuck)
+    await bus.start()
+    blocked = asyncio.create_task(bus.publish_many(keyed(5, 1)))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()
+    await bus.stop()
+    await asyncio.wait_for(blocked, WAIT)
+    gate.set()
