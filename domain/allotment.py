@@ -18,7 +18,7 @@ change them while the Trader is held). At the locked prices, and in request orde
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -170,15 +170,15 @@ class PricingBook:
     def market(self, prices: Mapping[str, Decimal]) -> Market:
         return Market(self.quoted_currency, self.fiat_precision, self.catalogue, prices)
 
-    def allotments(self, prices: Mapping[str, Decimal]) -> list[Allotment]:
+    def _allotments(self, prices: Mapping[str, Decimal]) -> Iterator[Allotment]:
+        """Chunk by chunk, so a pass over a million Traders never holds their legs at once.
+        Private: a generator runs in its consumer's decimal context, which `net` makes exact."""
         market = self.market(prices)
-        found: list[Allotment] = []
         for entries, budget in self.chunks:
-            found += allot(self.terms, entries, market, budget)
-        return found
+            yield from allot(self.terms, entries, market, budget)
 
     def net(self, prices: Mapping[str, Decimal]) -> dict[str, Decimal]:
-        return net_quantities(self.allotments(prices))
+        return net_quantities(self._allotments(prices))
 
     def blocks(self, prices: Mapping[str, Decimal]) -> dict[str, BlockOrder]:
         key = tuple(sorted(prices.items()))
