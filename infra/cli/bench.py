@@ -9,6 +9,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,7 +131,9 @@ async def _bench(
         for workers in pool_sizes if chosen == "kafka" else [0]:
             for count in counts:
                 console.print(f"[bold]{chosen}[/] workers={workers} traders={count:,} ...")
-                run = await _one_run(settings, server, bootstrap, chosen, workers, count, steps)
+                run = await _one_run(
+                    settings, server, bootstrap, chosen, workers, count, steps, console.print
+                )
                 runs.append(run)
                 print_whole(console, _table([run], ceilings))
     print_whole(console, _table(runs, ceilings))
@@ -146,6 +149,7 @@ async def _one_run(
     workers: int,
     count: int,
     steps: list[str],
+    progress: Callable[[str], None],
 ) -> RunFigures:
     url = await _fresh_database(server)
     prefix = f"bench-{uuid4().hex[:8]}"
@@ -175,7 +179,7 @@ async def _one_run(
     try:
         async with Engine(local, url, roles, bus=bus) as engine:
             watch = [psutil.Process(p.pid) for p in processes]
-            run = await run_story(engine, count, watch, steps)
+            run = await run_story(engine, count, watch, steps, progress)
     finally:
         for process in processes:
             process.terminate()

@@ -14,7 +14,7 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -217,12 +217,17 @@ async def run_story(
     traders: int,
     watch: list[psutil.Process],
     steps: Sequence[str] = STORY_STEPS,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> RunFigures:
+    """`progress` gets a line after the registration and after each step: a million-Trader
+    step runs for many minutes."""
     trading = engine.trading
     codes = [f"B{i:07d}" for i in range(traders)]
+    started = time.perf_counter()
     for start in range(0, traders, REGISTER_BATCH):
         batch = codes[start : start + REGISTER_BATCH]
         await engine.call(trading.register_participants, PLATFORM, batch, ParticipantStatus.ACTIVE)
+    progress(f"  registered {traders:,} participants in {time.perf_counter() - started:.1f} s")
     await engine.call(
         trading.deposit_float, PLATFORM, "USD", Decimal(traders) * Decimal("2000"), "BENCH"
     )
@@ -276,6 +281,12 @@ async def run_story(
             )
         )
         peak = max(peak, _rss(watch))
+        done = figures.operations[-1]
+        progress(
+            f"  {command}: {done.operations} operation(s) {done.status} in {done.seconds:.1f} s "
+            f"(check {done.check_s:.1f}, pricing {done.pricing_s:.1f}, execution "
+            f"{done.execution_s:.1f}), peak RSS {peak:.0f} MB"
+        )
     figures.peak_rss_mb = peak
     await asyncio.sleep(STATS_FLUSH_S)
     figures.rows_written = await rows_written(engine.pool) - rows_before

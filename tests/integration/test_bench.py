@@ -27,6 +27,9 @@ def test_a_small_embedded_bench_prints_and_writes_its_figures(tmp_path: Path) ->
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Benchmark" in done.stdout
+    # A long step shows it is alive: a line per step as it ends, not only the final tables.
+    assert "registered 40 participants in" in done.stdout
+    assert "rebalance: 1 operation(s) settled in" in done.stdout
     figures = json.loads(output.read_text())
     assert figures["machine"]["cpus"] >= 1
     assert figures["ceilings"]["copy_rows_per_s"] > 0
