@@ -55,6 +55,11 @@ class StageResult:
     replayed: bool = False
 
 
+#: Chunks decoded per load when the pricing step gathers every chunk's participants (50
+#: chunks of 500: 25,000 participants, one query each).
+CHUNKS_PER_LOAD = 50
+
+
 @exact_methods
 class OperationStages:
     if TYPE_CHECKING:
@@ -369,13 +374,19 @@ class OperationStages:
         return operation, chunk
 
     def _entries_by_chunk(self, operation: Operation) -> list[list[Entry]]:
-        """Every chunk's approved participants, in chunk order (one load for all chunks)."""
-        wanted = [chunk_id(operation.id, i) for i in range(operation.chunk_count)]
-        found = self.get_many(wanted)
-        chunks = [found.get(i) for i in wanted]
-        if not all(isinstance(c, OperationChunk) and c.stage != "planned" for c in chunks):
-            raise IllegalTransitionError(f"operation {operation.id} has chunks not checked yet")
-        return [_entries(operation, c) for c in chunks if isinstance(c, OperationChunk)]
+        """Every chunk's approved participants, in chunk order, loaded `CHUNKS_PER_LOAD`
+        chunks at a time: the decoded chunks of a million-Trader Operation, all at once and
+        beside the entries taken from them, took the process to 3.9 GB."""
+        entries: list[list[Entry]] = []
+        for start in range(0, operation.chunk_count, CHUNKS_PER_LOAD):
+            indexes = range(start, min(start + CHUNKS_PER_LOAD, operation.chunk_count))
+            wanted = [chunk_id(operation.id, i) for i in indexes]
+            found = self.get_many(wanted)
+            chunks = [found.get(i) for i in wanted]
+            if not all(isinstance(c, OperationChunk) and c.stage != "planned" for c in chunks):
+                raise IllegalTransitionError(f"operation {operation.id} has chunks not checked yet")
+            entries += [_entries(operation, c) for c in chunks if isinstance(c, OperationChunk)]
+        return entries
 
     def _traders(
         self, operation: Operation, orders: Sequence[ParticipantOrder]
