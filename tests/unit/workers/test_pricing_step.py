@@ -10,7 +10,7 @@ import pytest
 
 from domain import allotment, stages
 from domain.statuses import OperationStatus, OperationType
-from infra.bus.messages import CreditCheckRequested, PricingRequested
+from infra.bus.messages import PricingRequested
 from infra.venue import build_venue
 from infra.venue.config import VenueConfig
 from tests.unit.domain.flows import (
@@ -23,8 +23,7 @@ from tests.unit.domain.flows import (
     request,
     run,
 )
-from tests.unit.workers.test_stage_handlers import Clock, delivery, setup
-from workers.credit_check import check_credit
+from tests.unit.workers.test_stage_handlers import Clock, check_chunks, delivery, setup
 from workers.pricing_lock import lock_prices
 
 
@@ -34,10 +33,7 @@ async def test_pricing_loads_the_operation_once_and_sizes_each_price_set_once(
     clock = Clock()
     venue = build_venue(VenueConfig(seed=7), now=clock)
     app, ctx, operation_id = setup(venue, clock)
-    for chunk in range(app.operation(operation_id).chunk_count):
-        await check_credit(
-            delivery(CreditCheckRequested(operation_id=operation_id, chunk=chunk)), ctx
-        )
+    await check_chunks(app, ctx, operation_id)
 
     loads: list[UUID] = []
     get = app.repository.get

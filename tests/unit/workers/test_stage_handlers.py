@@ -57,11 +57,15 @@ def setup(venue: SimulatedVenue, clock: Clock) -> tuple[Trading, StageContext, U
     return app, StageContext(app, venue, venue, call, clock), operation.id
 
 
-async def run_stages(app: Trading, ctx: StageContext, operation_id: UUID) -> None:
+async def check_chunks(app: Trading, ctx: StageContext, operation_id: UUID) -> None:
     for chunk in range(app.operation(operation_id).chunk_count):
         await check_credit(
             delivery(CreditCheckRequested(operation_id=operation_id, chunk=chunk)), ctx
         )
+
+
+async def run_stages(app: Trading, ctx: StageContext, operation_id: UUID) -> None:
+    await check_chunks(app, ctx, operation_id)
     await lock_prices(delivery(PricingRequested(operation_id=operation_id)), ctx)
     await execute(
         delivery(ExecutionRequested(operation_id=operation_id, action="place_blocks")), ctx
@@ -116,10 +120,7 @@ async def test_the_pricing_step_places_its_blocks_before_the_quotes_can_expire()
     clock = Clock()
     venue = build_venue(VenueConfig(seed=7), now=clock)
     app, ctx, operation_id = setup(venue, clock)
-    for chunk in range(app.operation(operation_id).chunk_count):
-        await check_credit(
-            delivery(CreditCheckRequested(operation_id=operation_id, chunk=chunk)), ctx
-        )
+    await check_chunks(app, ctx, operation_id)
     await lock_prices(delivery(PricingRequested(operation_id=operation_id)), ctx)
     operation = app.operation(operation_id)
     assert operation.ready_to_settle and not operation.failure
@@ -139,10 +140,7 @@ async def test_a_block_placed_by_both_paths_is_filled_once() -> None:
     clock = Clock()
     venue = build_venue(VenueConfig(seed=7), now=clock)
     app, ctx, operation_id = setup(venue, clock)
-    for chunk in range(app.operation(operation_id).chunk_count):
-        await check_credit(
-            delivery(CreditCheckRequested(operation_id=operation_id, chunk=chunk)), ctx
-        )
+    await check_chunks(app, ctx, operation_id)
     operation, book = app.open_pricing(operation_id)
     assert book is not None
     quotes = {
