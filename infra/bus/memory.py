@@ -21,7 +21,9 @@ enrollment ran the relay 430,000 events ahead of the read models, over 1 GiB), s
 waits while a partition holds more than `max_backlog` records its slowest group has not
 handled; the relay, its only bulk publisher, then runs at the consumers' pace. A group that only
 subscribes after a restart therefore starts at the oldest record still held, as a Kafka
-consumer with "earliest" starts at the oldest record the retention kept.
+consumer with "earliest" starts at the oldest record the retention kept. A topic that no group
+reads once the bus runs (groups subscribe before `start`) keeps nothing: in embedded mode the
+command results, say, have no reader in the process, and were held forever.
 """
 
 from __future__ import annotations
@@ -185,6 +187,8 @@ class InProcessBus:
         written: dict[tuple[str, int], _Topic] = {}
         for record in records:
             topic = self._topic(record.topic)
+            if self._running and not topic.groups:
+                continue  # nobody can ever read it (`has_readers`)
             number = (
                 next(topic.round_robin)
                 if record.key is None
@@ -239,6 +243,12 @@ class InProcessBus:
             for group in topic.groups
             for number, partition in enumerate(topic.partitions)
         )
+
+    def has_readers(self, topic: str) -> bool:
+        """Whether a group reads `topic`: a record of a topic without one is accepted and
+        dropped once the bus runs, so a publisher may skip building it."""
+        held = self._topics.get(topic)
+        return held is not None and bool(held.groups)
 
     def retained(self, topic: str) -> int:
         """How many records of `topic` are held in memory (for monitoring embedded mode)."""

@@ -351,3 +351,25 @@ async def test_stopping_releases_a_waiting_publisher() -> None:
     await bus.stop()
     await asyncio.wait_for(blocked, WAIT)
     gate.set()
+
+
+async def test_a_running_bus_keeps_nothing_of_a_topic_nobody_reads() -> None:
+    bus = InProcessBus(partitions=1)
+    await bus.publish_many(keyed(3, 1))  # before start a group may still subscribe
+    assert bus.retained(TOPIC) == 3 and not bus.has_readers(TOPIC)
+    await bus.start()
+    try:
+        await bus.publish_many(keyed(5, 1))
+        assert bus.retained(TOPIC) == 3
+    finally:
+        await bus.stop()
+
+
+def test_a_topic_has_readers_once_a_group_subscribes() -> None:
+    bus = InProcessBus()
+
+    async def handler(delivery: Delivery) -> None: ...
+
+    assert not bus.has_readers(TOPIC)
+    bus.subscribe(TOPIC, "projector", handler)
+    assert bus.has_readers(TOPIC)
