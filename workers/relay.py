@@ -22,7 +22,7 @@ from typing import Protocol
 import structlog
 
 from infra.bus import Bus, Record
-from infra.bus.outbox import event_message, records_for
+from infra.bus.outbox import event_message, may_make_tasks, records_for
 from infra.bus.topic_names import DEFAULT, Topics
 from infra.cpu_meter import CPU
 from infra.eventstore.notification_log import (
@@ -54,10 +54,14 @@ class OutboxRelay:
         on_published: Callable[[LogPosition], None] | None = None,
         topics: Topics = DEFAULT,
         delivered: Callable[[], bool] | None = None,
+        publish_events: bool = True,
     ) -> None:
         """`delivered`: for a bus that does not keep records (the in-process one), whether
-        everything published has been handled; the position is saved only then."""
+        everything published has been handled; the position is saved only then.
+        `publish_events`: False when nobody reads the events topic (embedded mode, whose
+        read models follow the log): only the stage tasks are published."""
         self.delivered = delivered
+        self.publish_events = publish_events
         self._saved = START
         self.topics = topics
         self.notifications = notifications
@@ -76,6 +80,8 @@ class OutboxRelay:
             return 0
         records: list[Record] = []
         for stored in batch:
+            if not self.publish_events and not may_make_tasks(stored.topic):
+                continue
             message = event_message(
                 stored.position,
                 stored.topic,
@@ -84,7 +90,14 @@ class OutboxRelay:
                 stored.state,
                 already_plain=stored.plain,
             )
-            records.extend(records_for(message, self.topics, transaction=stored.transaction))
+            records.extend(
+                records_for(
+                    message,
+                    self.topics,
+                    transaction=stored.transaction,
+                    events=self.publish_events,
+                )
+            )
         await self.bus.publish_many(records)
         self.position = batch[-1].at
         await self.save_if_durable()
@@ -97,7 +110,9 @@ class OutboxRelay:
 
     def _read(self) -> Sequence[StoredNotification]:
         with CPU.measure("relay"):
-            return self.notifications.read(self.position, self.batch_size)
+            if self.publish_events:
+                return self.notifications.read(self.position, self.batch_size)
+            return self.notifications.read(self.position, self.batch_size, decoded=may_make_tasks)
 
     async def save_if_durable(self) -> None:
         if self.position > self._saved and (self.delivered is None or self.delivered()):

@@ -75,12 +75,36 @@ def _as_is(value: Any) -> Any:
 
 
 def records_for(
-    message: DomainEventMessage, topics: Topics = DEFAULT, *, transaction: int = 0
+    message: DomainEventMessage,
+    topics: Topics = DEFAULT,
+    *,
+    transaction: int = 0,
+    events: bool = True,
 ) -> list[Record]:
-    """The event on `strategies.events`, followed by any stage task it makes due."""
+    """The event on `strategies.events` (unless not `events`), followed by any stage task
+    it makes due."""
+    if not events:
+        return stage_tasks(message, topics)
     headers = {TRANSACTION_HEADER: str(transaction)}
     event = Record(topics.events, message.encode(), key=str(message.aggregate_id), headers=headers)
     return [event, *stage_tasks(message, topics)]
+
+
+#: The only event types `stage_tasks` makes a task of.
+TASK_EVENTS = frozenset(
+    {
+        "OperationChunk.Planned",
+        "Operation.StatusChanged",
+        "Operation.FillsCompleted",
+        "Operation.Failing",
+    }
+)
+
+
+def may_make_tasks(topic: str) -> bool:
+    """Whether a stored event of eventsourcing's `topic` (`module:Class.Event`) can make a
+    stage task due: a relay that publishes no events skips the others unread."""
+    return topic.partition(":")[2] in TASK_EVENTS
 
 
 def publish_order(headers: Mapping[str, str], message: DomainEventMessage) -> tuple[int, int]:

@@ -11,7 +11,7 @@ alone are in commit order and every transaction id reads as 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
@@ -55,9 +55,13 @@ class StoredNotification:
 
 
 class NotificationLog(Protocol):
-    def read(self, after: LogPosition, limit: int) -> Sequence[StoredNotification]:
+    def read(
+        self, after: LogPosition, limit: int, *, decoded: Callable[[str], bool] | None = None
+    ) -> Sequence[StoredNotification]:
         """Up to `limit` notifications after `after`, in log order; a later read never
-        returns one that sorts before the last one returned."""
+        returns one that sorts before the last one returned. With `decoded`, only the
+        notifications whose topic it accepts have their state decoded (the others' is
+        empty): a reader that acts on a few kinds need not decode the rest."""
 
 
 class ApplicationNotificationLog:
@@ -66,14 +70,16 @@ class ApplicationNotificationLog:
     def __init__(self, app: Application[UUID]) -> None:
         self.app = app
 
-    def read(self, after: LogPosition, limit: int) -> Sequence[StoredNotification]:
+    def read(
+        self, after: LogPosition, limit: int, *, decoded: Callable[[str], bool] | None = None
+    ) -> Sequence[StoredNotification]:
         return [
             StoredNotification(
                 n.id,
                 n.topic,
                 UUID(str(n.originator_id)),
                 n.originator_version,
-                self._decode(n),
+                self._decode(n) if decoded is None or decoded(n.topic) else {},
                 transaction,
                 plain=isinstance(self.app.mapper, TypedMapper) and is_typed(n),
             )

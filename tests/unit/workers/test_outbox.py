@@ -12,7 +12,15 @@ from infra.bus.messages import (
     ExecutionRequested,
     PricingRequested,
 )
-from infra.bus.outbox import TRANSACTION_HEADER, event_message, plain, publish_order, records_for
+from infra.bus.outbox import (
+    TASK_EVENTS,
+    TRANSACTION_HEADER,
+    event_message,
+    may_make_tasks,
+    plain,
+    publish_order,
+    records_for,
+)
 from infra.bus.topic_names import DEFAULT as TOPICS
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -87,6 +95,41 @@ def test_fills_completed_settles_and_failing_releases_every_chunk() -> None:
 
 def test_other_events_make_no_task() -> None:
     assert len(records_for(message("Trader.HoldPlaced", operation_id=str(OPERATION)))) == 1
+
+
+def test_without_events_only_the_stage_tasks_are_published() -> None:
+    planned = message("OperationChunk.Planned", operation_id=str(OPERATION), index=3)
+    assert records_for(planned, events=False) == records_for(planned)[1:]
+    assert records_for(message("Trader.HoldPlaced", operation_id="x"), events=False) == []
+
+
+@pytest.mark.parametrize(
+    ("topic", "expected"),
+    [
+        ("domain.chunk:OperationChunk.Planned", True),
+        ("domain.operation:Operation.StatusChanged", True),
+        ("domain.operation:Operation.FillsCompleted", True),
+        ("domain.operation:Operation.Failing", True),
+        ("domain.trader:Trader.HoldPlaced", False),
+        ("domain.trader:Trader.Settled", False),
+        ("domain.operation:Operation.ChunkSettled", False),
+        ("domain.chunk:OperationChunk.Checked", False),
+    ],
+)
+def test_only_the_task_events_may_make_a_task(topic: str, expected: bool) -> None:
+    assert may_make_tasks(topic) is expected
+
+
+def test_every_task_event_named_makes_a_task_on_some_data() -> None:
+    examples = {
+        "OperationChunk.Planned": {"operation_id": str(OPERATION), "index": 0},
+        "Operation.StatusChanged": {"status": "pricing", "reason": ""},
+        "Operation.FillsCompleted": {"chunk_count": 1},
+        "Operation.Failing": {"reason": "pricing_failed", "detail": "", "chunk_count": 1},
+    }
+    assert set(examples) == TASK_EVENTS
+    for type_, data in examples.items():
+        assert records_for(message(type_, **data), events=False)
 
 
 def test_a_prefix_keeps_installations_apart() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -42,8 +43,13 @@ class Log:
             for i in range(1, size + 1)
         ]
 
-    def read(self, after: LogPosition, limit: int) -> Sequence[StoredNotification]:
-        return [n for n in self.items if n.at > after][:limit]
+    def read(
+        self, after: LogPosition, limit: int, *, decoded: Callable[[str], bool] | None = None
+    ) -> Sequence[StoredNotification]:
+        found = [n for n in self.items if n.at > after][:limit]
+        if decoded is None:
+            return found
+        return [n if decoded(n.topic) else replace(n, state={}) for n in found]
 
 
 async def test_the_position_is_saved_only_once_every_record_was_handled() -> None:
@@ -79,3 +85,32 @@ async def test_a_durable_bus_saves_the_position_right_after_publishing() -> None
     await relay.run_once()
     assert await positions.load("outbox") == LogPosition(0, 3)
     await bus.stop()
+
+
+async def test_without_event_readers_only_the_stage_tasks_are_published() -> None:
+    bus = InProcessBus(partitions=2)
+    tasks: list[Delivery] = []
+    taken = asyncio.Event()
+
+    async def take(delivery: Delivery) -> None:
+        tasks.append(delivery)
+        taken.set()
+
+    bus.subscribe(TOPICS.credit_check, "check", take)
+    await bus.start()
+    log = Log(3)
+    planned = StoredNotification(
+        4,
+        "domain.chunk:OperationChunk.Planned",
+        AGGREGATE,
+        1,
+        {"timestamp": datetime.now(UTC), "operation_id": str(AGGREGATE), "index": 0},
+    )
+    log.items.append(planned)
+    relay = OutboxRelay(log, bus, MemoryPositions(), publish_events=False)
+    assert await relay.run_once() == 4
+    await asyncio.wait_for(taken.wait(), 5)
+    await bus.stop()
+    assert relay.position == LogPosition(0, 4)
+    assert [d.key for d in tasks] == [f"{AGGREGATE}:0"]
+    assert bus.retained(TOPICS.events) == 0
