@@ -119,6 +119,11 @@ class Settings(AbuseLimitSettings, BaseSettings):
     aggregate_cache_size: int = Field(
         default=250_000, ge=0, le=10_000_000, validation_alias="STRATEGIES_AGGREGATE_CACHE"
     )
+    #: Embedded mode only: the read models in a child process of their own, or in a task of
+    #: the engine (`infra.bootstrap.projector`).
+    embedded_projections: Literal["process", "inline"] = Field(
+        default="process", validation_alias="STRATEGIES_EMBEDDED_PROJECTIONS"
+    )
     master_key: SecretStr | None = Field(default=None, validation_alias="STRATEGIES_MASTER_KEY")
     admin_token: SecretStr | None = Field(default=None, validation_alias="STRATEGIES_ADMIN_TOKEN")
     max_body_bytes: int = Field(

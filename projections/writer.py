@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from infra.bus.messages import DomainEventMessage
 from infra.bus.outbox import publish_order
+from infra.eventstore.notification_log import START, LogPosition
 from projections import executions, operations, poisoned, strategies, traders
 from projections.executions import backfill_sql
 from projections.operations import OPERATIONS
@@ -65,6 +66,9 @@ ROW_TYPES: dict[str, type[Any]] = {
     )
 }
 DEFAULT_NAME = "read-models"
+#: The `projection_offsets` topic under which a log-fed writer (`projections.follower`) keeps
+#: how far it applied the event store's log: partition 0, its position as (tx_id, position).
+LOG_TOPIC = "log"
 
 
 @lru_cache(maxsize=256)
@@ -225,6 +229,52 @@ class ProjectionWriter:
             items: list[Item] = [(m, Source()) for m in messages]
             observations = await self._apply_guarded(connection, items, again=True)
         self.committed(*observations)
+
+    async def apply_logged(
+        self, items: Sequence[tuple[DomainEventMessage, LogPosition]]
+    ) -> LogPosition:
+        """Apply events read from the log in log order, with how far that takes the read
+        models, in ONE transaction; events at or before the recorded position (a batch read
+        twice, by a restarted or a second follower) are skipped. Returns the position now
+        recorded. The row lock on the position serialises two followers."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            applied = await self._log_position(connection, lock=True)
+            source = Source(LOG_TOPIC)
+            fresh: list[Item] = [(m, source) for m, at in items if at > applied]
+            observations = await self._apply_guarded(connection, fresh, again=False)
+            furthest = max(applied, items[-1][1]) if items else applied
+            await connection.execute(
+                f"""UPDATE {quoted(self.schema)}.projection_offsets
+                    SET "offset" = $3, tx_id = $2, position = $3
+                    WHERE projection = $1 AND topic = '{LOG_TOPIC}' AND partition = 0""",
+                self.name,
+                furthest.transaction,
+                furthest.notification_id,
+            )
+        self.committed(*observations)
+        log.debug("projection.applied_log", events=len(items), applied=len(fresh))
+        return furthest
+
+    async def log_position(self) -> LogPosition:
+        """How far a log-fed writer applied the log (the start when it never did)."""
+        async with self.pool.acquire() as connection:
+            return await self._log_position(connection, lock=False)
+
+    async def _log_position(self, connection: Connection, *, lock: bool) -> LogPosition:
+        table = f"{quoted(self.schema)}.projection_offsets"
+        if lock:  # a row to lock, even the first time
+            await connection.execute(
+                f"""INSERT INTO {table} (projection, topic, partition, "offset", tx_id, position)
+                    VALUES ($1, '{LOG_TOPIC}', 0, 0, 0, 0) ON CONFLICT DO NOTHING""",
+                self.name,
+            )
+        row = await connection.fetchrow(
+            f"""SELECT tx_id, position FROM {table}
+                WHERE projection = $1 AND topic = '{LOG_TOPIC}' AND partition = 0
+                {"FOR UPDATE" if lock else ""}""",
+            self.name,
+        )
+        return START if row is None else LogPosition(row["tx_id"], row["position"])
 
     def committed(self, *observations: Observation | None) -> None:
         if self.notifier is not None:

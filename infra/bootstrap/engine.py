@@ -6,6 +6,8 @@ Roles: `relay`, `credit-check`, `pricing`, `execution`, `commands`, `projections
 runs every one in this process. With KAFKA_BOOTSTRAP_SERVERS set the roles talk over Kafka
 (each its own consumer group, so several processes share the work); without it they share
 an in-process bus with the same semantics (embedded mode: then every role must run here).
+In embedded mode the read models follow the event store's log instead of the bus, in a child
+process by default (`infra.bootstrap.projector`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 import structlog
@@ -28,6 +30,7 @@ from domain.errors import DomainError
 from domain.failures import STAGE_TASKS, Verdict, classify
 from domain.requests import Limits
 from domain.venue import QuoteProvider
+from infra.bootstrap.projector import ProjectorProcess, follower_for
 from infra.bus import Bus, Delivery, Handler
 from infra.bus.topic_names import Topics, relay_position_name
 from infra.cpu_meter import CPU, stage_of
@@ -130,7 +133,10 @@ class Engine:
         venue: QuoteProvider | None = None,
         chunk_size: int | None = None,
         limits: Limits | None = None,
+        projections: Literal["process", "inline"] | None = None,
     ) -> None:
+        """`projections`: embedded mode's read models in a child process or in a task here
+        (default: the `embedded_projections` setting); with Kafka they read the bus."""
         self.settings = settings
         self.database_url = database_url
         self.roles = resolve_roles(roles)
@@ -149,6 +155,10 @@ class Engine:
         self.stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._chunk_threads = ThreadPoolExecutor(CHUNK_THREADS, thread_name_prefix="chunks")
+        self.kafka = bool(settings.kafka.bootstrap_servers)
+        self.embedded_projections = projections or settings.embedded_projections
+        self.projector: ProjectorProcess | None = None
+        self.follower: Any = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a synchronous domain call in a thread, again if a concurrent writer won.
@@ -207,6 +217,8 @@ class Engine:
         await self.bus.start()
         if self.webhook_sender is not None:
             await self.webhook_sender.start()
+        if "projections" in self.roles and not self.kafka:
+            await self._follow_log(recorder)
         if "relay" in self.roles:
             self._tasks.append(asyncio.create_task(self._relay(), name="relay"))
         log.info(
@@ -215,6 +227,17 @@ class Engine:
             kafka=bool(self.settings.kafka.bootstrap_servers),
         )
         return self
+
+    async def _follow_log(self, recorder: WebhookRecorder) -> None:
+        """Embedded mode's read models: a child process following the log, or a task here."""
+        if self.embedded_projections == "process":
+            self.projector = ProjectorProcess(self.settings, self.database_url)
+            await self.projector.start()
+            return
+        self.follower = follower_for(
+            self.pool, self.trading, recorder, lambda: self.heartbeat.progress("projections")
+        )
+        self._tasks.append(asyncio.create_task(self.follower.run(self.stop_event), name="follow"))
 
     async def _claim_roles(self) -> None:
         """Announce this process's roles (/health shows them). Projecting into the live read
@@ -278,8 +301,9 @@ class Engine:
             consume = tracked("commands", command_consumer(self.commands, self.bus, topics))
             self.bus.subscribe(topics.commands, topics.group("commands"), consume)
         # The read models take runs of a partition's records: one transaction per run instead
-        # of per event (the read side's main cost), which also records the webhooks.
-        if "projections" in self.roles:
+        # of per event (the read side's main cost), which also records the webhooks. Embedded
+        # mode's follow the log instead (`_follow_log`).
+        if "projections" in self.roles and self.kafka:
             project = tracked("projections", self.projections.handle_many)
             self.bus.subscribe_batch(topics.events, topics.group("read-models"), project)
 
@@ -303,6 +327,7 @@ class Engine:
                             # a bus that keeps nothing across a restart: save only once
                             # delivered
                             delivered=getattr(self.bus, "idle", None),
+                            publish_events=self._events_read(),
                             on_published=lambda _: self.heartbeat.progress("relay"),
                         )
                         await self.relay.run(lost)
@@ -312,14 +337,22 @@ class Engine:
             finally:
                 stopping.cancel()
 
+    def _events_read(self) -> bool:
+        """Whether anyone reads the events topic: always on Kafka (other processes); on the
+        in-process bus only a group subscribed here (embedded read models follow the log),
+        so the relay does not build records nobody would take."""
+        readers = getattr(self.bus, "has_readers", None)
+        return readers is None or bool(readers(self.topics.events))
+
     @staticmethod
     async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:
         await source.wait()
         target.set()
 
     async def drain(self) -> bool:
-        """In embedded mode, let the in-process bus deliver everything the store holds
-        (projections and webhooks included) before stopping; True when it did."""
+        """In embedded mode, let the in-process bus deliver everything the store holds and
+        the read models (with the webhooks they record) catch up before stopping; True when
+        they did."""
         idle = getattr(self.bus, "idle", None)
         relay = getattr(self, "relay", None)
         if idle is None or relay is None:
@@ -330,11 +363,21 @@ class Engine:
             # Not "position >= the newest id": ids are not in log order, and a committed
             # event behind an older transaction still in flight is not readable yet.
             unpublished = await asyncio.to_thread(notifications.unpublished, relay.position, 1)
-            if not unpublished and idle():
+            if not unpublished and idle() and await self._projected(notifications):
                 return True
             await asyncio.sleep(0.05)
         log.warning("engine.drain_incomplete", position=relay.position)
         return False
+
+    async def _projected(self, notifications: ApplicationNotificationLog) -> bool:
+        """Whether embedded mode's read models have applied the whole log."""
+        if self.follower is not None:
+            position = self.follower.position
+        elif self.projector is not None:
+            position = await ProjectionWriter(self.pool).log_position()
+        else:
+            return True
+        return not await asyncio.to_thread(notifications.unpublished, position, 1)
 
     async def stop(self) -> None:
         """Graceful: deliver what the in-process bus still holds, stop the relay, drain
@@ -345,6 +388,8 @@ class Engine:
             await self.webhook_sender.stop()
         for task in self._tasks:
             await task
+        if self.projector is not None:
+            await self.projector.stop()
         await self.bus.stop()
         await self.heartbeat.stop()
         await self.pool.close()

@@ -179,6 +179,8 @@ async def _one_run(
     try:
         async with Engine(local, url, roles, bus=bus) as engine:
             watch = [psutil.Process(p.pid) for p in processes]
+            if engine.projector is not None and engine.projector.pid is not None:
+                watch.append(psutil.Process(engine.projector.pid))
             run = await run_story(engine, count, watch, steps, progress)
     finally:
         for process in processes:

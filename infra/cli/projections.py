@@ -133,3 +133,27 @@ async def _with_pool(url: str, action: Action) -> Rows:
 def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=code)
+
+
+@projections_app.command("follow")
+def follow(
+    ctx: typer.Context,
+    parent: Annotated[
+        int | None,
+        typer.Option(min=1, help="Stop when the process with this pid is no longer the parent."),
+    ] = None,
+) -> None:
+    """Follow the event store's log into the read models (recording webhooks) until SIGTERM.
+
+    Embedded mode starts this itself as a child of `serve`, `demo` or `bench` (unless
+    STRATEGIES_EMBEDDED_PROJECTIONS=inline); with Kafka the `projections` role reads the
+    events topic instead. Its position is kept with the rows, so a restart resumes exactly.
+    """
+    from infra.bootstrap.projector import follow as follow_log
+
+    settings: Settings = ctx.find_root().obj
+    try:
+        with database_url(settings) as url:
+            asyncio.run(follow_log(settings, url, parent=parent))
+    except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as exc:
+        _fail(f"database: {type(exc).__name__}: {redact_text(str(exc))}")

@@ -57,7 +57,9 @@ class OperationFigures:
     operations: int = 1
     #: Python CPU microseconds per Trader by stage, measured in this process (embedded mode
     #: only: with Kafka the stages run in the worker processes). "loop" is the event loop's
-    #: thread: projections, the relay's publishing and the in-process bus, which interleave.
+    #: thread: the relay's publishing, the in-process bus and, with inline projections, the
+    #: read models, which interleave. "project" is the read models' child process (all of
+    #: its CPU), when they run in one.
     cpu_us_per_trader: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -247,6 +249,7 @@ async def run_story(
         body, amount = story[command]
         before = await asyncio.to_thread(trading.recorder.max_notification_id) or 0
         cpu_before, loop_before = CPU.totals(), time.thread_time()
+        projector_before = _projector_cpu(engine)
         started = time.perf_counter()
         # A request names at most the configured participants (10,000 by default): a bigger N
         # goes as several Operations at once, as a platform would send them, and is timed
@@ -261,6 +264,9 @@ async def run_story(
             await _until_projected(engine, operation_id)
         projected_at = time.perf_counter()
         cpu = _cpu_per_trader(cpu_before, loop_before, len(codes))
+        projector = _projector_cpu(engine)
+        if projector and projector_before and projector[0] == projector_before[0]:
+            cpu["project"] = round((projector[1] - projector_before[1]) * 1e6 / len(codes), 1)
         after = await asyncio.to_thread(trading.recorder.max_notification_id) or 0
         stages = [await asyncio.to_thread(_stage_times, trading, o) for o in operation_ids]
         operations = [await engine.call(trading.operation, o) for o in operation_ids]
@@ -310,6 +316,18 @@ def _cpu_per_trader(before: dict[str, float], loop_before: float, traders: int) 
     spent = {k: v - before.get(k, 0.0) for k, v in CPU.totals().items()}
     spent["loop"] = time.thread_time() - loop_before
     return {k: round(v * 1e6 / max(traders, 1), 1) for k, v in sorted(spent.items()) if v > 0}
+
+
+def _projector_cpu(engine: Engine) -> tuple[int, float] | None:
+    """The read models' child process and its CPU seconds so far (None: there is none)."""
+    pid = engine.projector.pid if engine.projector else None
+    if pid is None:
+        return None
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return pid, float(times.user + times.system)
 
 
 def _per_call(

@@ -1,0 +1,113 @@
+"""Embedded mode's read models, fed from the event store's log instead of the bus.
+
+The in-process bus lives and dies with its process, so a consumer of its events topic must
+run in that process too, on the same interpreter lock as the stages it would rather not slow
+down. Read from the log instead, the read models can be written by a process of their own
+(`strategies projections follow`, started by embedded mode) or by a task of the engine.
+
+The follower reads committed events in log order (`infra.eventstore.notification_log`, the
+order the relay publishes in), applies a batch and records how far it got in ONE transaction
+(`ProjectionWriter.apply_logged`), so a crash or a second follower can neither lose nor
+double an event. Nothing is held in memory between batches: a follower behind the writers
+reads the store at its own pace, where a bus consumer's backlog would grow in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from infra.bus.outbox import event_message
+from infra.eventstore.notification_log import START, LogPosition, NotificationLog
+
+if TYPE_CHECKING:
+    from projections.writer import ProjectionWriter
+
+log = structlog.get_logger("projections.follower")
+
+BATCH_SIZE = 1000
+IDLE_DELAY = 0.05
+#: The longest pause between attempts while the store or the read models fail.
+MAX_BACKOFF = 5.0
+
+
+class LogFollower:
+    def __init__(
+        self,
+        writer: ProjectionWriter,
+        notifications: NotificationLog,
+        *,
+        batch_size: int = BATCH_SIZE,
+        idle_delay: float = IDLE_DELAY,
+        on_applied: Callable[[LogPosition], None] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.writer = writer
+        self.notifications = notifications
+        self.batch_size = batch_size
+        self.idle_delay = idle_delay
+        self.on_applied = on_applied
+        #: How far the read models are known to be applied (read back on `resume`).
+        self.position = START
+
+    async def resume(self) -> None:
+        self.position = await self.writer.log_position()
+
+    async def run_once(self) -> int:
+        """Apply the next batch of the log; returns how many events it read."""
+        batch = await asyncio.to_thread(self.notifications.read, self.position, self.batch_size)
+        if not batch:
+            return 0
+        items = [
+            (
+                event_message(
+                    n.position,
+                    n.topic,
+                    n.aggregate_id,
+                    n.version,
+                    n.state,
+                    already_plain=n.plain,
+                ),
+                n.at,
+            )
+            for n in batch
+        ]
+        self.position = await self.writer.apply_logged(items)
+        if self.on_applied:
+            self.on_applied(self.position)
+        return len(batch)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow until `stop` is set; a failure (store or read models unreachable, a bug) is
+        logged and the same batch tried again after a growing pause."""
+        await self._resume(stop)
+        log.info("projections.following", position=self.position)
+        delay = self.idle_delay
+        while not stop.is_set():
+            try:
+                read = await self.run_once()
+                delay = self.idle_delay
+            except Exception:
+                log.exception("projections.follow_failed", position=self.position)
+                read, delay = 0, min(max(delay * 2, 0.1), MAX_BACKOFF)
+            if not read:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+        log.info("projections.stopped_following", position=self.position)
+
+    async def _resume(self, stop: asyncio.Event) -> None:
+        delay = 0.1
+        while not stop.is_set():
+            try:
+                await self.resume()
+                return
+            except Exception:
+                log.exception("projections.resume_failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                delay = min(delay * 2, MAX_BACKOFF)

@@ -1,0 +1,169 @@
+"""Embedded mode's read models follow the event store's log, in a child process or a task.
+
+They must come out as a rebuild makes them (every event applied once, in log order), survive
+the child being killed mid-stream, and keep their position with their rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from domain.statuses import OperationStatus, OperationType
+from infra.bootstrap.engine import Engine
+from infra.bus.memory import InProcessBus
+from infra.bus.outbox import event_message, may_make_tasks
+from infra.bus.topic_names import Topics
+from infra.eventstore.notification_log import START, ApplicationNotificationLog
+from infra.settings import Settings
+from projections.rebuild import rebuild
+from projections.writer import ProjectionWriter
+from tests.integration.pipeline.harness import BLUE_CHIP, PLATFORM, wait_terminal
+from tests.integration.test_projections import snapshot
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CODES = [f"F{i:03d}" for i in range(7)]
+NEW_WEIGHTS = [
+    {"underlying_currency": "BTC", "weight": "0.2"},
+    {"underlying_currency": "ETH", "weight": "0.5"},
+    {"underlying_currency": "SOL", "weight": "0.3"},
+]
+
+
+@pytest.fixture
+async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    created = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=4)
+    yield created
+    await created.close()
+
+
+async def enroll_and_rebalance(engine: Engine, *, between: object = None) -> None:
+    trading = engine.trading
+    await engine.call(trading.register_participants, PLATFORM, CODES)
+    await engine.call(trading.deposit_float, PLATFORM, "USD", Decimal("50000.00"), "IT")
+    strategy, _ = await engine.call(
+        trading.create_strategy, PLATFORM, uuid4(), {"quoted_currency": "USD"}
+    )
+    body = {
+        "allocations": BLUE_CHIP,
+        "participants": [{"participant_code": c, "amount": "150.00"} for c in CODES],
+    }
+    enrolled, _ = await engine.call(
+        trading.request_operation, PLATFORM, strategy.id, uuid4(), OperationType.ENROLLMENT, body
+    )
+    if callable(between):
+        between()
+    assert (await wait_terminal(trading, enrolled.id)).status is OperationStatus.SETTLED
+    rebalanced, _ = await engine.call(
+        trading.request_operation,
+        PLATFORM,
+        strategy.id,
+        uuid4(),
+        OperationType.REBALANCE,
+        {"allocations": NEW_WEIGHTS, "participants": CODES},
+    )
+    assert (await wait_terminal(trading, rebalanced.id)).status is OperationStatus.SETTLED
+
+
+@pytest.mark.parametrize("mode", ["process", "inline"])
+async def test_the_read_models_follow_the_log_and_equal_a_rebuild(
+    fresh_database_url: str, pool: asyncpg.Pool, mode: Literal["process", "inline"]
+) -> None:
+    settings = Settings(database_url=fresh_database_url, chunk_size=3)
+    bus = InProcessBus()
+    async with Engine(settings, fresh_database_url, ["all"], bus=bus, projections=mode) as engine:
+        assert (engine.projector is not None) == (mode == "process")
+        await enroll_and_rebalance(engine)
+        assert await engine.drain()
+        # Nobody reads the events topic here: the relay publishes only the stage tasks.
+        assert not engine.relay.publish_events
+        assert bus.retained(Topics(settings.topic_prefix).events) == 0
+        live = await snapshot(pool, "public")
+        await rebuild(pool, engine.trading, "scratch")
+        assert live == await snapshot(pool, "scratch")
+        assert len(live["executions"]) == 2 * len(CODES)
+        applied = await ProjectionWriter(pool).log_position()
+        notifications = ApplicationNotificationLog(engine.trading)
+        assert await asyncio.to_thread(notifications.unpublished, applied, 1) == 0
+
+
+async def test_a_killed_follower_process_is_restarted_and_misses_nothing(
+    fresh_database_url: str, pool: asyncpg.Pool
+) -> None:
+    settings = Settings(database_url=fresh_database_url, chunk_size=2)
+    async with Engine(settings, fresh_database_url, ["all"], projections="process") as engine:
+        assert engine.projector is not None and engine.projector.pid is not None
+        first = engine.projector.pid
+        await enroll_and_rebalance(engine, between=lambda: os.kill(first, signal.SIGKILL))
+        assert await engine.drain()
+        assert engine.projector.restarts == 1 and engine.projector.pid != first
+        live = await snapshot(pool, "public")
+        await rebuild(pool, engine.trading, "scratch")
+        assert live == await snapshot(pool, "scratch")
+    assert engine.projector.process is not None
+    assert engine.projector.process.returncode == 0  # stopped by SIGTERM, cleanly
+
+
+async def test_a_batch_applied_twice_changes_nothing_the_second_time(
+    fresh_database_url: str, pool: asyncpg.Pool
+) -> None:
+    settings = Settings(database_url=fresh_database_url, chunk_size=3)
+    async with Engine(settings, fresh_database_url, ["all"], projections="inline") as engine:
+        await enroll_and_rebalance(engine)
+        assert await engine.drain()
+        notifications = ApplicationNotificationLog(engine.trading)
+        batch = await asyncio.to_thread(notifications.read, START, 10_000)
+        # The relay without event readers decodes only what can make a stage task.
+        partial = await asyncio.to_thread(
+            lambda: notifications.read(START, 10_000, decoded=may_make_tasks)
+        )
+    assert [n.at for n in partial] == [n.at for n in batch]
+    for full, lean in zip(batch, partial, strict=True):
+        assert lean.state == (full.state if may_make_tasks(full.topic) else {})
+    items = [
+        (
+            event_message(
+                n.position, n.topic, n.aggregate_id, n.version, n.state, already_plain=n.plain
+            ),
+            n.at,
+        )
+        for n in batch
+    ]
+    writer = ProjectionWriter(pool)
+    before = await snapshot(pool, "public")
+    position = await writer.log_position()
+    assert position == batch[-1].at
+    assert await writer.apply_logged(items[: len(items) // 2]) == position  # a late follower
+    assert await writer.apply_logged(items) == position
+    assert await snapshot(pool, "public") == before
+
+
+def test_the_follower_process_stops_when_its_parent_is_gone(fresh_database_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": fresh_database_url, "STRATEGIES_LOG_LEVEL": "WARNING"}
+    # pid 1 is not our parent: the follower sees its parent gone at its first look.
+    follower = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "projections", "follow", "--parent", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert follower.returncode == 0, follower.stderr
+    assert "projections.parent_gone" in follower.stderr
