@@ -2,8 +2,8 @@
 
 Stage calls run synchronously on worker threads (`Engine.call`), so the calling thread's own
 CPU clock (`time.thread_time`) around a call is exactly that call's cost, whatever else the
-process runs meanwhile. Work on the event loop (projections, the relay's publishing, the
-in-process bus) interleaves at every await and cannot be split that way: the benchmark reads
+process runs meanwhile. Work on the event loop (the relay's publishing, the in-process bus,
+inline projections) interleaves at every await and cannot be split that way: the benchmark reads
 the loop thread's clock as one figure.
 """
 
@@ -21,6 +21,7 @@ STAGE_OF_CALL = {
     "check_chunk": "check",
     "reserve_float": "price",
     "pricing_book": "price",
+    "blocks": "price",  # PricingBook.blocks: one allotment pass over every chunk
     "open_pricing": "price",
     "lock_prices": "price",
     "record_fill": "price",

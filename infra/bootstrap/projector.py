@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,7 +46,10 @@ PARENT_CHECK_S = 1.0
 #: Pause before a child that died is started again (doubling up to the maximum).
 RESTART_DELAY_S = 0.5
 MAX_RESTART_DELAY_S = 10.0
+#: A child that ran this long before dying is restarted after the shortest pause again.
+STABLE_S = 60.0
 STOP_GRACE_S = 30.0
+LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 
 def follower_for(
@@ -132,7 +137,7 @@ class ProjectorProcess:
         env = {
             **os.environ,
             "DATABASE_URL": self.database_url,
-            "STRATEGIES_LOG_LEVEL": self.settings.log_level,
+            "STRATEGIES_LOG_LEVEL": self._log_level(),
             "STRATEGIES_LOG_FORMAT": self.settings.log_format.value,
         }
         self.process = await asyncio.create_subprocess_exec(
@@ -149,13 +154,21 @@ class ProjectorProcess:
         )
         log.info("projections.process_started", pid=self.process.pid)
 
+    def _log_level(self) -> str:
+        """The level this process logs at (demo and bench quieten theirs to WARNING)."""
+        name = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        return name if name in LEVELS else self.settings.log_level
+
     async def _supervise(self) -> None:
         delay = RESTART_DELAY_S
         while True:
             assert self.process is not None
+            started = time.monotonic()
             code = await self.process.wait()
             if self._stopping.is_set():
                 return
+            if time.monotonic() - started > STABLE_S:
+                delay = RESTART_DELAY_S  # it ran well: a new failure starts the back-off over
             self.restarts += 1
             log.error("projections.process_died", code=code, restart_in=delay)
             with contextlib.suppress(TimeoutError):
