@@ -82,11 +82,14 @@ class LogFollower:
             self.on_applied(self.position)
         return len(batch)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, *, started: Callable[[], None] | None = None) -> None:
         """Follow until `stop` is set; a failure (store or read models unreachable, a bug) is
-        logged and the same batch tried again after a growing pause."""
+        logged and the same batch tried again after a growing pause. `started` is called
+        once the position is read back, before the first batch."""
         await self._resume(stop)
         log.info("projections.following", position=self.position)
+        if started is not None and not stop.is_set():
+            started()
         delay = self.idle_delay
         while not stop.is_set():
             try:

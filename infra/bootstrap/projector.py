@@ -6,10 +6,12 @@ default) the engine starts `strategies projections follow` as a child, which fol
 event store's log (`projections.follower`) and records the webhooks it implies; the engine
 keeps its stages and the sender. With `inline` the same follower runs as a task of the engine.
 
-`follow` is the child's body; `ProjectorProcess` is the parent's handle on it: it starts the
-child, starts it again when it dies (its position is in the database, so nothing is lost or
-doubled), and stops it with SIGTERM once the engine has drained. The child also stops when
-its parent is gone, so a killed engine leaves no orphan writing into the read models.
+`follow` is the child's body; `ProjectorProcess` is the parent's handle on it. It starts the
+child and waits until it follows (the child says `READY` on its stdout, so an engine never
+reports started while its read models are still importing); it starts it again when it dies
+(its position is in the database, so nothing is lost or doubled) and stops it with SIGTERM
+once the engine has drained. The child also stops when its parent is gone, so a killed
+engine leaves no orphan writing into the read models.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ MAX_RESTART_DELAY_S = 10.0
 #: A child that ran this long before dying is restarted after the shortest pause again.
 STABLE_S = 60.0
 STOP_GRACE_S = 30.0
+#: How long the engine waits for a new child to say it follows the log.
+READY_TIMEOUT_S = 60.0
+READY = b"following the log\n"
 LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 
@@ -95,13 +100,18 @@ async def follow(settings: Settings, database_url: str, *, parent: int | None = 
             if stop.is_set():
                 return
         follower = follower_for(pool, trading, recorder, lambda: heartbeat.progress("projections"))
-        await follower.run(stop)
+        await follower.run(stop, started=_say_ready)
     finally:
         if watcher:
             watcher.cancel()
         await heartbeat.stop()
         await pool.close()
         await asyncio.to_thread(trading.close)
+
+
+def _say_ready() -> None:
+    sys.stdout.buffer.write(READY)
+    sys.stdout.buffer.flush()
 
 
 async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
@@ -130,7 +140,21 @@ class ProjectorProcess:
         return self.process.pid if self.process else None
 
     async def start(self) -> None:
+        """Start the child and wait until it follows the log."""
         await self._spawn()
+        assert self.process is not None and self.process.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.process.stdout.readline(), READY_TIMEOUT_S)
+        except TimeoutError:
+            line = b""
+        if line != READY:
+            with contextlib.suppress(TimeoutError):  # it is ending: let it say how
+                await asyncio.wait_for(self.process.wait(), 5)
+            await self._stop_child(self.process)
+            raise RuntimeError(
+                "the read models' process (strategies projections follow) did not start: "
+                "see its log lines above"
+            )
         self._supervisor = asyncio.create_task(self._supervise(), name="projector")
 
     async def _spawn(self) -> None:
@@ -151,6 +175,7 @@ class ProjectorProcess:
             cwd=ROOT,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,  # READY only: its logs go to stderr
         )
         log.info("projections.process_started", pid=self.process.pid)
 
@@ -180,14 +205,19 @@ class ProjectorProcess:
 
     async def stop(self) -> None:
         self._stopping.set()
-        process = self.process
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), STOP_GRACE_S)
-            except TimeoutError:
-                log.error("projections.process_killed", pid=process.pid)
-                process.kill()
-                await process.wait()
+        if self.process is not None:
+            await self._stop_child(self.process)
         if self._supervisor is not None:
             await self._supervisor
+
+    @staticmethod
+    async def _stop_child(process: asyncio.subprocess.Process) -> None:
+        if process.returncode is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+        except TimeoutError:
+            log.error("projections.process_killed", pid=process.pid)
+            process.kill()
+            await process.wait()

@@ -21,6 +21,7 @@ import pytest
 
 from domain.statuses import OperationStatus, OperationType
 from infra.bootstrap.engine import Engine
+from infra.bootstrap.projector import ProjectorProcess
 from infra.bus.memory import InProcessBus
 from infra.bus.outbox import event_message, may_make_tasks
 from infra.bus.topic_names import Topics
@@ -167,3 +168,14 @@ def test_the_follower_process_stops_when_its_parent_is_gone(fresh_database_url: 
     )
     assert follower.returncode == 0, follower.stderr
     assert "projections.parent_gone" in follower.stderr
+
+
+async def test_an_engine_refuses_to_start_when_its_follower_process_cannot(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    projector = ProjectorProcess(Settings(database_url=fresh_database_url), fresh_database_url)
+    # The child reads its settings from the environment: a bad one stops it at start-up.
+    monkeypatch.setenv("STRATEGIES_HTTP_PORT", "0")
+    with pytest.raises(RuntimeError, match="did not start"):
+        await projector.start()
+    assert projector.process is not None and projector.process.returncode == 2
