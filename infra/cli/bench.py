@@ -31,6 +31,7 @@ from infra.settings import Settings
 from infra.tools.bench import (
     STORY_STEPS,
     RunFigures,
+    WorkerDiedError,
     as_json,
     broker_ceiling,
     copy_ceiling,
@@ -40,7 +41,9 @@ from infra.tools.bench import (
     server_versions,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+#: The repository: where `bench/results` goes and where worker processes start (from
+#: `infra/`, its `logging.py` would stand in for the standard library's).
+ROOT = Path(__file__).resolve().parents[2]
 #: Rows the COPY ceiling is measured with, at most (held in memory while it runs).
 COPY_SAMPLE_MAX = 600_000
 
@@ -86,9 +89,15 @@ def bench(
     with ExitStack() as stack:
         server = stack.enter_context(database_url(settings))
         bootstrap = _broker(settings, stack) if "kafka" in modes else None
-        result = asyncio.run(
-            _bench(settings, server, bootstrap, counts, modes, pool_sizes, chosen_steps, console)
-        )
+        try:
+            result = asyncio.run(
+                _bench(
+                    settings, server, bootstrap, counts, modes, pool_sizes, chosen_steps, console
+                )
+            )
+        except WorkerDiedError as died:
+            typer.echo(f"error: {died}", err=True)
+            raise typer.Exit(code=1) from None
     target = output or ROOT / "bench" / "results" / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2, default=str))
@@ -179,8 +188,6 @@ async def _one_run(
     try:
         async with Engine(local, url, roles, bus=bus) as engine:
             watch = [psutil.Process(p.pid) for p in processes]
-            if engine.projector is not None and engine.projector.pid is not None:
-                watch.append(psutil.Process(engine.projector.pid))
             run = await run_story(engine, count, watch, steps, progress)
     finally:
         for process in processes:

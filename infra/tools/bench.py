@@ -217,7 +217,7 @@ REGISTER_BATCH = 10_000
 async def run_story(
     engine: Engine,
     traders: int,
-    watch: list[psutil.Process],
+    workers: list[psutil.Process],
     steps: Sequence[str] = STORY_STEPS,
     progress: Callable[[str], None] = lambda _: None,
 ) -> RunFigures:
@@ -243,7 +243,7 @@ async def run_story(
         "liquidate": ({"all": True}, None),
     }
     figures = RunFigures("", 0, traders)
-    peak = _rss(watch)
+    memory = MemoryWatch(engine, workers)
     rows_before = await rows_written(engine.pool)
     for command in [c for c in story if c in steps]:
         body, amount = story[command]
@@ -259,7 +259,7 @@ async def run_story(
         operation_ids = [UUID(r["id"]) for r in requests]
         terminal_at = 0.0
         for operation_id in operation_ids:
-            terminal_at = max(terminal_at, await _until_terminal(engine, operation_id, watch))
+            terminal_at = max(terminal_at, await _until_terminal(engine, operation_id, memory))
         for operation_id in operation_ids:
             await _until_projected(engine, operation_id)
         projected_at = time.perf_counter()
@@ -286,14 +286,14 @@ async def run_story(
                 cpu_us_per_trader=cpu,
             )
         )
-        peak = max(peak, _rss(watch))
+        peak = memory.sample()
         done = figures.operations[-1]
         progress(
             f"  {command}: {done.operations} operation(s) {done.status} in {done.seconds:.1f} s "
             f"(check {done.check_s:.1f}, pricing {done.pricing_s:.1f}, execution "
             f"{done.execution_s:.1f}), peak RSS {peak:.0f} MB"
         )
-    figures.peak_rss_mb = peak
+    figures.peak_rss_mb = memory.sample()
     await asyncio.sleep(STATS_FLUSH_S)
     figures.rows_written = await rows_written(engine.pool) - rows_before
     return figures
@@ -355,12 +355,13 @@ async def _run(
     return created
 
 
-async def _until_terminal(engine: Engine, operation_id: UUID, watch: list[psutil.Process]) -> float:
+async def _until_terminal(engine: Engine, operation_id: UUID, memory: MemoryWatch) -> float:
     while True:
         operation = await engine.call(engine.trading.operation, operation_id)
         if operation.status.terminal:
             return time.perf_counter()
-        _rss(watch)
+        memory.sample()
+        memory.require_workers()
         await asyncio.sleep(0.1)
 
 
@@ -408,15 +409,51 @@ def _stage_times(trading: Any, operation_id: UUID) -> dict[str, float]:
     }
 
 
-def _rss(watch: list[psutil.Process]) -> float:
-    """Peak resident memory in MB of this process (ru_maxrss) or of any watched worker."""
-    peaks = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]
-    for process in watch:
-        try:
-            peaks.append(process.memory_info().rss / 2**20)
-        except psutil.Error:
-            continue
-    return max(peaks)
+class WorkerDiedError(RuntimeError):
+    pass
+
+
+class MemoryWatch:
+    """The peak resident memory, in MB, of any process of the run: this one (its own peak,
+    ru_maxrss), the worker processes and the read models' child (sampled every tenth of a
+    second while an Operation runs)."""
+
+    def __init__(self, engine: Engine, workers: list[psutil.Process]) -> None:
+        self.engine = engine
+        self.workers = workers
+        self.peak = 0.0
+        self._child: psutil.Process | None = None
+
+    def sample(self) -> float:
+        found = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]
+        for process in [*self.workers, *self._projector()]:
+            try:
+                found.append(process.memory_info().rss / 2**20)
+            except psutil.Error:
+                continue
+        self.peak = max(self.peak, *found)
+        return self.peak
+
+    def require_workers(self) -> None:
+        """A worker that died would leave the run waiting forever: fail it, naming it."""
+        for process in self.workers:
+            try:
+                alive = process.status() != psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                alive = False
+            if not alive:
+                raise WorkerDiedError(f"worker process {process.pid} exited during the run")
+
+    def _projector(self) -> list[psutil.Process]:
+        pid = self.engine.projector.pid if self.engine.projector else None
+        if pid is None:
+            return []
+        if self._child is None or self._child.pid != pid:  # started again: follow the new one
+            try:
+                self._child = psutil.Process(pid)
+            except psutil.Error:
+                return []
+        return [self._child]
 
 
 def ratios(run: RunFigures, ceilings: dict[str, Any]) -> dict[str, float | None]:

@@ -54,3 +54,29 @@ def test_a_small_embedded_bench_prints_and_writes_its_figures(tmp_path: Path) ->
         assert operation["seconds"] >= operation["execution_s"] >= 0
         assert operation["events"] > 0 and operation["per_trader_ms"] > 0
     assert run["peak_rss_mb"] > 0
+    # The read models run in their own process in embedded mode: its CPU is counted apart.
+    assert all(o["cpu_us_per_trader"]["project"] > 0 for o in run["operations"])
+
+
+def test_a_small_kafka_bench_runs_its_worker_processes(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["STRATEGIES_DATA_DIR"] = str(tmp_path)
+    env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
+    output = tmp_path / "figures.json"
+    done = run_cli(
+        env,
+        "bench",
+        *("--traders", "20", "--mode", "kafka", "--workers", "1"),
+        *("--steps", "enroll,rebalance", "--output", str(output)),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = json.loads(output.read_text())["runs"]
+    assert (run["mode"], run["workers"]) == ("kafka", 1)
+    assert [(o["type"], o["status"]) for o in run["operations"]] == [
+        ("enrollment", "settled"),
+        ("rebalance", "settled"),
+    ]
+    assert run["messages_vs_broker"] is not None
