@@ -17,6 +17,7 @@ change them while the Trader is held). At the locked prices, and in request orde
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,44 @@ class Allotment:
     @property
     def trades(self) -> bool:
         return self.outcome is Outcome.APPROVED
+
+
+#: A chunk's entries as the pricing book keeps them: decoded, or packed (see `pack_entries`).
+ChunkEntries = tuple[Entry, ...] | bytes
+#: Books of more participants than this keep each chunk's entries packed: a million decoded
+#: Entries (orders, holdings, their Decimals) weigh about 1 GB, packed a tenth of that.
+PACK_ABOVE = 200_000
+
+
+def pack_entries(entries: Iterable[Entry]) -> bytes:
+    """The entries as compact JSON (Decimals as their exact strings)."""
+    return json.dumps(
+        [
+            [
+                e.order.code,
+                None if e.order.amount is None else str(e.order.amount),
+                e.order.auto_rebalance,
+                [[asset, str(quantity)] for asset, quantity in e.holdings.positions.items()],
+                str(e.holdings.cash),
+            ]
+            for e in entries
+        ],
+        separators=(",", ":"),
+    ).encode()
+
+
+def unpack_entries(packed: bytes) -> tuple[Entry, ...]:
+    return tuple(
+        Entry(
+            ParticipantOrder(code, None if amount is None else Decimal(amount), auto),
+            Holdings({asset: Decimal(q) for asset, q in positions}, Decimal(cash)),
+        )
+        for code, amount, auto, positions, cash in json.loads(packed)
+    )
+
+
+def entries_of(chunk: ChunkEntries) -> tuple[Entry, ...]:
+    return unpack_entries(chunk) if isinstance(chunk, bytes) else chunk
 
 
 def float_approvals(
@@ -151,7 +190,8 @@ class PricingBook:
     fiat_precision: int
     #: The assets that need a locked price.
     assets: tuple[str, ...]
-    chunks: tuple[tuple[tuple[Entry, ...], Decimal], ...]
+    #: Each chunk's entries (packed in a large book: `PACK_ABOVE`) and float budget.
+    chunks: tuple[tuple[ChunkEntries, Decimal], ...]
     #: Blocks already computed, by price set: discovery and the lock ask for the same ones.
     _seen: dict[tuple[tuple[str, Decimal], ...], dict[str, BlockOrder]] = field(
         default_factory=dict, compare=False, repr=False
@@ -175,7 +215,7 @@ class PricingBook:
         Private: a generator runs in its consumer's decimal context, which `net` makes exact."""
         market = self.market(prices)
         for entries, budget in self.chunks:
-            yield from allot(self.terms, entries, market, budget)
+            yield from allot(self.terms, entries_of(entries), market, budget)
 
     def net(self, prices: Mapping[str, Decimal]) -> dict[str, Decimal]:
         return net_quantities(self._allotments(prices))

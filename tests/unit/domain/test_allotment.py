@@ -6,8 +6,19 @@ from __future__ import annotations
 from decimal import Decimal
 from uuid import uuid4
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from domain.allocations import Allocation, Allocations
-from domain.allotment import Entry, allot, block_orders, float_approvals, net_quantities
+from domain.allotment import (
+    Entry,
+    allot,
+    block_orders,
+    float_approvals,
+    net_quantities,
+    pack_entries,
+    unpack_entries,
+)
 from domain.calculators import Market
 from domain.catalogue import DEFAULT_INSTRUMENTS, Instrument, InstrumentCatalogue
 from domain.credit import OperationTerms, Outcome
@@ -75,3 +86,35 @@ def test_the_block_is_the_net_of_every_traders_own_rounded_quantity() -> None:
     allotted = allot(terms, buyers("50.00", "50.00", "59.99", "60.00"), at_30, D("1000"))
     assert [a.legs[0].quantity for a in allotted] == [D(1), D(1), D(1), D(2)]
     assert block_orders(net_quantities(allotted)) == {"BTC": BlockOrder("BTC", Side.BUY, D(5))}
+
+
+# Any Decimal the store can hold: exponents and trailing zeros are kept by the packing.
+_decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
+    lambda d: abs(d.adjusted()) < 30
+)
+_entries = st.lists(
+    st.builds(
+        Entry,
+        st.builds(
+            ParticipantOrder,
+            st.text(min_size=1, max_size=12),
+            st.none() | _decimals,
+            st.booleans(),
+        ),
+        st.builds(
+            Holdings, st.dictionaries(st.sampled_from(["BTC", "ETH", "SOL"]), _decimals), _decimals
+        ),
+    ),
+    max_size=8,
+)
+
+
+@given(_entries)
+def test_packed_entries_unpack_to_the_same_entries_digit_for_digit(entries: list[Entry]) -> None:
+    unpacked = unpack_entries(pack_entries(entries))
+    assert unpacked == tuple(entries)
+    for before, after in zip(entries, unpacked, strict=True):
+        assert str(after.holdings.cash) == str(before.holdings.cash)
+        assert {a: str(q) for a, q in after.holdings.positions.items()} == {
+            a: str(q) for a, q in before.holdings.positions.items()
+        }

@@ -16,6 +16,7 @@ from infra.venue.config import VenueConfig
 from tests.unit.domain.flows import (
     BLUE_CHIP,
     PLATFORM,
+    PRICES,
     check_all,
     funded,
     new_app,
@@ -97,3 +98,34 @@ def test_the_pricing_book_loads_the_chunks_a_few_at_a_time(
     book = app.pricing_book(operation.id)
     assert batches[:3] == [2, 2, 1]
     assert book.chunks == whole.chunks
+
+
+@pytest.mark.parametrize("kind", [OperationType.REBALANCE, OperationType.TOP_UP])
+def test_a_large_book_packs_its_chunks_and_sizes_the_same_blocks(
+    monkeypatch: pytest.MonkeyPatch, kind: OperationType
+) -> None:
+    """A million decoded entries weighed 975 MB in the pricing step: packed, they are a
+    tenth of that, and the blocks and float reservation come out the same to the unit."""
+    app = new_app(chunk_size=2)
+    codes = [f"P{i}" for i in range(5)]
+    app.register_participants(PLATFORM, codes)
+    strategy = new_strategy(app)
+    run(
+        app,
+        strategy,
+        OperationType.ENROLLMENT,
+        {"allocations": BLUE_CHIP, "participants": funded(codes)},
+    )
+    body: dict[str, Any] = {"allocations": SHIFTED}
+    if kind is OperationType.TOP_UP:
+        body["participants"] = funded(codes, "33.33")
+    operation = request(app, strategy, kind, body)
+    check_all(app, operation.id)
+    decoded = app.pricing_book(operation.id)
+    monkeypatch.setattr(stages, "PACK_ABOVE", 0)
+    packed = app.pricing_book(operation.id)
+
+    assert all(isinstance(entries, bytes) for entries, _ in packed.chunks)
+    assert [allotment.entries_of(e) for e, _ in packed.chunks] == [e for e, _ in decoded.chunks]
+    assert [budget for _, budget in packed.chunks] == [budget for _, budget in decoded.chunks]
+    assert packed.blocks(PRICES) == decoded.blocks(PRICES)
