@@ -9,6 +9,8 @@ from uuid import UUID
 import pytest
 
 from domain import allotment, stages
+from domain.operation import Operation
+from domain.services import Trading
 from domain.statuses import OperationStatus, OperationType
 from infra.bus.messages import PricingRequested
 from infra.venue import build_venue
@@ -68,11 +70,9 @@ SHIFTED = [
 ]
 
 
-def test_the_pricing_book_loads_the_chunks_a_few_at_a_time(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A million-Trader Operation's chunks, decoded at once beside the book, took 3.9 GB."""
-    app = new_app(chunk_size=1)
+def checked(kind: OperationType, chunk_size: int) -> tuple[Trading, Operation]:
+    """Five enrolled Traders and an Operation of `kind` on them, every chunk checked."""
+    app = new_app(chunk_size=chunk_size)
     codes = [f"P{i}" for i in range(5)]
     app.register_participants(PLATFORM, codes)
     strategy = new_strategy(app)
@@ -82,8 +82,19 @@ def test_the_pricing_book_loads_the_chunks_a_few_at_a_time(
         OperationType.ENROLLMENT,
         {"allocations": BLUE_CHIP, "participants": funded(codes)},
     )
-    operation = request(app, strategy, OperationType.REBALANCE, {"allocations": SHIFTED})
+    body: dict[str, Any] = {"allocations": SHIFTED}
+    if kind.buys_from_float:
+        body["participants"] = funded(codes, "33.33")
+    operation = request(app, strategy, kind, body)
     check_all(app, operation.id)
+    return app, operation
+
+
+def test_the_pricing_book_loads_the_chunks_a_few_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A million-Trader Operation's chunks, decoded at once beside the book, took 3.9 GB."""
+    app, operation = checked(OperationType.REBALANCE, chunk_size=1)
     whole = app.pricing_book(operation.id)
 
     batches: list[int] = []
@@ -106,21 +117,7 @@ def test_a_large_book_packs_its_chunks_and_sizes_the_same_blocks(
 ) -> None:
     """A million decoded entries weighed 975 MB in the pricing step: packed, they are a
     tenth of that, and the blocks and float reservation come out the same to the unit."""
-    app = new_app(chunk_size=2)
-    codes = [f"P{i}" for i in range(5)]
-    app.register_participants(PLATFORM, codes)
-    strategy = new_strategy(app)
-    run(
-        app,
-        strategy,
-        OperationType.ENROLLMENT,
-        {"allocations": BLUE_CHIP, "participants": funded(codes)},
-    )
-    body: dict[str, Any] = {"allocations": SHIFTED}
-    if kind is OperationType.TOP_UP:
-        body["participants"] = funded(codes, "33.33")
-    operation = request(app, strategy, kind, body)
-    check_all(app, operation.id)
+    app, operation = checked(kind, chunk_size=2)
     decoded = app.pricing_book(operation.id)
     monkeypatch.setattr(stages, "PACK_ABOVE", 0)
     packed = app.pricing_book(operation.id)
