@@ -46,6 +46,7 @@ from infra.transient import is_transient
 from infra.venue import build_venue
 from infra.venue.config import VenueConfig
 from projections import tables as read_models
+from projections.follower import LogFollower
 from projections.writer import ProjectionWriter
 from workers.commands import CommandService, command_consumer
 from workers.context import StageContext
@@ -158,7 +159,7 @@ class Engine:
         self.kafka = bool(settings.kafka.bootstrap_servers)
         self.embedded_projections = projections or settings.embedded_projections
         self.projector: ProjectorProcess | None = None
-        self.follower: Any = None
+        self.follower: LogFollower | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a synchronous domain call in a thread, again if a concurrent writer won.

@@ -318,16 +318,27 @@ def _cpu_per_trader(before: dict[str, float], loop_before: float, traders: int) 
     return {k: round(v * 1e6 / max(traders, 1), 1) for k, v in sorted(spent.items()) if v > 0}
 
 
-def _projector_cpu(engine: Engine) -> tuple[int, float] | None:
-    """The read models' child process and its CPU seconds so far (None: there is none)."""
+def _projector(engine: Engine) -> psutil.Process | None:
+    """The read models' child process as it is now (a restart gives it a new pid)."""
     pid = engine.projector.pid if engine.projector else None
     if pid is None:
         return None
     try:
-        times = psutil.Process(pid).cpu_times()
+        return psutil.Process(pid)
     except psutil.Error:
         return None
-    return pid, float(times.user + times.system)
+
+
+def _projector_cpu(engine: Engine) -> tuple[int, float] | None:
+    """The read models' child process and its CPU seconds so far (None: there is none)."""
+    process = _projector(engine)
+    if process is None:
+        return None
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return None
+    return process.pid, float(times.user + times.system)
 
 
 def _per_call(
@@ -422,11 +433,11 @@ class MemoryWatch:
         self.engine = engine
         self.workers = workers
         self.peak = 0.0
-        self._child: psutil.Process | None = None
 
     def sample(self) -> float:
         found = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]
-        for process in [*self.workers, *self._projector()]:
+        child = _projector(self.engine)
+        for process in [*self.workers, *([child] if child else [])]:
             try:
                 found.append(process.memory_info().rss / 2**20)
             except psutil.Error:
@@ -443,17 +454,6 @@ class MemoryWatch:
                 alive = False
             if not alive:
                 raise WorkerDiedError(f"worker process {process.pid} exited during the run")
-
-    def _projector(self) -> list[psutil.Process]:
-        pid = self.engine.projector.pid if self.engine.projector else None
-        if pid is None:
-            return []
-        if self._child is None or self._child.pid != pid:  # started again: follow the new one
-            try:
-                self._child = psutil.Process(pid)
-            except psutil.Error:
-                return []
-        return [self._child]
 
 
 def ratios(run: RunFigures, ceilings: dict[str, Any]) -> dict[str, float | None]:
