@@ -121,6 +121,16 @@ class Operation(Aggregate):
         return dict(getattr(self, "_crossed", {}))
 
     @property
+    def checked_net(self) -> dict[str, Decimal] | None:
+        """Per asset, the net quantity of the approved Traders' legs at the indicative prices,
+        summed from every chunk's check; None for an Operation checked before chunks recorded
+        it. (One checked across the upgrade that added it sums only the later chunks: its
+        first quotes are then sized short, and pricing asks again, one round more.)"""
+        if not all("net" in flow for flow in self.flows.values()):
+            return None
+        return {asset: Decimal(flow["net"]) for asset, flow in self.flows.items()}
+
+    @property
     def prices_for_check(self) -> dict[str, Decimal]:
         return {asset: Decimal(price) for asset, price in self.indicative_prices.items()}
 

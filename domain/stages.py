@@ -221,6 +221,7 @@ class OperationStages:
         return PricingBook(
             operation=operation,
             operation_version=operation.version,
+            checked_net=operation.checked_net,
             operation_id=operation.id,
             terms=_terms(operation),
             catalogue=self.catalogue(),
@@ -555,20 +556,31 @@ def _flows(
     terms: OperationTerms, decisions: Sequence[CreditDecision], traders: Mapping[str, Trader]
 ) -> tuple[dict[str, dict[str, str]], Decimal]:
     """Per asset that needs a locked price (allocated, or held by an approved Trader of a
-    rebalance or liquidation), the quantity the approved Traders hold; and their cash."""
+    rebalance or liquidation), the quantity the approved Traders hold and the net of their
+    legs at the check's prices (`PricingBook.first_blocks` sizes the first quotes from it);
+    and their cash."""
     flows: dict[str, Decimal] = (
         {asset: ZERO for asset in terms.allocations.assets} if (terms.allocations) else {}
     )
+    net = dict.fromkeys(flows, ZERO)
     cash = ZERO
     for decision in decisions:
+        if decision.outcome is not Outcome.APPROVED:
+            continue
+        for leg in decision.legs:
+            signed = leg.quantity if leg.side is Side.BUY else -leg.quantity
+            net[leg.asset] = net.get(leg.asset, ZERO) + signed
         trader = traders.get(decision.participant_code)
-        if decision.outcome is not Outcome.APPROVED or trader is None:
+        if trader is None:
             continue
         if terms.type in (OperationType.REBALANCE, OperationType.LIQUIDATION):
             cash += trader.cash
             for asset in trader.holdings.held_assets:
                 flows[asset] = flows.get(asset, ZERO) + trader.holdings.quantity(asset)
-    return {asset: {"held": str(held)} for asset, held in flows.items()}, cash
+    return {
+        asset: {"held": str(flows.get(asset, ZERO)), "net": str(net.get(asset, ZERO))}
+        for asset in [*flows, *(a for a in net if a not in flows)]
+    }, cash
 
 
 def _signed(order: BlockOrder | None) -> Decimal:

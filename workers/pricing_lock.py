@@ -1,11 +1,13 @@
 """pricing-lock stage: once every chunk is checked, reserve the float and lock one price per asset.
 
 The float is reserved first, in request order (`Trading.reserve_float`). Then firm quotes are
-asked round by round as `domain.pricing.PriceDiscovery` says, each round's blocks computed
-exactly from the Traders' allotments at the prices quoted so far, until every block fits the
-quote it will be placed against (or an asset is found crossed and priced at the mid); a quote
-that would expire before the lock, because sizing the blocks outlasted it, is asked for again
-on the same terms. A quote that cannot be had, blocks that never settle down, or quotes that
+asked round by round as `domain.pricing.PriceDiscovery` says: the first sized from the blocks
+at indicative prices (as the credit check recorded them when they are exact, sparing a pass
+over every Trader: `PricingBook.checked_blocks`), each later round's blocks computed exactly
+from the Traders' allotments at the prices quoted so far, until every block fits the quote it
+will be placed against (or an asset is found crossed and priced at the mid); a quote that
+would expire before the lock, because sizing the blocks outlasted it, is asked for again on
+the same terms. A quote that cannot be had, blocks that never settle down, or quotes that
 keep expiring fail the Operation cleanly (`pricing_failed`): no Trader trades and every hold
 is released. The locked blocks are placed at once, while their quotes are fresh
 (`workers.blocks`).
@@ -18,7 +20,13 @@ from uuid import UUID
 import structlog
 
 from domain.allotment import PricingBook
-from domain.pricing import LockedQuote, PriceDiscovery, PricingFailedError, require_fresh
+from domain.pricing import (
+    BlockOrder,
+    LockedQuote,
+    PriceDiscovery,
+    PricingFailedError,
+    require_fresh,
+)
 from domain.statuses import OperationReason
 from domain.venue import VenueError
 from infra.bus import Delivery
@@ -58,12 +66,8 @@ async def _discover(
     ctx: StageContext, book: PricingBook
 ) -> tuple[dict[str, LockedQuote], dict[str, dict[str, str]]]:
     currency = book.quoted_currency
-    indicative = await ctx.quotes.indicative(currency, book.assets)
-    missing = sorted(set(book.assets) - set(indicative))
-    if missing:
-        raise VenueError(f"no price for {', '.join(missing)}")
     discovery = PriceDiscovery(book.assets, book.precisions())
-    requests = discovery.first(await ctx.call(book.blocks, indicative))
+    requests = discovery.first(await _first_blocks(ctx, book))
     quotes: dict[str, LockedQuote] = {}
     while requests:
         for request in requests:
@@ -81,6 +85,20 @@ async def _discover(
         if requests:
             log.info("pricing.refreshed", assets=sorted(r.asset for r in requests))
     return quotes, discovery.crossed
+
+
+async def _first_blocks(ctx: StageContext, book: PricingBook) -> dict[str, BlockOrder]:
+    """The blocks the first quotes are sized from: as the credit check recorded them when it
+    could (`PricingBook.checked_blocks`), else from a pass at the venue's indicative prices."""
+    checked = book.checked_blocks()
+    if checked is not None:
+        return checked
+    indicative = await ctx.quotes.indicative(book.quoted_currency, book.assets)
+    missing = sorted(set(book.assets) - set(indicative))
+    if missing:
+        raise VenueError(f"no price for {', '.join(missing)}")
+    blocks: dict[str, BlockOrder] = await ctx.call(book.blocks, indicative)
+    return blocks
 
 
 async def _fail(ctx: StageContext, operation_id: UUID, detail: str) -> None:

@@ -3,6 +3,8 @@ the indicative ones, then the quoted ones the lock uses too (no timing, only cou
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -26,7 +28,8 @@ from tests.unit.domain.flows import (
     request,
     run,
 )
-from tests.unit.workers.test_stage_handlers import Clock, check_chunks, delivery, setup
+from tests.unit.workers.test_stage_handlers import Clock, call, check_chunks, delivery, setup
+from workers.context import StageContext
 from workers.pricing_lock import lock_prices
 
 
@@ -70,8 +73,11 @@ SHIFTED = [
 ]
 
 
-def checked(kind: OperationType, chunk_size: int) -> tuple[Trading, Operation]:
-    """Five enrolled Traders and an Operation of `kind` on them, every chunk checked."""
+def checked(
+    kind: OperationType, chunk_size: int, prices: Mapping[str, Decimal] = PRICES
+) -> tuple[Trading, Operation]:
+    """Five enrolled Traders and an Operation of `kind` on them, every chunk checked at
+    `prices`."""
     app = new_app(chunk_size=chunk_size)
     codes = [f"P{i}" for i in range(5)]
     app.register_participants(PLATFORM, codes)
@@ -85,8 +91,12 @@ def checked(kind: OperationType, chunk_size: int) -> tuple[Trading, Operation]:
     body: dict[str, Any] = {"allocations": SHIFTED}
     if kind.buys_from_float:
         body["participants"] = funded(codes, "33.33")
+    elif kind is OperationType.PARTIAL_SELL:
+        body["participants"] = funded(codes, "25.00")
+    elif kind is OperationType.LIQUIDATION:
+        body = {"participants": codes}
     operation = request(app, strategy, kind, body)
-    check_all(app, operation.id)
+    check_all(app, operation.id, prices)
     return app, operation
 
 
@@ -126,3 +136,57 @@ def test_a_large_book_packs_its_chunks_and_sizes_the_same_blocks(
     assert [allotment.entries_of(e) for e, _ in packed.chunks] == [e for e, _ in decoded.chunks]
     assert [budget for _, budget in packed.chunks] == [budget for _, budget in decoded.chunks]
     assert packed.blocks(PRICES) == decoded.blocks(PRICES)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 5])
+@pytest.mark.parametrize(
+    "kind", [OperationType.REBALANCE, OperationType.PARTIAL_SELL, OperationType.LIQUIDATION]
+)
+def test_the_nets_the_check_recorded_are_the_blocks_at_the_indicative_prices(
+    kind: OperationType, chunk_size: int
+) -> None:
+    """What lets pricing size its first quotes without a pass over every Trader: summed over
+    the chunks, the check's nets are exactly the blocks such a pass finds at those prices."""
+    app, operation = checked(kind, chunk_size)
+    book = app.pricing_book(operation.id)
+    at_check = app.operation(operation.id).prices_for_check
+
+    assert book.checked_blocks() == book.blocks(at_check)
+    assert book.checked_blocks()  # not trivially equal: the Traders trade
+
+
+@pytest.mark.parametrize("kind", [OperationType.ENROLLMENT, OperationType.TOP_UP])
+def test_buys_from_the_float_size_their_first_quotes_by_a_pass(kind: OperationType) -> None:
+    """The check cannot know whom the float will cover: its nets are no block for a buy."""
+    app, operation = checked(kind, chunk_size=2)
+    assert app.pricing_book(operation.id).checked_blocks() is None
+
+
+def test_an_operation_checked_before_nets_were_recorded_sizes_by_a_pass() -> None:
+    app, operation = checked(OperationType.REBALANCE, chunk_size=2)
+    stored = app.operation(operation.id)
+    for flow in stored.flows.values():
+        del flow["net"]
+    assert stored.checked_net is None
+
+
+async def test_a_rebalance_is_priced_with_one_pass_over_its_traders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    venue = build_venue(VenueConfig(seed=7), now=clock)
+    mids = await venue.indicative("USD", sorted(PRICES))
+    app, operation = checked(OperationType.REBALANCE, chunk_size=2, prices=mids)
+    ctx = StageContext(app, venue, venue, call, clock)
+    passes: list[object] = []
+    net_quantities = allotment.net_quantities
+
+    def counted(allotments: Any) -> Any:
+        passes.append(allotments)
+        return net_quantities(allotments)
+
+    monkeypatch.setattr(allotment, "net_quantities", counted)
+    await lock_prices(delivery(PricingRequested(operation_id=operation.id)), ctx)
+
+    assert app.operation(operation.id).status is OperationStatus.SETTLING
+    assert len(passes) == 1  # at the quoted prices only: the first quotes came from the check
