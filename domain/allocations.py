@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -9,7 +10,7 @@ from decimal import Decimal
 from domain.catalogue import InstrumentCatalogue
 from domain.codes import asset_problem
 from domain.errors import AllocationInvalidError, DomainError, FieldError
-from domain.money import parse_decimal
+from domain.money import ZERO, parse_decimal
 
 ONE = Decimal(1)
 
@@ -40,10 +41,15 @@ class Allocations:
         return tuple(a.asset for a in self.items)
 
     def weight_of(self, asset: str) -> Decimal:
+        return self._weights.get(asset, ZERO)
+
+    @functools.cached_property
+    def _weights(self) -> dict[str, Decimal]:
+        # Asked for every asset of every Trader of a rebalance: a dict, not a scan.
+        weights: dict[str, Decimal] = {}
         for allocation in self.items:
-            if allocation.asset == asset:
-                return allocation.weight
-        return Decimal(0)
+            weights.setdefault(allocation.asset, allocation.weight)
+        return weights
 
     def as_list(self) -> list[dict[str, str]]:
         return [a.as_dict() for a in self.items]

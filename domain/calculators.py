@@ -207,20 +207,27 @@ def rebalance_legs(allocations: Allocations, holdings: Holdings, market: Market)
 def _funded_buys(
     wanted: list[tuple[str, Decimal]], funds: Decimal, market: Market
 ) -> tuple[Leg, ...]:
-    legs = [market.buy(asset, quantity) for asset, quantity in wanted]
-    cost = sum((leg.notional for leg in legs), ZERO)
-    if cost > funds:  # share the shortfall: each buy gets its cost's share of the funds
+    # Costs first, legs once: a rebalance's buys nearly always share a shortfall (the sells
+    # round down), and building every leg twice was a tenth of the allotment pass.
+    costs = [
+        ceil_to(quantity * market.prices[asset], market.fiat_precision)
+        for asset, quantity in wanted
+    ]
+    cost = sum(costs, ZERO)
+    if cost <= funds:
+        legs = [Leg(Side.BUY, a, q, c) for (a, q), c in zip(wanted, costs, strict=True)]
+    else:  # share the shortfall: each buy gets its cost's share of the funds
         legs = [
             market.buy(
-                leg.asset,
+                asset,
                 min(
-                    leg.quantity,
+                    quantity,
                     market.largest_buy_within(
-                        leg.asset, floor_to(funds * leg.notional / cost, market.fiat_precision)
+                        asset, floor_to(funds * own / cost, market.fiat_precision)
                     ),
                 ),
             )
-            for leg in legs
+            for (asset, quantity), own in zip(wanted, costs, strict=True)
         ]
     return without_dust(legs, market)
 
