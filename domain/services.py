@@ -317,6 +317,9 @@ class Trading(OperationStages, Application[UUID]):
             participant_count=len(orders),
             chunk_count=len(chunks),
         )
+        # The plan's order objects and the scope are not needed past this point: dropped
+        # before the write, they are not held (107 MB for a million) while it encodes.
+        del plan, scope, orders
         if not chunks:
             operation.record_empty()
         planned = [
