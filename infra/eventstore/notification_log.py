@@ -11,7 +11,7 @@ alone are in commit order and every transaction id reads as 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
@@ -35,6 +35,11 @@ class LogPosition(NamedTuple):
 START = LogPosition(0, 0)
 
 
+def kind_of(topic: str) -> str:
+    """An event's kind, `Class.Event`, from eventsourcing's topic `module:Class.Event`."""
+    return topic.partition(":")[2]
+
+
 @dataclass(frozen=True)
 class StoredNotification:
     """A committed event as read from the log: its position, and its decoded state."""
@@ -56,12 +61,13 @@ class StoredNotification:
 
 class NotificationLog(Protocol):
     def read(
-        self, after: LogPosition, limit: int, *, decoded: Callable[[str], bool] | None = None
+        self, after: LogPosition, limit: int, *, kinds: Collection[str] | None = None
     ) -> Sequence[StoredNotification]:
         """Up to `limit` notifications after `after`, in log order; a later read never
-        returns one that sorts before the last one returned. With `decoded`, only the
-        notifications whose topic it accepts have their state decoded (the others' is
-        empty): a reader that acts on a few kinds need not decode the rest."""
+        returns one that sorts before the last one returned. With `kinds` (event kinds such
+        as `Operation.Failing`), of those `limit` only the notifications of these kinds come
+        back, and the last one whatever its kind (its state empty unless it is of one), so
+        that a reader acting on a few kinds advances its position past the rest unread."""
 
 
 class ApplicationNotificationLog:
@@ -71,7 +77,7 @@ class ApplicationNotificationLog:
         self.app = app
 
     def read(
-        self, after: LogPosition, limit: int, *, decoded: Callable[[str], bool] | None = None
+        self, after: LogPosition, limit: int, *, kinds: Collection[str] | None = None
     ) -> Sequence[StoredNotification]:
         return [
             StoredNotification(
@@ -79,11 +85,11 @@ class ApplicationNotificationLog:
                 n.topic,
                 UUID(str(n.originator_id)),
                 n.originator_version,
-                self._decode(n) if decoded is None or decoded(n.topic) else {},
+                self._decode(n) if kinds is None or kind_of(n.topic) in kinds else {},
                 transaction,
                 plain=isinstance(self.app.mapper, TypedMapper) and is_typed(n),
             )
-            for transaction, n in self._select(after, limit)
+            for transaction, n in self._select(after, limit, kinds)
         ]
 
     def unpublished(self, after: LogPosition, cap: int) -> int:
@@ -94,12 +100,16 @@ class ApplicationNotificationLog:
             return recorder.count_after(after, cap)
         return len(self._select(after, cap))
 
-    def _select(self, after: LogPosition, limit: int) -> Sequence[tuple[int, Notification]]:
+    def _select(
+        self, after: LogPosition, limit: int, kinds: Collection[str] | None = None
+    ) -> Sequence[tuple[int, Notification]]:
         recorder = self.app.recorder
         if isinstance(recorder, ArrayInsertRecorder):
-            return recorder.select_in_log_order(after, limit)
+            return recorder.select_in_log_order(after, limit, kinds)
         found = recorder.select_notifications(start=after.notification_id + 1, limit=limit)
-        return [(0, n) for n in found]
+        return [
+            (0, n) for n in found if kinds is None or kind_of(n.topic) in kinds or n is found[-1]
+        ]
 
     def _decode(self, stored: StoredEvent) -> dict[str, object]:
         mapper = self.app.mapper
