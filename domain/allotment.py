@@ -101,6 +101,75 @@ def entries_of(chunk: ChunkEntries) -> tuple[Entry, ...]:
     return unpack_entries(chunk) if isinstance(chunk, bytes) else chunk
 
 
+PriceKey = tuple[tuple[str, Decimal], ...]
+
+
+def _price_key(prices: Mapping[str, Decimal]) -> PriceKey:
+    return tuple(sorted(prices.items()))
+
+
+#: Participants whose allotments `AllottedChunks` keeps across Operations (about 1.1 KB
+#: each): the latest Operation's are kept whatever its size (its book is decoded only up to
+#: `PACK_ABOVE`), older ones only within this.
+KEEP_ALLOTTED = 100_000
+
+
+class AllottedChunks:
+    """What pricing allotted at the locked prices, chunk by chunk, kept in this process for
+    the settlement of those chunks to take instead of allotting them again.
+
+    Taking them changes nothing but the time: they are `allot`'s result on the very inputs
+    settlement would give it (the chunk's approved entries as checked, its float budget, the
+    locked prices), which a take checks before it hands them over. A chunk not kept here (a
+    book too large to keep them, another process, a restart, an Operation dropped to stay
+    within `limit` participants, oldest first) is allotted again, as it always was.
+    """
+
+    def __init__(self, limit: int = KEEP_ALLOTTED) -> None:
+        self.limit = limit
+        self._kept: dict[UUID, tuple[PriceKey, dict[int, tuple[Decimal, list[Allotment]]]]] = {}
+
+    def keep(self, operation_id: UUID, book: PricingBook, prices: Mapping[str, Decimal]) -> None:
+        allotted = book.allotted(prices)
+        if allotted is None:
+            return
+        chunks = {i: (book.chunks[i][1], allotments) for i, allotments in allotted.items()}
+        self._kept[operation_id] = (_price_key(prices), chunks)
+        while sum(self._sizes()) > self.limit and len(self._kept) > 1:
+            del self._kept[next(iter(self._kept))]
+
+    def take(
+        self,
+        operation_id: UUID,
+        index: int,
+        entries: Sequence[Entry],
+        prices: Mapping[str, Decimal],
+        budget: Decimal,
+    ) -> list[Allotment] | None:
+        """The chunk's allotments, once, if kept for exactly these inputs."""
+        kept = self._kept.get(operation_id)
+        if kept is None or kept[0] != _price_key(prices):
+            return None
+        chunks = kept[1]
+        found = chunks.pop(index, None)
+        if not chunks:
+            self._kept.pop(operation_id, None)
+        if found is None or found[0] != budget:
+            return None
+        allotments = found[1]
+        if [a.code for a in allotments] != [e.order.code for e in entries]:
+            return None
+        return allotments
+
+    def _sizes(self) -> list[int]:
+        # Snapshots (list() is one step under the GIL): settlement threads pop chunks
+        # while a pricing step keeps another Operation's.
+        return [
+            sum(len(allotments) for _, allotments in list(chunks.values()))
+            for _, chunks in list(self._kept.values())
+        ]
+
+
 def float_approvals(
     kind: OperationType, entries: Iterable[Entry], budget: Decimal
 ) -> tuple[list[bool], Decimal]:
@@ -193,7 +262,11 @@ class PricingBook:
     #: Each chunk's entries (packed in a large book: `PACK_ABOVE`) and float budget.
     chunks: tuple[tuple[ChunkEntries, Decimal], ...]
     #: Blocks already computed, by price set: discovery and the lock ask for the same ones.
-    _seen: dict[tuple[tuple[str, Decimal], ...], dict[str, BlockOrder]] = field(
+    _seen: dict[PriceKey, dict[str, BlockOrder]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    #: The latest pass's allotments, chunk by chunk, under its price set (decoded books only).
+    _latest: dict[PriceKey, dict[int, list[Allotment]]] = field(
         default_factory=dict, compare=False, repr=False
     )
     #: The Operation as the pricing step loaded (and reserved) it, and its version then: the
@@ -213,15 +286,33 @@ class PricingBook:
     def market(self, prices: Mapping[str, Decimal]) -> Market:
         return Market(self.quoted_currency, self.fiat_precision, self.catalogue, prices)
 
-    def _allotments(self, prices: Mapping[str, Decimal]) -> Iterator[Allotment]:
-        """Chunk by chunk, so a pass over a million Traders never holds their legs at once.
-        Private: a generator runs in its consumer's decimal context, which `net` makes exact."""
+    def _allotments(
+        self, prices: Mapping[str, Decimal], kept: dict[int, list[Allotment]] | None = None
+    ) -> Iterator[Allotment]:
+        """Chunk by chunk, so a pass over a million Traders never holds their legs at once
+        (unless `kept` asks for each chunk's allotments). Private: a generator runs in its
+        consumer's decimal context, which `net` makes exact."""
         market = self.market(prices)
-        for entries, budget in self.chunks:
-            yield from allot(self.terms, entries_of(entries), market, budget)
+        for index, (entries, budget) in enumerate(self.chunks):
+            allotments = allot(self.terms, entries_of(entries), market, budget)
+            if kept is not None:
+                kept[index] = allotments
+            yield from allotments
 
     def net(self, prices: Mapping[str, Decimal]) -> dict[str, Decimal]:
-        return net_quantities(self._allotments(prices))
+        """The Traders' net at `prices`. A book small enough to be kept decoded also keeps
+        the allotments of its latest pass, which settlement may take (`allotted`)."""
+        if any(isinstance(entries, bytes) for entries, _ in self.chunks):
+            return net_quantities(self._allotments(prices))
+        kept: dict[int, list[Allotment]] = {}
+        net = net_quantities(self._allotments(prices, kept))
+        self._latest.clear()
+        self._latest[_price_key(prices)] = kept
+        return net
+
+    def allotted(self, prices: Mapping[str, Decimal]) -> dict[int, list[Allotment]] | None:
+        """Each chunk's allotments at `prices`, if the book's latest pass was at them."""
+        return self._latest.get(_price_key(prices))
 
     def checked_blocks(self) -> dict[str, BlockOrder] | None:
         """The blocks at the indicative prices, from the nets the credit check recorded, when
@@ -235,7 +326,7 @@ class PricingBook:
         return block_orders(self.checked_net)
 
     def blocks(self, prices: Mapping[str, Decimal]) -> dict[str, BlockOrder]:
-        key = tuple(sorted(prices.items()))
+        key = _price_key(prices)
         if key not in self._seen:
             self._seen[key] = block_orders(self.net(prices))
         return dict(self._seen[key])

@@ -18,6 +18,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 
 from domain import ids
+from domain.allotment import AllottedChunks
 from domain.catalogue import DEFAULT_INSTRUMENTS, Instrument, InstrumentCatalogue, fiat_precision
 from domain.chunk import OperationChunk
 from domain.codes import check_assets, check_participant_code, check_platform_id, check_reference
@@ -83,6 +84,7 @@ class Trading(OperationStages, Application[UUID]):
         self.chunk_size = chunk_size
         #: The roster of this process's saves; a persistent store keeps it with the events.
         self._roster: dict[UUID, RosterEntry] = {}
+        self.allotted_chunks = AllottedChunks()
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         """eventsourcing's save, with the roster entries the save changes passed along to the

@@ -25,6 +25,7 @@ from domain import ids
 from domain.allotment import (
     PACK_ABOVE,
     Allotment,
+    AllottedChunks,
     ChunkEntries,
     Entry,
     PricingBook,
@@ -72,6 +73,9 @@ CHUNKS_PER_LOAD = 50
 
 @exact_methods
 class OperationStages:
+    #: What pricing allotted at the locked prices, for this process's settlements to take.
+    allotted_chunks: AllottedChunks
+
     if TYPE_CHECKING:
 
         def get_many(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Any]: ...
@@ -267,6 +271,7 @@ class OperationStages:
             {a: {**crossed[a], "net": str(_signed(carried.get(a)))} for a in crossed},
         )
         self.save(operation)
+        self.allotted_chunks.keep(operation.id, book, operation_prices(operation))
         return operation
 
     def fail_operation(self, operation_id: UUID, reason: OperationReason, detail: str) -> Operation:
@@ -313,9 +318,13 @@ class OperationStages:
     def _settle(self, operation: Operation, chunk: OperationChunk, index: int) -> None:
         """The heavy step: every approved Trader of the chunk gets exactly its allotment at
         the locked prices (the one the block was sized from), or is released."""
-        market = self._market(operation, operation_prices(operation))
+        prices = operation_prices(operation)
+        market = self._market(operation, prices)
         entries = _entries(operation, chunk)
-        allotments = allot(_terms(operation), entries, market, operation.float_budget(index))
+        budget = operation.float_budget(index)
+        allotments = self.allotted_chunks.take(
+            operation.id, index, entries, prices, budget
+        ) or allot(_terms(operation), entries, market, budget)
         traders = self._traders(operation, [entry.order for entry in entries])
         totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
         outcomes = []
