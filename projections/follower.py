@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import structlog
 
 from infra.bus.outbox import event_message
-from infra.eventstore.notification_log import START, LogPosition, NotificationLog
+from infra.eventstore.notification_log import (
+    START,
+    LogPosition,
+    NotificationLog,
+    StoredNotification,
+)
 
 if TYPE_CHECKING:
     from projections.writer import ProjectionWriter
@@ -54,15 +59,26 @@ class LogFollower:
         self.on_applied = on_applied
         #: How far the read models are known to be applied (read back on `resume`).
         self.position = START
+        #: The next batch being read while the last one is written: (read after, reading).
+        self._ahead: tuple[LogPosition, asyncio.Future[Sequence[StoredNotification]]] | None = None
 
     async def resume(self) -> None:
+        self._discard_ahead()
         self.position = await self.writer.log_position()
 
     async def run_once(self) -> int:
-        """Apply the next batch of the log; returns how many events it read."""
-        batch = await asyncio.to_thread(self.notifications.read, self.position, self.batch_size)
+        """Apply the next batch of the log; returns how many events it read.
+
+        While a batch is written, the one after it is already being read (from where this
+        one ends): the two wait on PostgreSQL side by side instead of in turn. A read ahead
+        is used only if the position it was read from is still where the read models are
+        (a failed write leaves them behind it: the batch is read again)."""
+        batch = await self._take_ahead()
+        if batch is None:
+            batch = await self._read(self.position)
         if not batch:
             return 0
+        self._ahead = (batch[-1].at, asyncio.ensure_future(self._read(batch[-1].at)))
         items = [
             (
                 event_message(
@@ -81,6 +97,31 @@ class LogFollower:
         if self.on_applied:
             self.on_applied(self.position)
         return len(batch)
+
+    async def _read(self, after: LogPosition) -> Sequence[StoredNotification]:
+        return await asyncio.to_thread(self.notifications.read, after, self.batch_size)
+
+    async def _take_ahead(self) -> Sequence[StoredNotification] | None:
+        """The batch read ahead, if it starts where the read models are and was read."""
+        if self._ahead is None:
+            return None
+        after, reading = self._ahead
+        if after != self.position:
+            self._discard_ahead()
+            return None
+        self._ahead = None
+        try:
+            return await reading
+        except Exception:
+            log.warning("projections.read_ahead_failed", position=self.position, exc_info=True)
+            return None
+
+    def _discard_ahead(self) -> None:
+        if self._ahead is None:
+            return
+        reading, self._ahead = self._ahead[1], None
+        if not reading.cancel() and not reading.cancelled():
+            reading.exception()  # done: a failed read ahead is not worth a warning at exit
 
     async def run(self, stop: asyncio.Event, *, started: Callable[[], None] | None = None) -> None:
         """Follow until `stop` is set; a failure (store or read models unreachable, a bug) is
@@ -101,6 +142,7 @@ class LogFollower:
             if not read:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
+        self._discard_ahead()
         log.info("projections.stopped_following", position=self.position)
 
     async def _resume(self, stop: asyncio.Event) -> None:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
 
 import asyncpg
@@ -28,10 +28,13 @@ from infra.bus.topic_names import Topics
 from infra.eventstore.notification_log import (
     START,
     ApplicationNotificationLog,
+    LogPosition,
     StoredNotification,
 )
 from infra.settings import Settings
+from projections.follower import LogFollower
 from projections.rebuild import rebuild
+from projections.tables import drop_read_models, ensure_schema
 from projections.writer import ProjectionWriter
 from tests.integration.pipeline.harness import BLUE_CHIP, PLATFORM, wait_terminal
 from tests.integration.test_projections import snapshot
@@ -161,6 +164,52 @@ async def test_a_batch_applied_twice_changes_nothing_the_second_time(
     assert await writer.apply_logged(items[: len(items) // 2]) == position  # a late follower
     assert await writer.apply_logged(items) == position
     assert await snapshot(pool, "public") == before
+
+
+async def test_the_next_batch_is_read_while_one_is_written_and_a_failed_write_loses_nothing(
+    fresh_database_url: str, pool: asyncpg.Pool
+) -> None:
+    settings = Settings(database_url=fresh_database_url, chunk_size=3)
+    async with Engine(settings, fresh_database_url, ["all"], projections="inline") as engine:
+        await enroll_and_rebalance(engine)
+        assert await engine.drain()
+        live = await snapshot(pool, "public")
+        notifications = ApplicationNotificationLog(engine.trading)
+        await drop_read_models(pool, "scratch")
+        await ensure_schema(pool, "scratch")
+        writer = ProjectionWriter(pool, "scratch")
+        steps: list[str] = []
+        read, apply = notifications.read, writer.apply_logged
+
+        def reading(after: LogPosition, limit: int, **kwargs: object) -> object:
+            steps.append("read")
+            return read(after, limit)
+
+        async def writing(items: list[Any]) -> LogPosition:
+            steps.append("write")
+            if steps.count("write") == 3:
+                raise ConnectionError("the read models are unreachable")
+            try:
+                return await apply(items)
+            finally:
+                steps.append("written")
+
+        notifications.read = reading  # type: ignore[method-assign]
+        writer.apply_logged = writing  # type: ignore[method-assign]
+        follower = LogFollower(writer, notifications, batch_size=5)
+        await follower.resume()
+        failed = False
+        while True:
+            try:
+                if not await follower.run_once():
+                    break
+            except ConnectionError:
+                failed = True
+    assert failed
+    assert await snapshot(pool, "scratch") == live
+    # Every write but the failed one overlapped the next read; the failed batch was read again.
+    assert steps[:4] == ["read", "write", "read", "written"]
+    assert steps.count("read") > steps.count("written") + 1
 
 
 def test_the_follower_process_stops_when_its_parent_is_gone(fresh_database_url: str) -> None:
