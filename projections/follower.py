@@ -28,6 +28,7 @@ from infra.eventstore.notification_log import (
     NotificationLog,
     StoredNotification,
 )
+from infra.polling import MAX_BACKOFF, poll_until
 
 if TYPE_CHECKING:
     from projections.writer import ProjectionWriter
@@ -36,8 +37,6 @@ log = structlog.get_logger("projections.follower")
 
 BATCH_SIZE = 1000
 IDLE_DELAY = 0.05
-#: The longest pause between attempts while the store or the read models fail.
-MAX_BACKOFF = 5.0
 
 
 class LogFollower:
@@ -131,17 +130,12 @@ class LogFollower:
         log.info("projections.following", position=self.position)
         if started is not None and not stop.is_set():
             started()
-        delay = self.idle_delay
-        while not stop.is_set():
-            try:
-                read = await self.run_once()
-                delay = self.idle_delay
-            except Exception:
-                log.exception("projections.follow_failed", position=self.position)
-                read, delay = 0, min(max(delay * 2, 0.1), MAX_BACKOFF)
-            if not read:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
+        await poll_until(
+            stop,
+            self.run_once,
+            idle_delay=self.idle_delay,
+            failed=lambda: log.exception("projections.follow_failed", position=self.position),
+        )
         self._discard_ahead()
         log.info("projections.stopped_following", position=self.position)
 

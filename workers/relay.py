@@ -15,7 +15,6 @@ the event's position gives consumers a key that is.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -31,6 +30,7 @@ from infra.eventstore.notification_log import (
     NotificationLog,
     StoredNotification,
 )
+from infra.polling import poll_until
 
 log = structlog.get_logger("workers.relay")
 
@@ -129,17 +129,12 @@ class OutboxRelay:
         """Relay until `stop` is set; transient failures are logged and retried."""
         await self.resume()
         log.info("relay.started", position=self.position)
-        delay = self.idle_delay
-        while not stop.is_set():
-            try:
-                published = await self.run_once()
-                delay = self.idle_delay
-            except Exception:
-                log.exception("relay.failed", position=self.position)
-                published, delay = 0, min(delay * 2 if delay else 0.1, 5.0)
-            if not published:
-                await self.save_if_durable()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
+        await poll_until(
+            stop,
+            self.run_once,
+            idle_delay=self.idle_delay,
+            failed=lambda: log.exception("relay.failed", position=self.position),
+            idle=self.save_if_durable,
+        )
         await self.save_if_durable()
         log.info("relay.stopped", position=self.position, saved=self._saved)
