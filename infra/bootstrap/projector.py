@@ -25,11 +25,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import asyncpg
 import structlog
 
+from infra.bootstrap.children import ROOT, strategies_command
 from infra.eventstore.notification_log import ApplicationNotificationLog
 from infra.eventstore.store import PostgresTrading
 from infra.postgres.heartbeats import REBUILD, Heartbeat
@@ -42,7 +42,6 @@ from workers.webhooks import WebhookRecorder
 
 log = structlog.get_logger("infra.bootstrap.projector")
 
-ROOT = Path(__file__).resolve().parents[2]
 #: How often the child looks whether its parent is still there.
 PARENT_CHECK_S = 1.0
 #: Pause before a child that died is started again (doubling up to the maximum).
@@ -165,13 +164,7 @@ class ProjectorProcess:
             "STRATEGIES_LOG_FORMAT": self.settings.log_format.value,
         }
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "infra.cli",
-            "projections",
-            "follow",
-            "--parent",
-            str(os.getpid()),
+            *strategies_command("projections", "follow", "--parent", str(os.getpid())),
             cwd=ROOT,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,

@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infra.bootstrap.children import ROOT, strategies_command
 from infra.bootstrap.engine import Engine
 from infra.bus.memory import InProcessBus
 from infra.cli.tables import print_whole
@@ -43,7 +43,6 @@ from infra.tools.bench import (
 
 #: The repository: where `bench/results` goes and where worker processes start (from
 #: `infra/`, its `logging.py` would stand in for the standard library's).
-ROOT = Path(__file__).resolve().parents[2]
 #: Rows the COPY ceiling is measured with, at most (held in memory while it runs).
 COPY_SAMPLE_MAX = 600_000
 
@@ -200,7 +199,7 @@ async def _one_run(
 
 def _start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "worker", "all"],
+        strategies_command("worker", "all"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
