@@ -7,6 +7,7 @@ the child being killed mid-stream, and keep their position with their rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -88,6 +89,16 @@ async def enroll_and_rebalance(engine: Engine, *, between: object = None) -> Non
     assert (await wait_terminal(trading, rebalanced.id)).status is OperationStatus.SETTLED
 
 
+@contextlib.asynccontextmanager
+async def story_told(database_url: str) -> AsyncIterator[Engine]:
+    """An engine with its read models inline, once it has enrolled, rebalanced and drained."""
+    settings = Settings(database_url=database_url, chunk_size=3)
+    async with Engine(settings, database_url, ["all"], projections="inline") as engine:
+        await enroll_and_rebalance(engine)
+        assert await engine.drain()
+        yield engine
+
+
 @pytest.mark.parametrize("mode", ["process", "inline"])
 async def test_the_read_models_follow_the_log_and_equal_a_rebuild(
     fresh_database_url: str, pool: asyncpg.Pool, mode: Literal["process", "inline"]
@@ -130,10 +141,7 @@ async def test_a_killed_follower_process_is_restarted_and_misses_nothing(
 async def test_a_batch_applied_twice_changes_nothing_the_second_time(
     fresh_database_url: str, pool: asyncpg.Pool
 ) -> None:
-    settings = Settings(database_url=fresh_database_url, chunk_size=3)
-    async with Engine(settings, fresh_database_url, ["all"], projections="inline") as engine:
-        await enroll_and_rebalance(engine)
-        assert await engine.drain()
+    async with story_told(fresh_database_url) as engine:
         notifications = ApplicationNotificationLog(engine.trading)
         batch = await asyncio.to_thread(notifications.read, START, 10_000)
         # The relay without event readers reads only what can make a stage task, and the
@@ -169,10 +177,7 @@ async def test_a_batch_applied_twice_changes_nothing_the_second_time(
 async def test_the_next_batch_is_read_while_one_is_written_and_a_failed_write_loses_nothing(
     fresh_database_url: str, pool: asyncpg.Pool
 ) -> None:
-    settings = Settings(database_url=fresh_database_url, chunk_size=3)
-    async with Engine(settings, fresh_database_url, ["all"], projections="inline") as engine:
-        await enroll_and_rebalance(engine)
-        assert await engine.drain()
+    async with story_told(fresh_database_url) as engine:
         live = await snapshot(pool, "public")
         notifications = ApplicationNotificationLog(engine.trading)
         await drop_read_models(pool, "scratch")
