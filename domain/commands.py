@@ -85,8 +85,20 @@ class UpdateTrader:
         )
 
 
+@dataclass(frozen=True)
+class SetModel:
+    """A new version of a Strategy's model (its stored target allocations)."""
+
+    strategy_id: UUID
+    body: Mapping[str, Any]
+    name: ClassVar[str] = "set_model"
+
+    def fingerprint(self) -> str:
+        return request_fingerprint(self.name, str(self.strategy_id), self.body)
+
+
 #: Every mutation; `OperationCommand` stands for its five subclasses.
-Command = CreateStrategy | OperationCommand | UpdateTrader
+Command = CreateStrategy | OperationCommand | UpdateTrader | SetModel
 
 OPERATION_COMMANDS: dict[str, type[OperationCommand]] = {
     kind.name: kind for kind in (Enroll, TopUp, PartialSell, Rebalance, Liquidate)
@@ -122,6 +134,12 @@ def build_command(
                 errors=(FieldError("auto_rebalance", "must be true or false"),),
             )
         return UpdateTrader(trader_id, flag)
+    if name == SetModel.name:
+        if strategy_id is None:
+            raise InvalidRequestError(
+                "set_model needs strategy_id", errors=(FieldError("strategy_id", "is required"),)
+            )
+        return SetModel(strategy_id, body)
     kind = OPERATION_COMMANDS.get(name)
     if kind is None:
         raise ValueError(f"unknown command {name!r}")

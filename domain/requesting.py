@@ -36,18 +36,26 @@ def plan_operation(
     catalogue: InstrumentCatalogue,
     limits: Limits,
     scope: Sequence[str] | None,
+    model: tuple[Sequence[Mapping[str, str]] | None, int] = (None, 0),
 ) -> OperationPlan:
     """Validate a request for `kind`; `scope` is the Strategy's auto-rebalance (or every)
-    Trader when the request does not list participants itself."""
+    Trader when the request does not list participants itself. A request that sends no
+    allocations uses the Strategy's `model` (allocations, version), checked again against
+    today's catalogue, and its parameters record the version."""
     allocations = None
+    parameters: dict[str, str] = {}
     if kind is not OperationType.LIQUIDATION:
+        raw_allocations: object = body.get("allocations")
+        stored, version = model
+        if raw_allocations is None and stored is not None:
+            raw_allocations = list(stored)
+            parameters["model_version"] = str(version)
         allocations = parse_allocations(
-            body.get("allocations"),
+            raw_allocations,
             quoted_currency=quoted_currency,
             catalogue=catalogue,
             max_assets=limits.max_allocations,
         )
-    parameters: dict[str, str] = {}
     raw = body.get("participants")
     if kind in (OperationType.ENROLLMENT, OperationType.TOP_UP, OperationType.PARTIAL_SELL):
         orders = parse_funded_participants(

@@ -18,6 +18,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 
 from domain import ids
+from domain.allocations import Allocations, parse_allocations
 from domain.allotment import AllottedChunks
 from domain.catalogue import DEFAULT_INSTRUMENTS, Instrument, InstrumentCatalogue, fiat_precision
 from domain.chunk import OperationChunk
@@ -26,6 +27,7 @@ from domain.commands import (
     Command,
     CreateStrategy,
     OperationCommand,
+    SetModel,
     UpdateTrader,
     operation_command,
 )
@@ -226,6 +228,8 @@ class Trading(OperationStages, Application[UUID]):
             return self._create_strategy(platform_id, request_id, command, fingerprint), True
         if isinstance(command, UpdateTrader):
             return self._update_trader(platform_id, request_id, command, fingerprint), True
+        if isinstance(command, SetModel):
+            return self._set_model(platform_id, request_id, command, fingerprint), True
         return self._request_operation(platform_id, request_id, command, fingerprint), True
 
     def create_strategy(
@@ -247,6 +251,14 @@ class Trading(OperationStages, Application[UUID]):
         command = operation_command(kind, strategy_id, body)
         operation, created = self.handle(platform_id, request_id, command)
         return operation, created
+
+    def set_model(
+        self, platform_id: str, request_id: UUID, strategy_id: UUID, body: Mapping[str, Any]
+    ) -> tuple[Strategy, bool]:
+        """PUT the Strategy's model: its next version (a replay answers the Strategy as it is
+        now, whatever version it has reached since)."""
+        strategy, created = self.handle(platform_id, request_id, SetModel(strategy_id, body))
+        return strategy, created
 
     def update_trader(
         self, platform_id: str, request_id: UUID, trader_id: UUID, auto_rebalance: bool
@@ -279,10 +291,33 @@ class Trading(OperationStages, Application[UUID]):
             raise InvalidRequestError(
                 f"metadata {unstorable}", errors=(FieldError("metadata", unstorable),)
             )
+        model = None
+        if body.get("allocations") is not None:
+            model = self._model(body["allocations"], currency)
         strategy = Strategy(platform_id, request_id, currency, metadata, fingerprint)
+        if model is not None:
+            strategy.set_model(model.as_list())
         key = RequestKey(platform_id, request_id, command.name, fingerprint, strategy.id)
         self.save(strategy, key)
         return strategy
+
+    def _set_model(
+        self, platform_id: str, request_id: UUID, command: SetModel, fingerprint: str
+    ) -> Strategy:
+        strategy = self.strategy(platform_id, command.strategy_id)
+        model = self._model(command.body.get("allocations"), strategy.quoted_currency)
+        strategy.set_model(model.as_list())
+        key = RequestKey(platform_id, request_id, command.name, fingerprint, strategy.id)
+        self.save(strategy, key)
+        return strategy
+
+    def _model(self, raw: object, quoted_currency: str) -> Allocations:
+        return parse_allocations(
+            raw,
+            quoted_currency=quoted_currency,
+            catalogue=self.catalogue(),
+            max_assets=self.limits.max_allocations,
+        )
 
     def _request_operation(
         self, platform_id: str, request_id: UUID, command: OperationCommand, fingerprint: str
@@ -304,6 +339,7 @@ class Trading(OperationStages, Application[UUID]):
             catalogue=self.catalogue(),
             limits=self.limits,
             scope=scope,
+            model=(strategy.model, strategy.model_version),
         )
         orders = [order.as_dict() for order in plan.orders]
         chunks = [orders[i : i + self.chunk_size] for i in range(0, len(orders), self.chunk_size)]

@@ -1,4 +1,9 @@
-"""Strategy: a container tied to one quoted currency. Allocations live on each Operation."""
+"""Strategy: a container tied to one quoted currency, with an optional model.
+
+Every Operation carries the allocations it trades to. A Strategy may also store a model, its
+target allocations, as numbered versions (each one an event, all kept): an Operation request
+that sends no allocations then uses the current version and records which.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain import ids
+from domain.allocations import Allocations
 
 
 class Strategy(Aggregate):
@@ -29,3 +35,27 @@ class Strategy(Aggregate):
         self.quoted_currency = quoted_currency
         self.metadata = metadata
         self.request_hash = request_hash
+
+    def set_model(self, allocations: list[dict[str, str]]) -> None:
+        """Record the next version of the model (allocations already validated)."""
+        self._model_set(version=self.model_version + 1, allocations=allocations)
+
+    @event("ModelSet")
+    def _model_set(self, version: int, allocations: list[dict[str, str]]) -> None:
+        self._model = allocations
+        self._model_version = version
+
+    # A Strategy created (or snapshotted) before models existed has neither attribute.
+    @property
+    def model(self) -> list[dict[str, str]] | None:
+        model: list[dict[str, str]] | None = getattr(self, "_model", None)
+        return model
+
+    @property
+    def model_version(self) -> int:
+        """0 while the Strategy has no model."""
+        return int(getattr(self, "_model_version", 0))
+
+    @property
+    def model_allocations(self) -> Allocations | None:
+        return Allocations.from_list(self.model) if self.model is not None else None
