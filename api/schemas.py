@@ -71,17 +71,38 @@ class NamedParticipant(Body):
     participant_code: str = Field(min_length=1, max_length=64, examples=["ABC123"])
 
 
+MODEL_DOC = (
+    "Extension: omitted, the Strategy's model (its current version) is used and the "
+    "Operation records which version; a Strategy without a model needs them."
+)
+
+
 class StrategyCreate(Body):
     quoted_currency: str = Field(examples=["USD"])
     metadata: dict[str, Any] = Field(
         default_factory=dict, examples=[{"platform_label": "Blue Chip Crypto"}]
     )
+    allocations: list[Allocation] | None = Field(
+        default=None,
+        min_length=1,
+        description="Extension: the Strategy's model (version 1), used by Operation requests "
+        "that send no allocations.",
+        examples=[ALLOCATIONS_EXAMPLE],
+    )
+
+
+class ModelUpdate(Body):
+    """Extension: the next version of a Strategy's model."""
+
+    allocations: list[Allocation] = Field(min_length=1, examples=[ALLOCATIONS_EXAMPLE])
 
 
 class FundedOperationRequest(Body):
     """Enroll, top-up and partial-sell."""
 
-    allocations: list[Allocation] = Field(min_length=1, examples=[ALLOCATIONS_EXAMPLE])
+    allocations: list[Allocation] | None = Field(
+        default=None, min_length=1, description=MODEL_DOC, examples=[ALLOCATIONS_EXAMPLE]
+    )
     participants: list[FundedParticipant] = Field(
         min_length=1,
         examples=[[{"participant_code": "ABC123", "amount": "1000.00", "auto_rebalance": True}]],
@@ -89,7 +110,9 @@ class FundedOperationRequest(Body):
 
 
 class RebalanceRequest(Body):
-    allocations: list[Allocation] = Field(min_length=1, examples=[ALLOCATIONS_EXAMPLE])
+    allocations: list[Allocation] | None = Field(
+        default=None, min_length=1, description=MODEL_DOC, examples=[ALLOCATIONS_EXAMPLE]
+    )
     participants: list[str | NamedParticipant] | None = Field(
         default=None,
         description="Omitted: every active Trader with auto_rebalance. Given: exactly these.",
@@ -115,11 +138,19 @@ class TraderUpdate(Body):
     auto_rebalance: StrictBool
 
 
+class StrategyModel(BaseModel):
+    version: int = Field(description="1 for the first model, one more for each new one.")
+    allocations: list[dict[str, str]] = Field(examples=[ALLOCATIONS_EXAMPLE])
+
+
 class Strategy(BaseModel):
     id: str = Field(examples=[STRATEGY_ID])
     request_id: str
     quoted_currency: str = Field(examples=["USD"])
     metadata: dict[str, Any]
+    model: StrategyModel | None = Field(
+        default=None, description="Extension: the current model, null while it has none."
+    )
     created_at: str = Field(examples=["2026-05-29T18:56:43Z"])
     updated_at: str
 

@@ -65,6 +65,7 @@ def strategy_resource(row: StrategyRow) -> Item:
         "request_id": str(row.request_id),
         "quoted_currency": row.quoted_currency,
         "metadata": row.metadata,
+        "model": row.model,
         "created_at": rfc3339(row.created_at),
         "updated_at": rfc3339(row.updated_at),
     }

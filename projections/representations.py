@@ -27,6 +27,11 @@ def strategy_resource(strategy: Strategy) -> dict[str, Any]:
         "request_id": str(strategy.request_id),
         "quoted_currency": strategy.quoted_currency,
         "metadata": strategy.metadata,
+        "model": (
+            None
+            if strategy.model is None
+            else {"version": strategy.model_version, "allocations": strategy.model}
+        ),
         "created_at": rfc3339(strategy.created_on),
         "updated_at": rfc3339(strategy.modified_on),
     }

@@ -57,6 +57,9 @@ class Column:
     nullable: bool = False
     #: A client's JSON document (any numbers, any nesting), not one of our own shapes.
     document: bool = False
+    #: Added after its table was first released: `create` adds it to a table without it
+    #: (nullable, since the rows already there have no value for it).
+    added: bool = False
 
     @property
     def is_json(self) -> bool:
@@ -94,6 +97,11 @@ class Table:
     #: (index name suffix, what follows `ON table`: the parenthesised keys, maybe a WHERE).
     indexes: tuple[tuple[str, str], ...] = ()
 
+    def __post_init__(self) -> None:
+        for column in self.columns:
+            if column.added and not column.nullable:
+                raise ValueError(f"{self.name}.{column.name} is added to rows already there")
+
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
@@ -108,6 +116,16 @@ class Table:
             for c in self.columns
         )
         statements = [f"CREATE TABLE IF NOT EXISTS {self.qualified(schema)} (\n    {body}\n);"]
+        # A column added since the table was first released, only when missing: ALTER TABLE
+        # locks the table even when there is nothing to add.
+        statements += [
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute "
+            f"WHERE attrelid = '{self.qualified(schema)}'::regclass AND attname = '{c.name}' "
+            f"AND NOT attisdropped) THEN ALTER TABLE {self.qualified(schema)} "
+            f"ADD COLUMN {c.name} {c.type}; END IF; END $$;"
+            for c in self.columns
+            if c.added
+        ]
         statements += [
             f"CREATE INDEX IF NOT EXISTS {self.name}_{suffix} "
             f"ON {self.qualified(schema)} {expression};"

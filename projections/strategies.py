@@ -1,4 +1,5 @@
-"""The strategies read model, fed by the Strategy stream alone (`Strategy.Created`)."""
+"""The strategies read model, fed by the Strategy stream alone (`Strategy.Created` and each
+`Strategy.ModelSet`, which replaces the current model)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from projections.schema import (
     Key,
     Rows,
     Table,
+    evolve,
     find,
     list_indexes,
     moves_forward,
@@ -30,6 +32,8 @@ STRATEGIES = Table(
         Column("quoted_currency", "text"),
         Column("metadata", "jsonb", document=True),
         *BOOKKEEPING,
+        #: {"version": n, "allocations": [...]}: the current model, null without one.
+        Column("model", "jsonb", nullable=True, added=True),
     ),
     list_indexes(),
 )
@@ -47,30 +51,44 @@ class StrategyRow:
     updated_at: datetime
     source_id: UUID
     version: int
+    model: dict[str, Any] | None = None
 
 
 def handles(aggregate_type: str, event_type: str) -> bool:
     """Whether events of this kind may read or change a row here (the writer asks once per
     kind, not once per event)."""
     del aggregate_type
-    return event_type == "Strategy.Created"
+    return event_type in _EVENTS
+
+
+_EVENTS = frozenset({"Strategy.Created", "Strategy.ModelSet"})
 
 
 def needs(event: DomainEventMessage, rows: Rows) -> list[Key]:
     del rows
-    if event.type == "Strategy.Created":
+    if event.type in _EVENTS:
         return [(STRATEGIES.name, event.aggregate_id)]
     return []
 
 
 def changes(event: DomainEventMessage, rows: Rows) -> list[StrategyRow]:
-    """The Strategy row `event` creates; nothing for an event already applied."""
-    if event.type != "Strategy.Created":
+    """The Strategy row `event` creates or gives a new model; nothing for an event already
+    applied (or a model whose Strategy this projection never saw created)."""
+    if event.type not in _EVENTS:
         return []
     current: StrategyRow | None = find(rows, STRATEGIES, event.aggregate_id)
     if not moves_forward(current, event.aggregate_id, event.aggregate_version):
         return []
     data = event.data
+    if event.type == "Strategy.ModelSet":
+        if current is None:
+            return []
+        model = {"version": data["version"], "allocations": data["allocations"]}
+        return [
+            evolve(
+                current, model=model, updated_at=event.timestamp, version=event.aggregate_version
+            )
+        ]
     return [
         StrategyRow(
             id=event.aggregate_id,

@@ -73,8 +73,40 @@ async def create_strategy(
         platform.platform_id,
         request_id,
         response,
-        commands.CreateStrategy(body.model_dump()),
+        # Without None fields: a body with no model hashes as it did before models existed,
+        # so its replays still match.
+        commands.CreateStrategy(body.model_dump(exclude_none=True)),
         created=status.HTTP_201_CREATED,
+    )
+
+
+@router.put(
+    "/strategies/{strategy_id}/model",
+    response_model=schemas.Strategy,
+    summary="Set a Strategy's model (extension)",
+    responses={
+        200: {"model": schemas.Strategy, "description": "The Strategy with its new model."},
+        **PROBLEMS,
+        **NOT_FOUND,
+    },
+)
+async def set_model(
+    strategy_id: UUID,
+    body: schemas.ModelUpdate,
+    response: Response,
+    platform: PlatformDep,
+    request_id: RequestIdDep,
+    engine: EngineDep,
+) -> dict[str, Any]:
+    """Records the next version of the model (every version is kept as an event). The same
+    X-REQUEST-ID again answers the Strategy as it is now; with another body, a 409."""
+    return await _run(
+        engine,
+        platform.platform_id,
+        request_id,
+        response,
+        commands.SetModel(strategy_id, body.model_dump(exclude_none=True)),
+        created=status.HTTP_200_OK,
     )
 
 

@@ -51,6 +51,7 @@ CommandName = Literal[
     "rebalance",
     "liquidate",
     "update_trader",
+    "set_model",
 ]
 
 

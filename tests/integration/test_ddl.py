@@ -79,3 +79,22 @@ async def test_every_schema_created_by_many_processes_at_once(fresh_database_url
     finally:
         for pool in pools:
             await pool.close()
+
+
+async def test_a_column_added_since_a_table_was_released_is_added_at_start(
+    fresh_database_url: str,
+) -> None:
+    """A strategies table made before models existed gets its `model` column, once; the
+    statement takes no lock when the column is there (many processes start together)."""
+    pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=PROCESSES)
+    try:
+        await read_models.ensure_schema(pool)
+        await pool.execute("ALTER TABLE public.strategies DROP COLUMN model")
+        await asyncio.gather(*(read_models.ensure_schema(pool) for _ in range(PROCESSES)))
+        found = await pool.fetchval(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = 'strategies' AND column_name = 'model'"
+        )
+        assert found == "jsonb"
+    finally:
+        await pool.close()
