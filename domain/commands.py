@@ -134,13 +134,10 @@ def build_command(
                 errors=(FieldError("auto_rebalance", "must be true or false"),),
             )
         return UpdateTrader(trader_id, flag)
-    if name == SetModel.name:
-        if strategy_id is None:
-            raise InvalidRequestError(
-                "set_model needs strategy_id", errors=(FieldError("strategy_id", "is required"),)
-            )
-        return SetModel(strategy_id, body)
-    kind = OPERATION_COMMANDS.get(name)
+    # The commands on one Strategy: an Operation's, and a new version of its model.
+    kind: type[OperationCommand] | type[SetModel] | None = (
+        SetModel if name == SetModel.name else OPERATION_COMMANDS.get(name)
+    )
     if kind is None:
         raise ValueError(f"unknown command {name!r}")
     if strategy_id is None:

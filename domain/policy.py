@@ -227,7 +227,7 @@ def parse_policy(raw: object) -> Policy:
     return Policy(band, calendar_, cooldown or 0, buffer or ZERO)
 
 
-def _band(raw: object, errors: list[FieldError]) -> DriftBand | None:
+def _band(raw: object, errors: list[FieldError]) -> DriftBand:
     body = _object(raw, "drift_band", {"absolute", "relative"}, errors)
     absolute = relative = None
     if body.get("absolute") is not None:

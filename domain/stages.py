@@ -566,7 +566,7 @@ def _flows(
 ) -> tuple[dict[str, dict[str, str]], Decimal]:
     """Per asset that needs a locked price (allocated, or held by an approved Trader of a
     rebalance or liquidation), the quantity the approved Traders hold and the net of their
-    legs at the check's prices (`PricingBook.first_blocks` sizes the first quotes from it);
+    legs at the check's prices (`PricingBook.checked_blocks` sizes the first quotes from it);
     and their cash."""
     flows: dict[str, Decimal] = (
         {asset: ZERO for asset in terms.allocations.assets} if (terms.allocations) else {}

@@ -13,7 +13,6 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain import ids
-from domain.allocations import Allocations
 
 
 class Strategy(Aggregate):
@@ -55,7 +54,3 @@ class Strategy(Aggregate):
     def model_version(self) -> int:
         """0 while the Strategy has no model."""
         return int(getattr(self, "_model_version", 0))
-
-    @property
-    def model_allocations(self) -> Allocations | None:
-        return Allocations.from_list(self.model) if self.model is not None else None

@@ -41,8 +41,6 @@ from infra.tools.bench import (
     server_versions,
 )
 
-#: The repository: where `bench/results` goes and where worker processes start (from
-#: `infra/`, its `logging.py` would stand in for the standard library's).
 #: Rows the COPY ceiling is measured with, at most (held in memory while it runs).
 COPY_SAMPLE_MAX = 600_000
 

@@ -9,6 +9,7 @@ from uuid import uuid4
 
 import pytest
 
+from domain.allocations import Allocations
 from domain.errors import (
     AllocationInvalidError,
     IdempotencyConflictError,
@@ -145,5 +146,5 @@ def test_a_model_replays_from_the_event_history() -> None:
         replayed = event.mutate(replayed)
     assert isinstance(replayed, Strategy)
     assert replayed.model == SHIFTED and replayed.model_version == 2
-    assert replayed.model_allocations is not None
-    assert replayed.model_allocations.weight_of("ETH") == Decimal("0.40")
+    assert replayed.model is not None
+    assert Allocations.from_list(replayed.model).weight_of("ETH") == Decimal("0.40")
