@@ -242,7 +242,7 @@ def _band(raw: object, errors: list[FieldError]) -> DriftBand:
 def _calendar(raw: object, errors: list[FieldError]) -> Calendar | None:
     keys = {"frequency", "time", "weekday", "day", "paused_until"}
     body = _object(raw, "calendar", keys, errors)
-    if not body:
+    if not isinstance(raw, Mapping):  # already refused; an empty one needs its frequency
         return None
     try:
         frequency = Frequency(body.get("frequency"))

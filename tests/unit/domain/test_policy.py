@@ -235,6 +235,7 @@ def test_a_policy_reads_back_what_it_shows() -> None:
         ({"drift_band": {"relative": "11"}}, "drift_band.relative"),
         ({"drift_band": {"absolute": "٠.٠٥"}}, "drift_band.absolute"),
         ({"calendar": {"frequency": "hourly"}}, "calendar.frequency"),
+        ({"calendar": {}}, "calendar.frequency"),
         ({"calendar": {"frequency": "weekly"}}, "calendar.weekday"),
         ({"calendar": {"frequency": "weekly", "weekday": "Monday"}}, "calendar.weekday"),
         ({"calendar": {"frequency": "daily", "day": 3}}, "calendar.day"),
