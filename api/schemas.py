@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 from pydantic.config import JsonDict
 
 from domain.json_text import holds_unpaired_surrogate
@@ -97,6 +97,69 @@ class ModelUpdate(Body):
     allocations: list[Allocation] = Field(min_length=1, examples=[ALLOCATIONS_EXAMPLE])
 
 
+class DriftBand(Body):
+    absolute: str | None = Field(
+        default=None,
+        description="Weight points an asset may be off its target (0.05: 5 points), above 0 "
+        "and at most 1.",
+        examples=["0.05"],
+        json_schema_extra=DECIMAL_DOC,
+    )
+    relative: str | None = Field(
+        default=None,
+        description="Share of its target an asset may be off it (0.20: a 30% asset between "
+        "24% and 36%), above 0 and at most 10.",
+        examples=["0.20"],
+        json_schema_extra=DECIMAL_DOC,
+    )
+
+
+class Calendar(Body):
+    frequency: Literal["daily", "weekly", "monthly", "quarterly"]
+    time: str = Field(
+        default="00:00", description="UTC time of day, HH:MM.", pattern="^[0-2][0-9]:[0-5][0-9]$"
+    )
+    weekday: (
+        Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] | None
+    ) = Field(default=None, description="Weekly only.")
+    day: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=31,
+        description="Monthly and quarterly (of the quarter's first month) only; beyond a "
+        "month's last day, its last day.",
+    )
+    paused_until: str | None = Field(
+        default=None,
+        description="No run before this date (UTC midnight).",
+        pattern="^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+        examples=["2027-01-31"],
+    )
+
+
+class PolicyUpdate(Body):
+    """Extension: the next version of a Strategy's rebalancing policy. Every part is
+    optional; without a calendar nothing runs by itself."""
+
+    drift_band: DriftBand | None = Field(
+        default=None, description="Only Traders outside it are rebalanced; without one, all."
+    )
+    calendar: Calendar | None = None
+    cooldown_days: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=366,
+        description="No automatic rebalance of a Trader within this many days of its last "
+        "rebalance, manual or automatic (default 0).",
+    )
+    cash_buffer: str | None = Field(
+        default=None,
+        description="Share of each Trader's value every buy leaves in cash, 0 to 0.20 (default 0).",
+        examples=["0.0025"],
+        json_schema_extra=DECIMAL_DOC,
+    )
+
+
 class FundedOperationRequest(Body):
     """Enroll, top-up and partial-sell."""
 
@@ -143,6 +206,28 @@ class StrategyModel(BaseModel):
     allocations: list[dict[str, str]] = Field(examples=[ALLOCATIONS_EXAMPLE])
 
 
+class PolicyRun(BaseModel):
+    period: str = Field(examples=["2026-W49"], description="The calendar period it ran for.")
+    policy_version: int
+    operation_id: str | None = Field(
+        description="The rebalance it requested; null: nobody drifted."
+    )
+    evaluated: int = Field(description="Auto-rebalance Traders valued at the run's prices.")
+    outside: int = Field(description="Of those, outside the drift band.")
+    cooling: int = Field(description="Of those, left out by the cooldown.")
+    at: str
+
+
+class StrategyPolicy(BaseModel):
+    version: int = Field(description="1 for the first policy, one more for each new one.")
+    effective_from: str | None = Field(description="No period scheduled before it runs.")
+    drift_band: dict[str, str] | None = None
+    calendar: dict[str, Any] | None = None
+    cooldown_days: int
+    cash_buffer: str
+    last_run: PolicyRun | None = None
+
+
 class Strategy(BaseModel):
     id: str = Field(examples=[STRATEGY_ID])
     request_id: str
@@ -150,6 +235,17 @@ class Strategy(BaseModel):
     metadata: dict[str, Any]
     model: StrategyModel | None = Field(
         default=None, description="Extension: the current model, null while it has none."
+    )
+    status: Literal["active", "needs_adjustment"] = Field(
+        default="active",
+        description="Extension: `needs_adjustment` while the model names an instrument that "
+        "cannot be traded (halted or disabled); automatic runs stop until a new model is set.",
+    )
+    broken_assets: list[str] = Field(
+        default_factory=list, description="Extension: the model's assets that cannot be traded."
+    )
+    policy: StrategyPolicy | None = Field(
+        default=None, description="Extension: the current rebalancing policy and its last run."
     )
     created_at: str = Field(examples=["2026-05-29T18:56:43Z"])
     updated_at: str

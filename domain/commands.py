@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -97,8 +99,41 @@ class SetModel:
         return request_fingerprint(self.name, str(self.strategy_id), self.body)
 
 
+@dataclass(frozen=True)
+class SetPolicy:
+    """A new version of a Strategy's rebalancing policy."""
+
+    strategy_id: UUID
+    body: Mapping[str, Any]
+    name: ClassVar[str] = "set_policy"
+
+    def fingerprint(self) -> str:
+        return request_fingerprint(self.name, str(self.strategy_id), self.body)
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """The scheduler's run of a Strategy's policy for one calendar period, at the venue's
+    indicative `prices` as of `now`. Not a way in for platforms: no route or topic builds it.
+
+    Its fingerprint is the Strategy, the period and the policy version only: a restarted
+    scheduler that finds other prices (so other drifted Traders) meets the period's first
+    run as a replay, never as a second run."""
+
+    strategy_id: UUID
+    period: str
+    policy_version: int
+    prices: Mapping[str, Decimal]
+    now: datetime
+    name: ClassVar[str] = "run_policy"
+
+    def fingerprint(self) -> str:
+        body = {"period": self.period, "policy_version": self.policy_version}
+        return request_fingerprint(self.name, str(self.strategy_id), body)
+
+
 #: Every mutation; `OperationCommand` stands for its five subclasses.
-Command = CreateStrategy | OperationCommand | UpdateTrader | SetModel
+Command = CreateStrategy | OperationCommand | UpdateTrader | SetModel | SetPolicy | RunPolicy
 
 OPERATION_COMMANDS: dict[str, type[OperationCommand]] = {
     kind.name: kind for kind in (Enroll, TopUp, PartialSell, Rebalance, Liquidate)
@@ -134,10 +169,10 @@ def build_command(
                 errors=(FieldError("auto_rebalance", "must be true or false"),),
             )
         return UpdateTrader(trader_id, flag)
-    # The commands on one Strategy: an Operation's, and a new version of its model.
-    kind: type[OperationCommand] | type[SetModel] | None = (
-        SetModel if name == SetModel.name else OPERATION_COMMANDS.get(name)
-    )
+    # The commands on one Strategy: an Operation's, a new version of its model or policy.
+    kind: type[OperationCommand] | type[SetModel] | type[SetPolicy] | None = (
+        SetModel if name == SetModel.name else SetPolicy if name == SetPolicy.name else None
+    ) or OPERATION_COMMANDS.get(name)
     if kind is None:
         raise ValueError(f"unknown command {name!r}")
     if strategy_id is None:

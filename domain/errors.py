@@ -125,6 +125,25 @@ class FloatInsufficientError(ConflictError):
     code = "insufficient_funds"
 
 
+class ModelRequiredError(ConflictError):
+    """Raised when a request needs the Strategy's model and it has none."""
+
+    code = "model_required"
+
+
+class PolicyRunNotDueError(ConflictError):
+    """Raised when an automatic run is asked for a period that is not due, has run already,
+    or under a policy version that is no longer the current one."""
+
+    code = "policy_run_not_due"
+
+
+class StrategyNeedsAdjustmentError(ConflictError):
+    """Raised when an automatic run is asked of a Strategy whose model cannot be traded."""
+
+    code = "strategy_needs_adjustment"
+
+
 class IdempotencyConflictError(ConflictError):
     """Raised when a request id is reused with a different request body."""
 

@@ -18,6 +18,7 @@ FLOAT_NS = uuid5(_ROOT, "float-account")
 REQUEST_NS = uuid5(_ROOT, "request-key")
 DEPOSIT_NS = uuid5(_ROOT, "float-deposit")
 CATALOGUE_ID = uuid5(_ROOT, "instrument-catalogue")
+POLICY_RUN_NS = uuid5(_ROOT, "policy-run")
 #: The per-Trader ids are derived again at every stage of every Operation (a SHA-1 and two
 #: UUID formattings each): remembered for about a 100,000-Trader Strategy's worth.
 _PER_TRADER = 2**17
@@ -58,3 +59,12 @@ def float_deposit_id(platform_id: str, currency: str, reference: str) -> UUID:
 def request_key_id(platform_id: str, request_id: UUID) -> UUID:
     """One per (platform, X-REQUEST-ID), whatever the request: see `domain.request_key`."""
     return uuid5(REQUEST_NS, f"{platform_id}:{request_id}")
+
+
+def policy_run_request_id(strategy: UUID, period: str) -> UUID:
+    """The X-REQUEST-ID of a Strategy's automatic run for one calendar period: the same on
+    every attempt, so a restarted scheduler meets its earlier run as a replay. Shaped as a
+    version 4 UUID, like every request id a platform sends (the bytes are a hash, not random:
+    the version and variant bits are set on it)."""
+    digest = uuid5(POLICY_RUN_NS, f"{strategy}:{period}")
+    return UUID(bytes=digest.bytes, version=4)

@@ -27,7 +27,9 @@ from domain.commands import (
     Command,
     CreateStrategy,
     OperationCommand,
+    RunPolicy,
     SetModel,
+    SetPolicy,
     UpdateTrader,
     operation_command,
 )
@@ -36,20 +38,25 @@ from domain.errors import (
     FieldError,
     IdempotencyConflictError,
     InvalidRequestError,
+    ModelRequiredError,
     OperationNotFoundError,
+    PolicyRunNotDueError,
+    StrategyNeedsAdjustmentError,
     StrategyNotFoundError,
     TraderNotFoundError,
 )
 from domain.float_account import FloatAccount, FloatDeposit
 from domain.money import exact_methods
 from domain.operation import Operation
+from domain.policy import parse_policy
+from domain.policy_run import RunSelection, TraderState, price_evidence, select_for_run
 from domain.reference import Catalogue, Participant
 from domain.request_key import RequestKey
 from domain.requesting import plan_operation
 from domain.requests import Limits
 from domain.roster import RosterEntry, in_scope, needs_scope, roster_changes
 from domain.stages import OperationStages
-from domain.statuses import OperationType, TraderStatus
+from domain.statuses import OperationType, StrategyStatus, TraderStatus
 from domain.strategy import Strategy
 from domain.trader import Trader
 
@@ -230,6 +237,10 @@ class Trading(OperationStages, Application[UUID]):
             return self._update_trader(platform_id, request_id, command, fingerprint), True
         if isinstance(command, SetModel):
             return self._set_model(platform_id, request_id, command, fingerprint), True
+        if isinstance(command, SetPolicy):
+            return self._set_policy(platform_id, request_id, command, fingerprint), True
+        if isinstance(command, RunPolicy):
+            return self._run_policy(platform_id, request_id, command, fingerprint), True
         return self._request_operation(platform_id, request_id, command, fingerprint), True
 
     def create_strategy(
@@ -258,6 +269,13 @@ class Trading(OperationStages, Application[UUID]):
         """PUT the Strategy's model: its next version (a replay answers the Strategy as it is
         now, whatever version it has reached since)."""
         strategy, created = self.handle(platform_id, request_id, SetModel(strategy_id, body))
+        return strategy, created
+
+    def set_policy(
+        self, platform_id: str, request_id: UUID, strategy_id: UUID, body: Mapping[str, Any]
+    ) -> tuple[Strategy, bool]:
+        """PUT the Strategy's rebalancing policy: its next version."""
+        strategy, created = self.handle(platform_id, request_id, SetPolicy(strategy_id, body))
         return strategy, created
 
     def update_trader(
@@ -311,6 +329,118 @@ class Trading(OperationStages, Application[UUID]):
         self.save(strategy, key)
         return strategy
 
+    def _set_policy(
+        self, platform_id: str, request_id: UUID, command: SetPolicy, fingerprint: str
+    ) -> Strategy:
+        strategy = self.strategy(platform_id, command.strategy_id)
+        policy = parse_policy(command.body)
+        if policy.calendar is not None and strategy.model is None:
+            raise ModelRequiredError(
+                "a policy with a calendar rebalances to the Strategy's model: set one first "
+                f"(PUT /strategies/{strategy.id}/model)"
+            )
+        strategy.set_policy(policy)
+        key = RequestKey(platform_id, request_id, command.name, fingerprint, strategy.id)
+        self.save(strategy, key)
+        return strategy
+
+    def _run_policy(
+        self, platform_id: str, request_id: UUID, command: RunPolicy, fingerprint: str
+    ) -> Operation | Strategy:
+        """Record the period's run and, when any Trader drifted outside the band and cooled
+        down, request its rebalance (to the current model, of those Traders only) in the
+        same atomic write. Refused when the period is not due (or has run: the record is
+        the guard, whatever request id a scheduler uses), the policy changed since the
+        scheduler read it, or the model cannot be traded."""
+        strategy = self.strategy(platform_id, command.strategy_id)
+        policy, model = strategy.policy, strategy.model
+        if policy is None or policy.calendar is None or model is None:
+            raise PolicyRunNotDueError(f"strategy {strategy.id} has no calendar to run")
+        if strategy.policy_version != command.policy_version:
+            raise PolicyRunNotDueError(
+                f"the policy is at version {strategy.policy_version}, not {command.policy_version}"
+            )
+        since = strategy.policy_since or strategy.created_on
+        due = policy.calendar.due(command.now, strategy.last_policy_period, since)
+        if due is None or due.key != command.period:
+            raise PolicyRunNotDueError(
+                f"period {command.period} is not due (last run: {strategy.last_policy_period})"
+            )
+        if strategy.status is StrategyStatus.NEEDS_ADJUSTMENT:
+            raise StrategyNeedsAdjustmentError(
+                f"strategy {strategy.id} needs a new model: {', '.join(strategy.broken_assets)} "
+                "cannot be traded"
+            )
+        targets = self._model(model, strategy.quoted_currency)
+        missing = [asset for asset in targets.assets if asset not in command.prices]
+        if missing:
+            raise PolicyRunNotDueError(f"no indicative price for {', '.join(missing)}")
+        selection = self._policy_selection(strategy, targets, command)
+        operation = None
+        if selection.participants:
+            body = {"participants": [{"participant_code": c} for c in selection.participants]}
+            extra = {
+                "origin": "policy",
+                "policy_version": str(strategy.policy_version),
+                "period": command.period,
+            }
+            operation, planned = self._plan_operation(
+                platform_id,
+                request_id,
+                operation_command(OperationType.REBALANCE, strategy.id, body),
+                fingerprint,
+                strategy,
+                extra,
+            )
+        strategy.record_policy_run(
+            command.period,
+            price_evidence(command.prices),
+            evaluated=selection.evaluated,
+            outside=selection.outside,
+            cooling=selection.cooling,
+            operation_id=operation.id if operation else None,
+        )
+        target = operation or strategy
+        key = RequestKey(platform_id, request_id, command.name, fingerprint, target.id)
+        self.save(strategy, *([operation, *planned] if operation else []), key)
+        return target
+
+    def _policy_selection(
+        self, strategy: Strategy, targets: Allocations, command: RunPolicy
+    ) -> RunSelection:
+        assert strategy.policy is not None
+        codes = self.scope(strategy.id, auto_rebalance_only=True)
+        states: list[TraderState] = []
+        for start in range(0, len(codes), 1000):
+            batch = codes[start : start + 1000]
+            found = self.get_many([ids.trader_id(strategy.id, c) for c in batch])
+            for code in batch:
+                trader = found.get(ids.trader_id(strategy.id, code))
+                if isinstance(trader, Trader) and trader.status is TraderStatus.ACTIVE:
+                    states.append(TraderState(code, trader.holdings, trader.rebalanced_on))
+        return select_for_run(states, targets, strategy.policy, command.prices, command.now)
+
+    def review_models(self, strategy_ids: Iterable[UUID]) -> list[Strategy]:
+        """Follow the catalogue for these Strategies' models: each whose model names an
+        instrument that is not tradable now goes to `needs_adjustment` (and back to
+        `active` when it is again). The Strategies that changed, saved."""
+        catalogue = self.catalogue()
+        changed = []
+        for strategy_id in strategy_ids:
+            strategy = self.find(strategy_id, Strategy)
+            if strategy is None or strategy.model is None:
+                continue
+            untradable = []
+            for allocation in strategy.model:
+                asset = allocation["underlying_currency"]
+                instrument = catalogue.find(asset, strategy.quoted_currency)
+                if instrument is None or not instrument.tradable:
+                    untradable.append(asset)
+            if strategy.review_model(untradable):
+                changed.append(strategy)
+        self.save(*changed)
+        return changed
+
     def _model(self, raw: object, quoted_currency: str) -> Allocations:
         return parse_allocations(
             raw,
@@ -322,12 +452,30 @@ class Trading(OperationStages, Application[UUID]):
     def _request_operation(
         self, platform_id: str, request_id: UUID, command: OperationCommand, fingerprint: str
     ) -> Operation:
-        """Validate and record an Operation with its chunk plan (one atomic write).
+        """Validate and record an Operation with its chunk plan (one atomic write)."""
+        strategy = self.strategy(platform_id, command.strategy_id)
+        operation, planned = self._plan_operation(
+            platform_id, request_id, command, fingerprint, strategy
+        )
+        key = RequestKey(platform_id, request_id, command.type.value, fingerprint, operation.id)
+        self.save(operation, *planned, key)
+        return operation
+
+    def _plan_operation(
+        self,
+        platform_id: str,
+        request_id: UUID,
+        command: OperationCommand,
+        fingerprint: str,
+        strategy: Strategy,
+        extra: Mapping[str, str] | None = None,
+    ) -> tuple[Operation, list[OperationChunk]]:
+        """An Operation with its chunk plan, not saved yet; `extra` parameters are recorded
+        with the plan's (a policy run's origin).
 
         A request that names nobody (rebalance, liquidate `all`) takes the roster as it stands
         now, which includes every write acknowledged before this call."""
         kind, strategy_id, body = command.type, command.strategy_id, command.body
-        strategy = self.strategy(platform_id, strategy_id)
         auto_only = needs_scope(kind, body)
         scope = (
             None if auto_only is None else self.scope(strategy_id, auto_rebalance_only=auto_only)
@@ -350,7 +498,7 @@ class Trading(OperationStages, Application[UUID]):
             type=kind.value,
             quoted_currency=strategy.quoted_currency,
             allocations=plan.allocations.as_list() if plan.allocations else None,
-            parameters=plan.parameters,
+            parameters={**plan.parameters, **(extra or {})},
             request_hash=fingerprint,
             participant_count=len(orders),
             chunk_count=len(chunks),
@@ -364,9 +512,7 @@ class Trading(OperationStages, Application[UUID]):
             OperationChunk(operation.id, i, chunk, platform_id, strategy_id)
             for i, chunk in enumerate(chunks)
         ]
-        key = RequestKey(platform_id, request_id, kind.value, fingerprint, operation.id)
-        self.save(operation, *planned, key)
-        return operation
+        return operation, planned
 
     def _update_trader(
         self, platform_id: str, request_id: UUID, command: UpdateTrader, fingerprint: str

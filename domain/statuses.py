@@ -17,6 +17,13 @@ class OperationType(StrEnum):
         return self in (OperationType.ENROLLMENT, OperationType.TOP_UP)
 
 
+class StrategyStatus(StrEnum):
+    """An extension (the spec has no Strategy status): whether its model can be traded."""
+
+    ACTIVE = "active"
+    NEEDS_ADJUSTMENT = "needs_adjustment"
+
+
 class OperationStatus(StrEnum):
     VALIDATING = "validating"
     PRICING = "pricing"

@@ -10,6 +10,7 @@ rejected Trader changed" provable.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -137,7 +138,11 @@ class Trader(Aggregate):
         paid_out: Decimal,
         status: str,
         auto_rebalance: bool,
+        timestamp: datetime | None = None,
     ) -> None:
+        # `timestamp` is the event's own: a rebalance's is when a policy's cooldown starts.
+        if operation_type == _REBALANCE:
+            self._rebalanced_on = timestamp
         self.cash += funded - paid_out
         for instruction in instructions:
             quantity = Decimal(instruction["quantity"])
@@ -155,6 +160,13 @@ class Trader(Aggregate):
         self.held_by = None
         self.execution_id = None
 
+    @property
+    def rebalanced_on(self) -> datetime | None:
+        """When a rebalance (manual or automatic) last settled for this Trader; absent from
+        Traders loaded from snapshots taken before it was kept, until their next one."""
+        rebalanced: datetime | None = getattr(self, "_rebalanced_on", None)
+        return rebalanced
+
     def change_auto_rebalance(self, auto_rebalance: bool) -> None:
         if self.status is TraderStatus.PENDING:
             raise IllegalTransitionError(f"trader {self.id} has not completed its enrollment")
@@ -170,6 +182,9 @@ class Trader(Aggregate):
             raise HoldNotOwnedError(
                 f"trader {self.id} is not held by operation {operation_id} (held by {self.held_by})"
             )
+
+
+_REBALANCE = OperationType.REBALANCE.value
 
 
 def _status_after(operation_type: OperationType, current: TraderStatus) -> TraderStatus:

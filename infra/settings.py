@@ -132,6 +132,10 @@ class Settings(AbuseLimitSettings, BaseSettings):
     drain_timeout_s: float = Field(
         default=60.0, gt=0, le=3600, validation_alias="STRATEGIES_DRAIN_TIMEOUT_S"
     )
+    #: Seconds between two rounds of the policy scheduler (the `scheduler` role).
+    scheduler_interval_s: float = Field(
+        default=30.0, gt=0, le=3600, validation_alias="STRATEGIES_SCHEDULER_INTERVAL_S"
+    )
     # The per-request limits of spec §11.19, which it leaves to each installation.
     max_participants: int = Field(
         default=Limits.max_participants, ge=1, validation_alias="STRATEGIES_MAX_PARTICIPANTS"

@@ -31,9 +31,9 @@ from projections.filters import (
     conditions,
 )
 from projections.operations import OperationRow
-from projections.representations import rfc3339
+from projections.representations import policy_view, rfc3339
 from projections.schema import DEFAULT_SCHEMA, row_from_record
-from projections.strategies import StrategyRow
+from projections.strategies import STRATEGIES, StrategyRow
 from projections.traders import PENDING, TRADERS, TraderRow, is_visible, plain_decimal
 
 if TYPE_CHECKING:
@@ -66,6 +66,9 @@ def strategy_resource(row: StrategyRow) -> Item:
         "quoted_currency": row.quoted_currency,
         "metadata": row.metadata,
         "model": row.model,
+        "status": row.status or "active",
+        "broken_assets": row.broken_assets or [],
+        "policy": policy_view(row.policy, row.policy_run),
         "created_at": rfc3339(row.created_at),
         "updated_at": rfc3339(row.updated_at),
     }
@@ -127,6 +130,16 @@ async def get_strategy(
     pool: asyncpg.Pool, platform_id: str, strategy_id: UUID, *, schema: str = DEFAULT_SCHEMA
 ) -> Item | None:
     return await _get(pool, schema, _rows(StrategyRow, strategy_resource), platform_id, strategy_id)
+
+
+async def strategies_with_models(pool: asyncpg.Pool, *, schema: str = DEFAULT_SCHEMA) -> list[UUID]:
+    """Every platform's Strategies that have a model: the policy scheduler's round (it
+    decides from the store; this only says whom to look at)."""
+    rows = await pool.fetch(
+        f"SELECT id FROM {STRATEGIES.qualified(schema)} WHERE model IS NOT NULL"
+        " ORDER BY created_at, id"
+    )
+    return [row["id"] for row in rows]
 
 
 async def list_strategies(

@@ -8,6 +8,7 @@ counts, because it asked before the read models caught up.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -32,9 +33,48 @@ def strategy_resource(strategy: Strategy) -> dict[str, Any]:
             if strategy.model is None
             else {"version": strategy.model_version, "allocations": strategy.model}
         ),
+        "status": strategy.status.value,
+        "broken_assets": strategy.broken_assets,
+        "policy": policy_view(
+            policy_document(
+                strategy.policy_version, strategy.policy_document, strategy.policy_since
+            ),
+            strategy.last_policy_run,
+        ),
         "created_at": rfc3339(strategy.created_on),
         "updated_at": rfc3339(strategy.modified_on),
     }
+
+
+def policy_document(
+    version: int, document: Mapping[str, Any] | None, since: datetime | None
+) -> dict[str, Any] | None:
+    """A policy version as the strategies read model stores it (the resource less its last
+    run): the version, when it took effect, and the policy as set."""
+    if document is None:
+        return None
+    return {
+        "version": version,
+        "effective_from": None if since is None else rfc3339(since),
+        **document,
+    }
+
+
+def policy_run_document(run: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The latest automatic run as stored and shown (its time as RFC 3339 text)."""
+    if run is None:
+        return None
+    at = run.get("at")
+    return {**run, "at": rfc3339(at) if isinstance(at, datetime) else at}
+
+
+def policy_view(
+    document: Mapping[str, Any] | None, last_run: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The `policy` of a Strategy resource: its stored version with its latest run."""
+    if document is None:
+        return None
+    return {**document, "last_run": policy_run_document(last_run)}
 
 
 def operation_resource(operation: Operation) -> dict[str, Any]:

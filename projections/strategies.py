@@ -1,5 +1,6 @@
-"""The strategies read model, fed by the Strategy stream alone (`Strategy.Created` and each
-`Strategy.ModelSet`, which replaces the current model)."""
+"""The strategies read model, fed by the Strategy stream alone: `Strategy.Created`, each
+`Strategy.ModelSet` and `Strategy.PolicySet` (which replace the current model and policy),
+`Strategy.PolicyRunRecorded` (the latest automatic run) and `Strategy.StatusChanged`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
+from projections.representations import policy_document, policy_run_document
 from projections.schema import (
     BOOKKEEPING,
     Column,
@@ -34,6 +36,13 @@ STRATEGIES = Table(
         *BOOKKEEPING,
         #: {"version": n, "allocations": [...]}: the current model, null without one.
         Column("model", "jsonb", nullable=True, added=True),
+        #: The current policy version (`representations.policy_document`), null without one.
+        Column("policy", "jsonb", nullable=True, added=True),
+        #: The latest automatic run (`representations.policy_run_document`).
+        Column("policy_run", "jsonb", nullable=True, added=True),
+        #: `active` or `needs_adjustment`; null (read as active) for rows made before.
+        Column("status", "text", nullable=True, added=True),
+        Column("broken_assets", "jsonb", nullable=True, added=True),
     ),
     list_indexes(),
 )
@@ -52,6 +61,10 @@ class StrategyRow:
     source_id: UUID
     version: int
     model: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None
+    policy_run: dict[str, Any] | None = None
+    status: str | None = None
+    broken_assets: list[str] | None = None
 
 
 def handles(aggregate_type: str, event_type: str) -> bool:
@@ -61,7 +74,15 @@ def handles(aggregate_type: str, event_type: str) -> bool:
     return event_type in _EVENTS
 
 
-_EVENTS = frozenset({"Strategy.Created", "Strategy.ModelSet"})
+_EVENTS = frozenset(
+    {
+        "Strategy.Created",
+        "Strategy.ModelSet",
+        "Strategy.PolicySet",
+        "Strategy.PolicyRunRecorded",
+        "Strategy.StatusChanged",
+    }
+)
 
 
 def needs(event: DomainEventMessage, rows: Rows) -> list[Key]:
@@ -80,13 +101,15 @@ def changes(event: DomainEventMessage, rows: Rows) -> list[StrategyRow]:
     if not moves_forward(current, event.aggregate_id, event.aggregate_version):
         return []
     data = event.data
-    if event.type == "Strategy.ModelSet":
+    if event.type != "Strategy.Created":
         if current is None:
             return []
-        model = {"version": data["version"], "allocations": data["allocations"]}
         return [
             evolve(
-                current, model=model, updated_at=event.timestamp, version=event.aggregate_version
+                current,
+                **_changed(event.type, data, event.timestamp),
+                updated_at=event.timestamp,
+                version=event.aggregate_version,
             )
         ]
     return [
@@ -102,3 +125,22 @@ def changes(event: DomainEventMessage, rows: Rows) -> list[StrategyRow]:
             version=event.aggregate_version,
         )
     ]
+
+
+def _changed(kind: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:
+    if kind == "Strategy.ModelSet":
+        return {"model": {"version": data["version"], "allocations": data["allocations"]}}
+    if kind == "Strategy.PolicySet":
+        return {"policy": policy_document(data["version"], data["policy"], at)}
+    if kind == "Strategy.StatusChanged":
+        return {"status": data["status"], "broken_assets": list(data["assets"])}
+    run = {
+        "period": data["period"],
+        "policy_version": data["policy_version"],
+        "operation_id": data["operation_id"],
+        "evaluated": data["evaluated"],
+        "outside": data["outside"],
+        "cooling": data["cooling"],
+        "at": at,
+    }
+    return {"policy_run": policy_run_document(run)}

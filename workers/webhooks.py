@@ -34,7 +34,13 @@ from infra.webhook_targets import Resolver, TargetRefusedError, destination, sys
 from projections.executions import ExecutionRow
 from projections.operations import OperationRow
 from projections.poisoned import NotAppliedYetError
-from projections.queries import execution_resource, operation_resource, trader_resource
+from projections.queries import (
+    execution_resource,
+    operation_resource,
+    strategy_resource,
+    trader_resource,
+)
+from projections.strategies import StrategyRow
 from projections.traders import PENDING, TRADERS, TraderRow, is_visible
 from projections.writer import Observation, Projection
 
@@ -48,6 +54,8 @@ log = structlog.get_logger("workers.webhooks")
 OPERATION_CHANGED = "trade_strategy.operation.status_changed"
 EXECUTION_CHANGED = "trade_strategy.execution.status_changed"
 TRADER_CREATED = "trade_strategy.trader.created"
+#: Extension (issue 18): a Strategy's model can no longer be traded, or can again.
+STRATEGY_CHANGED = "trade_strategy.strategy.status_changed"
 OPERATION_EVENTS = frozenset({"Operation.Requested", "Operation.StatusChanged"})
 EXECUTION_EVENTS = frozenset(
     {"Trader.HoldPlaced", "Trader.Settled", "Trader.HoldReleased", "OperationChunk.Checked"}
@@ -128,6 +136,8 @@ def notices(event: DomainEventMessage, state: Projection) -> list[Notice]:
             platform = row.platform_id or _operation_platform(state, row.operation_id)
             payload = execution_resource(row, trader_visible=_trader_visible(state, row))
             found.append(Notice(platform, EXECUTION_CHANGED, row.id, payload))
+        elif isinstance(row, StrategyRow) and event.type == "Strategy.StatusChanged":
+            found.append(Notice(row.platform_id, STRATEGY_CHANGED, row.id, strategy_resource(row)))
         elif isinstance(row, TraderRow) and event.type == "Trader.Settled":
             was = before.get(key)
             if isinstance(was, TraderRow) and was.status == PENDING and row.status != PENDING:

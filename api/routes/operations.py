@@ -110,6 +110,38 @@ async def set_model(
     )
 
 
+@router.put(
+    "/strategies/{strategy_id}/policy",
+    response_model=schemas.Strategy,
+    summary="Set a Strategy's rebalancing policy (extension)",
+    responses={
+        200: {"model": schemas.Strategy, "description": "The Strategy with its new policy."},
+        **PROBLEMS,
+        **NOT_FOUND,
+    },
+)
+async def set_policy(
+    strategy_id: UUID,
+    body: schemas.PolicyUpdate,
+    response: Response,
+    platform: PlatformDep,
+    request_id: RequestIdDep,
+    engine: EngineDep,
+) -> dict[str, Any]:
+    """Records the next version of the policy (every version is kept as an event): drift
+    band, calendar, cooldown and cash buffer. A calendar needs the Strategy's model (409
+    `model_required`); the scheduler then rebalances, once per period, the auto-rebalance
+    Traders outside the band. The same X-REQUEST-ID again answers the Strategy as it is now."""
+    return await _run(
+        engine,
+        platform.platform_id,
+        request_id,
+        response,
+        commands.SetPolicy(strategy_id, body.model_dump(exclude_none=True)),
+        created=status.HTTP_200_OK,
+    )
+
+
 def _operation_route(
     path: str,
     command: type[commands.OperationCommand],

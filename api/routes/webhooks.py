@@ -25,6 +25,7 @@ PayloadType = Literal[
     "trade_strategy.operation.status_changed",
     "trade_strategy.execution.status_changed",
     "trade_strategy.trader.created",
+    "trade_strategy.strategy.status_changed",
 ]
 
 router = APIRouter(

@@ -47,6 +47,7 @@ from infra.venue import build_venue
 from infra.venue.config import VenueConfig
 from projections import tables as read_models
 from projections.follower import LogFollower
+from projections.queries import strategies_with_models
 from projections.writer import ProjectionWriter
 from workers.commands import CommandService, command_consumer
 from workers.context import StageContext
@@ -54,6 +55,7 @@ from workers.credit_check import check_credit
 from workers.execution import execute
 from workers.pricing_lock import lock_prices
 from workers.relay import OutboxRelay
+from workers.scheduler import PolicyScheduler
 from workers.webhooks import WebhookRecorder, WebhookSender
 
 log = structlog.get_logger("infra.bootstrap.engine")
@@ -222,6 +224,8 @@ class Engine:
             await self._follow_log(recorder)
         if "relay" in self.roles:
             self._tasks.append(asyncio.create_task(self._relay(), name="relay"))
+        if "scheduler" in self.roles:
+            self._tasks.append(asyncio.create_task(self._schedule(), name="scheduler"))
         log.info(
             "engine.started",
             roles=sorted(self.roles),
@@ -334,6 +338,32 @@ class Engine:
                         await self.relay.run(lost)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
                 log.warning("relay.leadership_failed", error=repr(error))
+                await asyncio.sleep(1.0)
+            finally:
+                stopping.cancel()
+
+    async def _schedule(self) -> None:
+        """Run the policy scheduler while holding its leadership (one leader in the
+        cluster, like the relay's); a standby takes over when the leader's session ends."""
+        scheduler = PolicyScheduler(
+            self.trading,
+            self.venue,
+            self.commands,
+            self.call,
+            lambda: strategies_with_models(self.pool),
+            interval=self.settings.scheduler_interval_s,
+            on_tick=lambda: self.heartbeat.progress("scheduler"),
+        )
+        name = f"{self.settings.topic_prefix}.scheduler"
+        while not self.stop_event.is_set():
+            lost = asyncio.Event()
+            stopping = asyncio.create_task(self._forward(self.stop_event, lost))
+            try:
+                async with leadership(self.pool, name, self.stop_event, lost=lost) as leading:
+                    if leading:
+                        await scheduler.run(lost)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+                log.warning("scheduler.leadership_failed", error=repr(error))
                 await asyncio.sleep(1.0)
             finally:
                 stopping.cancel()

@@ -52,6 +52,7 @@ CommandName = Literal[
     "liquidate",
     "update_trader",
     "set_model",
+    "set_policy",
 ]
 
 

@@ -42,7 +42,16 @@ INTERVAL_S = 5.0
 LIVE_WITHIN_S = 3 * INTERVAL_S
 FORGET_AFTER_S = 24 * 3600.0
 #: The pipeline roles a process can run (`strategies worker ROLE...`); `all` means every one.
-ROLES = ("relay", "credit-check", "pricing", "execution", "commands", "projections", "webhooks")
+ROLES = (
+    "relay",
+    "credit-check",
+    "pricing",
+    "execution",
+    "commands",
+    "projections",
+    "webhooks",
+    "scheduler",
+)
 #: The role a `projections rebuild` of the live schema claims while it runs.
 REBUILD = "projections-rebuild"
 _CLAIM_LOCK = zlib.crc32(b"portfolio-strategies.role-claims")

@@ -34,6 +34,7 @@ PAYLOAD_TYPES = (
     "trade_strategy.operation.status_changed",
     "trade_strategy.execution.status_changed",
     "trade_strategy.trader.created",
+    "trade_strategy.strategy.status_changed",
 )
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 SECRET_PREFIX = "whsec_"

@@ -27,6 +27,7 @@ PAYLOAD_TYPES = [
     "trade_strategy.operation.status_changed",
     "trade_strategy.execution.status_changed",
     "trade_strategy.trader.created",
+    "trade_strategy.strategy.status_changed",
 ]
 TERMINAL = ("settled", "skipped", "failed")
 WAIT_S = 120.0

@@ -8,7 +8,16 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"api", "relay", "credit-check", "pricing", "execution", "projections", "webhooks"}
+SERVICES = {
+    "api",
+    "relay",
+    "credit-check",
+    "pricing",
+    "execution",
+    "projections",
+    "webhooks",
+    "scheduler",
+}
 
 
 def compose() -> dict[str, Any]:
