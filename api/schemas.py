@@ -206,6 +206,11 @@ class StrategyModel(BaseModel):
     allocations: list[dict[str, str]] = Field(examples=[ALLOCATIONS_EXAMPLE])
 
 
+class PolicyRunRef(BaseModel):
+    policy_version: int
+    period: str = Field(examples=["2026-W49"])
+
+
 class PolicyRun(BaseModel):
     period: str = Field(examples=["2026-W49"], description="The calendar period it ran for.")
     policy_version: int
@@ -279,6 +284,18 @@ class Operation(BaseModel):
                 }
             }
         ],
+    )
+    origin: Literal["request", "policy"] = Field(
+        default="request",
+        description="Extension: `policy` when the scheduler requested it for a policy run.",
+    )
+    model_version: int | None = Field(
+        default=None,
+        description="Extension: the Strategy's model version it trades to; null when the "
+        "request sent its allocations.",
+    )
+    policy_run: PolicyRunRef | None = Field(
+        default=None, description="Extension: the policy version and period it ran for."
     )
     created_at: str
     updated_at: str

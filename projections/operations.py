@@ -47,6 +47,9 @@ OPERATIONS = Table(
         Column("counts", "jsonb"),
         Column("locked_prices", "jsonb"),
         *BOOKKEEPING,
+        #: The request's recorded parameters (model and policy versions, origin...); null
+        #: in rows made before they were kept.
+        Column("parameters", "jsonb", nullable=True, added=True),
     ),
     (*list_indexes("strategy_id", "type", "status"), ("by_request", "(platform_id, request_id)")),
 )
@@ -72,6 +75,7 @@ class OperationRow:
     updated_at: datetime
     source_id: UUID
     version: int
+    parameters: dict[str, str] | None = None
 
 
 def handles(aggregate_type: str, event_type: str) -> bool:
@@ -118,6 +122,7 @@ def _requested(event: DomainEventMessage) -> OperationRow:
         updated_at=event.timestamp,
         source_id=event.aggregate_id,
         version=event.aggregate_version,
+        parameters=dict(data.get("parameters") or {}),
     )
 
 

@@ -31,7 +31,7 @@ from projections.filters import (
     conditions,
 )
 from projections.operations import OperationRow
-from projections.representations import policy_view, rfc3339
+from projections.representations import operation_origin, policy_view, rfc3339
 from projections.schema import DEFAULT_SCHEMA, row_from_record
 from projections.strategies import STRATEGIES, StrategyRow
 from projections.traders import PENDING, TRADERS, TraderRow, is_visible, plain_decimal
@@ -101,6 +101,7 @@ def operation_resource(row: OperationRow) -> Item:
         "participant_count": row.participant_count,
         "counts": row.counts,
         "locked_prices": row.locked_prices,
+        **operation_origin(row.parameters),
         "created_at": rfc3339(row.created_at),
         "updated_at": rfc3339(row.updated_at),
     }

@@ -89,8 +89,27 @@ def operation_resource(operation: Operation) -> dict[str, Any]:
         "participant_count": operation.participant_count,
         "counts": dict(operation.counts),
         "locked_prices": operation.locked_prices,
+        **operation_origin(operation.parameters),
         "created_at": rfc3339(operation.created_on),
         "updated_at": rfc3339(operation.modified_on),
+    }
+
+
+def operation_origin(parameters: Mapping[str, str] | None) -> dict[str, Any]:
+    """Extension fields of an Operation: who asked for it (`request`: a platform's call or
+    command; `policy`: the scheduler, with the policy version and period) and the model
+    version it traded to (null when the request sent its allocations)."""
+    parameters = parameters or {}
+    model = parameters.get("model_version")
+    by_policy = parameters.get("origin") == "policy"
+    return {
+        "origin": "policy" if by_policy else "request",
+        "model_version": None if model is None else int(model),
+        "policy_run": (
+            {"policy_version": int(parameters["policy_version"]), "period": parameters["period"]}
+            if by_policy
+            else None
+        ),
     }
 
 

@@ -14,9 +14,11 @@ import pytest
 
 from domain import ids
 from domain.catalogue import Instrument, InstrumentStatus
+from infra.bus.messages import Command
 from tests.fixtures.postgres import scratch_database
 from tests.integration.http_world import Item, World, http_world
 from tests.integration.pipeline.harness import BLUE_CHIP
+from workers.commands import CommandService
 from workers.scheduler import PolicyScheduler
 
 pytestmark = pytest.mark.integration
@@ -153,6 +155,31 @@ async def test_a_bad_policy_is_refused_and_changes_nothing(
     assert (await world.client.get(f"/strategies/{strategy_id}")).json()["policy"] is None
 
 
+async def test_a_policy_request_replays_across_http_and_the_command_topic(world: World) -> None:
+    created = await world.client.post(
+        "/strategies", {"quoted_currency": "USD", "allocations": BLUE_CHIP}
+    )
+    strategy_id = created.json()["id"]
+    service = CommandService(world.engine.trading, world.engine.call)
+    request_id = uuid.uuid4()
+    over_kafka = await service.execute(
+        PLATFORM,
+        request_id,
+        Command(command="set_policy", strategy_id=uuid.UUID(strategy_id), body=WEEKLY),
+    )
+    assert over_kafka.outcome == "accepted", over_kafka
+    assert over_kafka.resource is not None and over_kafka.resource["policy"]["version"] == 1
+    over_http = await put_policy(world, strategy_id, WEEKLY, str(request_id))
+    assert over_http.status_code == 200 and over_http.json()["policy"]["version"] == 1
+    bad = await service.execute(
+        PLATFORM,
+        uuid.uuid4(),
+        Command(command="set_policy", strategy_id=uuid.UUID(strategy_id), body={"cash_buffer": 1}),
+    )
+    assert bad.outcome == "rejected" and bad.error is not None
+    assert bad.error.code == "invalid_policy"
+
+
 async def test_a_calendar_needs_a_model(world: World) -> None:
     bare = await world.strategy()
     answer = await put_policy(world, bare, WEEKLY)
@@ -176,6 +203,8 @@ async def test_the_scheduler_rebalances_only_the_drifted_once_per_period(world: 
     operation = await world.finished({"id": ran.operation_id})
     assert operation["status"] == "settled", operation
     assert operation["type"] == "rebalance" and operation["participant_count"] == len(DRIFTED)
+    assert operation["origin"] == "policy" and operation["model_version"] == 1
+    assert operation["policy_run"] == {"policy_version": 1, "period": ran.period}
     assert operation["request_id"] == str(
         ids.policy_run_request_id(uuid.UUID(strategy["id"]), ran.period)
     )
@@ -236,3 +265,23 @@ async def test_a_halted_instrument_stops_runs_and_is_told_by_webhook(world: Worl
     finally:
         enabled = Instrument("SOL", "USD", 8, Decimal("1.00"))
         await world.engine.call(world.engine.trading.list_instruments, [enabled])
+
+
+async def test_the_events_feed_carries_policies_runs_and_statuses(world: World) -> None:
+    """Last in the module: by now the Strategies above set policies, ran and broke."""
+    seen: set[str] = set()
+    cursor = ""
+    while True:
+        answer = await world.client.get(f"/strategies/events?after={cursor}&limit=500")
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        seen |= {e["type"] for e in page["events"]}
+        if page["next"] == cursor or page["caught_up"]:
+            break
+        cursor = page["next"]
+    assert {
+        "Strategy.ModelSet",
+        "Strategy.PolicySet",
+        "Strategy.PolicyRunRecorded",
+        "Strategy.StatusChanged",
+    } <= seen, seen

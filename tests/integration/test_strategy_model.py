@@ -115,6 +115,7 @@ async def test_operations_without_allocations_trade_to_the_model(world: World) -
     )
     assert enrolled["status"] == "settled", enrolled
     assert enrolled["allocations"] == BLUE_CHIP
+    assert enrolled["model_version"] == 1 and enrolled["origin"] == "request"
 
     assert (await put_model(world, strategy["id"], {"allocations": SHIFTED})).status_code == 200
     rebalanced = await world.finished(
