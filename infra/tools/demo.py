@@ -2,7 +2,10 @@
 
 A platform with a funded float creates "Blue Chip Crypto" (BTC 50 / ETH 30 / SOL 20),
 enrolls N simulated participants (a few ineligible), tops some up, rebalances everyone to new
-weights, partially sells and liquidates a few. Commands go through the same CommandService as
+weights, partially sells and liquidates a few. Then the Strategy gets a model and a weekly
+policy with a 5-point drift band, a BTC promotion pushes one in twenty off the model, SOL
+falls 8% on the simulated venue, and the policy's next run (the scheduler, asked at next
+Monday 09:30 UTC) rebalances only the drifted. Commands go through the same CommandService as
 `strategies.commands`; the stages run on the same handlers and bus as in production.
 """
 
@@ -12,6 +15,8 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,7 +29,19 @@ from domain.eligibility import ParticipantStatus
 from domain.operation import Operation
 from infra.bootstrap.engine import Engine
 from infra.bus.messages import Command
-from infra.tools.demo_story import PLATFORM, Cast, story
+from infra.tools.demo_story import (
+    NEW_WEIGHTS,
+    PLATFORM,
+    WEEKLY_POLICY,
+    Cast,
+    Step,
+    promotion,
+    story,
+)
+from workers.scheduler import PolicyScheduler
+
+#: The simulated market move the policy reacts to (SOL down 8%).
+SOL_MOVE = Decimal("0.92")
 
 
 class DemoError(Exception):
@@ -74,14 +91,64 @@ async def run_demo(engine: Engine, traders: int, console: Console) -> list[Opera
     console.print(f"Strategy [bold]Blue Chip Crypto[/] {strategy_id}")
     reports: list[OperationReport] = []
     for step in story(cast):
-        started = time.monotonic()
-        resource = await _execute(engine, step.command, strategy_id, step.body)
-        operation_id = UUID(resource["id"])
-        stages = await _follow(engine, operation_id, step.title, console)
-        reports.append(
-            await _report(engine, operation_id, step.title, time.monotonic() - started, stages)
-        )
+        reports.append(await _step(engine, strategy_id, step, console))
+    await _execute(engine, "set_model", strategy_id, {"allocations": NEW_WEIGHTS})
+    await _execute(engine, "set_policy", strategy_id, WEEKLY_POLICY)
+    console.print(
+        "Model: the new weights (version 1). Policy: weekly, Mondays 09:30 UTC, rebalance "
+        "whoever is more than 5 points off."
+    )
+    reports.append(await _step(engine, strategy_id, promotion(cast), console))
+    engine.venue.move("SOL", SOL_MOVE)
+    console.print("Market: SOL falls 8% on the simulated venue.")
+    reports.append(await _policy_run(engine, strategy_id, console))
     return reports
+
+
+async def _step(engine: Engine, strategy_id: UUID, step: Step, console: Console) -> OperationReport:
+    started = time.monotonic()
+    resource = await _execute(engine, step.command, strategy_id, step.body)
+    operation_id = UUID(resource["id"])
+    stages = await _follow(engine, operation_id, step.title, console)
+    return await _report(engine, operation_id, step.title, time.monotonic() - started, stages)
+
+
+async def _policy_run(engine: Engine, strategy_id: UUID, console: Console) -> OperationReport:
+    """The scheduler's run of the policy's next period (its clock set to next Monday 09:30
+    UTC, so the demo need not wait for it): only the drifted Traders are rebalanced."""
+    today = datetime.now(UTC)
+    monday = today.date() + timedelta(days=7 - today.weekday())
+    at = datetime.combine(monday, datetime.min.time(), UTC) + timedelta(hours=9, minutes=30)
+    scheduler = PolicyScheduler(
+        engine.trading,
+        engine.venue,
+        engine.commands,
+        engine.call,
+        _just(strategy_id),
+        clock=lambda: at,
+    )
+    started = time.monotonic()
+    outcomes = [o for o in await scheduler.tick() if o.strategy_id == strategy_id]
+    if not outcomes or outcomes[0].operation_id is None:
+        raise DemoError(f"the policy run requested nothing: {outcomes}")
+    run = outcomes[0]
+    strategy = await engine.call(engine.trading.strategy, PLATFORM, strategy_id)
+    found = strategy.last_policy_run or {}
+    console.print(
+        f"Policy run {run.period}: {found.get('evaluated', 0):,} auto-rebalance Traders valued, "
+        f"{found.get('outside', 0):,} outside the band."
+    )
+    title = f"Policy run {run.period}: the drifted only"
+    operation_id = UUID(run.operation_id)
+    stages = await _follow(engine, operation_id, title, console)
+    return await _report(engine, operation_id, title, time.monotonic() - started, stages)
+
+
+def _just(strategy_id: UUID) -> Any:
+    async def listed() -> list[UUID]:
+        return [strategy_id]
+
+    return listed
 
 
 async def _execute(
@@ -144,9 +211,10 @@ async def _report(
         for decision in chunk.decisions.values():
             if decision["outcome"] == "rejected":
                 rejected[decision["reasons"].split(",")[0]] += 1
+    by_policy = operation.parameters.get("origin") == "policy"
     return OperationReport(
         title=title,
-        type=operation.type.value,
+        type=operation.type.value + (" (policy)" if by_policy else ""),
         status=operation.status.value,
         status_reason=operation.status_reason.value,
         in_scope=operation.participant_count,

@@ -20,6 +20,13 @@ NEW_WEIGHTS = [
     {"underlying_currency": "SOL", "weight": "0.15"},
     {"underlying_currency": "LINK", "weight": "0.10"},
 ]
+#: A promotion bought in BTC only: the Traders it pushes off the model.
+BTC_ONLY = [{"underlying_currency": "BTC", "weight": "1"}]
+#: The Strategy's policy in the demo: weekly, Mondays 09:30 UTC, 5 points of drift allowed.
+WEEKLY_POLICY: dict[str, Any] = {
+    "calendar": {"frequency": "weekly", "weekday": "monday", "time": "09:30"},
+    "drift_band": {"absolute": "0.05"},
+}
 PLATFORM = "demo-platform"
 
 
@@ -42,7 +49,15 @@ class Cast:
     @property
     def float_needed(self) -> Decimal:
         enroll = sum((Decimal(self.amount(i)) for i in range(len(self.codes))), Decimal(0))
-        return enroll * 2
+        return enroll * 2 + len(self.promoted) * Decimal(PROMOTION)
+
+    @property
+    def promoted(self) -> list[str]:
+        """The participants of the BTC promotion (one in twenty, none liquidated)."""
+        return self.codes[3::20]
+
+
+PROMOTION = "800.00"
 
 
 @dataclass(frozen=True)
@@ -84,3 +99,13 @@ def story(cast: Cast) -> list[Step]:
         ),
         Step("Liquidate one in two hundred", "liquidate", {"participants": leave}),
     ]
+
+
+def promotion(cast: Cast) -> Step:
+    """After the story: a BTC-only top-up that pushes one in twenty off the model."""
+    buyers = [{"participant_code": c, "amount": PROMOTION} for c in cast.promoted]
+    return Step(
+        "A BTC promotion for one in twenty",
+        "top_up",
+        {"allocations": BTC_ONLY, "participants": buyers},
+    )

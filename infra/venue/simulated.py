@@ -83,6 +83,17 @@ class SimulatedVenue:
                     move = Decimal(draw.randint(-bound, bound)) / _BPS
                     self._levels[asset] = level * (1 + move)
 
+    def move(self, asset: str, factor: Decimal) -> None:
+        """A market move of one asset (its level times `factor`): what the demo shows a
+        policy reacting to."""
+        if not (factor.is_finite() and factor > 0):
+            raise ValueError(f"factor must be positive, got {factor}")
+        key = asset.upper()
+        if key not in self._levels:
+            raise ValueError(f"{asset} is not quoted by this venue")
+        with localcontext(_WALK_CONTEXT):
+            self._levels[key] = self._levels[key] * factor
+
     def _mid(self, quoted_currency: str, asset: str) -> Decimal | None:
         level = self._levels.get(asset.upper())
         rate = self._rates.get(quoted_currency.upper())
