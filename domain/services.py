@@ -77,6 +77,8 @@ class Trading(OperationStages, Application[UUID]):
         Operation: 50,
         FloatAccount: 100,
         Catalogue: 50,
+        # A daily policy adds a run a day, and every Operation request loads its Strategy.
+        Strategy: 50,
     }
 
     def __init__(

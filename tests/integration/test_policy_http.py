@@ -4,6 +4,7 @@ often or by however many schedulers it ticks) and a model break told by webhook.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ import pytest
 from domain import ids
 from domain.catalogue import Instrument, InstrumentStatus
 from infra.bus.messages import Command
+from infra.eventstore.store import PostgresTrading
 from tests.fixtures.postgres import scratch_database
 from tests.integration.http_world import Item, World, http_world
 from tests.integration.pipeline.harness import BLUE_CHIP
@@ -285,3 +287,29 @@ async def test_the_events_feed_carries_policies_runs_and_statuses(world: World) 
         "Strategy.PolicyRunRecorded",
         "Strategy.StatusChanged",
     } <= seen, seen
+
+
+async def test_a_strategy_snapshot_in_postgresql_restores_its_policy_and_runs(
+    world: World,
+) -> None:
+    """50 events make a Strategy snapshot; a process without a cache loads from it."""
+    strategy = await enrolled(world)
+    daily = {"calendar": {"frequency": "daily", "time": "00:00"}}
+    assert (await put_policy(world, strategy["id"], daily)).status_code == 200
+    clock = Clock(datetime.now(UTC))
+    ticking = scheduler(world, clock)
+    for day in range(1, 52):
+        clock.now = datetime.combine(
+            datetime.now(UTC).date() + timedelta(days=day), datetime.min.time(), UTC
+        ) + timedelta(hours=1)
+        await ticking.tick()
+    engine = world.engine
+    live = await engine.call(engine.trading.strategy, PLATFORM, uuid.UUID(strategy["id"]))
+    fresh = await asyncio.to_thread(PostgresTrading, engine.database_url, cache_size=0)
+    try:
+        assert list(fresh.snapshots.get(live.id)) if fresh.snapshots else False
+        loaded = await asyncio.to_thread(fresh.strategy, PLATFORM, live.id)
+    finally:
+        await asyncio.to_thread(fresh.close)
+    assert loaded.policy == live.policy and loaded.policy_since == live.policy_since
+    assert loaded.last_policy_run == live.last_policy_run and loaded.version == live.version

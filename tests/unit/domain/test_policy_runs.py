@@ -285,6 +285,23 @@ def test_policy_runs_and_statuses_replay_from_the_event_history() -> None:
     assert replayed.status is StrategyStatus.NEEDS_ADJUSTMENT
 
 
+def test_a_strategy_rebuilt_from_its_snapshot_keeps_its_policy_and_runs() -> None:
+    """Strategies are snapshotted every 50 events; 55 daily runs take one past that."""
+    app = new_app()
+    strategy = enrolled(app)
+    start = tomorrow_noon()
+    for day in range(55):
+        run_policy(app, strategy, start + timedelta(days=day), PRICES)
+    assert app.snapshots is not None and list(app.snapshots.get(strategy.id))
+    live = app.strategy(PLATFORM, strategy.id)
+    replayed = None
+    for event in app.repository.event_store.get(strategy.id):
+        replayed = event.mutate(replayed)
+    assert isinstance(replayed, Strategy)
+    assert replayed.__dict__ == live.__dict__
+    assert live.last_policy_period == (start + timedelta(days=54)).date().isoformat()
+
+
 # -- the selection, purely ------------------------------------------------------------
 
 MODEL = Allocations.from_list(BLUE_CHIP)
