@@ -33,6 +33,9 @@ SIGNED_PATHS_METHODS = {
     ("/strategies/operations/{operation_id}", "get"),
     ("/strategies/executions", "get"),
     ("/strategies/executions/{execution_id}", "get"),
+    # Extensions (issue 18): a Strategy's model and rebalancing policy.
+    ("/strategies/{strategy_id}/model", "put"),
+    ("/strategies/{strategy_id}/policy", "put"),
 }
 
 
@@ -53,7 +56,7 @@ def test_every_endpoint_of_the_spec_is_documented_with_its_errors(tmp_path: Path
         assert set(problem) == {"application/problem+json"}, (path, method)  # what is sent
         schema = next(iter(problem.values()))["schema"]
         assert schema["$ref"].endswith("/Problem"), (path, method)
-    for path, method in [p for p in SIGNED_PATHS_METHODS if p[1] == "post"]:
+    for path, method in [p for p in SIGNED_PATHS_METHODS if p[1] in ("post", "put")]:
         responses = spec["paths"][path][method]["responses"]
         assert {"200", "409"} <= set(responses), (path, method)
 
@@ -121,3 +124,23 @@ def test_the_readme_names_every_declared_filter_of_each_list() -> None:
         row = next(line for line in readme.splitlines() if line.startswith(f"| `GET {path}["))
         named = re.findall(r"`([a-z_]+(?:\[[a-z]+\])?)`", row.split("| filters", 1)[1])
         assert named == [f.query or f.name for f in declared], path
+
+
+def test_the_model_and_policy_fields_are_described(tmp_path: Path) -> None:
+    schemas = document(tmp_path)["components"]["schemas"]
+    strategy = schemas["Strategy"]["properties"]
+    for name in ("model", "status", "broken_assets", "policy"):
+        assert strategy[name].get("description"), name
+    operation = schemas["Operation"]["properties"]
+    for name in ("origin", "model_version", "policy_run"):
+        assert operation[name].get("description"), name
+    policy = schemas["PolicyUpdate"]["properties"]
+    assert set(policy) == {"drift_band", "calendar", "cooldown_days", "cash_buffer"}
+    assert schemas["Calendar"]["properties"]["frequency"]["enum"] == [
+        "daily",
+        "weekly",
+        "monthly",
+        "quarterly",
+    ]
+    assert schemas["StrategyPolicy"]["properties"]["last_run"]
+    assert "trade_strategy.strategy.status_changed" in str(schemas)  # a payload type
