@@ -428,9 +428,8 @@ class Trading(OperationStages, Application[UUID]):
         `active` when it is again). The Strategies that changed, saved."""
         catalogue = self.catalogue()
         changed = []
-        for strategy_id in strategy_ids:
-            strategy = self.find(strategy_id, Strategy)
-            if strategy is None or strategy.model is None:
+        for strategy in self.get_many(list(strategy_ids)).values():
+            if not isinstance(strategy, Strategy) or strategy.model is None:
                 continue
             untradable = []
             for allocation in strategy.model:
