@@ -41,7 +41,7 @@ from domain.errors import (
     TraderNotFoundError,
 )
 from domain.float_account import FloatAccount, FloatDeposit
-from domain.money import exact_methods
+from domain.money import ZERO, exact_methods
 from domain.operation import Operation
 from domain.reference import Catalogue, Participant
 from domain.request_key import RequestKey
@@ -340,6 +340,7 @@ class Trading(OperationStages, Application[UUID]):
             limits=self.limits,
             scope=scope,
             model=(strategy.model, strategy.model_version),
+            cash_buffer=strategy.policy.cash_buffer if strategy.policy is not None else ZERO,
         )
         orders = [order.as_dict() for order in plan.orders]
         chunks = [orders[i : i + self.chunk_size] for i in range(0, len(orders), self.chunk_size)]

@@ -13,6 +13,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain import ids
+from domain.policy import Policy
 
 
 class Strategy(Aggregate):
@@ -54,3 +55,7 @@ class Strategy(Aggregate):
     def model_version(self) -> int:
         """0 while the Strategy has no model."""
         return int(getattr(self, "_model_version", 0))
+
+    @property
+    def policy(self) -> Policy | None:
+        return getattr(self, "_policy", None)

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from domain.operation import Operation
+from domain.policy import Policy
 from domain.pricing import BlockFill, LockedQuote
 from domain.services import Trading
 from domain.statuses import OperationReason, OperationStatus, OperationType, Side
@@ -51,6 +52,30 @@ def new_operation(chunks: int = 2) -> Operation:
 def new_strategy(app: Trading, currency: str = "USD") -> Strategy:
     strategy, _ = app.create_strategy(PLATFORM, uuid4(), {"quoted_currency": currency})
     return strategy
+
+
+class PolicyStub(Strategy.Event):
+    """A recorded policy for these tests while `Strategy.policy` is the placeholder that
+    reads `_policy`. Once the Strategy records its real policy (issue 18, `set_policy`), set
+    it with that command instead."""
+
+    cash_buffer: Decimal
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate._policy = Policy(cash_buffer=self.cash_buffer)
+
+
+def set_buffer(app: Trading, strategy_id: UUID, buffer: Decimal) -> Strategy:
+    """Give the Strategy a policy with this cash buffer (recorded, so every load sees it)."""
+    strategy = app.strategy(PLATFORM, strategy_id)
+    strategy.trigger_event(PolicyStub, cash_buffer=buffer)
+    app.save(strategy)
+    return app.strategy(PLATFORM, strategy_id)
+
+
+def with_buffer(app: Trading, buffer: Decimal) -> Strategy:
+    """A new Strategy whose policy has this cash buffer."""
+    return set_buffer(app, new_strategy(app).id, buffer)
 
 
 def funded(
