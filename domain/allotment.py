@@ -121,9 +121,9 @@ class AllottedChunks:
     Taking them changes nothing but the time: they are `allot`'s result on the very inputs
     settlement would give it (the Operation's terms, cash buffer included, the chunk's
     approved entries as checked, its float budget, the locked prices), which a take checks
-    before it hands them over. A chunk not kept here (a
-    book too large to keep them, another process, a restart, an Operation dropped to stay
-    within `limit` participants, oldest first) is allotted again, as it always was.
+    before it hands them over. A chunk not kept here (a book too large to keep them, another
+    process, a restart, an Operation dropped to stay within `limit` participants, oldest
+    first) is allotted again, as it always was.
     """
 
     def __init__(self, limit: int = KEEP_ALLOTTED) -> None:
