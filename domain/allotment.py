@@ -119,22 +119,25 @@ class AllottedChunks:
     the settlement of those chunks to take instead of allotting them again.
 
     Taking them changes nothing but the time: they are `allot`'s result on the very inputs
-    settlement would give it (the chunk's approved entries as checked, its float budget, the
-    locked prices), which a take checks before it hands them over. A chunk not kept here (a
-    book too large to keep them, another process, a restart, an Operation dropped to stay
-    within `limit` participants, oldest first) is allotted again, as it always was.
+    settlement would give it (the Operation's terms, cash buffer included, the chunk's
+    approved entries as checked, its float budget, the locked prices), which a take checks
+    before it hands them over. A chunk not kept here (a book too large to keep them, another
+    process, a restart, an Operation dropped to stay within `limit` participants, oldest
+    first) is allotted again, as it always was.
     """
 
     def __init__(self, limit: int = KEEP_ALLOTTED) -> None:
         self.limit = limit
-        self._kept: dict[UUID, tuple[PriceKey, dict[int, tuple[Decimal, list[Allotment]]]]] = {}
+        self._kept: dict[
+            UUID, tuple[OperationTerms, PriceKey, dict[int, tuple[Decimal, list[Allotment]]]]
+        ] = {}
 
     def keep(self, operation_id: UUID, book: PricingBook, prices: Mapping[str, Decimal]) -> None:
         allotted = book.allotted(prices)
         if allotted is None:
             return
         chunks = {i: (book.chunks[i][1], allotments) for i, allotments in allotted.items()}
-        self._kept[operation_id] = (_price_key(prices), chunks)
+        self._kept[operation_id] = (book.terms, _price_key(prices), chunks)
         while sum(self._sizes()) > self.limit and len(self._kept) > 1:
             del self._kept[next(iter(self._kept))]
 
@@ -145,12 +148,13 @@ class AllottedChunks:
         entries: Sequence[Entry],
         prices: Mapping[str, Decimal],
         budget: Decimal,
+        terms: OperationTerms,
     ) -> list[Allotment] | None:
         """The chunk's allotments, once, if kept for exactly these inputs."""
         kept = self._kept.get(operation_id)
-        if kept is None or kept[0] != _price_key(prices):
+        if kept is None or kept[0] != terms or kept[1] != _price_key(prices):
             return None
-        chunks = kept[1]
+        chunks = kept[2]
         found = chunks.pop(index, None)
         if not chunks:
             self._kept.pop(operation_id, None)
@@ -166,7 +170,7 @@ class AllottedChunks:
         # while a pricing step keeps another Operation's.
         return [
             sum(len(allotments) for _, allotments in list(chunks.values()))
-            for _, chunks in list(self._kept.values())
+            for _, _, chunks in list(self._kept.values())
         ]
 
 

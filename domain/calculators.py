@@ -10,6 +10,11 @@ exceeds its budget, a rebalance never sells below its target), except a partial 
 round up so the Trader receives exactly the fiat it asked for; fiat paid by a Trader rounds up,
 fiat received rounds down. What rounding leaves stays in the Trader's cash and is counted by its
 next rebalance (and paid out by its liquidation).
+
+Cash buffer (a Strategy policy's `cash_buffer`, recorded on the Operation): a share b of each
+Trader's value that every buy leaves in cash. An enrollment or top-up invests
+floor(amount x (1 - b)); a rebalance aims at value x (1 - b) x weight and keeps value x b out
+of its buys' funds. b = 0 is exactly the maths without a buffer.
 """
 
 from __future__ import annotations
@@ -102,10 +107,22 @@ def split_fiat(amount: Decimal, allocations: Allocations, precision: int) -> dic
     return shares
 
 
-def buy_legs(amount: Decimal, allocations: Allocations, market: Market) -> tuple[Leg, ...]:
-    """Enrollment and top-up: buy `amount x weight` of each asset (its exact fiat share)."""
+def invested(amount: Decimal, cash_buffer: Decimal, precision: int) -> Decimal:
+    """What a buy of `amount` may spend: `amount x (1 - buffer)` rounded *down* to the fiat
+    grid, so the cash left aside is never less than `amount x buffer`."""
+    if not cash_buffer:
+        return amount
+    return floor_to(amount * (1 - cash_buffer), precision)
+
+
+def buy_legs(
+    amount: Decimal, allocations: Allocations, market: Market, cash_buffer: Decimal = ZERO
+) -> tuple[Leg, ...]:
+    """Enrollment and top-up: buy `amount x weight` of each asset (its exact fiat share) out
+    of what the cash buffer leaves to invest; the rest stays in the Trader's cash."""
     legs = []
-    for asset, budget in split_fiat(amount, allocations, market.fiat_precision).items():
+    spent = invested(amount, cash_buffer, market.fiat_precision)
+    for asset, budget in split_fiat(spent, allocations, market.fiat_precision).items():
         legs.append(market.buy(asset, market.largest_buy_within(asset, budget)))
     return without_dust(legs, market)
 
@@ -162,15 +179,34 @@ def current_weights(holdings: Holdings, market: Market) -> dict[str, Decimal]:
     return {a: holdings.quantity(a) * market.prices[a] / value for a in holdings.held_assets}
 
 
-def drift(holdings: Holdings, allocations: Allocations, market: Market) -> Decimal:
-    """The largest absolute gap between an asset's current weight and its target weight."""
+def drift(
+    holdings: Holdings, allocations: Allocations, market: Market, cash_buffer: Decimal = ZERO
+) -> Decimal:
+    """The largest absolute gap between an asset's current weight and its target weight.
+
+    With a cash buffer b the targets are what a rebalance aims at: each weight x (1 - b), and
+    cash, measured as one more line, the rest (b). Without one, cash is not a line (as it
+    never was): its target would be 0 and it holds only rounding leftovers.
+    """
     weights = current_weights(holdings, market)
     assets = set(weights) | set(allocations.assets)
-    return max((abs(weights.get(a, ZERO) - allocations.weight_of(a)) for a in assets), default=ZERO)
+    keep = 1 - cash_buffer
+    gaps = (abs(weights.get(a, ZERO) - allocations.weight_of(a) * keep) for a in assets)
+    widest = max(gaps, default=ZERO)
+    if not cash_buffer:
+        return widest
+    value = holdings.value(market.prices)
+    cash_weight = holdings.cash / value if value > 0 else ZERO
+    return max(widest, abs(cash_weight - cash_buffer))
 
 
-def rebalance_legs(allocations: Allocations, holdings: Holdings, market: Market) -> tuple[Leg, ...]:
-    """Move a Trader to `allocations` over its whole value (positions at price + cash).
+def rebalance_legs(
+    allocations: Allocations, holdings: Holdings, market: Market, cash_buffer: Decimal = ZERO
+) -> tuple[Leg, ...]:
+    """Move a Trader to `allocations` over its whole value (positions at price + cash), or,
+    with a cash buffer b, over `value x (1 - b)`: the buys are then paid only from what the
+    cash and the sells hold beyond `value x b`, so a Trader that buys ends with at least that
+    much cash (at these prices), and one short of it sells over-weight assets to raise it.
 
     Sells come first and pay for the buys together with the cash; no outside money is used.
     Quantities round down both ways (a sell never takes an asset below its target, a buy never
@@ -182,12 +218,14 @@ def rebalance_legs(allocations: Allocations, holdings: Holdings, market: Market)
     value = holdings.value(market.prices)
     if value <= 0:
         return ()
+    reserve = value * cash_buffer if cash_buffer else ZERO
+    aimed = value - reserve if cash_buffer else value
     sells: list[Leg] = []
     wanted: list[tuple[str, Decimal]] = []
     for asset in _rebalance_assets(allocations, holdings):
         held = holdings.quantity(asset)
         weight = allocations.weight_of(asset)
-        target = value * weight / market.prices[asset]
+        target = aimed * weight / market.prices[asset]
         if weight == 0:
             sells.append(market.sell(asset, held))
         elif target < held:
@@ -198,8 +236,11 @@ def rebalance_legs(allocations: Allocations, holdings: Holdings, market: Market)
             quantity = floor_to(target - held, market.precision(asset))
             if quantity > 0:
                 wanted.append((asset, quantity))
+    # The buffer is kept out of the funds exactly (value x b, not rounded): the floor then
+    # leaves the buys nothing of it to spend.
     funds = floor_to(
-        holdings.cash + sum((leg.notional for leg in sells), ZERO), market.fiat_precision
+        holdings.cash + sum((leg.notional for leg in sells), ZERO) - reserve,
+        market.fiat_precision,
     )
     return (*(leg for leg in sells if leg.quantity > 0), *_funded_buys(wanted, funds, market))
 

@@ -26,6 +26,7 @@ from domain.calculators import (
 )
 from domain.eligibility import ParticipantProfile
 from domain.legs import Holdings, Leg
+from domain.money import ZERO
 from domain.requests import ParticipantOrder
 from domain.statuses import OperationType, Reason, TraderStatus
 
@@ -47,12 +48,17 @@ class TraderSnapshot:
 
 @dataclass(frozen=True)
 class OperationTerms:
-    """The Operation-wide inputs of a check."""
+    """The Operation-wide inputs of its maths, read once from the Operation (`parameters`)
+    and handed to every place that computes legs: the check, pricing's passes, settlement.
+
+    `cash_buffer`: the share of each Trader's value its buys leave in cash (0: none, as in
+    every Operation recorded without the parameter)."""
 
     operation_id: UUID
     type: OperationType
     allocations: Allocations | None
     drift_tolerance: Decimal | None = None
+    cash_buffer: Decimal = ZERO
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,8 @@ class CreditCheck:
             terms.type is OperationType.REBALANCE
             and terms.drift_tolerance is not None
             and terms.allocations is not None
-            and drift(holdings, terms.allocations, self.market) <= terms.drift_tolerance
+            and drift(holdings, terms.allocations, self.market, terms.cash_buffer)
+            <= terms.drift_tolerance
         ):
             return CreditDecision(code, Outcome.SKIPPED, (Reason.WITHIN_TOLERANCE,))
         if terms.type is OperationType.PARTIAL_SELL:
@@ -127,11 +134,11 @@ def planned_legs(
         return liquidation_legs(holdings, market)
     assert allocations is not None, "only liquidation carries no allocations"
     if terms.type is OperationType.REBALANCE:
-        return rebalance_legs(allocations, holdings, market)
+        return rebalance_legs(allocations, holdings, market, terms.cash_buffer)
     assert order.amount is not None, "funded operations carry an amount per participant"
     if terms.type is OperationType.PARTIAL_SELL:
         return partial_sell_plan(order.amount, allocations, holdings, market).legs
-    return buy_legs(order.amount, allocations, market)
+    return buy_legs(order.amount, allocations, market, terms.cash_buffer)
 
 
 def _trader_reasons(terms: OperationTerms, trader: TraderSnapshot | None) -> list[Reason]:

@@ -10,7 +10,7 @@ from typing import Any
 from domain.allocations import Allocations, parse_allocations
 from domain.catalogue import InstrumentCatalogue, fiat_precision
 from domain.errors import FieldError, InvalidRequestError
-from domain.money import parse_decimal
+from domain.money import ZERO, parse_decimal
 from domain.requests import (
     Limits,
     ParticipantOrder,
@@ -18,6 +18,10 @@ from domain.requests import (
     parse_named_participants,
 )
 from domain.statuses import OperationType
+
+#: The kinds whose legs buy, so a cash buffer applies to them (a partial sell and a
+#: liquidation only sell).
+BUYING = frozenset({OperationType.ENROLLMENT, OperationType.TOP_UP, OperationType.REBALANCE})
 
 
 @dataclass(frozen=True)
@@ -37,13 +41,21 @@ def plan_operation(
     limits: Limits,
     scope: Sequence[str] | None,
     model: tuple[Sequence[Mapping[str, str]] | None, int] = (None, 0),
+    cash_buffer: Decimal = ZERO,
 ) -> OperationPlan:
     """Validate a request for `kind`; `scope` is the Strategy's auto-rebalance (or every)
     Trader when the request does not list participants itself. A request that sends no
     allocations uses the Strategy's `model` (allocations, version), checked again against
-    today's catalogue, and its parameters record the version."""
+    today's catalogue, and its parameters record the version.
+
+    `cash_buffer` (the Strategy policy's, already validated) is recorded as the parameter
+    `cash_buffer` on the Operations that buy (enrollment, top-up, rebalance) when it is above
+    0: every stage reads it from there, so a later policy change never alters an Operation
+    already requested, and one recorded without it has no buffer."""
     allocations = None
     parameters: dict[str, str] = {}
+    if cash_buffer > 0 and kind in BUYING:
+        parameters["cash_buffer"] = str(cash_buffer)
     if kind is not OperationType.LIQUIDATION:
         raw_allocations: object = body.get("allocations")
         stored, version = model

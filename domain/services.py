@@ -46,7 +46,7 @@ from domain.errors import (
     TraderNotFoundError,
 )
 from domain.float_account import FloatAccount, FloatDeposit
-from domain.money import exact_methods
+from domain.money import ZERO, exact_methods
 from domain.operation import Operation
 from domain.policy import parse_policy
 from domain.policy_run import RunSelection, TraderState, price_evidence, select_for_run
@@ -489,6 +489,7 @@ class Trading(OperationStages, Application[UUID]):
             limits=self.limits,
             scope=scope,
             model=(strategy.model, strategy.model_version),
+            cash_buffer=strategy.policy.cash_buffer if strategy.policy is not None else ZERO,
         )
         orders = [order.as_dict() for order in plan.orders]
         chunks = [orders[i : i + self.chunk_size] for i in range(0, len(orders), self.chunk_size)]

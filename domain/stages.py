@@ -117,7 +117,9 @@ class OperationStages:
         profiles = self.get_many(
             [ids.participant_id(operation.platform_id, o.code) for o in orders]
         )
-        check = CreditCheck(_terms(operation), self._market(operation, operation.prices_for_check))
+        check = CreditCheck(
+            operation_terms(operation), self._market(operation, operation.prices_for_check)
+        )
         touched: list[Trader] = []
         records = []
         for order in orders:
@@ -227,7 +229,7 @@ class OperationStages:
             operation_version=operation.version,
             checked_net=operation.checked_net,
             operation_id=operation.id,
-            terms=_terms(operation),
+            terms=operation_terms(operation),
             catalogue=self.catalogue(),
             quoted_currency=currency,
             fiat_precision=fiat_precision(currency),
@@ -322,9 +324,10 @@ class OperationStages:
         market = self._market(operation, prices)
         entries = _entries(operation, chunk)
         budget = operation.float_budget(index)
+        terms = operation_terms(operation)
         allotments = self.allotted_chunks.take(
-            operation.id, index, entries, prices, budget
-        ) or allot(_terms(operation), entries, market, budget)
+            operation.id, index, entries, prices, budget, terms
+        ) or allot(terms, entries, market, budget)
         traders = self._traders(operation, [entry.order for entry in entries])
         totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
         outcomes = []
@@ -525,13 +528,18 @@ def operation_prices(operation: Operation) -> dict[str, Decimal]:
     return {asset: Decimal(q["price"]) for asset, q in operation.locked_prices.items()}
 
 
-def _terms(operation: Operation) -> OperationTerms:
+def operation_terms(operation: Operation) -> OperationTerms:
+    """The Operation's terms as its `Requested` event recorded them: the one reading of its
+    parameters for the check, pricing and settlement, so all three compute the same legs.
+    An Operation recorded without `cash_buffer` (every one before it existed) has none."""
     tolerance = operation.parameters.get("drift_tolerance")
+    buffer = operation.parameters.get("cash_buffer")
     return OperationTerms(
         operation.id,
         operation.type,
         operation.allocation_set,
         Decimal(tolerance) if tolerance is not None else None,
+        Decimal(buffer) if buffer is not None else ZERO,
     )
 
 

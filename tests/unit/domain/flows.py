@@ -53,6 +53,17 @@ def new_strategy(app: Trading, currency: str = "USD") -> Strategy:
     return strategy
 
 
+def set_buffer(app: Trading, strategy_id: UUID, buffer: Decimal) -> Strategy:
+    """Give the Strategy a policy with this cash buffer (its next policy version)."""
+    strategy, _ = app.set_policy(PLATFORM, uuid4(), strategy_id, {"cash_buffer": str(buffer)})
+    return strategy
+
+
+def with_buffer(app: Trading, buffer: Decimal) -> Strategy:
+    """A new Strategy whose policy has this cash buffer."""
+    return set_buffer(app, new_strategy(app).id, buffer)
+
+
 def funded(
     codes: Sequence[str], amount: str = "1000.00", auto: bool = True
 ) -> list[dict[str, Any]]:

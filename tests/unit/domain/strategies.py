@@ -184,6 +184,15 @@ def markets(draw: st.DrawFn, assets: Sequence[str] = ASSETS) -> Market:
     return Market(currency, fiat, InstrumentCatalogue.of(instruments), draw(price_sets(assets)))
 
 
+def cash_buffers() -> st.SearchStrategy[Decimal]:
+    """A policy's cash buffer: 0 to 0.20 with 1 to 6 decimals (0.0025 is a quarter percent)."""
+    return st.one_of(
+        st.just(Decimal(0)),
+        st.sampled_from(["0.0025", "0.01", "0.05", "0.2"]).map(Decimal),
+        st.integers(1, 6).flatmap(lambda places: on_grid(0, "0.20", places)),
+    )
+
+
 @st.composite
 def holdings_in(draw: st.DrawFn, market: Market, assets: Sequence[str] = ASSETS) -> Holdings:
     """A Trader's holdings: some assets worth up to 100,000 at `market`, plus residual cash.
@@ -213,17 +222,25 @@ class Slack:
 
 
 def rebalance_targets(
-    allocations: Allocations, before: Holdings, prices: Mapping[str, Decimal]
+    allocations: Allocations,
+    before: Holdings,
+    prices: Mapping[str, Decimal],
+    cash_buffer: Decimal = Decimal(0),
 ) -> dict[str, Decimal]:
-    """Target quantity V x w / P of every asset held or allocated (V at `prices`, cash in)."""
+    """Target quantity V x (1 - b) x w / P of every asset held or allocated (V at `prices`,
+    cash in; b the cash buffer)."""
     with localcontext(prec=80):
-        value = before.value(prices)
+        aimed = before.value(prices) * (1 - cash_buffer)
         assets = set(before.held_assets) | set(allocations.assets)
-        return {a: value * allocations.weight_of(a) / prices[a] for a in sorted(assets)}
+        return {a: aimed * allocations.weight_of(a) / prices[a] for a in sorted(assets)}
 
 
 def rebalance_slack(
-    allocations: Allocations, before: Holdings, legs: Sequence[Leg], market: Market
+    allocations: Allocations,
+    before: Holdings,
+    legs: Sequence[Leg],
+    market: Market,
+    cash_buffer: Decimal = Decimal(0),
 ) -> dict[str, Slack]:
     """The tightest bound the code supports on |end - target| for each allocated asset.
 
@@ -247,9 +264,12 @@ def rebalance_slack(
 
     D matters: several over-weight assets each just under the minimum can together starve an
     under-weight asset by far more than one minimum notional (see the calculator tests).
+
+    With a cash buffer b the targets are V x (1 - b) x w / P and the funds are reduced by
+    exactly V x b, which the identity above loses on both sides: the same bound holds.
     """
     with localcontext(prec=80):
-        targets = rebalance_targets(allocations, before, market.prices)
+        targets = rebalance_targets(allocations, before, market.prices, cash_buffer)
         traded = {leg.asset for leg in legs}
         withheld = sum(
             (

@@ -3,6 +3,7 @@ the same numbers to the unit, taken only for exactly the inputs they were made f
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 from uuid import uuid4
@@ -26,6 +27,7 @@ from tests.unit.domain.flows import (
     request,
     run,
     settle_all,
+    with_buffer,
 )
 
 CODES = [f"P{i}" for i in range(7)]
@@ -37,14 +39,17 @@ SHIFTED = [
 LOCKED = {"BTC": Decimal("61234.56"), "ETH": Decimal("2987.65"), "SOL": Decimal("151.23")}
 
 
-def priced(kind: OperationType, *, keep: bool = True) -> tuple[Trading, Any, Operation]:
+def priced(
+    kind: OperationType, *, keep: bool = True, buffer: Decimal = Decimal(0)
+) -> tuple[Trading, Any, Operation]:
     """Seven enrolled Traders (one of them with too little float left to buy, for a top-up)
-    and an Operation of `kind` on them, checked and locked at `LOCKED`, not yet settled."""
+    and an Operation of `kind` on them, checked and locked at `LOCKED`, not yet settled;
+    under a policy's cash `buffer` when one is given."""
     app = new_app(chunk_size=3, float_usd="8700.00")
     if not keep:
         app.allotted_chunks.keep = lambda *args, **kwargs: None  # type: ignore[method-assign]
     app.register_participants(PLATFORM, CODES)
-    strategy = new_strategy(app)
+    strategy = with_buffer(app, buffer) if buffer else new_strategy(app)
     enrolled = {"allocations": BLUE_CHIP, "participants": funded(CODES, "1200.00")}
     run(app, strategy, OperationType.ENROLLMENT, enrolled)
     body: dict[str, Any] = {"allocations": SHIFTED}
@@ -61,9 +66,10 @@ def entries_of_chunk(app: Trading, operation: Operation, index: int) -> list[Ent
     return stages._entries(operation, chunk)
 
 
+@pytest.mark.parametrize("buffer", [Decimal(0), Decimal("0.05")])
 @pytest.mark.parametrize("kind", [OperationType.REBALANCE, OperationType.TOP_UP])
 def test_settlement_takes_the_locked_allotments_and_settles_the_same(
-    monkeypatch: pytest.MonkeyPatch, kind: OperationType
+    monkeypatch: pytest.MonkeyPatch, kind: OperationType, buffer: Decimal
 ) -> None:
     allotting: list[int] = []
     allot = stages.allot
@@ -75,7 +81,8 @@ def test_settlement_takes_the_locked_allotments_and_settles_the_same(
     monkeypatch.setattr(stages, "allot", counted)
     outcomes = []
     for keep in (True, False):
-        app, strategy, operation = priced(kind, keep=keep)
+        app, strategy, operation = priced(kind, keep=keep, buffer=buffer)
+        assert operation.parameters.get("cash_buffer", "0") == str(buffer)
         allotting.clear()
         settled = settle_all(app, operation.id)
         allotted = len(allotting)
@@ -96,13 +103,16 @@ def test_allotments_are_taken_once_and_only_for_their_own_inputs() -> None:
     kept = app.allotted_chunks
     first, second, third = (entries_of_chunk(app, operation, i) for i in range(3))
     other_prices = {**LOCKED, "BTC": LOCKED["BTC"] + 1}
+    terms = stages.operation_terms(operation)
+    buffered = replace(terms, cash_buffer=Decimal("0.05"))
 
-    assert kept.take(operation.id, 0, first, other_prices, Decimal(0)) is None
-    taken = kept.take(operation.id, 0, first, LOCKED, Decimal(0))
+    assert kept.take(operation.id, 0, first, other_prices, Decimal(0), terms) is None
+    assert kept.take(operation.id, 0, first, LOCKED, Decimal(0), buffered) is None
+    taken = kept.take(operation.id, 0, first, LOCKED, Decimal(0), terms)
     assert taken is not None and [a.code for a in taken] == [e.order.code for e in first]
-    assert kept.take(operation.id, 0, first, LOCKED, Decimal(0)) is None  # taken once
-    assert kept.take(operation.id, 1, second, LOCKED, Decimal(1)) is None  # another budget
-    assert kept.take(operation.id, 2, first, LOCKED, Decimal(0)) is None  # other Traders
+    assert kept.take(operation.id, 0, first, LOCKED, Decimal(0), terms) is None  # taken once
+    assert kept.take(operation.id, 1, second, LOCKED, Decimal(1), terms) is None  # another budget
+    assert kept.take(operation.id, 2, first, LOCKED, Decimal(0), terms) is None  # other Traders
     del third
 
 
@@ -114,7 +124,8 @@ def test_older_operations_are_dropped_past_the_limit() -> None:
     kept.keep(operation.id, book, LOCKED)
     kept.keep(uuid4(), book, LOCKED)  # a later Operation's, as large
     first = entries_of_chunk(app, operation, 0)
-    assert kept.take(operation.id, 0, first, LOCKED, Decimal(0)) is None  # dropped, oldest
+    terms = stages.operation_terms(operation)
+    assert kept.take(operation.id, 0, first, LOCKED, Decimal(0), terms) is None  # dropped, oldest
 
 
 def test_a_packed_book_keeps_no_allotments(monkeypatch: pytest.MonkeyPatch) -> None:

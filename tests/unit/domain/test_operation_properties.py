@@ -49,7 +49,7 @@ from domain.operation import Operation
 from domain.pricing import BlockFill
 from domain.requests import ParticipantOrder
 from domain.services import Trading
-from domain.stages import operation_prices
+from domain.stages import operation_prices, operation_terms
 from domain.statuses import (
     OperationReason,
     OperationStatus,
@@ -366,8 +366,7 @@ def locked_market(world: World, audit: Audit) -> Market:
 
 
 def terms_of(audit: Audit) -> OperationTerms:
-    operation = audit.operation
-    return OperationTerms(operation.id, operation.type, operation.allocation_set)
+    return operation_terms(audit.operation)
 
 
 def legs_of(event: Any) -> list[dict[str, str]]:

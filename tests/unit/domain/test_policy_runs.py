@@ -159,6 +159,19 @@ def test_a_run_rebalances_only_the_drifted_traders_and_records_why() -> None:
         assert not DriftBand(absolute=D("0.05")).outside(weights, Allocations.from_list(BLUE_CHIP))
 
 
+def test_a_run_keeps_the_policys_cash_buffer_aside() -> None:
+    app = new_app()
+    strategy = enrolled(app, {**DAILY, "cash_buffer": "0.02"})
+    operation, _ = run_policy(app, strategy, tomorrow_noon())
+    assert isinstance(operation, Operation) and operation.parameters["cash_buffer"] == "0.02"
+    operation = check_all(app, operation.id, MOVED)
+    lock_and_fill(app, operation.id, MOVED)
+    assert settle_all(app, operation.id).status is OperationStatus.SETTLED
+    for code in CODES:
+        held = app.trader(PLATFORM, ids.trader_id(strategy.id, code)).holdings
+        assert held.cash >= held.value(MOVED) * D("0.02")
+
+
 def test_a_period_runs_once_whatever_the_request_id() -> None:
     app = new_app()
     strategy = enrolled(app)
