@@ -47,6 +47,9 @@ OPERATIONS = Table(
         Column("counts", "jsonb"),
         Column("locked_prices", "jsonb"),
         *BOOKKEEPING,
+        #: The Strategy's quoted currency (from `Requested`): what its prices are quoted in
+        #: (`projections.prices`); null for rows projected before it was kept.
+        Column("quoted_currency", "text", nullable=True, added=True),
     ),
     (*list_indexes("strategy_id", "type", "status"), ("by_request", "(platform_id, request_id)")),
 )
@@ -72,6 +75,7 @@ class OperationRow:
     updated_at: datetime
     source_id: UUID
     version: int
+    quoted_currency: str | None = None
 
 
 def handles(aggregate_type: str, event_type: str) -> bool:
@@ -118,6 +122,7 @@ def _requested(event: DomainEventMessage) -> OperationRow:
         updated_at=event.timestamp,
         source_id=event.aggregate_id,
         version=event.aggregate_version,
+        quoted_currency=data.get("quoted_currency"),
     )
 
 

@@ -92,6 +92,7 @@ ALLOWED = {
     # identifiers_are_plain_names below checks every one of them at run time.
     ("projections/schema.py", "self.name"): "a read-model table name literal",
     ("projections/schema.py", "self.columns"): "the table's Column literals",
+    ("projections/schema.py", "self.guard"): "an upsert guard literal (Table.guard)",
     ("projections/schema.py", "suffix"): "an index name suffix literal (Table.indexes)",
     ("projections/schema.py", "expression"): "an index key list literal (Table.indexes)",
     ("projections/schema.py", "alias"): "a table alias written by the calling code",
