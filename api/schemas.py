@@ -371,6 +371,62 @@ class TraderPage(Page):
     message: list[Trader]
 
 
+class DriftPrice(BaseModel):
+    price: str = Field(description="Decimal string in the quoted currency.", examples=["67012.5"])
+    priced_at: str = Field(
+        description="When the event that recorded it happened: an Operation's indicative or "
+        "locked prices, or a policy run's.",
+        examples=["2026-05-29T18:56:44Z"],
+    )
+
+
+class DriftExcluded(BaseModel):
+    liquidated: int = Field(description="Liquidated Traders (they hold nothing).")
+    empty: int = Field(description="Active Traders whose value at the prices is zero.")
+
+
+class DriftSummary(BaseModel):
+    """Extension: how far a Strategy's active Traders are from its model at the latest
+    indicative prices. A Trader's drift is its largest |weight - target| over the model's
+    and its held assets, where the targets are the model less the policy's cash buffer
+    (cash is not an asset here); pending Traders (first enrollment not settled) are not
+    counted, liquidated ones are counted in `excluded`."""
+
+    strategy_id: str
+    quoted_currency: str = Field(examples=["USD"])
+    model_version: int
+    policy_version: int | None = Field(description="Null without a policy.")
+    drift_band: dict[str, str] | None = Field(
+        description="The policy's band, null without one.", examples=[{"absolute": "0.05"}]
+    )
+    cash_buffer: str = Field(description="The policy's cash buffer: the cash target.")
+    prices: dict[str, DriftPrice] = Field(
+        description="The latest price of each model or held asset, as used."
+    )
+    traders: int = Field(description="Active Traders valued at the prices.")
+    unpriced: int = Field(description="Active Traders not valued: a held asset has no price.")
+    excluded: DriftExcluded
+    largest_drift: str = Field(
+        description="The largest Trader drift, 6 decimal places rounded down ('0.000000' "
+        "with no Trader).",
+        examples=["0.083125"],
+    )
+    value_out_of_line: str = Field(
+        description="What a rebalance of every Trader would move: the sum over Traders of "
+        "value x sum(|weight - target|) / 2, cash counted as a line, rounded down to the "
+        "currency's minor unit.",
+        examples=["1523.07"],
+    )
+    beyond: dict[str, int] = Field(
+        description="Traders whose drift is above each band (on the edge is inside).",
+        examples=[{"0.01": 40, "0.02": 31, "0.05": 12, "0.10": 3}],
+    )
+    outside_policy_band: int | None = Field(
+        description="Traders outside the policy's drift band (the scheduler's rule: only "
+        "cash is outside too); null without a band."
+    )
+
+
 class ServerTime(BaseModel):
     epoch: int = Field(description="Unix seconds: what X-SCX-TIMESTAMP is compared with.")
     iso: str

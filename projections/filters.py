@@ -18,8 +18,18 @@ from domain.statuses import OperationStatus, OperationType
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-#: (column, operator, value): a condition applied when the value is not None.
-Condition = tuple[str, str, Any]
+
+@dataclass(frozen=True)
+class Clause:
+    """A condition no single column holds: SQL text (a constant of `projections/*.py`) whose
+    `{0}`, `{1}`... stand for `values`, each passed as a query parameter."""
+
+    sql: str
+    values: tuple[Any, ...]
+
+
+#: (column, operator, value): a condition applied when the value is not None; or a `Clause`.
+Condition = tuple[str, str, Any] | Clause
 
 #: A boolean filter is spelled exactly `true` or `false`, as on every other way in: FastAPI's
 #: lax booleans read yes/on/1 as true, one query could then mean two things.
@@ -44,6 +54,9 @@ class Filter:
     max_length: int | None = None
     pattern: str | None = None
     description: str = ""
+    #: Computed from more than the row (drift needs the model and prices): the query that
+    #: declares it applies it itself (`projections.drift`), `conditions` leaves it out.
+    computed: bool = False
 
     def condition(self, value: Any) -> Condition:
         if self.kind is datetime:
@@ -59,7 +72,7 @@ def conditions(declared: Sequence[Filter], given: Mapping[str, Any]) -> list[Con
     unknown = sorted(set(given) - {f.name for f in declared})
     if unknown:
         raise TypeError(f"unknown filter(s): {', '.join(unknown)}")
-    return [f.condition(given.get(f.name)) for f in declared]
+    return [f.condition(given.get(f.name)) for f in declared if not f.computed]
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -79,6 +92,10 @@ def _utc(moment: datetime | None) -> datetime | None:
         if moment.year == MAXYEAR:
             return datetime.max.replace(tzinfo=UTC)
         return datetime.min.replace(tzinfo=UTC)
+
+
+#: A drift threshold: a decimal string from 0 to 1, at most 18 places.
+DRIFT_THRESHOLD = r"^(0(\.[0-9]{1,18})?|1(\.0{1,18})?)$"
 
 
 def _participant_code(description: str) -> Filter:
@@ -107,6 +124,29 @@ TRADER_FILTERS = (
         "auto_rebalance",
         choices=FLAG_CHOICES,
         description="Traders with this setting: `true` or `false`.",
+    ),
+    Filter(
+        "drift_gte",
+        str,
+        "",
+        query="drift[gte]",
+        max_length=20,
+        pattern=DRIFT_THRESHOLD,
+        computed=True,
+        description="Extension, with `strategy_id`: Traders whose drift (largest "
+        "|weight - target| at the latest indicative prices) is at least this, a decimal "
+        "string from 0 to 1 (0.05: 5 weight points). Traders not valued for lack of a price "
+        "are never selected.",
+    ),
+    Filter(
+        "drift",
+        str,
+        "",
+        choices=("outside",),
+        computed=True,
+        description="Extension, with `strategy_id`: `outside` selects the Traders outside "
+        "the Strategy's policy drift band at the latest indicative prices (on the edge is "
+        "inside).",
     ),
 )
 

@@ -50,6 +50,9 @@ OPERATIONS = Table(
         #: The request's recorded parameters (model and policy versions, origin...); null
         #: in rows made before they were kept.
         Column("parameters", "jsonb", nullable=True, added=True),
+        #: The Strategy's quoted currency (from `Requested`): what its prices are quoted in
+        #: (`projections.prices`); null for rows projected before it was kept.
+        Column("quoted_currency", "text", nullable=True, added=True),
     ),
     (*list_indexes("strategy_id", "type", "status"), ("by_request", "(platform_id, request_id)")),
 )
@@ -76,6 +79,7 @@ class OperationRow:
     source_id: UUID
     version: int
     parameters: dict[str, str] | None = None
+    quoted_currency: str | None = None
 
 
 def handles(aggregate_type: str, event_type: str) -> bool:
@@ -123,6 +127,7 @@ def _requested(event: DomainEventMessage) -> OperationRow:
         source_id=event.aggregate_id,
         version=event.aggregate_version,
         parameters=dict(data.get("parameters") or {}),
+        quoted_currency=data.get("quoted_currency"),
     )
 
 

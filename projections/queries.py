@@ -21,12 +21,16 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from domain.errors import FieldError, InvalidRequestError, StrategyNotFoundError
+from domain.money import parse_decimal
+from projections.drift import drift_context
 from projections.executions import EXECUTIONS, ExecutionRow
 from projections.filters import (
     EXECUTION_FILTERS,
     OPERATION_FILTERS,
     STRATEGY_FILTERS,
     TRADER_FILTERS,
+    Clause,
     Condition,
     conditions,
 )
@@ -177,10 +181,37 @@ async def list_traders(
     schema: str = DEFAULT_SCHEMA,
     **filters: Any,
 ) -> PageOf:
-    """`filters`: values of `TRADER_FILTERS` by name."""
+    """`filters`: values of `TRADER_FILTERS` by name. The drift filters measure each
+    Trader against its Strategy (`strategy_id`, required with them) at the latest prices."""
     where = [_VISIBLE_TRADER, *conditions(TRADER_FILTERS, filters)]
+    try:
+        where += await _drift_conditions(pool, platform_id, schema, filters)
+    except StrategyNotFoundError:  # another platform's Strategy: its Traders read as absent
+        return PageOf([], page, 1, 0)
     read = _rows(TraderRow, trader_resource)
     return await _list(pool, schema, read, platform_id, where, page, size)
+
+
+async def _drift_conditions(
+    pool: asyncpg.Pool, platform_id: str, schema: str, filters: dict[str, Any]
+) -> list[Condition]:
+    threshold, band = filters.get("drift_gte"), filters.get("drift")
+    if threshold is None and band is None:
+        return []
+    named = "drift[gte]" if threshold is not None else "drift"
+    strategy_id = filters.get("strategy_id")
+    if strategy_id is None:
+        raise InvalidRequestError(
+            f"{named} needs strategy_id: drift is measured against a Strategy's model",
+            errors=(FieldError(named, "needs strategy_id"),),
+        )
+    context = await drift_context(pool, platform_id, strategy_id, schema=schema, field=named)
+    found: list[Condition] = []
+    if threshold is not None:
+        found.append(context.at_least_clause(parse_decimal(threshold, "drift[gte]")))
+    if band is not None:
+        found.append(context.outside_clause())
+    return found
 
 
 # -- operations ---------------------------------------------------------------------------
@@ -279,7 +310,14 @@ def check_page(page: int, size: int) -> None:
 def _where(platform_id: str, conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
     params: list[Any] = [platform_id]
     clauses = ["platform_id = $1"]
-    for column, operator, value in conditions:
+    for condition in conditions:
+        if isinstance(condition, Clause):
+            first = len(params) + 1
+            params.extend(condition.values)
+            names = [f"${first + i}" for i in range(len(condition.values))]
+            clauses.append(condition.sql.format(*names))
+            continue
+        column, operator, value = condition
         if value is not None:
             params.append(value)
             clauses.append(f"{column} {operator} ${len(params)}")

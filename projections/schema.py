@@ -96,6 +96,9 @@ class Table:
     columns: tuple[Column, ...]
     #: (index name suffix, what follows `ON table`: the parenthesised keys, maybe a WHERE).
     indexes: tuple[tuple[str, str], ...] = ()
+    #: When an upsert may change a stored row `r` into `EXCLUDED`: by default a later event of
+    #: the same stream. A row that many streams write (a price) says its own order.
+    guard: str = "r.version < EXCLUDED.version AND r.source_id = EXCLUDED.source_id"
 
     def __post_init__(self) -> None:
         for column in self.columns:
@@ -145,10 +148,11 @@ class Table:
         return f"SELECT {self.selected()} FROM {self.qualified(schema)} WHERE id = ANY($1::uuid[])"
 
     def upsert(self, schema: str) -> str:
-        """Insert a batch of rows, or move existing ones forward: only a later event of the
-        same stream. The batch is one JSON array of row objects (`RowCodec.batch`), so a
-        batch of any size is one statement, which asyncpg prepares once per connection. A
-        row appears at most once per batch: ON CONFLICT cannot change a row twice."""
+        """Insert a batch of rows, or move existing ones forward (`guard`: by default only a
+        later event of the same stream). The batch is one JSON array of row objects
+        (`RowCodec.batch`), so a batch of any size is one statement, which asyncpg prepares
+        once per connection. A row appears at most once per batch: ON CONFLICT cannot
+        change a row twice."""
         names = ", ".join(self.column_names)
         record = ", ".join(f"{c.name} {c.type}" for c in self.columns)
         updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in self.column_names if n != "id")
@@ -156,7 +160,7 @@ class Table:
             f"INSERT INTO {self.qualified(schema)} AS r ({names})\n"
             f"SELECT {names} FROM json_to_recordset($1::text::json) AS u({record})\n"
             f"ON CONFLICT (id) DO UPDATE SET {updates}\n"
-            "WHERE r.version < EXCLUDED.version AND r.source_id = EXCLUDED.source_id"
+            f"WHERE {self.guard}"
         )
 
 

@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from projections import executions, operations, strategies, traders
+from projections import executions, operations, prices, strategies, traders
 from projections.schema import DEFAULT_SCHEMA, Table, quoted
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ def read_model_tables() -> Sequence[Table]:
         operations.OPERATIONS,
         executions.OPERATION_CHUNKS,
         executions.EXECUTIONS,
+        prices.PRICES,
     )
 
 

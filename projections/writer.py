@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from infra.bus.messages import DomainEventMessage
 from infra.bus.outbox import publish_order
 from infra.eventstore.notification_log import START, LogPosition
-from projections import executions, operations, poisoned, strategies, traders
+from projections import executions, operations, poisoned, prices, strategies, traders
 from projections.executions import backfill_sql
 from projections.operations import OPERATIONS
 from projections.poisoned import Origin, Source
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("projections.writer")
 
 #: Every read model, in the order an event is applied to them.
-MODELS: tuple[ModuleType, ...] = (strategies, operations, traders, executions)
+MODELS: tuple[ModuleType, ...] = (strategies, operations, prices, traders, executions)
 ROW_TYPES: dict[str, type[Any]] = {
     kind.TABLE.name: kind
     for kind in (
@@ -63,8 +63,11 @@ ROW_TYPES: dict[str, type[Any]] = {
         operations.OperationRow,
         executions.ChunkRow,
         executions.ExecutionRow,
+        prices.PriceRow,
     )
 }
+#: Events whose `needs` depend on rows they read first, asked again until all are known.
+NEEDS_FROM_ROWS = executions.NEEDS_FROM_ROWS | prices.NEEDS_FROM_ROWS
 DEFAULT_NAME = "read-models"
 #: The `projection_offsets` topic under which a log-fed writer (`projections.follower`) keeps
 #: how far it applied the event store's log: partition 0, its position as (tx_id, position).
@@ -385,7 +388,7 @@ class ProjectionWriter:
         await self._load(connection, state, wanted)
         changed = 0
         for message in messages:
-            if message.type in executions.NEEDS_FROM_ROWS:  # a chunk's row names its Operation
+            if message.type in NEEDS_FROM_ROWS:  # a chunk's row names its Operation, ...
                 while more := state.missing(message):
                     await self._load(connection, state, more)
             changed += len(state.apply(message))

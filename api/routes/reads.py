@@ -24,6 +24,7 @@ from domain.statuses import TraderStatus
 from domain.strategy import Strategy
 from domain.trader import Trader
 from projections import queries
+from projections.drift import drift_summary
 from projections.filters import (
     EXECUTION_FILTERS,
     OPERATION_FILTERS,
@@ -233,6 +234,26 @@ async def list_strategies(
         engine.pool, platform.platform_id, page=query.page, size=query.size, **query.filters
     )
     return fit_page(found, query.size, budget)
+
+
+@router.get(
+    "/strategies/{strategy_id}/drift",
+    response_model=schemas.DriftSummary,
+    summary="Drift of a Strategy's Traders (extension)",
+    responses={
+        **AUTH,
+        **MISSING,
+        409: {
+            "model": Problem,
+            "description": "`model_required`: the Strategy has no model; `prices_unknown`: "
+            "no indicative price is known yet for a model asset (run an Operation first).",
+        },
+    },
+)
+async def get_drift(strategy_id: UUID, platform: PlatformDep, engine: EngineDep) -> dict[str, Any]:
+    """Each active Trader's weights at the latest indicative prices against the model (less
+    the policy's cash buffer), added up: read from the read models only."""
+    return await drift_summary(engine.pool, platform.platform_id, strategy_id)
 
 
 @router.get(

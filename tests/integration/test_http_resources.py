@@ -228,7 +228,8 @@ async def test_every_declared_filter_narrows_its_list(world: World) -> None:
         everything = (await world.client.get(f"{path}?size=200")).json()["message"]
         named = (i for i in everything if i.get("trader_id") != "")  # an Execution names its Trader
         sample = next(i for i in named if i["strategy_id"] == sid)
-        for each in declared:
+        # The drift filters need a model and prices: tests/integration/test_drift_http.py.
+        for each in (f for f in declared if not f.computed):
             value = sample[each.column]
             text = str(value).lower() if isinstance(value, bool) else value
             got = await world.client.get(f"{path}?{each.query or each.name}={text}&size=200")

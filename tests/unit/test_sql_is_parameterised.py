@@ -87,11 +87,16 @@ ALLOWED = {
     # input, and it becomes a $n parameter.
     ("projections/queries.py", "column"): "a column name literal of projections/*.py",
     ("projections/queries.py", "operator"): "an operator literal of projections/*.py",
+    # A Clause's text is a module constant of projections/drift.py (DRIFT_AT_LEAST,
+    # OUTSIDE_BAND), its `{n}` formatted with `$n` names; its values are parameters.
+    ("projections/queries.py", "condition.sql"): "a Clause constant of projections/drift.py",
+    ("projections/queries.py", "range(len(condition.values))"): "$n numbers, integers",
     # Table: a dataclass whose instances are module constants of projections/*.py
     # (STRATEGIES = Table("strategies", (Column("id", "uuid"), ...))); test_read_model_
     # identifiers_are_plain_names below checks every one of them at run time.
     ("projections/schema.py", "self.name"): "a read-model table name literal",
     ("projections/schema.py", "self.columns"): "the table's Column literals",
+    ("projections/schema.py", "self.guard"): "an upsert guard literal (Table.guard)",
     ("projections/schema.py", "suffix"): "an index name suffix literal (Table.indexes)",
     ("projections/schema.py", "expression"): "an index key list literal (Table.indexes)",
     ("projections/schema.py", "alias"): "a table alias written by the calling code",
@@ -504,6 +509,9 @@ def test_every_filter_compares_a_column_of_its_table() -> None:
     ):
         columns = {column.name for column in table.columns}
         for each in declared:
+            if each.computed:  # applied by its query as a Clause (projections/drift.py)
+                assert each.column == "", (table.name, each)
+                continue
             assert each.column in columns, (table.name, each)
             assert each.operator in {"=", ">=", "<"}, (table.name, each)
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from projections.filters import EXECUTION_FILTERS, OPERATION_FILTERS, TRADER_FILTERS, conditions
+from projections.filters import (
+    DRIFT_THRESHOLD,
+    EXECUTION_FILTERS,
+    OPERATION_FILTERS,
+    TRADER_FILTERS,
+    conditions,
+)
 
 
 def test_a_filter_the_list_does_not_declare_is_refused_not_ignored() -> None:
@@ -37,3 +44,39 @@ def test_a_flag_filter_reads_its_two_spellings_as_booleans() -> None:
     assert flag == ("auto_rebalance", "=", False)
     (*_, flag) = conditions(TRADER_FILTERS, {"auto_rebalance": "true"})
     assert flag == ("auto_rebalance", "=", True)
+
+
+def test_the_drift_filters_are_left_to_the_traders_query_not_made_column_conditions() -> None:
+    given = {"strategy_id": None, "drift_gte": "0.05", "drift": "outside"}
+    assert [c[0] for c in conditions(TRADER_FILTERS, given)] == [
+        "strategy_id",
+        "participant_code",
+        "auto_rebalance",
+    ]
+    declared = {f.query or f.name: f for f in TRADER_FILTERS}
+    assert declared["drift[gte]"].computed and declared["drift"].computed
+    assert declared["drift"].choices == ("outside",)
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("0", True),
+        ("0.05", True),
+        ("0.000000000000000001", True),
+        ("1", True),
+        ("1.000", True),
+        ("1.01", False),
+        ("2", False),
+        ("-0.05", False),
+        (".05", False),
+        ("0.", False),
+        ("5e-2", False),
+        ("0.0000000000000000001", False),  # more than 18 places
+        (" 0.05", False),
+        ("NaN", False),
+        ("0,05", False),
+    ],
+)
+def test_a_drift_threshold_is_a_decimal_string_from_zero_to_one(value: str, accepted: bool) -> None:
+    assert bool(re.fullmatch(DRIFT_THRESHOLD, value)) is accepted
