@@ -53,7 +53,8 @@ def utc_now() -> datetime:
 class TickOutcome:
     """What one Strategy's turn of a tick did: `ran` (a rebalance requested), `nothing`
     (the period recorded, nobody to rebalance), `replayed` (the period had run),
-    `refused` (with the domain's code) or `skipped` (not due, paused, no calendar...)."""
+    `refused` (with the domain's code), `failed` (an unexpected error, logged; the next
+    tick tries again) or `skipped` (not due, paused, no calendar...)."""
 
     strategy_id: UUID
     outcome: str
@@ -111,7 +112,13 @@ class PolicyScheduler:
             )
         outcomes = []
         for strategy_id in strategy_ids:
-            outcome = await self._turn(strategy_id)
+            try:
+                outcome = await self._turn(strategy_id)
+            except Exception as error:  # one Strategy's failure costs its own turn only
+                if is_transient(error):
+                    raise
+                log.exception("scheduler.turn_failed", strategy_id=str(strategy_id))
+                outcome = TickOutcome(strategy_id, "failed", detail=repr(error)[:200])
             if outcome.outcome != "skipped":
                 log.info(
                     "scheduler.policy_run",
