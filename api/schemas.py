@@ -261,7 +261,9 @@ class Operation(BaseModel):
     strategy_id: str
     request_id: str
     type: Literal["enrollment", "top_up", "partial_sell", "rebalance", "liquidation"]
-    status: Literal["validating", "pricing", "settling", "settled", "skipped", "failed"]
+    status: Literal[
+        "validating", "pricing", "settling", "settled", "skipped", "failed", "cancelled"
+    ] = Field(description="`cancelled` is an extension: the platform cancelled it in time.")
     status_reason: str = Field(examples=["", "partial_success", "all_rejected", "pricing_failed"])
     allocations: list[dict[str, str]]
     participant_count: int = Field(description="Extension: participants in scope.")
@@ -320,7 +322,9 @@ class Execution(BaseModel):
     trader_id: str = Field(description='"" when rejected before the Trader existed.')
     participant_code: str
     account_label: str
-    status: Literal["awaiting_execution", "settled", "skipped", "rejected"]
+    status: Literal["awaiting_execution", "settled", "skipped", "rejected", "cancelled"] = Field(
+        description="`cancelled` is an extension: its Operation was cancelled before it traded."
+    )
     status_reason: str
     status_reasons: list[str]
     instructions: list[Instruction]

@@ -76,18 +76,40 @@ class OperationChunk(Aggregate):
         self.summary = summary
         self.stage = "settled"
 
-    def record_release(self, reason: str) -> None:
-        """Every approved participant's hold released without trading (the Operation failed)."""
+    def record_release(self, reason: str, outcome: str = "rejected") -> None:
+        """Every approved participant's hold released without trading: the Operation failed
+        (`rejected`) or was cancelled (`cancelled`)."""
         self._require("checked")
-        self._released(reason, len(self.approved_codes))
+        self._released(reason, len(self.approved_codes), outcome)
 
     @event("Released")
-    def _released(self, reason: str, released: int) -> None:
+    def _released(
+        self, reason: str, released: int, outcome: str = "rejected", cancelled: int = 0
+    ) -> None:
         for decision in self.decisions.values():
             if decision["outcome"] == "approved":
-                decision.update(outcome="rejected", reasons=reason)
-        self.summary = {"released": released}
+                decision.update(outcome=outcome, reasons=reason)
+        self.summary = {"released": released, **({"cancelled": cancelled} if cancelled else {})}
         self.stage = "released"
+
+    def record_cancelled(self, decisions: list[dict[str, Any]], reason: str) -> None:
+        """The Operation was cancelled before this chunk was checked: every participant's
+        Execution is `cancelled` (recorded as its check, so it reads like any other), and
+        the chunk is released at once, holding nothing."""
+        self._require("planned")
+        cancelled = len(decisions)
+        self._checked(
+            decisions,
+            {
+                "approved": 0,
+                "rejected": 0,
+                "skipped": 0,
+                "cancelled": cancelled,
+                "flows": {},
+                "cash": "0",
+            },
+        )
+        self._released(reason, 0, "cancelled", cancelled)
 
     @property
     def approved_codes(self) -> list[str]:

@@ -132,8 +132,27 @@ class RunPolicy:
         return request_fingerprint(self.name, str(self.strategy_id), body)
 
 
+@dataclass(frozen=True)
+class CancelOperation:
+    """The platform cancels an Operation before its prices are locked (an extension)."""
+
+    operation_id: UUID
+    name: ClassVar[str] = "cancel_operation"
+
+    def fingerprint(self) -> str:
+        return request_fingerprint(self.name, str(self.operation_id), {})
+
+
 #: Every mutation; `OperationCommand` stands for its five subclasses.
-Command = CreateStrategy | OperationCommand | UpdateTrader | SetModel | SetPolicy | RunPolicy
+Command = (
+    CreateStrategy
+    | OperationCommand
+    | UpdateTrader
+    | SetModel
+    | SetPolicy
+    | RunPolicy
+    | CancelOperation
+)
 
 OPERATION_COMMANDS: dict[str, type[OperationCommand]] = {
     kind.name: kind for kind in (Enroll, TopUp, PartialSell, Rebalance, Liquidate)
@@ -161,6 +180,8 @@ def build_command(
     missing target or flag is refused with the field to fix."""
     if name == CreateStrategy.name:
         return CreateStrategy(body)
+    if name == CancelOperation.name:
+        return CancelOperation(_operation_id(body.get("operation_id")))
     if name == UpdateTrader.name:
         flag = body.get("auto_rebalance")
         if trader_id is None or not isinstance(flag, bool):
@@ -181,3 +202,16 @@ def build_command(
             errors=(FieldError("strategy_id", "is required"),),
         )
     return kind(strategy_id, body)
+
+
+def _operation_id(raw: object) -> UUID:
+    """A command body's `operation_id`: a UUID in its canonical text form."""
+    try:
+        if isinstance(raw, str) and len(raw) == 36:
+            return UUID(raw)
+    except ValueError:
+        pass
+    raise InvalidRequestError(
+        "cancel_operation needs body.operation_id, the Operation's id",
+        errors=(FieldError("operation_id", "must be a UUID"),),
+    )

@@ -35,6 +35,8 @@ class Outcome(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     SKIPPED = "skipped"
+    #: Extension (issue 19): its Operation was cancelled before it traded.
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,13 @@ class StrategyNeedsAdjustmentError(ConflictError):
     code = "strategy_needs_adjustment"
 
 
+class OperationNotCancellableError(ConflictError):
+    """Raised when an Operation is asked to cancel after its prices were locked (or once it
+    failed or ended): the message names its current status."""
+
+    code = "operation_not_cancellable"
+
+
 class IdempotencyConflictError(ConflictError):
     """Raised when a request id is reused with a different request body."""
 

@@ -2,10 +2,16 @@
 
 Lifecycle (spec §3.1): validating -> pricing -> settling -> settled | skipped | failed, plus
 validating -> settled | skipped | failed when no Trader survives the checks (see
-`_finish_without_trades`), and pricing -> failed when quotes cannot be had. Every transition
-is its own event, because each one is a webhook. The barriers are here: pricing starts only
-once every chunk is checked, and the Operation ends only once every chunk is settled (or,
-after a failure, released).
+`_finish_without_trades`), and pricing -> failed when quotes cannot be had. An extension
+(issue 19): validating | pricing -> cancelled when the platform cancels before the prices are
+locked. Every transition is its own event, because each one is a webhook. The barriers are
+here: pricing starts only once every chunk is checked, and the Operation ends only once every
+chunk is settled (or, after a failure or a cancellation, released).
+
+A cancellation is a failure with its own reason: `Failing` with `cancelled_by_platform`,
+whose release tasks release every hold (and mark the chunks not checked yet cancelled), and
+the last release ends the Operation `cancelled` instead of `failed`. It and `PricesLocked`
+are both the Operation's next version, so the event store lets exactly one of them happen.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain import ids
 from domain.allocations import Allocations
-from domain.errors import IllegalTransitionError
+from domain.errors import IllegalTransitionError, OperationNotCancellableError
 from domain.statuses import OperationReason, OperationStatus, OperationType
 
 _EDGES: dict[OperationStatus, set[OperationStatus]] = {
@@ -26,8 +32,13 @@ _EDGES: dict[OperationStatus, set[OperationStatus]] = {
         OperationStatus.SETTLED,  # nobody traded, some rejected and some skipped (§11.14)
         OperationStatus.SKIPPED,
         OperationStatus.FAILED,
+        OperationStatus.CANCELLED,
     },
-    OperationStatus.PRICING: {OperationStatus.SETTLING, OperationStatus.FAILED},
+    OperationStatus.PRICING: {
+        OperationStatus.SETTLING,
+        OperationStatus.FAILED,
+        OperationStatus.CANCELLED,
+    },
     OperationStatus.SETTLING: {
         OperationStatus.SETTLED,
         OperationStatus.SKIPPED,
@@ -210,6 +221,8 @@ class Operation(Aggregate):
                 mine[key] = str(Decimal(mine.get(key, "0")) + Decimal(value))
 
     def _after_checks(self) -> None:
+        if self.failure:  # cancelled while being checked: its release tasks end it
+            return
         if self.counts["approved"]:
             self._transition(OperationStatus.PRICING, OperationReason.NONE)
         else:
@@ -262,6 +275,28 @@ class Operation(Aggregate):
         self.locked_prices = prices
         self.block_orders = block_orders
         self._crossed = crossed or {}
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the platform cancelled it (it may still be releasing its chunks)."""
+        return self.failure == OperationReason.CANCELLED_BY_PLATFORM.value
+
+    def cancel(self, detail: str = "cancelled by the platform") -> None:
+        """The platform's cancellation: allowed until the prices are locked (validating, or
+        pricing before `PricesLocked`); again, a no-op. Nobody trades: every hold is released
+        and every chunk not yet checked is marked cancelled, then the Operation ends
+        `cancelled` (`cancelled_by_platform`)."""
+        if self.cancelled:
+            return
+        if self.status not in (OperationStatus.VALIDATING, OperationStatus.PRICING) or (
+            self.failure
+        ):
+            raise OperationNotCancellableError(
+                f"operation {self.id} is {self.status.value}"
+                + (f" ({self.failure})" if self.failure else "")
+                + ": only an Operation whose prices are not locked yet can be cancelled"
+            )
+        self._failed(OperationReason.CANCELLED_BY_PLATFORM.value, detail, self.chunk_count)
 
     def fail(self, reason: OperationReason, detail: str) -> None:
         """Pricing or the venue failed: no Trader may trade; holds are released chunk by chunk."""
@@ -376,21 +411,35 @@ class Operation(Aggregate):
             deferred = self.__dict__.setdefault("_deferred_float_moves", {})
             deferred[str(index)] = {"debit": str(float_debit), "credit": str(float_credit)}
 
-    def record_chunk_released(self, index: int, released: int) -> None:
+    def record_chunk_released(self, index: int, released: int, cancelled: int = 0) -> None:
+        """`released`: holds released (their Executions end rejected, or cancelled when the
+        platform cancelled); `cancelled`: the chunk's participants never checked, marked
+        cancelled."""
         if not self.failure:
             raise IllegalTransitionError(f"operation {self.id} is not failing")
         if self.chunk_stage(index) != "checked":
             raise IllegalTransitionError(f"chunk {index} of {self.id} is {self.chunk_stage(index)}")
-        self._chunk_released(index, released)
+        if self.cancelled:
+            self._chunk_cancelled(index, released + cancelled)
+        else:
+            self._chunk_released(index, released)
         if self.all_chunks_are("released"):
             if self.fills:  # blocks filled before the failure stay with the house: record them
                 self._reconciled(self._residual())
-            self._transition(OperationStatus.FAILED, OperationReason(self.failure))
+            if self.cancelled:
+                self._transition(OperationStatus.CANCELLED, OperationReason.CANCELLED_BY_PLATFORM)
+            else:
+                self._transition(OperationStatus.FAILED, OperationReason(self.failure))
 
     @event("ChunkReleased")
     def _chunk_released(self, index: int, released: int) -> None:
         self.chunks[str(index)] = "released"
         self.counts["rejected"] += released
+
+    @event("ChunkCancelled")
+    def _chunk_cancelled(self, index: int, cancelled: int) -> None:
+        self.chunks[str(index)] = "released"
+        self.counts["cancelled"] = self.counts.get("cancelled", 0) + cancelled
 
     # -- endings ------------------------------------------------------------------------
     def _finish_without_trades(self) -> None:

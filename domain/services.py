@@ -24,6 +24,7 @@ from domain.catalogue import DEFAULT_INSTRUMENTS, Instrument, InstrumentCatalogu
 from domain.chunk import OperationChunk
 from domain.codes import check_assets, check_participant_code, check_platform_id, check_reference
 from domain.commands import (
+    CancelOperation,
     Command,
     CreateStrategy,
     OperationCommand,
@@ -243,6 +244,8 @@ class Trading(OperationStages, Application[UUID]):
             return self._set_policy(platform_id, request_id, command, fingerprint), True
         if isinstance(command, RunPolicy):
             return self._run_policy(platform_id, request_id, command, fingerprint), True
+        if isinstance(command, CancelOperation):
+            return self._cancel(platform_id, request_id, command, fingerprint), True
         return self._request_operation(platform_id, request_id, command, fingerprint), True
 
     def create_strategy(
@@ -515,6 +518,27 @@ class Trading(OperationStages, Application[UUID]):
             for i, chunk in enumerate(chunks)
         ]
         return operation, planned
+
+    def cancel_operation(
+        self, platform_id: str, request_id: UUID, operation_id: UUID
+    ) -> tuple[Operation, bool]:
+        """Cancel an Operation whose prices are not locked yet (see `Operation.cancel`)."""
+        operation, created = self.handle(platform_id, request_id, CancelOperation(operation_id))
+        return operation, created
+
+    def _cancel(
+        self, platform_id: str, request_id: UUID, command: CancelOperation, fingerprint: str
+    ) -> Operation:
+        """Idempotent: an Operation cancelled already (by another request) answers as it is.
+        Its `Failing` and the pricing step's `PricesLocked` are both its next version, so
+        whichever is saved second conflicts and meets the first."""
+        operation = self.find(command.operation_id, Operation)
+        if operation is None or operation.platform_id != platform_id:
+            raise OperationNotFoundError(f"operation {command.operation_id} does not exist")
+        operation.cancel()
+        key = RequestKey(platform_id, request_id, command.name, fingerprint, operation.id)
+        self.save(operation, key)
+        return operation
 
     def _update_trader(
         self, platform_id: str, request_id: UUID, command: UpdateTrader, fingerprint: str

@@ -100,6 +100,10 @@ class OperationStages:
 
     def check_chunk(self, operation_id: UUID, index: int) -> StageResult:
         operation, chunk = self._operation_and_chunk(operation_id, index)
+        if operation.failure and chunk.stage != "checked":
+            # Cancelled before this chunk was checked (or its release won the race with this
+            # check): nothing to decide, its participants' Executions are cancelled.
+            return self.release_chunk(operation_id, index)
         replayed = chunk.stage != "planned"
         if not replayed:
             if not operation.indicative_prices:
@@ -351,20 +355,33 @@ class OperationStages:
         self.save(chunk, *traders.values())
 
     def release_chunk(self, operation_id: UUID, index: int) -> StageResult:
-        """After a failure: release the chunk's holds; its Executions end rejected."""
+        """After a failure or a cancellation: release the chunk's holds; their Executions end
+        rejected (cancelled, when the platform cancelled). A chunk the cancellation caught
+        before its check holds nothing: its participants' Executions are cancelled."""
         operation, chunk = self._operation_and_chunk(operation_id, index)
-        replayed = chunk.stage != "checked"
+        replayed = chunk.stage == "released" or chunk.stage == "settled"
         if not replayed:
             if not operation.failure:
                 raise IllegalTransitionError(f"operation {operation_id} is not failing")
-            approved = _approved_orders(chunk)
-            traders = self._traders(operation, approved)
-            for trader in traders.values():
-                trader.release_hold(operation.id, Outcome.REJECTED.value, operation.failure)
-            chunk.record_release(operation.failure)
-            self.save(chunk, *traders.values())
-        if operation.chunk_stage(index) == "checked" and chunk.stage == "released":
-            operation.record_chunk_released(index, chunk.summary["released"])
+            if chunk.stage == "planned":
+                chunk.record_cancelled(_cancelled_records(operation, chunk), operation.failure)
+                self.save(chunk)
+            else:
+                outcome = Outcome.CANCELLED if operation.cancelled else Outcome.REJECTED
+                approved = _approved_orders(chunk)
+                traders = self._traders(operation, approved)
+                for trader in traders.values():
+                    trader.release_hold(operation.id, outcome.value, operation.failure)
+                chunk.record_release(operation.failure, outcome.value)
+                self.save(chunk, *traders.values())
+        if chunk.stage == "released" and operation.chunk_stage(index) != "released":
+            if operation.chunk_stage(index) == "planned":
+                # Its check's barrier was never written (the cancellation came between the
+                # chunk's check and it): count the check from its decisions first.
+                _record_check_from(operation, chunk, index)
+            operation.record_chunk_released(
+                index, chunk.summary["released"], chunk.summary.get("cancelled", 0)
+            )
             self._save_barrier(operation)
             replayed = False
         return self._result(operation, index, chunk, replayed)
@@ -460,6 +477,38 @@ def _reserved_for(operation: Operation, book: PricingBook) -> bool:
     """A book made before the float was reserved allots from no budget: not usable."""
     budgets = tuple(operation.float_budget(i) for i in range(len(book.chunks)))
     return budgets == tuple(budget for _, budget in book.chunks)
+
+
+def _cancelled_records(operation: Operation, chunk: OperationChunk) -> list[dict[str, Any]]:
+    """One cancelled Execution per participant of a chunk the cancellation caught unchecked."""
+    reason = operation.failure
+    return [
+        {
+            "participant_code": order.code,
+            "outcome": Outcome.CANCELLED.value,
+            "reasons": reason,
+            "trader_id": "",
+            "execution_id": str(ids.execution_id(operation.id, order.code)),
+        }
+        for order in chunk.participant_orders
+    ]
+
+
+def _record_check_from(operation: Operation, chunk: OperationChunk, index: int) -> None:
+    """The check's barrier, counted from a released chunk's decisions (its summary is the
+    release's by now). Only a cancellation comes between a chunk's check and its barrier:
+    every other failure comes after pricing started, when every chunk's barrier is written.
+    So the holds it released became `cancelled`, and the `rejected` and `skipped` are the
+    check's own."""
+    assert operation.cancelled, "only a cancellation releases a chunk before its check barrier"
+    outcomes = [d["outcome"] for d in chunk.decisions.values()]
+    operation.record_chunk_checked(
+        index,
+        approved=chunk.summary["released"],
+        rejected=outcomes.count(Outcome.REJECTED.value),
+        skipped=outcomes.count(Outcome.SKIPPED.value),
+        flows={},
+    )
 
 
 def _approved_orders(chunk: OperationChunk) -> list[ParticipantOrder]:

@@ -31,10 +31,17 @@ class OperationStatus(StrEnum):
     SETTLED = "settled"
     SKIPPED = "skipped"
     FAILED = "failed"
+    #: Extension (issue 19): the platform cancelled it before its prices were locked.
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
-        return self in (OperationStatus.SETTLED, OperationStatus.SKIPPED, OperationStatus.FAILED)
+        return self in (
+            OperationStatus.SETTLED,
+            OperationStatus.SKIPPED,
+            OperationStatus.FAILED,
+            OperationStatus.CANCELLED,
+        )
 
 
 class OperationReason(StrEnum):
@@ -45,6 +52,7 @@ class OperationReason(StrEnum):
     PARTIAL_SUCCESS = "partial_success"
     PRICING_FAILED = "pricing_failed"
     EXECUTION_FAILED = "execution_failed"
+    CANCELLED_BY_PLATFORM = "cancelled_by_platform"
 
 
 class TraderStatus(StrEnum):
@@ -70,6 +78,7 @@ class Reason(StrEnum):
     WITHIN_TOLERANCE = "within_tolerance"
     PRICING_FAILED = "pricing_failed"
     EXECUTION_FAILED = "execution_failed"
+    CANCELLED_BY_PLATFORM = "cancelled_by_platform"
 
 
 class Side(StrEnum):

@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 
 AWAITING, SETTLED = "awaiting_execution", "settled"
 TRADER_EVENTS = frozenset({"Trader.HoldPlaced", "Trader.Settled", "Trader.HoldReleased"})
-CHECK_OUTCOMES = frozenset({"rejected", "skipped"})
+#: What a chunk's `Checked` records as an Execution of its own: the check's exclusions, and
+#: the participants of a chunk a cancellation caught before its check (issue 19).
+CHECK_OUTCOMES = frozenset({"rejected", "skipped", "cancelled"})
 
 OPERATION_CHUNKS = Table(
     "operation_chunks",

@@ -141,9 +141,17 @@ def _changed(row: OperationRow, kind: str, data: Mapping[str, Any]) -> Operation
             row, approved=data["approved"], rejected=data["rejected"], skipped=data["skipped"]
         )
     if kind == "Operation.ChunkSettled":
-        return _counted(row, settled=data["settled"], skipped=data["skipped"])
+        # `rejected`: turned away at the locked price or by the float (absent before).
+        return _counted(
+            row,
+            settled=data["settled"],
+            skipped=data["skipped"],
+            rejected=data.get("rejected", 0),
+        )
     if kind == "Operation.ChunkReleased":
         return _counted(row, rejected=data["released"])
+    if kind == "Operation.ChunkCancelled":
+        return _counted(row, cancelled=data["cancelled"])
     return row
 
 

@@ -142,6 +142,46 @@ async def set_policy(
     )
 
 
+@router.post(
+    "/strategies/operations/{operation_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=schemas.Operation,
+    summary="Cancel an Operation before its prices are locked (extension)",
+    responses={
+        200: {
+            "model": schemas.Operation,
+            "description": "Replay: the Operation as it is now.",
+        },
+        **PROBLEMS,
+        404: {"model": Problem, "description": "No such Operation for this platform."},
+        409: {
+            "model": Problem,
+            "description": "`operation_not_cancellable`: its prices are locked, or it ended "
+            "(the detail names its status); or `idempotency_conflict`.",
+        },
+    },
+)
+async def cancel_operation(
+    operation_id: UUID,
+    response: Response,
+    platform: PlatformDep,
+    request_id: RequestIdDep,
+    engine: EngineDep,
+) -> dict[str, Any]:
+    """Allowed while the Operation is validating or pricing and its prices are not locked.
+    Answers 202 with the Operation: every hold it placed is then released, its Executions end
+    `cancelled` and it ends `cancelled` (`cancelled_by_platform`), each told by webhook.
+    Cancelling one already cancelled answers it as it is."""
+    return await _run(
+        engine,
+        platform.platform_id,
+        request_id,
+        response,
+        commands.CancelOperation(operation_id),
+        created=status.HTTP_202_ACCEPTED,
+    )
+
+
 def _operation_route(
     path: str,
     command: type[commands.OperationCommand],

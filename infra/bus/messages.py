@@ -53,6 +53,7 @@ CommandName = Literal[
     "update_trader",
     "set_model",
     "set_policy",
+    "cancel_operation",
 ]
 
 

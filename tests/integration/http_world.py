@@ -29,7 +29,7 @@ PAYLOAD_TYPES = [
     "trade_strategy.trader.created",
     "trade_strategy.strategy.status_changed",
 ]
-TERMINAL = ("settled", "skipped", "failed")
+TERMINAL = ("settled", "skipped", "failed", "cancelled")
 WAIT_S = 120.0
 Item = dict[str, Any]
 

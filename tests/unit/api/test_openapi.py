@@ -36,6 +36,8 @@ SIGNED_PATHS_METHODS = {
     # Extensions (issue 18): a Strategy's model and rebalancing policy.
     ("/strategies/{strategy_id}/model", "put"),
     ("/strategies/{strategy_id}/policy", "put"),
+    # Issue 19: cancelling an Operation before its prices are locked.
+    ("/strategies/operations/{operation_id}/cancel", "post"),
 }
 
 

@@ -136,4 +136,5 @@ def test_only_final_operation_statuses_are_terminal() -> None:
         OperationStatus.SETTLED,
         OperationStatus.SKIPPED,
         OperationStatus.FAILED,
+        OperationStatus.CANCELLED,
     }
