@@ -25,7 +25,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from domain.chunk import OperationChunk, chunk_id
+from domain.commands import CancelOperation
 from domain.eligibility import ParticipantStatus
+from domain.errors import OperationNotCancellableError
 from domain.operation import Operation
 from infra.bootstrap.engine import Engine
 from infra.bus.messages import Command
@@ -35,6 +37,7 @@ from infra.tools.demo_story import (
     WEEKLY_POLICY,
     Cast,
     Step,
+    mistaken_top_up,
     promotion,
     story,
 )
@@ -102,7 +105,25 @@ async def run_demo(engine: Engine, traders: int, console: Console) -> list[Opera
     engine.venue.move("SOL", SOL_MOVE)
     console.print("Market: SOL falls 8% on the simulated venue.")
     reports.append(await _policy_run(engine, strategy_id, console))
+    reports.append(await _cancelled(engine, strategy_id, mistaken_top_up(cast), console))
     return reports
+
+
+async def _cancelled(
+    engine: Engine, strategy_id: UUID, step: Step, console: Console
+) -> OperationReport:
+    """Request `step` and cancel it at once: it ends cancelled, or, when its prices were
+    locked already (a small cast checks fast), it runs to its end and the demo says so."""
+    started = time.monotonic()
+    resource = await _execute(engine, step.command, strategy_id, step.body)
+    operation_id = UUID(resource["id"])
+    try:
+        await engine.commands.run(PLATFORM, uuid4(), CancelOperation(operation_id))
+        console.print("Cancelled by the platform before its prices were locked.")
+    except OperationNotCancellableError as too_late:
+        console.print(f"Too late to cancel: {too_late.message}")
+    stages = await _follow(engine, operation_id, step.title, console)
+    return await _report(engine, operation_id, step.title, time.monotonic() - started, stages)
 
 
 async def _step(engine: Engine, strategy_id: UUID, step: Step, console: Console) -> OperationReport:
@@ -209,7 +230,7 @@ async def _report(
     for chunk in chunks.values():
         assert isinstance(chunk, OperationChunk)
         for decision in chunk.decisions.values():
-            if decision["outcome"] == "rejected":
+            if decision["outcome"] in ("rejected", "cancelled"):
                 rejected[decision["reasons"].split(",")[0]] += 1
     by_policy = operation.parameters.get("origin") == "policy"
     return OperationReport(
@@ -235,7 +256,7 @@ def summary_table(reports: list[OperationReport]) -> Table:
         "in scope",
         "settled",
         "skipped",
-        "rejected by reason",
+        "excluded by reason",
         "locked prices (USD)",
         "duration",
     ):

@@ -101,6 +101,16 @@ def story(cast: Cast) -> list[Step]:
     ]
 
 
+def mistaken_top_up(cast: Cast) -> Step:
+    """A top-up sent by mistake, which the platform cancels before it is priced."""
+    buyers = [{"participant_code": c, "amount": "100.00"} for c in cast.codes[1::4]]
+    return Step(
+        "A mistaken top-up, cancelled at once",
+        "top_up",
+        {"allocations": BLUE_CHIP, "participants": buyers},
+    )
+
+
 def promotion(cast: Cast) -> Step:
     """After the story: a BTC-only top-up that pushes one in twenty off the model."""
     buyers = [{"participant_code": c, "amount": PROMOTION} for c in cast.promoted]

@@ -143,9 +143,16 @@ async def test_a_real_history_replays_and_verifies_clean(story: History) -> None
 
     verified = await audit(story.url, "verify")
     assert verified.exit_code == 0, verified.output
-    # The demo's seven (its policy-driven rebalance among them) and the other platform's.
-    assert "8 operation(s) verified: no violation" in verified.output
+    # The demo's eight (its policy-driven rebalance and its cancelled top-up among them) and
+    # the other platform's.
+    assert "9 operation(s) verified: no violation" in verified.output
     assert any(o.parameters.get("origin") == "policy" for o in story.operations)
+    cancelled = [o for o in story.operations if o.cancelled]
+    for operation in cancelled:
+        one = await audit(story.url, "verify", "--operation", str(operation.id))
+        assert one.exit_code == 0, one.output
+        report = await audit(story.url, "operation", str(operation.id), "--format", "json")
+        assert report.exit_code == 0 and '"cancelled"' in report.output, report.output
 
     one = await audit(story.url, "verify", "--operation", str(story.rejected_op))
     assert one.exit_code == 0, one.output
