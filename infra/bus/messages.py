@@ -53,6 +53,7 @@ CommandName = Literal[
     "update_trader",
     "set_model",
     "set_policy",
+    "preview",
 ]
 
 
@@ -84,7 +85,7 @@ class CommandResult(Message):
     platform: str
     command: str
     outcome: Literal["accepted", "replayed", "rejected"]
-    resource_type: Literal["strategy", "operation", "trader"] | None = None
+    resource_type: Literal["strategy", "operation", "trader", "preview"] | None = None
     resource: dict[str, Any] | None = None
     error: CommandError | None = None
 
