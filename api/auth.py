@@ -203,9 +203,15 @@ class CallerFirstRoute(APIRoute):
 class SignedRoute(CallerFirstRoute):
     """The routes of the platform API (`APIRouter(route_class=SignedRoute)`)."""
 
+    #: A POST that writes nothing (a preview): its signature is not tied to an X-REQUEST-ID
+    #: (`api.replay_guard`), since sending it again changes nothing, as a repeated GET; and,
+    #: like a GET, it names only the query parameters it documents.
+    writes_nothing: bool = False
+
     async def check_caller(self, request: Request) -> None:
         if authenticated_platform in request.app.dependency_overrides:
             return  # the app replaced the check (tests of a route's own behaviour)
+        request.state.writes_nothing = self.writes_nothing
         headers = request.headers
         await authenticated_platform(
             request,
@@ -255,7 +261,10 @@ async def _authenticate(
         raise _unauthorized("invalid_passphrase", "X-SCX-PASSPHRASE does not match the key.")
     if record.status != "active":
         raise ProblemError(403, "platform_disabled", "This platform is disabled.")
-    if request.method in replay_guard.GUARDED_METHODS and not await replay_guard.first_use(
+    guarded = request.method in replay_guard.GUARDED_METHODS
+    if guarded and getattr(request.state, "writes_nothing", False) is True:
+        guarded = False  # a preview: sent again, it changes nothing (`SignedRoute`)
+    if guarded and not await replay_guard.first_use(
         state.db_pool, record.api_key, signature, request.headers.get("X-REQUEST-ID", "")
     ):
         raise _unauthorized(

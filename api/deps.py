@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from api.errors import ProblemError
 from domain import commands
+from domain.preview import OperationPreview
 from infra.eventstore.store import PostgresTrading
 
 T = TypeVar("T")
@@ -23,6 +24,11 @@ class Commands(Protocol):
         self, platform: str, request_id: UUID, command: commands.Command
     ) -> tuple[str, dict[str, Any], bool]:
         """(resource type, resource, created); a refusal raises the domain's error."""
+        ...
+
+    async def preview(self, platform: str, preview: commands.PreviewOperation) -> OperationPreview:
+        """What the Operation request would do now, at the venue's indicative prices;
+        nothing is written. A refusal raises the domain's error, as `run` does."""
         ...
 
 

@@ -434,3 +434,99 @@ class DriftSummary(BaseModel):
 class ServerTime(BaseModel):
     epoch: int = Field(description="Unix seconds: what X-SCX-TIMESTAMP is compared with.")
     iso: str
+
+
+class PreviewLeg(BaseModel):
+    side: Literal["buy", "sell"]
+    underlying_currency: str = Field(examples=["BTC"])
+    quantity: str = Field(description="Decimal string, at the asset's precision.")
+    notional: str = Field(description="Fiat paid (buy) or received (sell), a decimal string.")
+
+
+class PreviewParticipant(BaseModel):
+    participant_code: str
+    outcome: Literal["approved", "rejected", "skipped"] = Field(
+        description="How its Execution would end: `approved` would trade these legs (and "
+        "settle), `rejected` and `skipped` would not trade."
+    )
+    status_reason: str = Field(description="The first reason, '' when approved.")
+    status_reasons: list[str] = Field(
+        description="Every reason that applies (spec §11.6).",
+        examples=[["trader_not_found", "participant_ineligible"]],
+    )
+    decided_at: Literal["credit_check", "pricing"] = Field(
+        description="Where the real run decides it: the credit check (every rule on every "
+        "leg), or pricing (float in request order, a partial sell no longer covered, dust)."
+    )
+    legs: list[PreviewLeg] = Field(description="The planned legs; empty unless approved.")
+
+
+class PreviewBlock(BaseModel):
+    side: Literal["buy", "sell"]
+    quantity: str
+
+
+class PreviewAssetTotals(BaseModel):
+    gross_buy_quantity: str
+    gross_buy_notional: str
+    gross_sell_quantity: str
+    gross_sell_notional: str
+    net_quantity: str = Field(description="Buys minus sells after internal netting (signed).")
+    block: PreviewBlock | None = Field(
+        description="The block order the venue would get; null where buys and sells cancel."
+    )
+
+
+class PreviewFloat(BaseModel):
+    currency: str = Field(examples=["USD"])
+    available: str = Field(description="The platform's float not held by other Operations.")
+    needed: str = Field(description="What every buyer the credit check approves asks of it.")
+    reserved: str = Field(
+        description="What pricing would hold of `available`, buyers served in request order."
+    )
+    shortfall: str = Field(description="`needed` - `reserved`: the buyers left unfunded.")
+    returned: str = Field(description="What sales (partial sell, liquidation) would pay in.")
+
+
+class PreviewSummary(BaseModel):
+    strategy_id: str
+    type: Literal["enrollment", "top_up", "partial_sell", "rebalance", "liquidation"]
+    quoted_currency: str
+    allocations: list[dict[str, str]] | None = Field(
+        description="The allocations the Operation would trade to (null for a liquidation)."
+    )
+    parameters: dict[str, str] = Field(
+        description="What the Operation would record (`model_version`, `drift_tolerance`, "
+        "`cash_buffer`, `all`)."
+    )
+    participant_count: int = Field(description="Participants in scope.")
+    counts: dict[str, int] = Field(
+        description="Participants by outcome.",
+        examples=[{"approved": 9990, "rejected": 8, "skipped": 2}],
+    )
+    reasons: dict[str, int] = Field(
+        description="Participants by reason (one participant may count under several).",
+        examples=[{"insufficient_funds": 5, "participant_ineligible": 3, "dust": 2}],
+    )
+    totals: dict[str, PreviewAssetTotals] = Field(description="Per asset, over who would trade.")
+    float_: PreviewFloat = Field(alias="float", description="The platform's float.")
+    prices: dict[str, str] = Field(
+        description="The venue's indicative prices it was judged at (every tradable asset of "
+        "the quoted currency, as the credit check asks for them)."
+    )
+    priced_at: str = Field(description="When those prices were read.")
+
+
+class OperationPreview(BaseModel):
+    """Extension: what an Operation request would do now, at indicative prices, decided by
+    the real stages' own code; nothing is written (no Operation, hold or quote)."""
+
+    summary: PreviewSummary
+    message: list[PreviewParticipant] | None = Field(
+        description="The page of participants, in request order; null with summary_only."
+    )
+    page: int | None = Field(description="1-based; null with summary_only.")
+    size: int | None = Field(
+        description="Items per page as served (see the lists' `size`); null with summary_only."
+    )
+    total_pages: int | None = Field(description="Null with summary_only.")

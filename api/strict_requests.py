@@ -13,7 +13,8 @@
   `unsupported_media_type`; its text follows `domain.json_text` (UTF-8 without a BOM, no
   repeated member, no NaN), the rule the command topic applies too. The parsed value is
   handed to FastAPI, which would otherwise parse the body again with the lenient `json`.
-- A GET names only the query parameters its route documents: an unknown one was ignored
+- A GET (or a POST that writes nothing, a preview) names only the query parameters its
+  route documents: an unknown one was ignored
   silently, so a misspelt filter (`statu=failed`) answered everything. It is a 400
   `unknown_filter` naming each.
 """
@@ -72,7 +73,7 @@ def _check_media_type(declared: str | None) -> None:
 
 
 def refuse_unknown_query(request: Request, route: APIRoute) -> None:
-    if request.method != "GET":
+    if request.method != "GET" and not getattr(route, "writes_nothing", False):
         return
     known = _query_names(route)
     unknown = sorted({name for name in request.query_params if name not in known})

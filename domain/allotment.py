@@ -191,6 +191,20 @@ def float_approvals(
     return flags, budget - left
 
 
+def float_budgets(
+    kind: OperationType, chunks: Iterable[ChunkEntries], available: Decimal
+) -> list[tuple[Decimal, Decimal]]:
+    """The float reservation of an Operation, chunk by chunk in request order: per chunk,
+    the budget it starts with (what earlier chunks left of `available`) and what its buyers
+    hold of it (`float_approvals`). Pricing reserves exactly this; a preview reports it."""
+    reserved, left = [], available
+    for entries in chunks:
+        _, held = float_approvals(kind, entries_of(entries), left)
+        reserved.append((left, held))
+        left -= held
+    return reserved
+
+
 def allot(
     terms: OperationTerms,
     entries: Sequence[Entry],

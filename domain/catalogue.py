@@ -111,6 +111,16 @@ class InstrumentCatalogue:
     def precision(self, asset: str, quoted_currency: str) -> int:
         return self.get(asset, quoted_currency).precision
 
+    def tradable_assets(self, quoted_currency: str) -> list[str]:
+        """The assets to ask indicative prices for before a credit check (or a preview) in
+        `quoted_currency`: every tradable one, since a rebalance or a liquidation also
+        sells what Traders hold beyond the allocations."""
+        return [
+            asset
+            for (asset, currency), instrument in self.instruments.items()
+            if currency == quoted_currency and instrument.tradable
+        ]
+
 
 #: The default listing used by the demo and a fresh installation (replaceable by administration).
 DEFAULT_INSTRUMENTS: tuple[Instrument, ...] = tuple(

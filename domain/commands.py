@@ -143,6 +143,25 @@ class CancelOperation:
         return request_fingerprint(self.name, str(self.operation_id), {})
 
 
+#: A preview's page of participants: the lists' bounds (`projections.queries`).
+PREVIEW_DEFAULT_SIZE = 50
+PREVIEW_MAX_SIZE = 200
+PREVIEW_MAX_PAGE = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class PreviewOperation:
+    """What `operation` would do if it were requested now (`Trading.preview`): not a
+    mutation, so no request id is claimed and nothing is written. `page` and `size` choose
+    the participants shown; `summary_only` shows none."""
+
+    operation: OperationCommand
+    summary_only: bool = False
+    page: int = 1
+    size: int = PREVIEW_DEFAULT_SIZE
+    name: ClassVar[str] = "preview"
+
+
 #: Every mutation; `OperationCommand` stands for its five subclasses.
 Command = (
     CreateStrategy
@@ -215,3 +234,45 @@ def _operation_id(raw: object) -> UUID:
         "cancel_operation needs body.operation_id, the Operation's id",
         errors=(FieldError("operation_id", "must be a UUID"),),
     )
+
+
+def build_preview(strategy_id: UUID | None, body: Mapping[str, Any]) -> PreviewOperation:
+    """A preview from a command record's parts: `body` is `{"type": <an Operation command's
+    name>, "body": <that request's body>, "summary_only", "page", "size"}`; each bad part is
+    refused with the field to fix."""
+    if strategy_id is None:
+        raise InvalidRequestError(
+            "preview needs strategy_id", errors=(FieldError("strategy_id", "is required"),)
+        )
+    name = body.get("type")
+    kind = OPERATION_COMMANDS.get(name) if isinstance(name, str) else None
+    if kind is None:
+        names = ", ".join(OPERATION_COMMANDS)
+        raise InvalidRequestError(
+            f"preview needs body.type, one of {names}",
+            errors=(FieldError("type", f"must be one of {names}"),),
+        )
+    request = body.get("body", {})
+    if not isinstance(request, dict):
+        raise InvalidRequestError(
+            "preview's body.body is the request's body, a JSON object",
+            errors=(FieldError("body", "must be an object"),),
+        )
+    summary_only = body.get("summary_only", False)
+    if not isinstance(summary_only, bool):
+        raise InvalidRequestError(
+            "summary_only must be true or false",
+            errors=(FieldError("summary_only", "must be true or false"),),
+        )
+    page = _bounded_int(body.get("page", 1), "page", PREVIEW_MAX_PAGE)
+    size = _bounded_int(body.get("size", PREVIEW_DEFAULT_SIZE), "size", PREVIEW_MAX_SIZE)
+    return PreviewOperation(kind(strategy_id, request), summary_only, page, size)
+
+
+def _bounded_int(raw: object, name: str, most: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= most:
+        raise InvalidRequestError(
+            f"{name} must be a whole number from 1 to {most}",
+            errors=(FieldError(name, f"must be from 1 to {most}"),),
+        )
+    return raw

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -21,6 +22,7 @@ from domain import ids
 from domain.allocations import Allocations, parse_allocations
 from domain.allotment import AllottedChunks
 from domain.catalogue import DEFAULT_INSTRUMENTS, Instrument, InstrumentCatalogue, fiat_precision
+from domain.checking import approved_entry, check_orders
 from domain.chunk import OperationChunk
 from domain.codes import check_assets, check_participant_code, check_platform_id, check_reference
 from domain.commands import (
@@ -34,6 +36,7 @@ from domain.commands import (
     UpdateTrader,
     operation_command,
 )
+from domain.credit import CreditCheck
 from domain.eligibility import ParticipantStatus
 from domain.errors import (
     FieldError,
@@ -51,12 +54,13 @@ from domain.money import ZERO, exact_methods
 from domain.operation import Operation
 from domain.policy import parse_policy
 from domain.policy_run import RunSelection, TraderState, price_evidence, select_for_run
+from domain.preview import CheckedChunk, OperationPreview, PreviewTerms, preview_of
 from domain.reference import Catalogue, Participant
 from domain.request_key import RequestKey
 from domain.requesting import plan_operation
 from domain.requests import Limits
 from domain.roster import RosterEntry, in_scope, needs_scope, roster_changes
-from domain.stages import OperationStages
+from domain.stages import OperationStages, operation_terms
 from domain.statuses import OperationType, StrategyStatus, TraderStatus
 from domain.strategy import Strategy
 from domain.trader import Trader
@@ -68,6 +72,9 @@ MAX_METADATA_DEPTH = 32
 #: A Strategy's metadata, serialised as compact UTF-8 JSON, at most (labels, not documents:
 #: 4 MiB of it per Strategy made one list page 68 MB).
 MAX_METADATA_BYTES = 16 * 1024
+#: The request id a preview's unsaved Operation is derived from: never a request's (an
+#: X-REQUEST-ID is a UUID v4), so a Trader held by any Operation is held by another.
+PREVIEW_REQUEST_ID = UUID(int=0)
 
 
 @exact_methods
@@ -539,6 +546,51 @@ class Trading(OperationStages, Application[UUID]):
         key = RequestKey(platform_id, request_id, command.name, fingerprint, operation.id)
         self.save(operation, key)
         return operation
+
+    # -- previews -------------------------------------------------------------------------
+    def preview(
+        self,
+        platform_id: str,
+        command: OperationCommand,
+        prices: Mapping[str, Decimal],
+        priced_at: datetime,
+    ) -> OperationPreview:
+        """What `command` would do if it were requested now and priced at `prices` (the
+        venue's indicative prices, fetched by the caller at `priced_at`): planned, checked,
+        reserved and allotted by the real stages' code, and nothing saved (no Operation, no
+        hold, no RequestKey). Refused exactly as the request would be (another platform's
+        Strategy: not found). See `domain.preview`."""
+        check_platform_id(platform_id)
+        strategy = self.strategy(platform_id, command.strategy_id)
+        operation, chunks = self._plan_operation(
+            platform_id, PREVIEW_REQUEST_ID, command, command.fingerprint(), strategy
+        )
+        # As the check records them (`record_indicative_prices`): usable prices only.
+        usable = {a: p for a, p in prices.items() if p.is_finite() and p > 0}
+        terms = operation_terms(operation)
+        market = self._market(operation, usable)
+        buys = command.type.buys_from_float
+        checked = []
+        for chunk in chunks:
+            orders = chunk.participant_orders
+            traders = self._traders(operation, orders)
+            profiles = self.get_many([ids.participant_id(platform_id, o.code) for o in orders])
+            check = CreditCheck(terms, market)
+            decisions = check_orders(check, platform_id, orders, traders, profiles)
+            entries = (
+                approved_entry(d, o, traders.get(o.code), buys=buys)
+                for d, o in zip(decisions, orders, strict=True)
+            )
+            checked.append(CheckedChunk(decisions, tuple(e for e in entries if e is not None)))
+        about = PreviewTerms(
+            strategy.id,
+            terms,
+            market,
+            operation.parameters,
+            priced_at,
+            self._float(platform_id, strategy.quoted_currency).available,
+        )
+        return preview_of(about, checked)
 
     def _update_trader(
         self, platform_id: str, request_id: UUID, command: UpdateTrader, fingerprint: str

@@ -30,21 +30,20 @@ from domain.allotment import (
     Entry,
     PricingBook,
     allot,
-    entries_of,
-    float_approvals,
+    float_budgets,
     pack_entries,
 )
 from domain.calculators import Market
 from domain.catalogue import InstrumentCatalogue, fiat_precision
+from domain.checking import check_orders
 from domain.chunk import OperationChunk, chunk_id
-from domain.credit import CreditCheck, CreditDecision, OperationTerms, Outcome, TraderSnapshot
+from domain.credit import CreditCheck, CreditDecision, OperationTerms, Outcome
 from domain.errors import IllegalTransitionError
 from domain.float_account import FloatAccount
 from domain.legs import Holdings, Leg
 from domain.money import ZERO, exact_methods
 from domain.operation import Operation
 from domain.pricing import BlockFill, BlockOrder, LockedQuote
-from domain.reference import Participant
 from domain.requests import ParticipantOrder
 from domain.statuses import OperationReason, OperationStatus, OperationType, Side
 from domain.trader import Trader
@@ -126,14 +125,9 @@ class OperationStages:
         )
         touched: list[Trader] = []
         records = []
-        for order in orders:
+        decisions = check_orders(check, operation.platform_id, orders, traders, profiles)
+        for order, decision in zip(orders, decisions, strict=True):
             trader = traders.get(order.code)
-            profile = profiles.get(ids.participant_id(operation.platform_id, order.code))
-            decision = check.check(
-                order,
-                _snapshot(trader),
-                profile.profile() if isinstance(profile, Participant) else None,
-            )
             if decision.outcome is Outcome.APPROVED:
                 trader = trader or Trader(
                     operation.strategy_id, operation.platform_id, order.code, order.auto_rebalance
@@ -212,13 +206,9 @@ class OperationStages:
 
     def _reserve(self, operation: Operation, chunks: Sequence[ChunkEntries]) -> None:
         account = self._float(operation.platform_id, operation.quoted_currency)
-        left = account.available
-        budgets: dict[str, str] = {}
-        holds: dict[int, Decimal] = {}
-        for index, entries in enumerate(chunks):
-            budgets[str(index)] = str(left)
-            _, holds[index] = float_approvals(operation.type, entries_of(entries), left)
-            left -= holds[index]
+        reserved = float_budgets(operation.type, chunks, account.available)
+        budgets = {str(index): str(budget) for index, (budget, _) in enumerate(reserved)}
+        holds = {index: held for index, (_, held) in enumerate(reserved)}
         account.hold(operation.id, holds)
         operation.reserve_float(budgets, sum(holds.values(), ZERO))
         self.save(operation, account)
@@ -590,12 +580,6 @@ def operation_terms(operation: Operation) -> OperationTerms:
         Decimal(tolerance) if tolerance is not None else None,
         Decimal(buffer) if buffer is not None else ZERO,
     )
-
-
-def _snapshot(trader: Trader | None) -> TraderSnapshot | None:
-    if trader is None:
-        return None
-    return TraderSnapshot(trader.status, trader.held_by, trader.holdings)
 
 
 def _decision_record(

@@ -17,17 +17,20 @@ policy is `domain.failures.COMMANDS`, the one the stage tasks share.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 import structlog
 from pydantic import ValidationError
 
 from domain import commands
-from domain.commands import build_command
+from domain.codes import check_platform_id
+from domain.commands import PreviewOperation, build_command, build_preview
 from domain.errors import DomainError
 from domain.failures import COMMAND_ATTEMPTS, COMMANDS, Failure, Verdict, classify
 from domain.json_text import JsonTextError, parse_json_text
+from domain.preview import OperationPreview
 from domain.services import Trading
 from domain.strategy import Strategy
 from domain.trader import Trader
@@ -35,8 +38,12 @@ from infra.bus import Bus, Delivery, Record
 from infra.bus.messages import Command, CommandError, CommandResult, DeadLetter, ErrorDetail
 from infra.bus.topic_names import PLATFORM_HEADER, Topics
 from infra.transient import is_transient
+from projections.previews import preview_resource
 from projections.representations import operation_resource, strategy_resource, trader_resource
-from workers.context import SyncCaller
+from workers.context import SyncCaller, utc_now
+
+if TYPE_CHECKING:
+    from domain.venue import QuoteProvider
 
 log = structlog.get_logger("workers.commands")
 ResourceType = Literal["strategy", "operation", "trader"]
@@ -47,16 +54,31 @@ MAX_ATTEMPTS = COMMAND_ATTEMPTS
 
 
 class CommandService:
-    """Runs one command for one platform; shared by the command topic and the HTTP API."""
+    """Runs one command for one platform; shared by the command topic and the HTTP API.
 
-    def __init__(self, trading: Trading, call: SyncCaller) -> None:
+    `quotes` (the venue) gives a preview its indicative prices, read at `clock()`."""
+
+    def __init__(
+        self,
+        trading: Trading,
+        call: SyncCaller,
+        quotes: QuoteProvider | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self.trading = trading
         self.call = call
+        self.quotes = quotes
+        self.clock = clock
 
     async def execute(self, platform: str, request_id: UUID, record: Command) -> CommandResult:
         """A command record's outcome; a refusal is a `rejected` result, any other error
-        propagates for the consumer's policy to decide."""
+        propagates for the consumer's policy to decide. A `preview` is answered like the
+        others (its resource the preview) but claims no request id and writes nothing."""
         try:
+            if record.command == PreviewOperation.name:
+                preview = build_preview(record.strategy_id, record.body)
+                found = await self.preview(platform, preview)
+                return _accepted(platform, request_id, record, preview_resource(found, preview))
             command = build_command(
                 record.command,
                 strategy_id=record.strategy_id,
@@ -78,6 +100,24 @@ class CommandService:
             resource=resource,
         )
 
+    async def preview(self, platform: str, preview: PreviewOperation) -> OperationPreview:
+        """What the Operation request would do now (`Trading.preview`), at the venue's
+        indicative prices for every tradable asset of the Strategy's currency, fetched as
+        the credit check fetches them; a refusal raises the domain's error, as `run` does."""
+        if self.quotes is None:
+            raise RuntimeError("previews need a quote provider")
+        check_platform_id(platform)
+        strategy_id = preview.operation.strategy_id
+        strategy = await self.call(self.trading.strategy, platform, strategy_id)
+        catalogue = await self.call(self.trading.catalogue)
+        currency = strategy.quoted_currency
+        prices = await self.quotes.indicative(currency, catalogue.tradable_assets(currency))
+        priced_at = self.clock()
+        found: OperationPreview = await self.call(
+            self.trading.preview, platform, preview.operation, prices, priced_at
+        )
+        return found
+
     async def run(
         self, platform: str, request_id: UUID, command: commands.Command
     ) -> tuple[ResourceType, dict[str, Any], bool]:
@@ -88,6 +128,19 @@ class CommandService:
         if isinstance(made, Trader):
             return "trader", trader_resource(made), created
         return "operation", operation_resource(made), created
+
+
+def _accepted(
+    platform: str, request_id: UUID, record: Command, resource: dict[str, Any]
+) -> CommandResult:
+    return CommandResult(
+        request_id=str(request_id),
+        platform=platform,
+        command=record.command,
+        outcome="accepted",
+        resource_type="preview",
+        resource=resource,
+    )
 
 
 def _rejected(platform: str, request_id: UUID, command: str, error: DomainError) -> CommandResult:

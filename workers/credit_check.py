@@ -22,11 +22,7 @@ async def check_credit(delivery: Delivery, ctx: StageContext) -> None:
     operation = await ctx.call(ctx.trading.operation, task.operation_id)
     if not operation.indicative_prices:
         catalogue = await ctx.call(ctx.trading.catalogue)
-        assets = [
-            asset
-            for (asset, currency), instrument in catalogue.instruments.items()
-            if currency == operation.quoted_currency and instrument.tradable
-        ]
+        assets = catalogue.tradable_assets(operation.quoted_currency)
         prices = await ctx.quotes.indicative(operation.quoted_currency, assets)
         await ctx.call(ctx.trading.record_indicative_prices, task.operation_id, prices)
     result = await ctx.call(ctx.trading.check_chunk, task.operation_id, task.chunk)

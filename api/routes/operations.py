@@ -7,17 +7,21 @@ validation, the same ids (derived from platform and X-REQUEST-ID) and the same r
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Annotated, Any, Literal, cast
 from uuid import UUID
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from api import schemas
 from api.auth import PlatformDep, SignedRoute
 from api.deps import EngineDep
 from api.errors import Problem
 from api.idempotency import RequestIdDep
+from api.response_budget import ResponseBudgetDep, fit_page
+from api.routes.reads import Page, Size
 from domain import commands
+from projections.previews import preview_page, preview_resource, preview_summary
+from projections.queries import DEFAULT_SIZE
 
 router = APIRouter(tags=["strategies"], route_class=SignedRoute)
 
@@ -225,24 +229,87 @@ def _operation_route(
     )(request_operation)
 
 
-_operation_route(
-    "enroll",
-    commands.Enroll,
-    schemas.FundedOperationRequest,
-    "Enroll participants (creates Traders)",
-)
-_operation_route(
-    "top-up", commands.TopUp, schemas.FundedOperationRequest, "Top up existing Traders"
-)
-_operation_route(
-    "partial-sell",
-    commands.PartialSell,
-    schemas.FundedOperationRequest,
-    "Sell part of Traders' holdings",
-)
-_operation_route(
-    "rebalance", commands.Rebalance, schemas.RebalanceRequest, "Rebalance Traders to new weights"
-)
-_operation_route(
-    "liquidate", commands.Liquidate, schemas.LiquidateRequest, "Sell everything Traders hold"
-)
+OPERATION_ROUTES: list[tuple[str, type[commands.OperationCommand], type[schemas.Body], str]] = [
+    (
+        "enroll",
+        commands.Enroll,
+        schemas.FundedOperationRequest,
+        "Enroll participants (creates Traders)",
+    ),
+    ("top-up", commands.TopUp, schemas.FundedOperationRequest, "Top up existing Traders"),
+    (
+        "partial-sell",
+        commands.PartialSell,
+        schemas.FundedOperationRequest,
+        "Sell part of Traders' holdings",
+    ),
+    ("rebalance", commands.Rebalance, schemas.RebalanceRequest, "Rebalance Traders to new weights"),
+    ("liquidate", commands.Liquidate, schemas.LiquidateRequest, "Sell everything Traders hold"),
+]
+for _path, _command, _model, _summary in OPERATION_ROUTES:
+    _operation_route(_path, _command, _model, _summary)
+
+SummaryOnly = Annotated[
+    Literal["true", "false"],
+    Query(description="`true`: the summary only, no participants (exactly true or false)."),
+]
+PREVIEW_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "Invalid body, weights, amounts, page or flag."},
+    401: PROBLEMS[401],
+    403: PROBLEMS[403],
+    413: PROBLEMS[413],
+    **NOT_FOUND,
+}
+
+
+class PreviewRoute(SignedRoute):
+    """Signed, but no X-REQUEST-ID: a preview writes nothing (`SignedRoute.writes_nothing`)."""
+
+    writes_nothing = True
+
+
+def _preview_route(
+    path: str,
+    command: type[commands.OperationCommand],
+    model: type[schemas.Body],
+    summary: str,
+) -> None:
+    async def preview_operation(
+        strategy_id: UUID,
+        body: model,  # type: ignore[valid-type]
+        platform: PlatformDep,
+        engine: EngineDep,
+        budget: ResponseBudgetDep,
+        page: Page = 1,
+        size: Size = DEFAULT_SIZE,
+        summary_only: SummaryOnly = "false",
+    ) -> dict[str, Any]:
+        operation = command(strategy_id, cast(schemas.Body, body).model_dump(exclude_none=True))
+        preview = commands.PreviewOperation(operation, summary_only == "true", page, size)
+        found = await engine.commands.preview(platform.platform_id, preview)
+        if preview.summary_only:
+            return preview_resource(found, preview)
+        return {
+            "summary": preview_summary(found),
+            **fit_page(preview_page(found, page, size), size, budget),
+        }
+
+    preview_operation.__name__ = f"preview_{command.name}"
+    preview_operation.__annotations__["body"] = model
+    router.add_api_route(
+        f"/strategies/{{strategy_id}}/{path}/preview",
+        preview_operation,
+        methods=["POST"],
+        response_model=schemas.OperationPreview,
+        summary=f"Preview: {summary[0].lower()}{summary[1:]} (extension)",
+        description="The same body as the request; no X-REQUEST-ID. Nothing is written: no "
+        "Operation, no hold, no quote. Decided by the real credit check, float reservation "
+        "and allotment at the venue's indicative prices now, so the real request, priced at "
+        "the same prices, has the same legs and the same exclusions.",
+        responses=PREVIEW_PROBLEMS,
+        route_class_override=PreviewRoute,
+    )
+
+
+for _path, _command, _model, _summary in OPERATION_ROUTES:
+    _preview_route(_path, _command, _model, _summary)

@@ -214,7 +214,7 @@ class Engine:
         self.webhook_sender: WebhookSender | None = None
         recorder = await self._prepare_webhooks()
         self.projections = ProjectionWriter(self.pool, notifier=recorder)
-        self.commands = CommandService(self.trading, self.call)
+        self.commands = CommandService(self.trading, self.call, self.venue)
         self.stages = StageContext(self.trading, self.venue, self.venue, self.call)
         self._subscribe(self.stages, replace(self.stages, call=self.call_chunk))
         await self.bus.start()

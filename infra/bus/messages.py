@@ -54,6 +54,7 @@ CommandName = Literal[
     "set_model",
     "set_policy",
     "cancel_operation",
+    "preview",
 ]
 
 
@@ -85,7 +86,7 @@ class CommandResult(Message):
     platform: str
     command: str
     outcome: Literal["accepted", "replayed", "rejected"]
-    resource_type: Literal["strategy", "operation", "trader"] | None = None
+    resource_type: Literal["strategy", "operation", "trader", "preview"] | None = None
     resource: dict[str, Any] | None = None
     error: CommandError | None = None
 
