@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from domain.chunk import OperationChunk, chunk_id
-from domain.commands import CancelOperation
+from domain.commands import CancelOperation, OperationCommand, PreviewOperation, build_command
 from domain.eligibility import ParticipantStatus
 from domain.errors import OperationNotCancellableError
 from domain.operation import Operation
@@ -94,6 +94,8 @@ async def run_demo(engine: Engine, traders: int, console: Console) -> list[Opera
     console.print(f"Strategy [bold]Blue Chip Crypto[/] {strategy_id}")
     reports: list[OperationReport] = []
     for step in story(cast):
+        if step.command == "rebalance":
+            await _preview(engine, strategy_id, step, console)
         reports.append(await _step(engine, strategy_id, step, console))
     await _execute(engine, "set_model", strategy_id, {"allocations": NEW_WEIGHTS})
     await _execute(engine, "set_policy", strategy_id, WEEKLY_POLICY)
@@ -107,6 +109,22 @@ async def run_demo(engine: Engine, traders: int, console: Console) -> list[Opera
     reports.append(await _policy_run(engine, strategy_id, console))
     reports.append(await _cancelled(engine, strategy_id, mistaken_top_up(cast), console))
     return reports
+
+
+async def _preview(engine: Engine, strategy_id: UUID, step: Step, console: Console) -> None:
+    """What `step` would do, asked before it runs (nothing written): the exclusions by
+    reason and the net block per asset, at the venue's indicative prices."""
+    command = build_command(step.command, strategy_id=strategy_id, trader_id=None, body=step.body)
+    assert isinstance(command, OperationCommand)
+    found = await engine.commands.preview(PLATFORM, PreviewOperation(command, summary_only=True))
+    counts = ", ".join(f"{n:,} {outcome}" for outcome, n in found.counts.items() if n)
+    reasons = ", ".join(f"{reason}: {n:,}" for reason, n in sorted(found.reasons.items()))
+    blocks = ", ".join(
+        f"{t.asset} {t.block.side.value} {t.block.quantity}" for t in found.totals if t.block
+    )
+    console.print(f"[bold]Preview[/] of the rebalance (nothing written): {counts}")
+    console.print(f"  excluded by reason: {reasons or '-'}")
+    console.print(f"  net blocks: {blocks or '-'}")
 
 
 async def _cancelled(

@@ -25,6 +25,7 @@ def test_the_demo_runs_the_whole_story_and_prints_a_table(tmp_path: Path) -> Non
         assert expected in out
     assert "rebalance (policy)" in out  # the policy's run after the promotion and the move
     assert "cancelled_by_platform" in out or "Too late to cancel" in out
+    assert "Preview of the rebalance (nothing written)" in out
     assert "participant_ineligible" in out  # the suspended participant was excluded
     assert "instrument_ineligible" in out  # the participant barred from SOL was excluded
     assert "…" not in out  # the summary prints every name whole
