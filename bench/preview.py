@@ -13,61 +13,26 @@ aggregate cache from their enrollment, as they are in a running engine that trad
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 import time
-from decimal import Decimal
 from typing import Any
-from uuid import UUID, uuid4
 
-from domain.commands import PreviewOperation, Rebalance, build_command
-from domain.eligibility import ParticipantStatus
+from cohort import cohort, measure
+
+from domain.commands import PreviewOperation, Rebalance
 from infra.bootstrap.engine import Engine
-from infra.bus.memory import InProcessBus
-from infra.devservices.database import database_url
-from infra.logging import configure_logging
-from infra.settings import Settings
 from projections.previews import preview_resource
 
 PLATFORM = "bench-preview"
-MODEL = [
-    {"underlying_currency": "BTC", "weight": "0.50"},
-    {"underlying_currency": "ETH", "weight": "0.30"},
-    {"underlying_currency": "SOL", "weight": "0.20"},
-]
 SKEWED = [
     {"underlying_currency": "BTC", "weight": "0.70"},
     {"underlying_currency": "ETH", "weight": "0.30"},
 ]
-PER_REQUEST = 10_000
 
 
 async def bench(engine: Engine, traders: int) -> dict[str, Any]:
-    trading = engine.trading
-    codes = [f"P{i:07d}" for i in range(traders)]
-    for start in range(0, traders, PER_REQUEST):
-        batch = codes[start : start + PER_REQUEST]
-        await engine.call(trading.register_participants, PLATFORM, batch, ParticipantStatus.ACTIVE)
-    await engine.call(
-        trading.deposit_float, PLATFORM, "USD", Decimal(traders) * Decimal(200), uuid4().hex
-    )
-    created = await run(
-        engine, "create_strategy", None, {"quoted_currency": "USD", "allocations": MODEL}
-    )
-    strategy = UUID(created["id"])
-    started = time.perf_counter()
-    pending = []
-    for start in range(0, traders, PER_REQUEST):
-        people = [
-            {"participant_code": c, "amount": "100.00", "auto_rebalance": True}
-            for c in codes[start : start + PER_REQUEST]
-        ]
-        enrolled = await run(engine, "enroll", strategy, {"participants": people})
-        pending.append(UUID(enrolled["id"]))
-    for operation_id in pending:
-        await until_terminal(engine, operation_id)
-    enrolled_s = time.perf_counter() - started
-
+    group = await cohort(engine, PLATFORM, traders)
+    enrolled_s = await group.enroll(lambda batch: [(batch, None)])
+    strategy = group.strategy
     preview = PreviewOperation(Rebalance(strategy, {"allocations": SKEWED}))
     started = time.perf_counter()
     found = await engine.commands.preview(PLATFORM, preview)
@@ -87,31 +52,8 @@ async def bench(engine: Engine, traders: int) -> dict[str, Any]:
     }
 
 
-async def run(engine: Engine, name: Any, strategy: UUID | None, body: dict[str, Any]) -> Any:
-    command = build_command(name, strategy_id=strategy, trader_id=None, body=body)
-    _kind, resource, _created = await engine.commands.run(PLATFORM, uuid4(), command)
-    return resource
-
-
-async def until_terminal(engine: Engine, operation_id: UUID) -> None:
-    while True:
-        operation = await engine.call(engine.trading.operation, operation_id)
-        if operation.status.terminal:
-            return
-        await asyncio.sleep(0.1)
-
-
-async def main(traders: int) -> None:
-    settings = Settings()
-    configure_logging(settings.model_copy(update={"log_level": "WARNING"}), force=True)
-    with database_url(settings) as url:
-        async with Engine(settings, url, ["all"], bus=InProcessBus()) as engine:
-            figures = await bench(engine, traders)
-    for name, value in figures.items():
-        sys.stdout.write(f"{name:>34}: {value}\n")
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traders", type=int, default=10_000)
-    asyncio.run(main(parser.parse_args().traders))
+    count = parser.parse_args().traders
+    measure(lambda engine: bench(engine, count))
