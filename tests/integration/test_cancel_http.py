@@ -23,9 +23,10 @@ CODES = ["K1", "K2", "K3", "K4", "K5"]
 
 @pytest.fixture(scope="module")
 def slow_venue() -> Iterator[None]:
-    """Every venue call takes 1.5 s: an Operation stays validating long enough to cancel."""
+    """Every venue call takes 0.4 s: an Operation stays validating long enough to cancel
+    (its check asks the venue for prices first; the cancellation is one request away)."""
     before = os.environ.get("STRATEGIES_VENUE_LATENCY_MS")
-    os.environ["STRATEGIES_VENUE_LATENCY_MS"] = "1500"
+    os.environ["STRATEGIES_VENUE_LATENCY_MS"] = "400"
     try:
         yield
     finally:
