@@ -22,8 +22,19 @@ from api.abuse_limits import install_abuse_limits
 from api.errors import document_problems, install_error_handlers
 from api.limits import BodySizeLimitMiddleware
 from api.request_guards import install_request_guards
-from api.routes import admin, events, health, operations, reads, server_time, traders, webhooks
+from api.routes import (
+    admin,
+    events,
+    health,
+    observability,
+    operations,
+    reads,
+    server_time,
+    traders,
+    webhooks,
+)
 from infra.logging import bind_correlation_id, get_logger
+from infra.metrics import METRICS
 from infra.postgres.secrets_box import secret_box_for
 
 if TYPE_CHECKING:
@@ -91,6 +102,8 @@ def build_app(
     app.state.embedded_db = settings.postgres.embedded
     app.state.secret_box = secret_box_for(settings)  # fails early when the key is missing
     app.include_router(health.router)
+    app.include_router(observability.router)
+    app.include_router(observability.admin_router)
     app.include_router(server_time.router)
     app.include_router(operations.router)
     app.include_router(events.router)  # before reads: /strategies/{strategy_id} would catch it
@@ -130,6 +143,9 @@ async def _start_pipeline(start: Callable[[], Awaitable[Pipeline]]) -> Pipeline 
         return None
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class CorrelationIdMiddleware:
     """One correlation id per request, on every log line and in `X-Correlation-ID`.
 
@@ -160,10 +176,17 @@ class CorrelationIdMiddleware:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                elapsed = time.perf_counter() - started
                 log.info(
                     "http.request",
                     method=scope["method"],
                     path=scope["path"],
                     status=status_code,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    duration_ms=round(elapsed * 1000, 2),
                 )
+                # By the route's template (the router put it in the scope), never the raw
+                # path: ids in paths would make a series per resource.
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                method = scope["method"] if scope["method"] in _METHODS else "other"
+                METRICS.http_requests.labels(route, method, str(status_code)).inc()
+                METRICS.http_duration.labels(route, method).observe(elapsed)

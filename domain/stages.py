@@ -63,6 +63,8 @@ class StageResult:
     status: OperationStatus
     counts: Mapping[str, int]
     replayed: bool = False
+    #: The chunk's participants (what a stage went through, for its throughput).
+    participants: int = 0
 
 
 #: Chunks decoded per load when the pricing step gathers every chunk's participants (50
@@ -437,8 +439,14 @@ class OperationStages:
     def _result(
         operation: Operation, index: int, chunk: OperationChunk, replayed: bool = False
     ) -> StageResult:
-        del chunk
-        return StageResult(operation.id, index, operation.status, dict(operation.counts), replayed)
+        return StageResult(
+            operation.id,
+            index,
+            operation.status,
+            dict(operation.counts),
+            replayed,
+            len(chunk.orders),
+        )
 
 
 def _reserves(operation: Operation) -> bool:

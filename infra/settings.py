@@ -132,6 +132,12 @@ class Settings(AbuseLimitSettings, BaseSettings):
     drain_timeout_s: float = Field(
         default=60.0, gt=0, le=3600, validation_alias="STRATEGIES_DRAIN_TIMEOUT_S"
     )
+    #: A worker's own endpoint for /metrics, /health/live and /health/ready (issue 20);
+    #: unset: none. `serve` answers them on its HTTP port.
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, validation_alias="STRATEGIES_METRICS_PORT"
+    )
+    metrics_host: str = Field(default="127.0.0.1", validation_alias="STRATEGIES_METRICS_HOST")
     #: Seconds between two rounds of the policy scheduler (the `scheduler` role).
     scheduler_interval_s: float = Field(
         default=30.0, gt=0, le=3600, validation_alias="STRATEGIES_SCHEDULER_INTERVAL_S"

@@ -37,6 +37,7 @@ from domain.trader import Trader
 from infra.bus import Bus, Delivery, Record
 from infra.bus.messages import Command, CommandError, CommandResult, DeadLetter, ErrorDetail
 from infra.bus.topic_names import PLATFORM_HEADER, Topics
+from infra.metrics import METRICS
 from infra.transient import is_transient
 from projections.previews import preview_resource
 from projections.representations import operation_resource, strategy_resource, trader_resource
@@ -207,6 +208,7 @@ def command_consumer(
             platform, request_id, command = read_command(delivery)
         except UnreadableCommandError as unreadable:
             await bus.publish(_dead_letter(delivery, unreadable, topics.commands_dead_letter))
+            METRICS.command_results.labels("dead_letter").inc()
             log.warning("command.dead_lettered", reason=unreadable.reason, offset=delivery.offset)
             return
         try:
@@ -222,6 +224,7 @@ def command_consumer(
                 f"{type(error).__name__} on each of {attempt} attempts; see the consumer's log",
             )
             await bus.publish(_dead_letter(delivery, failed, topics.commands_dead_letter))
+            METRICS.command_results.labels("dead_letter").inc()
             log.error(
                 "command.dead_lettered",
                 reason=failed.reason,
@@ -230,6 +233,7 @@ def command_consumer(
                 exc_info=True,
             )
             return
+        METRICS.command_results.labels(result.outcome).inc()
         log.info(
             "command.handled",
             command=command.command,

@@ -30,6 +30,7 @@ from domain.errors import DomainError
 from domain.failures import STAGE_TASKS, Verdict, classify
 from domain.requests import Limits
 from domain.venue import QuoteProvider
+from infra.bootstrap.gauges import keep_fresh as gauges_kept_fresh
 from infra.bootstrap.projector import ProjectorProcess, follower_for
 from infra.bus import Bus, Delivery, Handler
 from infra.bus.topic_names import Topics, relay_position_name
@@ -37,6 +38,7 @@ from infra.cpu_meter import CPU, stage_of
 from infra.eventstore.notification_log import ApplicationNotificationLog
 from infra.eventstore.positions import PostgresPositions, leadership
 from infra.eventstore.store import PostgresTrading, retry_on_conflict
+from infra.metrics import METRICS
 from infra.postgres import platforms
 from infra.postgres.heartbeats import REBUILD, ROLES, Heartbeat
 from infra.postgres.secrets_box import MasterKeyError, secret_box_for
@@ -183,10 +185,13 @@ class Engine:
         self, executor: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any
     ) -> T:
         def run() -> T:
-            with CPU.measure(stage_of(fn)):
-                return retry_on_conflict(
+            stage = stage_of(fn)
+            with CPU.measure(stage), METRICS.stage_call(stage, getattr(fn, "__name__", "")) as seen:
+                result = retry_on_conflict(
                     lambda: fn(*args), attempts=CONFLICT_ATTEMPTS, base_delay=0.02
                 )
+                seen.append(result)
+                return result
 
         context = contextvars.copy_context()  # the log context travels, as with to_thread
         loop = asyncio.get_running_loop()
@@ -226,6 +231,14 @@ class Engine:
             self._tasks.append(asyncio.create_task(self._relay(), name="relay"))
         if "scheduler" in self.roles:
             self._tasks.append(asyncio.create_task(self._schedule(), name="scheduler"))
+        gauges = gauges_kept_fresh(
+            self.stop_event,
+            self.pool,
+            ApplicationNotificationLog(self.trading),
+            self.call,
+            relay_position_name(self.topics),
+        )
+        self._tasks.append(asyncio.create_task(gauges, name="metrics"))
         log.info(
             "engine.started",
             roles=sorted(self.roles),
@@ -341,6 +354,20 @@ class Engine:
                 await asyncio.sleep(1.0)
             finally:
                 stopping.cancel()
+
+    async def readiness(self) -> str:
+        """Why this process is not ready to take work, "" when it is: its database answers
+        within 2 s and, on Kafka, each of its subscriptions holds a partition."""
+        try:
+            async with self.pool.acquire(timeout=2.0) as connection:
+                await asyncio.wait_for(connection.fetchval("SELECT 1"), 2.0)
+        except Exception as error:  # any failure to answer is "not ready", with its type
+            return f"the database does not answer: {type(error).__name__}"
+        unassigned = getattr(self.bus, "unassigned", None)
+        waiting = unassigned() if unassigned is not None else []
+        if waiting:
+            return "no partition assigned yet: " + ", ".join(waiting)
+        return ""
 
     async def _schedule(self) -> None:
         """Run the policy scheduler while holding its leadership (one leader in the

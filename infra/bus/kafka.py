@@ -224,6 +224,15 @@ class KafkaBus:
     async def publish(self, record: Record) -> None:
         await self.publish_many([record])
 
+    def unassigned(self) -> list[str]:
+        """`topic/group` of each subscription holding no partition now (not joined yet, or
+        mid-rebalance): a worker in that state is not ready (`infra/probes_server.py`)."""
+        return [
+            f"{topic}/{group}"
+            for topic, group in sorted(self._groups)
+            if not self.assigned_partitions(topic, group)
+        ]
+
     def assigned_partitions(self, topic: str, group: str) -> frozenset[int]:
         """The partitions of `topic` this process holds in `group` now (none mid-rebalance)."""
         consumer = self._groups[topic, group].consumer()

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from infra.bootstrap.engine import Engine, resolve_roles
+from infra.bootstrap.probes_server import serve_probes
 from infra.devservices.database import database_url
 from infra.logging import get_logger
 from infra.postgres.heartbeats import ROLES
@@ -64,7 +65,12 @@ async def _run(settings: Settings, url: str, roles: list[str], chunk_size: int |
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     engine = await Engine(settings, url, roles, chunk_size=chunk_size).start()
+    probes = None
+    if settings.metrics_port is not None:
+        probes = await serve_probes(settings.metrics_host, settings.metrics_port, engine.readiness)
     await stop.wait()
+    if probes is not None:
+        probes.close()
     log.info("worker.draining")
     again = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

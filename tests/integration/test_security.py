@@ -327,8 +327,13 @@ def signed_routes(app: FastAPI) -> list[Route]:
     return [route for route, operation in documented_routes(app) if is_signed(operation)]
 
 
+def is_admin(route: Route) -> bool:
+    """The admin API, and the process's metrics (which name platforms' activity)."""
+    return route.template.startswith("/admin/") or route.template == "/metrics"
+
+
 def admin_routes(app: FastAPI) -> list[Route]:
-    return [route for route, _ in documented_routes(app) if route.template.startswith("/admin/")]
+    return [route for route, _ in documented_routes(app) if is_admin(route)]
 
 
 # -- authentication ----------------------------------------------------------------------------
@@ -550,14 +555,18 @@ def mounted_routes(app: FastAPI) -> list[APIRoute]:
     return found
 
 
+#: Unsigned on purpose: the server's time, and what orchestrators and balancers probe.
+PUBLIC = {("GET", "/time"), ("GET", "/health"), ("GET", "/health/live"), ("GET", "/health/ready")}
+
+
 def test_only_time_and_health_are_public(world: World) -> None:
     """Any new route must either be signed or be an admin route, or this fails."""
     public = {
         (route.method, route.template)
         for route, operation in documented_routes(world.app)
-        if not is_signed(operation) and not route.template.startswith("/admin/")
+        if not is_signed(operation) and not is_admin(route)
     }
-    assert public == {("GET", "/time"), ("GET", "/health")}
+    assert public == PUBLIC
     assert len(signed_routes(world.app)) >= 16
     assert len(admin_routes(world.app)) >= 9
 
@@ -569,7 +578,7 @@ def test_every_served_route_is_documented_and_checks_its_caller_first(world: Wor
     documented = {(route.method, route.template) for route, _ in documented_routes(world.app)}
     assert set(served) == documented
     unguarded = {key for key, r in served.items() if not isinstance(r, CallerFirstRoute)}
-    assert unguarded == {("GET", "/time"), ("GET", "/health")}
+    assert unguarded == PUBLIC
 
 
 @pytest.mark.parametrize("forgery", FORGERIES, ids=[f.name for f in FORGERIES])

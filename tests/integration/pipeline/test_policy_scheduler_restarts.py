@@ -58,13 +58,15 @@ class Fleet:
         self.logs = logs
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.commands: dict[str, list[str]] = {}
+        self.extra: dict[str, dict[str, str]] = {}
 
-    def start(self, name: str, *args: str) -> None:
+    def start(self, name: str, *args: str, **env: str) -> None:
         self.commands[name] = list(args)
+        self.extra[name] = {**self.extra.get(name, {}), **env}
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "infra.cli", *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **self.extra[name]},
             stdout=(self.logs / f"{name}.log").open("ab"),
             stderr=subprocess.STDOUT,
         )
@@ -122,9 +124,11 @@ def fleet_for(
             fleet.start("serve", "serve", "--port", port)
             yield fleet, [f"http://127.0.0.1:{port}"]
         else:
-            fleet.start("leader", "worker", "all")
-            fleet.start("standby", "worker", "all")
-            yield fleet, []
+            # Each worker answers its probes and metrics on a port of its own (issue 20).
+            ports = [free_port(), free_port()]
+            fleet.start("leader", "worker", "all", STRATEGIES_METRICS_PORT=str(ports[0]))
+            fleet.start("standby", "worker", "all", STRATEGIES_METRICS_PORT=str(ports[1]))
+            yield fleet, [f"http://127.0.0.1:{port}" for port in ports]
     finally:
         fleet.stop()
 
@@ -143,7 +147,7 @@ async def world(
         with fleet_for(database_url, tmp_path, kafka) as (fleet, urls):
             strategy = await prepared(trading)
             await enroll(trading, strategy)
-            if urls:
+            if kafka is None:
                 await healthy_with_scheduler(urls[0], fleet)
             ready.set()
             at = await minute
@@ -161,6 +165,7 @@ async def world(
                 lambda: list(trading.repository.event_store.get(strategy))
             )
             audit = await asyncio.to_thread(run_cli, fleet.env, "audit", "verify", timeout=300)
+            probes = [await worker_probes(url, fleet) for url in urls] if kafka else []
             return {
                 "strategy": strategy,
                 "at": at,
@@ -170,6 +175,7 @@ async def world(
                 "operation": operation,
                 "executions": await asyncio.to_thread(settled_codes, trading, operation),
                 "audit": audit,
+                "probes": probes,
                 "logs": fleet.log_text(),
             }
     finally:
@@ -216,6 +222,18 @@ async def healthy_with_scheduler(base_url: str, fleet: Fleet) -> None:
                     return
             await asyncio.sleep(0.5)
     raise AssertionError(f"serve never showed a live scheduler:\n{fleet.log_text()}")
+
+
+async def worker_probes(base_url: str, fleet: Fleet) -> str:
+    """A Kafka worker's own endpoint: live, then ready once its groups gave it partitions;
+    its metrics text."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+        assert (await client.get("/health/live")).status_code == 200
+        for _ in range(int(DEADLINE_S * 2)):
+            if (await client.get("/health/ready")).status_code == 200:
+                return (await client.get("/metrics")).text
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"{base_url} never got ready:\n{fleet.log_text()}")
 
 
 async def first_run(trading: PostgresTrading, strategy: UUID, fleet: Fleet) -> dict[str, Any]:
@@ -280,3 +298,7 @@ async def test_one_automatic_operation_per_period_across_kills_embedded_and_on_k
         assert found["executions"] == DRIFTED
         audit = found["audit"]
         assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-3000:]
+        # Each Kafka worker's metrics show the stage calls it made.
+        for text in found["probes"]:
+            assert "strategies_stage_calls_total" in text
+            assert "strategies_operations{" in text

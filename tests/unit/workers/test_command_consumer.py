@@ -20,6 +20,7 @@ from infra.bus import Delivery, Record
 from infra.bus.memory import InProcessBus
 from infra.bus.messages import Command, CommandResult, DeadLetter
 from infra.bus.topic_names import PLATFORM_HEADER, Topics
+from infra.metrics import METRICS
 from infra.transient import is_transient
 from tests.unit.domain.flows import PLATFORM, check_all, lock_and_fill, new_strategy, settle_all
 from workers.commands import MAX_ATTEMPTS, CommandService, command_consumer
@@ -104,6 +105,9 @@ async def test_a_record_that_fails_every_attempt_is_dead_lettered_and_the_next_g
 ) -> None:
     scopes = FailingScopes(lambda: ArithmeticError("a bug this record sets off"), 10**6)
     outbox, strategy_id = await start(bus, scopes)
+    counted = METRICS.command_results.labels
+    dead_before = counted("dead_letter")._value.get()
+    accepted_before = counted("accepted")._value.get()
     poison = rebalance_all(strategy_id)
     await bus.publish(poison)
     await bus.publish(command(Command(command="create_strategy", body={"quoted_currency": "USD"})))
@@ -116,6 +120,9 @@ async def test_a_record_that_fails_every_attempt_is_dead_lettered_and_the_next_g
     assert letter.value == poison.value.decode()
     assert scopes.calls == MAX_ATTEMPTS
     assert after.outcome == "accepted" and after.resource_type == "strategy"
+    await asyncio.sleep(0.05)  # the result is published before it is counted
+    assert counted("dead_letter")._value.get() == dead_before + 1
+    assert counted("accepted")._value.get() == accepted_before + 1
 
 
 async def test_an_outage_is_waited_out_however_many_attempts_it_takes(bus: InProcessBus) -> None:

@@ -1,0 +1,75 @@
+"""What an orchestrator and Prometheus ask `strategies serve` (issue 20): `/health/live` (the
+process answers), `/health/ready` (its database answers and its pipeline started) and
+`/metrics` (Prometheus text, behind the admin token: it names platforms' figures)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel
+
+from api.errors import Problem
+from api.routes.admin import AdminRoute, require_admin
+from infra.metrics import CONTENT_TYPE, METRICS
+
+READY_TIMEOUT_S = 2.0
+
+router = APIRouter(tags=["operations"])
+#: `/metrics` is the admin's: its token is checked before anything else (`AdminRoute`).
+admin_router = APIRouter(tags=["operations"], route_class=AdminRoute)
+
+
+class Probe(BaseModel):
+    status: Literal["ok", "not_ready"]
+    reason: str = ""
+
+
+@router.get(
+    "/health/live",
+    response_model=Probe,
+    summary="Liveness: the process answers (no dependency is asked)",
+)
+async def live() -> Probe:
+    return Probe(status="ok")
+
+
+@router.get(
+    "/health/ready",
+    response_model=Probe,
+    summary="Readiness: the database answers and the pipeline started",
+    responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Probe}},
+)
+async def ready(request: Request, response: Response) -> Probe:
+    """503 `not_ready` with the reason while the engine has not started (or could not) or
+    the database does not answer within 2 s: a balancer should send it no traffic yet."""
+    state = request.app.state
+    reason = ""
+    if state.engine is None:
+        reason = "the pipeline has not started"
+    else:
+        try:
+            async with state.db_pool.acquire(timeout=READY_TIMEOUT_S) as connection:
+                await asyncio.wait_for(connection.fetchval("SELECT 1"), READY_TIMEOUT_S)
+        except Exception as error:  # any failure to answer is "not ready", with its type
+            reason = f"the database does not answer: {type(error).__name__}"
+    if reason:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return Probe(status="not_ready", reason=reason)
+    return Probe(status="ok")
+
+
+@admin_router.get(
+    "/metrics",
+    summary="Prometheus metrics of this process (admin token)",
+    dependencies=[Depends(require_admin)],
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format."},
+        401: {"model": Problem, "description": "Missing or wrong admin token."},
+        403: {"model": Problem, "description": "Admin API switched off."},
+    },
+)
+async def metrics() -> Response:
+    return Response(METRICS.render(), media_type=CONTENT_TYPE)

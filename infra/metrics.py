@@ -1,0 +1,153 @@
+"""Prometheus metrics (issue 20): one registry per process, named by Prometheus conventions
+(`strategies_` prefix, units in the name, `_total` counters).
+
+Each process exposes its own: `strategies serve` at `/metrics` (admin token), a `worker` on
+`STRATEGIES_METRICS_PORT` (`infra/probes_server.py`). Prometheus scrapes every process and
+sums, so nothing here is shared between processes (no multiprocess mode to set up). Two kinds:
+
+- **events counted where they happen**: HTTP requests, the stage calls of the pipeline
+  (`Engine.call`), the Operations a stage call ended;
+- **state read from the database** every few seconds by `ReadSideGauges` (Operations by type
+  and status, events waiting for the relay and the read models, webhook deliveries by
+  status): the same figures in every process that reads them, so a dashboard takes the max,
+  not the sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from time import perf_counter
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from domain.stages import StageResult
+
+#: Seconds: from a 1 ms read to a 10-minute million-Trader pricing.
+DURATION_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """The process's metrics, on a registry of its own (tests make fresh ones)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.http_requests = Counter(
+            "strategies_http_requests_total",
+            "HTTP requests answered, by route template, method and status code.",
+            ("route", "method", "status"),
+            registry=registry,
+        )
+        self.http_duration = Histogram(
+            "strategies_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and method.",
+            ("route", "method"),
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.stage_duration = Histogram(
+            "strategies_stage_call_duration_seconds",
+            "Time of one call into the domain by a pipeline stage (check_chunk, lock_prices, "
+            "settle_chunk...), conflicts retried included, by stage and call.",
+            ("stage", "call"),
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.stage_calls = Counter(
+            "strategies_stage_calls_total",
+            "Calls into the domain by pipeline stages, by stage, call and result (done, "
+            "replayed: found done already, error).",
+            ("stage", "call", "result"),
+            registry=registry,
+        )
+        self.stage_traders = Counter(
+            "strategies_stage_traders_total",
+            "Traders a chunk's check or settlement went through (rate() gives Traders per "
+            "second per stage).",
+            ("stage",),
+            registry=registry,
+        )
+        self.operations_ended = Counter(
+            "strategies_operations_ended_total",
+            "Operations this process ended (the stage call that made them terminal), by "
+            "terminal status.",
+            ("status",),
+            registry=registry,
+        )
+        self.operations = Gauge(
+            "strategies_operations",
+            "Operations in the read models, by type and status (read every few seconds).",
+            ("type", "status"),
+            registry=registry,
+        )
+        self.relay_lag = Gauge(
+            "strategies_relay_lag_events",
+            "Events in the store the outbox relay has not published yet.",
+            registry=registry,
+        )
+        self.projection_lag = Gauge(
+            "strategies_projection_lag_events",
+            "Events in the store the read models have not applied yet.",
+            registry=registry,
+        )
+        self.webhook_deliveries = Gauge(
+            "strategies_webhook_deliveries",
+            "Webhook deliveries by status (pending, delivered, dead).",
+            ("status",),
+            registry=registry,
+        )
+        self.command_results = Counter(
+            "strategies_command_results_total",
+            "Records of the command topic handled, by outcome (accepted, replayed, rejected, "
+            "dead_letter).",
+            ("outcome",),
+            registry=registry,
+        )
+
+    @contextmanager
+    def http_request(self, route: str, method: str) -> Iterator[list[int]]:
+        """Time a request; the caller puts its status code in the yielded list."""
+        status: list[int] = []
+        started = perf_counter()
+        try:
+            yield status
+        finally:
+            self.http_duration.labels(route, method).observe(perf_counter() - started)
+            self.http_requests.labels(route, method, str(status[0] if status else 500)).inc()
+
+    @contextmanager
+    def stage_call(self, stage: str, call: str) -> Iterator[list[object]]:
+        """Time one call into the domain; the caller puts its result in the yielded list (a
+        `StageResult` also counts its chunk's Traders and, when it ended its Operation, the
+        Operation). Calls outside the stages (the API's) are not counted."""
+        if stage == "other":
+            yield []
+            return
+        seen: list[object] = []
+        started = perf_counter()
+        result = "error"
+        try:
+            yield seen
+            result = "done"
+            outcome = seen[0] if seen else None
+            if isinstance(outcome, StageResult):
+                if outcome.replayed:
+                    result = "replayed"
+                else:
+                    self.stage_traders.labels(stage).inc(outcome.participants)
+                    if outcome.status.terminal:
+                        self.operations_ended.labels(outcome.status.value).inc()
+        finally:
+            self.stage_duration.labels(stage, call).observe(perf_counter() - started)
+            self.stage_calls.labels(stage, call, result).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+#: The process's metrics.
+METRICS = Metrics()
