@@ -1,17 +1,19 @@
-"""What an orchestrator and Prometheus ask `strategies serve` (issue 20): `/health/live` (the
-process answers), `/health/ready` (its database answers and its pipeline started) and
-`/metrics` (Prometheus text, behind the admin token: it names platforms' figures)."""
+"""What an orchestrator, Prometheus and an integrator ask `strategies serve` (issue 20):
+`/health/live` (the process answers), `/health/ready` (its database answers and its
+pipeline started), `/metrics` (Prometheus text, behind the admin token: it names platforms'
+figures) and `/asyncapi.json` (the topics' contract, public like `/openapi.json`)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel
 
 from api.errors import Problem
 from api.routes.admin import AdminRoute, require_admin
+from infra.bus.asyncapi import asyncapi_document
 from infra.metrics import CONTENT_TYPE, METRICS
 
 READY_TIMEOUT_S = 2.0
@@ -73,3 +75,14 @@ async def ready(request: Request, response: Response) -> Probe:
 )
 async def metrics() -> Response:
     return Response(METRICS.render(), media_type=CONTENT_TYPE)
+
+
+@router.get(
+    "/asyncapi.json",
+    summary="The AsyncAPI 3 document of the Kafka topics (extension)",
+    response_model=dict[str, Any],
+)
+async def asyncapi(request: Request) -> dict[str, Any]:
+    """Every topic this installation publishes or consumes, named with its topic prefix,
+    with the payload schemas the code reads and writes (the same as `strategies asyncapi`)."""
+    return asyncapi_document(request.app.state.settings.topic_prefix, request.app.version)

@@ -7,6 +7,7 @@ PostgreSQL server) on SIGTERM and SIGINT as well as on a normal exit.
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from infra.bus.asyncapi import asyncapi_document
 from infra.cli import admin as cli_admin
 from infra.cli import bench as cli_bench
 from infra.cli import db as cli_db
@@ -173,3 +175,13 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@app.command()
+def asyncapi(ctx: typer.Context) -> None:
+    """Print the AsyncAPI 3 document of every topic (named with STRATEGIES_TOPIC_PREFIX):
+    the commands, their results and dead letters, the events and the stage topics, with the
+    payload schemas the code reads and writes them with."""
+    settings: Settings = ctx.obj
+    document = asyncapi_document(settings.topic_prefix, _version())
+    typer.echo(json.dumps(document, indent=2))

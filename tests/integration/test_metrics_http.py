@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from infra.bus.asyncapi import asyncapi_document
 from tests.fixtures.postgres import scratch_database
 from tests.integration.http_world import World, http_world
 from tests.integration.pipeline.harness import BLUE_CHIP
@@ -109,3 +110,12 @@ async def test_liveness_and_readiness(world: World) -> None:
     assert live.status_code == 200 and live.json() == {"status": "ok", "reason": ""}
     ready = await world.http.get("/health/ready")
     assert ready.status_code == 200 and ready.json()["status"] == "ok"
+
+
+async def test_the_asyncapi_document_is_served_without_a_signature(world: World) -> None:
+    answer = await world.http.get("/asyncapi.json")
+    assert answer.status_code == 200, answer.text
+    served = answer.json()
+    assert served["asyncapi"] == "3.0.0"
+    prefix = world.app.state.settings.topic_prefix
+    assert served == asyncapi_document(prefix, world.app.version)

@@ -555,8 +555,15 @@ def mounted_routes(app: FastAPI) -> list[APIRoute]:
     return found
 
 
-#: Unsigned on purpose: the server's time, and what orchestrators and balancers probe.
-PUBLIC = {("GET", "/time"), ("GET", "/health"), ("GET", "/health/live"), ("GET", "/health/ready")}
+#: Unsigned on purpose: the server's time, what orchestrators and balancers probe, and the
+#: topics' contract (public like /openapi.json).
+PUBLIC = {
+    ("GET", "/time"),
+    ("GET", "/health"),
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+    ("GET", "/asyncapi.json"),
+}
 
 
 def test_only_time_and_health_are_public(world: World) -> None:
