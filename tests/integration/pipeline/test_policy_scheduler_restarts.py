@@ -225,15 +225,19 @@ async def healthy_with_scheduler(base_url: str, fleet: Fleet) -> None:
 
 
 async def worker_probes(base_url: str, fleet: Fleet) -> str:
-    """A Kafka worker's own endpoint: live, then ready once its groups gave it partitions;
-    its metrics text."""
+    """A Kafka worker's own endpoint: live once it listens (the restarted leader may still be
+    starting), then ready once its groups gave it partitions; its metrics text."""
+    live = False
     async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
-        assert (await client.get("/health/live")).status_code == 200
         for _ in range(int(DEADLINE_S * 2)):
-            if (await client.get("/health/ready")).status_code == 200:
-                return (await client.get("/metrics")).text
+            try:
+                live = live or (await client.get("/health/live")).status_code == 200
+                if live and (await client.get("/health/ready")).status_code == 200:
+                    return (await client.get("/metrics")).text
+            except httpx.TransportError:
+                assert not live, f"{base_url} stopped answering:\n{fleet.log_text()}"
             await asyncio.sleep(0.5)
-    raise AssertionError(f"{base_url} never got ready:\n{fleet.log_text()}")
+    raise AssertionError(f"{base_url} never got ready (live: {live}):\n{fleet.log_text()}")
 
 
 async def first_run(trading: PostgresTrading, strategy: UUID, fleet: Fleet) -> dict[str, Any]:
