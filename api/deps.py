@@ -49,6 +49,10 @@ class Pipeline(Protocol):
         """Run a synchronous domain call off the event loop, retried on write conflicts."""
         ...
 
+    async def readiness(self) -> str:
+        """Why the process is not ready to take work, "" when it is."""
+        ...
+
     async def stop(self) -> None: ...
 
 

@@ -109,17 +109,6 @@ class Metrics:
         )
 
     @contextmanager
-    def http_request(self, route: str, method: str) -> Iterator[list[int]]:
-        """Time a request; the caller puts its status code in the yielded list."""
-        status: list[int] = []
-        started = perf_counter()
-        try:
-            yield status
-        finally:
-            self.http_duration.labels(route, method).observe(perf_counter() - started)
-            self.http_requests.labels(route, method, str(status[0] if status else 500)).inc()
-
-    @contextmanager
     def stage_call(self, stage: str, call: str) -> Iterator[list[object]]:
         """Time one call into the domain; the caller puts its result in the yielded list (a
         `StageResult` also counts its chunk's Traders and, when it ended its Operation, the

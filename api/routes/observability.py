@@ -5,7 +5,6 @@ figures) and `/asyncapi.json` (the topics' contract, public like `/openapi.json`
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -15,8 +14,6 @@ from api.errors import Problem
 from api.routes.admin import AdminRoute, require_admin
 from infra.bus.asyncapi import asyncapi_document
 from infra.metrics import CONTENT_TYPE, METRICS
-
-READY_TIMEOUT_S = 2.0
 
 router = APIRouter(tags=["operations"])
 #: `/metrics` is the admin's: its token is checked before anything else (`AdminRoute`).
@@ -45,17 +42,11 @@ async def live() -> Probe:
 )
 async def ready(request: Request, response: Response) -> Probe:
     """503 `not_ready` with the reason while the engine has not started (or could not) or
-    the database does not answer within 2 s: a balancer should send it no traffic yet."""
-    state = request.app.state
-    reason = ""
-    if state.engine is None:
-        reason = "the pipeline has not started"
-    else:
-        try:
-            async with state.db_pool.acquire(timeout=READY_TIMEOUT_S) as connection:
-                await asyncio.wait_for(connection.fetchval("SELECT 1"), READY_TIMEOUT_S)
-        except Exception as error:  # any failure to answer is "not ready", with its type
-            reason = f"the database does not answer: {type(error).__name__}"
+    is not ready itself (`Engine.readiness`, as a worker's probe asks it: the database
+    answers within 2 s, each Kafka subscription holds a partition): a balancer should send
+    it no traffic yet."""
+    engine = request.app.state.engine
+    reason = "the pipeline has not started" if engine is None else await engine.readiness()
     if reason:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return Probe(status="not_ready", reason=reason)
