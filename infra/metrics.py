@@ -100,6 +100,40 @@ class Metrics:
             ("status",),
             registry=registry,
         )
+        self.chunks_in_flight = Gauge(
+            "strategies_chunks_in_flight",
+            "Chunks of running Operations handed to a stage and not through it yet, by stage "
+            "(check, settlement).",
+            ("stage",),
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "strategies_consumer_lag_messages",
+            "Records of a topic partition a consumer group has not committed yet (end offset "
+            "minus committed offset), by group, topic and partition.",
+            ("group", "topic", "partition"),
+            registry=registry,
+        )
+        self.float_available = Gauge(
+            "strategies_float_available",
+            "Float a platform has left to buy with, by platform and currency (in the "
+            "currency's units; a metric, not a ledger: the read models hold the exact figure).",
+            ("platform", "currency"),
+            registry=registry,
+        )
+        self.db_pool_connections = Gauge(
+            "strategies_db_pool_connections",
+            "Connections of this process's database pools, by pool and state (in_use, idle).",
+            ("pool", "state"),
+            registry=registry,
+        )
+        self.webhook_attempts = Counter(
+            "strategies_webhook_attempts_total",
+            "Webhook delivery attempts this process made, by outcome (delivered, retry: "
+            "failed and scheduled again, dead: failed for the last time).",
+            ("outcome",),
+            registry=registry,
+        )
         self.command_results = Counter(
             "strategies_command_results_total",
             "Records of the command topic handled, by outcome (accepted, replayed, rejected, "
