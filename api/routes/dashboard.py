@@ -147,12 +147,9 @@ async def login(request: Request) -> Response:
 
 @router.post("/dashboard/logout", response_class=HTMLResponse)
 async def logout(request: Request) -> Response:
-    token = _admin_token(request)
-    if token is None:
-        return _off()
-    refused = await _refused(request, token)
-    if refused is not None:
-        return refused
+    form = await _checked_form(request)
+    if isinstance(form, HTMLResponse):
+        return form
     answer = RedirectResponse("/dashboard", status.HTTP_303_SEE_OTHER)
     answer.delete_cookie(session.COOKIE, path=session.PATH, httponly=True, samesite="strict")
     return answer
@@ -161,13 +158,9 @@ async def logout(request: Request) -> Response:
 @router.post("/dashboard/redeliver", response_class=HTMLResponse)
 async def redeliver(request: Request) -> Response:
     """Send a dead letter again: the admin API's redeliver, from a button."""
-    token = _admin_token(request)
-    if token is None:
-        return _off()
-    form = await _form(request)
-    refused = await _refused(request, token, form)
-    if refused is not None:
-        return refused
+    form = await _checked_form(request)
+    if isinstance(form, HTMLResponse):
+        return form
     try:
         platform_id = form["platform_id"]
         subscription_id = UUID(form["subscription_id"])
@@ -182,17 +175,19 @@ async def redeliver(request: Request) -> Response:
     return RedirectResponse("/dashboard", status.HTTP_303_SEE_OTHER)
 
 
-async def _refused(
-    request: Request, token: str, form: dict[str, str] | None = None
-) -> HTMLResponse | None:
-    """A refusal unless the request has a valid session and that session's CSRF token."""
+async def _checked_form(request: Request) -> dict[str, str] | HTMLResponse:
+    """The posted form of a request with a valid session and that session's CSRF token;
+    otherwise the page refusing it."""
+    token = _admin_token(request)
+    if token is None:
+        return _off()
     cookie = _cookie(request, token)
     if cookie is None:
         return _message(status.HTTP_401_UNAUTHORIZED, "Your session ended: log in again.")
-    form = await _form(request) if form is None else form
+    form = await _form(request)
     if not session.csrf_matches(token, cookie, form.get("csrf", "")):
         return _message(status.HTTP_403_FORBIDDEN, "This form is not from your session.")
-    return None
+    return form
 
 
 def _message(code: int, message: str) -> HTMLResponse:
