@@ -234,3 +234,12 @@ async def test_the_dashboard_shows_an_operation_moving_and_redelivers_a_dead_let
         log = await http.get(f"{hooks}/{subscription}/deliveries", headers=served.admin)
         statuses = {d["id"]: d["status"] for d in log.json()["message"]}
         assert statuses[delivery_id] == "pending", statuses  # back on a retry schedule
+
+
+async def test_swagger_ui_renders_from_this_server_alone(served: Served, browser: Browser) -> None:
+    page = await browser.new_page()
+    hosts: set[str] = set()
+    page.on("request", lambda request: hosts.add(request.url.split("/")[2]))
+    await page.goto(f"{served.base}/docs")
+    await page.locator(".opblock").first.wait_for(timeout=30_000)
+    assert hosts == {served.base.removeprefix("http://")}
