@@ -9,6 +9,7 @@ from uuid import UUID
 import asyncpg
 from fastapi import Depends, Request
 
+from api.dashboard_data import Snapshot
 from api.errors import ProblemError
 from domain import commands
 from domain.preview import OperationPreview
@@ -32,6 +33,15 @@ class Commands(Protocol):
         ...
 
 
+class OperatorView(Protocol):
+    """What the operator dashboard shows, gathered by the composition root from the read
+    models, the write side and the process's gauges (`infra.bootstrap.operator_view`)."""
+
+    async def snapshot(self) -> Snapshot:
+        """The dashboard's figures now (a second old at most: viewers share one)."""
+        ...
+
+
 class Pipeline(Protocol):
     """What the routes use of the running write side. The composition root's Engine
     (`infra.bootstrap.engine`) satisfies it; the API never builds or imports one."""
@@ -44,6 +54,9 @@ class Pipeline(Protocol):
 
     @property
     def pool(self) -> asyncpg.Pool: ...
+
+    @property
+    def operator_view(self) -> OperatorView: ...
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a synchronous domain call off the event loop, retried on write conflicts."""

@@ -16,18 +16,22 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers, MutableHeaders
 
 from api.abuse_limits import install_abuse_limits
 from api.errors import document_problems, install_error_handlers
 from api.limits import BodySizeLimitMiddleware
+from api.pages import STATIC_DIR, STATIC_PATH
 from api.request_guards import install_request_guards
 from api.routes import (
     admin,
+    dashboard,
     events,
     health,
     observability,
     operations,
+    pages,
     reads,
     server_time,
     traders,
@@ -97,6 +101,9 @@ def build_app(
         # No 307 from /strategies/ to /strategies: it named the client's Host (evil.example
         # too) and a following client re-sent its signing headers there. 404/405 instead.
         redirect_slashes=False,
+        # Served from packaged assets instead (`api.routes.pages`): the defaults load a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.embedded_db = settings.postgres.embedded
@@ -111,6 +118,9 @@ def build_app(
     app.include_router(traders.router)
     app.include_router(admin.router)
     app.include_router(webhooks.router)
+    app.include_router(pages.router)
+    app.include_router(dashboard.router)
+    app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     _document_problems(app)
     install_abuse_limits(app, settings.abuse_limits)

@@ -31,6 +31,7 @@ from domain.failures import STAGE_TASKS, Verdict, classify
 from domain.requests import Limits
 from domain.venue import QuoteProvider
 from infra.bootstrap.gauges import keep_fresh as gauges_kept_fresh
+from infra.bootstrap.operator_view import OperatorDashboard
 from infra.bootstrap.projector import ProjectorProcess, follower_for
 from infra.bus import Bus, Delivery, Handler
 from infra.bus.topic_names import Topics, relay_position_name
@@ -221,6 +222,7 @@ class Engine:
         self.projections = ProjectionWriter(self.pool, notifier=recorder)
         self.commands = CommandService(self.trading, self.call, self.venue)
         self.stages = StageContext(self.trading, self.venue, self.venue, self.call)
+        self.operator_view = OperatorDashboard(self.pool, self.trading, self.call)
         self._subscribe(self.stages, replace(self.stages, call=self.call_chunk))
         await self.bus.start()
         if self.webhook_sender is not None:

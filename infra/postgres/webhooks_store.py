@@ -73,6 +73,9 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due
     ON webhook_deliveries (subscription_id, next_attempt_at) WHERE status = 'pending';
+-- The dashboard's dead letters, without scanning every delivery.
+CREATE INDEX IF NOT EXISTS webhook_deliveries_dead
+    ON webhook_deliveries (last_attempt_at DESC) WHERE status = 'dead';
 CREATE INDEX IF NOT EXISTS webhook_deliveries_log
     ON webhook_deliveries (subscription_id, created_at DESC, id);
 """
@@ -353,6 +356,31 @@ class WebhookStore:
             delivery_id,
         )
         return None if record is None else _delivery(record)
+
+    async def health(self) -> dict[str, int]:
+        """Every platform's deliveries by status, plus `retrying` (pending after a failed
+        attempt) and `retries` (attempts beyond each delivery's first), for the dashboard."""
+        record = await self.pool.fetchrow(
+            """SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+                      count(*) FILTER (WHERE status = 'delivered') AS delivered,
+                      count(*) FILTER (WHERE status = 'dead') AS dead,
+                      count(*) FILTER (WHERE status = 'pending' AND attempts > 0) AS retrying,
+                      coalesce(sum(greatest(attempts - 1, 0)), 0) AS retries
+               FROM webhook_deliveries"""
+        )
+        assert record is not None  # an aggregate without GROUP BY always answers one row
+        return {name: int(value) for name, value in dict(record).items()}
+
+    async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
+        """Every platform's latest dead letters, newest attempt first, with their target."""
+        records = await self.pool.fetch(
+            f"""SELECT {_DELIVERY}, platform_id,
+                       (SELECT url FROM webhook_subscriptions AS s WHERE s.id = subscription_id)
+                FROM webhook_deliveries WHERE status = 'dead'
+                ORDER BY last_attempt_at DESC NULLS LAST, id LIMIT $1""",
+            limit,
+        )
+        return [{**_delivery(r), "platform_id": r["platform_id"], "url": r["url"]} for r in records]
 
 
 def _aad(subscription_id: UUID) -> bytes:
