@@ -125,3 +125,47 @@ async def _enrollment(engine: Engine) -> uuid.UUID:
         body,
     )
     return operation.id
+
+
+async def test_health_calls_a_live_role_stuck_when_work_waits_and_it_makes_no_progress(
+    fresh_database_url: str, kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that runs credit-check but handles nothing (a hung consumer, say) keeps its
+    heartbeat alive: /health used to say ok while the Operation waited for ever."""
+    monkeypatch.setattr(heartbeats, "INTERVAL_S", 0.5)
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=fresh_database_url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"stuck-{uuid.uuid4().hex[:8]}",
+        master_key=base64.b64encode(bytes(range(32))).decode(),
+        chunk_size=2,
+        stuck_after_s=2,
+    )
+    app = create_app(settings, fresh_database_url, roles=())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            engine: Engine = app.state.engine
+            hung = heartbeats.Heartbeat(engine.pool, ["credit-check"])
+            await hung.start()
+            try:
+                async with Engine(settings, fresh_database_url, ["relay", "projections"]):
+                    operation_id = await _enrollment(engine)
+                    stuck = await until(http, lambda code, _: code == 503, timeout=30)
+                    error = stuck["checks"]["pipeline"]["error"]
+                    assert "credit-check is stuck (an Operation is validating" in error, error
+                    assert "no live process" not in error  # it is live, and says so
+                    role = stuck["roles"]["credit-check"]
+                    assert role["stuck"] and role["live_processes"] == 1
+                    assert not any(
+                        r["stuck"] for n, r in stuck["roles"].items() if n != "credit-check"
+                    )
+
+                    # a credit-check that works moves it on: no longer stuck
+                    async with Engine(settings, fresh_database_url, STAGES):
+                        await wait_terminal(engine.trading, operation_id)
+                        healthy = await until(http, lambda code, _: code == 200)
+                        assert not healthy["roles"]["credit-check"]["stuck"]
+            finally:
+                await hung.stop()
