@@ -98,15 +98,18 @@ async def test_an_engine_reports_chunks_waiting_lag_float_and_pools(
         # published to the check, nobody checking: both chunks wait there
         await _eventually(lambda: _value("strategies_chunks_in_flight", stage="check") == 2)
         await _eventually(
-            lambda: _value("strategies_float_available", platform=PLATFORM, currency="USD")
-            == 10_000
+            lambda: (
+                _value("strategies_float_available", platform=PLATFORM, currency="USD") == 10_000
+            )
         )
         read_models = topics.group("read-models")
         await _eventually(lambda: _lag_series(read_models, topics.events) > 0)
         for pool in ("engine", "event_store"):
-            assert _value("strategies_db_pool_connections", pool=pool, state="idle") + _value(
-                "strategies_db_pool_connections", pool=pool, state="in_use"
-            ) >= 1, pool
+            assert (
+                _value("strategies_db_pool_connections", pool=pool, state="idle")
+                + _value("strategies_db_pool_connections", pool=pool, state="in_use")
+                >= 1
+            ), pool
 
         async with Engine(settings, fresh_database_url, STAGES):
             await wait_terminal(engine.trading, operation_id)
