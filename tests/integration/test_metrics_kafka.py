@@ -5,16 +5,12 @@ and its database pools, read the way the engine's refresher reads them."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import pytest
 
-from domain.statuses import OperationType
 from infra.bootstrap import gauges
 from infra.bootstrap.engine import Engine
 from infra.bus import Delivery, Record
@@ -22,9 +18,12 @@ from infra.bus.kafka import KafkaBus
 from infra.bus.kafka_lag import consumer_lags
 from infra.bus.topic_names import Topics
 from infra.metrics import METRICS
-from infra.settings import Settings
 from tests.integration.kafka_buses import bus_factory, unique, until
-from tests.integration.pipeline.harness import BLUE_CHIP, wait_terminal
+from tests.integration.pipeline.harness import (
+    engine_settings,
+    request_enrollment,
+    wait_terminal,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -83,18 +82,11 @@ async def test_an_engine_reports_chunks_waiting_lag_float_and_pools(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(gauges, "REFRESH_S", 0.2)
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=fresh_database_url,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic_prefix=f"gauges-{uuid.uuid4().hex[:8]}",
-        master_key=base64.b64encode(bytes(range(32))).decode(),
-        chunk_size=2,
-    )
+    settings = engine_settings(fresh_database_url, kafka_bootstrap, tmp_path, "gauges")
     topics = Topics(settings.topic_prefix)
     METRICS.consumer_lag.clear()
     async with Engine(settings, fresh_database_url, ["relay", "projections"]) as engine:
-        operation_id = await _enrollment(engine, ["L1", "L2", "L3"])  # two chunks
+        operation_id = await request_enrollment(engine, PLATFORM, ["L1", "L2", "L3"])  # 2 chunks
         # published to the check, nobody checking: both chunks wait there
         await _eventually(lambda: _value("strategies_chunks_in_flight", stage="check") == 2)
         await _eventually(
@@ -149,25 +141,3 @@ async def _eventually(check: Callable[[], bool], timeout: float = 60) -> None:
     while not check():
         assert time.monotonic() < deadline, "the gauges never got there"
         await asyncio.sleep(0.05)
-
-
-async def _enrollment(engine: Engine, codes: list[str]) -> uuid.UUID:
-    trading = engine.trading
-    await engine.call(trading.register_participants, PLATFORM, codes)
-    await engine.call(trading.deposit_float, PLATFORM, "USD", Decimal("10000.00"), "LAGS")
-    strategy, _ = await engine.call(
-        trading.create_strategy, PLATFORM, uuid.uuid4(), {"quoted_currency": "USD"}
-    )
-    body = {
-        "allocations": BLUE_CHIP,
-        "participants": [{"participant_code": c, "amount": "100.00"} for c in codes],
-    }
-    operation, _ = await engine.call(
-        trading.request_operation,
-        PLATFORM,
-        strategy.id,
-        uuid.uuid4(),
-        OperationType.ENROLLMENT,
-        body,
-    )
-    return operation.id
