@@ -2,15 +2,18 @@
 (`strategies_` prefix, units in the name, `_total` counters).
 
 Each process exposes its own: `strategies serve` at `/metrics` (admin token), a `worker` on
-`STRATEGIES_METRICS_PORT` (`infra/probes_server.py`). Prometheus scrapes every process and
-sums, so nothing here is shared between processes (no multiprocess mode to set up). Two kinds:
+`STRATEGIES_METRICS_PORT` (`infra/bootstrap/probes_server.py`). Prometheus scrapes every
+process, so nothing here is shared between processes (no multiprocess mode to set up, no
+files to clean): each series carries its process's `instance` label. Three kinds:
 
 - **events counted where they happen**: HTTP requests, the stage calls of the pipeline
-  (`Engine.call`), the Operations a stage call ended;
-- **state read from the database** every few seconds by `ReadSideGauges` (Operations by type
-  and status, events waiting for the relay and the read models, webhook deliveries by
-  status): the same figures in every process that reads them, so a dashboard takes the max,
-  not the sum.
+  (`Engine.call`), the Operations a stage call ended, webhook attempts, command results;
+- **state read from the database** every few seconds (`infra.bootstrap.gauges`: Operations
+  by type and status, chunks in flight, events waiting for the relay and the read models,
+  webhook deliveries by status, float available): the same figures in every process that
+  reads them, so a dashboard takes the max, not the sum;
+- **state of the process itself**, read at the same time: the consumer lag of the Kafka
+  partitions it holds and its database pools' connections, which a dashboard sums.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ class Metrics:
         self.chunks_in_flight = Gauge(
             "strategies_chunks_in_flight",
             "Chunks of running Operations handed to a stage and not through it yet, by stage "
-            "(check, settlement).",
+            "(check: of validating Operations; settle: of settling ones).",
             ("stage",),
             registry=registry,
         )

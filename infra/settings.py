@@ -138,6 +138,11 @@ class Settings(AbuseLimitSettings, BaseSettings):
         default=None, ge=1, le=65535, validation_alias="STRATEGIES_METRICS_PORT"
     )
     metrics_host: str = Field(default="127.0.0.1", validation_alias="STRATEGIES_METRICS_HOST")
+    #: `/health` calls a role stuck when work has waited on it this long and none of its
+    #: processes made progress meanwhile (issue 20).
+    stuck_after_s: float = Field(
+        default=300.0, ge=1, le=86_400, validation_alias="STRATEGIES_STUCK_AFTER_S"
+    )
     #: Seconds between two rounds of the policy scheduler (the `scheduler` role).
     scheduler_interval_s: float = Field(
         default=30.0, gt=0, le=3600, validation_alias="STRATEGIES_SCHEDULER_INTERVAL_S"

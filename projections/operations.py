@@ -53,6 +53,11 @@ OPERATIONS = Table(
         #: The Strategy's quoted currency (from `Requested`): what its prices are quoted in
         #: (`projections.prices`); null for rows projected before it was kept.
         Column("quoted_currency", "text", nullable=True, added=True),
+        #: Chunks planned, checked and settled (issue 20: chunks in flight per stage); null
+        #: in rows projected before they were kept.
+        Column("chunk_count", "integer", nullable=True, added=True),
+        Column("chunks_checked", "integer", nullable=True, added=True),
+        Column("chunks_settled", "integer", nullable=True, added=True),
     ),
     (*list_indexes("strategy_id", "type", "status"), ("by_request", "(platform_id, request_id)")),
 )
@@ -80,6 +85,9 @@ class OperationRow:
     version: int
     parameters: dict[str, str] | None = None
     quoted_currency: str | None = None
+    chunk_count: int | None = None
+    chunks_checked: int | None = None
+    chunks_settled: int | None = None
 
 
 def handles(aggregate_type: str, event_type: str) -> bool:
@@ -128,6 +136,9 @@ def _requested(event: DomainEventMessage) -> OperationRow:
         version=event.aggregate_version,
         parameters=dict(data.get("parameters") or {}),
         quoted_currency=data.get("quoted_currency"),
+        chunk_count=data.get("chunk_count"),
+        chunks_checked=0,
+        chunks_settled=0,
     )
 
 
@@ -137,17 +148,19 @@ def _changed(row: OperationRow, kind: str, data: Mapping[str, Any]) -> Operation
     if kind == "Operation.PricesLocked":
         return evolve(row, locked_prices=dict(data["prices"]))
     if kind == "Operation.ChunkChecked":
-        return _counted(
+        counted = _counted(
             row, approved=data["approved"], rejected=data["rejected"], skipped=data["skipped"]
         )
+        return _chunk_through(counted, "chunks_checked")
     if kind == "Operation.ChunkSettled":
         # `rejected`: turned away at the locked price or by the float (absent before).
-        return _counted(
+        counted = _counted(
             row,
             settled=data["settled"],
             skipped=data["skipped"],
             rejected=data.get("rejected", 0),
         )
+        return _chunk_through(counted, "chunks_settled")
     if kind == "Operation.ChunkReleased":
         return _counted(row, rejected=data["released"])
     if kind == "Operation.ChunkCancelled":
@@ -160,3 +173,9 @@ def _counted(row: OperationRow, **added: int) -> OperationRow:
     for name, number in added.items():
         counts[name] = counts.get(name, 0) + int(number)
     return evolve(row, counts=counts)
+
+
+def _chunk_through(row: OperationRow, stage: str) -> OperationRow:
+    """One more chunk through a stage; a row from before chunks were counted stays null."""
+    done = getattr(row, stage)
+    return row if done is None else evolve(row, **{stage: done + 1})

@@ -23,3 +23,20 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def start_cli(env: Mapping[str, str], out: Path, *args: str) -> subprocess.Popen[str]:
+    """Start one command in the background, its stdout and stderr into `out` + .out/.err
+    (files, not pipes: a long output must never block the command on a full pipe)."""
+    with (
+        out.with_suffix(".out").open("w") as stdout,
+        out.with_suffix(".err").open("w") as stderr,
+    ):
+        return subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", *args],
+            cwd=ROOT,
+            env=dict(env),
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )

@@ -30,6 +30,7 @@ import httpx
 import structlog
 
 from infra.bus.messages import DomainEventMessage
+from infra.metrics import METRICS
 from infra.webhook_targets import Resolver, TargetRefusedError, destination, system_resolver
 from projections.executions import ExecutionRow
 from projections.operations import OperationRow
@@ -366,10 +367,13 @@ class WebhookSender:
             error = f"{type(failure).__name__}: {failure}"
         latency = round((time.monotonic() - started) * 1000)
         if not error and code is not None:
+            METRICS.webhook_attempts.labels("delivered").inc()
             await self.store.delivered(due.id, code, latency)
             log.info("webhooks.delivered", notification_id=str(due.id), status=code)
             return
         retry_in = self.policy.retry_in(due.round_attempts + 1)
+        # Counted as soon as known, so the count never trails what the table shows.
+        METRICS.webhook_attempts.labels("retry" if retry_in is not None else "dead").inc()
         await self.store.failed(due.id, code, error, latency, retry_in)
         log.warning(
             "webhooks.attempt_failed",

@@ -1,5 +1,6 @@
 """GET /health: can this process reach its database and its broker, and is the pipeline
-moving: does every role that pending work waits on have a live process?
+moving: does every role that pending work waits on have a live process, and is it making
+progress (not stuck: see `api.pipeline_state.quiet_for`)?
 
 Load balancers and the e2e tests poll it, so it answers quickly and never fails itself:
 every probe has a short timeout and any error becomes `ok: false` with a 503. `roles` tells,
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -22,7 +23,7 @@ from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
-from api.pipeline_state import needed_roles
+from api.pipeline_state import needed_work, quiet_for
 from infra.logging import redact_text
 from infra.postgres.heartbeats import ROLES, role_states
 from projections.poisoned import count_unresolved
@@ -51,6 +52,11 @@ class RoleReport(BaseModel):
     needed_for: str | None = Field(
         description="The pending work waiting on this role, if any (null: nothing now)."
     )
+    stuck: bool = Field(
+        default=False,
+        description="Live, but none of its processes made progress while work waited on it "
+        "for `STRATEGIES_STUCK_AFTER_S` (the report is then degraded).",
+    )
     poisoned_events: int | None = Field(
         default=None,
         description="`projections` only: events the read models could not apply and passed "
@@ -71,7 +77,8 @@ class HealthReport(BaseModel):
     "/health",
     summary="Database and broker reachability, pipeline roles alive",
     description="`degraded` (503) when the database or the broker is unreachable, or when "
-    "pending work waits on a role that no live process runs (the `pipeline` check names it).",
+    "pending work waits on a role that no live process runs, or whose processes have made no "
+    "progress for `STRATEGIES_STUCK_AFTER_S` while it waited (the `pipeline` check names it).",
     responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": HealthReport}},
 )
 async def health(request: Request, response: Response) -> HealthReport:
@@ -91,26 +98,42 @@ async def health(request: Request, response: Response) -> HealthReport:
 
 
 class RoleMissingError(Exception):
-    """Raised when pending work waits on roles that no live process runs."""
+    """Raised when pending work waits on roles that no live process runs, or whose
+    processes have made no progress for `STRATEGIES_STUCK_AFTER_S`."""
 
 
 async def _pipeline(state: Any, report: dict[str, RoleReport]) -> None:
-    """Fill `report` per role; fails naming every needed role without a live process."""
-    needed = await needed_roles(state.db_pool, state.engine, state.settings.topic_prefix)
+    """Fill `report` per role; fails naming every needed role without a live process and
+    every one stuck (live, but no progress while work waited on it)."""
+    needed = await needed_work(state.db_pool, state.engine, state.settings.topic_prefix)
     seen = await role_states(state.db_pool)
     poisoned_events = await count_unresolved(state.db_pool)
+    now = datetime.now(UTC)
+    stuck: list[str] = []
     for role in ROLES:
         role_state = seen.get(role)
+        need = needed.get(role)
+        quiet = None if need is None else quiet_for(need, role_state, now, _stuck_after(state))
+        if quiet is not None:
+            stuck.append(f"{role} is stuck ({need.why if need else ''}; no progress for {quiet} s)")
         report[role] = RoleReport(
             live_processes=role_state.live_processes if role_state else 0,
             last_seen=role_state.last_seen if role_state else None,
             last_progress=role_state.last_progress if role_state else None,
-            needed_for=needed.get(role),
+            needed_for=need.why if need else None,
             poisoned_events=poisoned_events if role == "projections" else None,
+            stuck=quiet is not None,
         )
-    missing = [f"{role} ({why})" for role, why in needed.items() if not report[role].live_processes]
-    if missing:
-        raise RoleMissingError("no live process runs " + "; ".join(missing))
+    missing = [
+        f"{role} ({need.why})" for role, need in needed.items() if not report[role].live_processes
+    ]
+    problems = (["no live process runs " + "; ".join(missing)] if missing else []) + stuck
+    if problems:
+        raise RoleMissingError("; ".join(problems))
+
+
+def _stuck_after(state: Any) -> float:
+    return float(state.settings.stuck_after_s)
 
 
 async def _select_one(pool: asyncpg.Pool) -> None:

@@ -30,10 +30,12 @@ from domain.errors import DomainError
 from domain.failures import STAGE_TASKS, Verdict, classify
 from domain.requests import Limits
 from domain.venue import QuoteProvider
+from infra.bootstrap.gauges import GaugeSources, PoolFigures, asyncpg_figures
 from infra.bootstrap.gauges import keep_fresh as gauges_kept_fresh
 from infra.bootstrap.operator_view import OperatorDashboard
 from infra.bootstrap.projector import ProjectorProcess, follower_for
 from infra.bus import Bus, Delivery, Handler
+from infra.bus.kafka_lag import consumer_lags
 from infra.bus.topic_names import Topics, relay_position_name
 from infra.cpu_meter import CPU, stage_of
 from infra.eventstore.notification_log import ApplicationNotificationLog
@@ -165,6 +167,8 @@ class Engine:
         self.embedded_projections = projections or settings.embedded_projections
         self.projector: ProjectorProcess | None = None
         self.follower: LogFollower | None = None
+        #: This process's database pools, for the metrics (`watch_pool` adds others).
+        self.pools: dict[str, PoolFigures] = {}
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a synchronous domain call in a thread, again if a concurrent writer won.
@@ -233,20 +237,33 @@ class Engine:
             self._tasks.append(asyncio.create_task(self._relay(), name="relay"))
         if "scheduler" in self.roles:
             self._tasks.append(asyncio.create_task(self._schedule(), name="scheduler"))
-        gauges = gauges_kept_fresh(
-            self.stop_event,
-            self.pool,
-            ApplicationNotificationLog(self.trading),
-            self.call,
-            relay_position_name(self.topics),
-        )
-        self._tasks.append(asyncio.create_task(gauges, name="metrics"))
+        self._tasks.append(asyncio.create_task(self._gauges(), name="metrics"))
         log.info(
             "engine.started",
             roles=sorted(self.roles),
             kafka=bool(self.settings.kafka.bootstrap_servers),
         )
         return self
+
+    def watch_pool(self, name: str, pool: asyncpg.Pool) -> None:
+        """Count `pool`'s connections in the metrics too (the API's own pool, say)."""
+        self.pools[name] = asyncpg_figures(pool)
+
+    async def _gauges(self) -> None:
+        self.pools["engine"] = asyncpg_figures(self.pool)
+        self.pools["event_store"] = self.trading.pool_connections
+        group_consumers = getattr(self.bus, "group_consumers", None)
+        sources = GaugeSources(
+            self.pool,
+            self.trading,
+            self.call,
+            relay_position_name(self.topics),
+            consumer_lags=(
+                None if group_consumers is None else lambda: consumer_lags(group_consumers())
+            ),
+            pools=self.pools,
+        )
+        await gauges_kept_fresh(self.stop_event, sources)
 
     async def _follow_log(self, recorder: WebhookRecorder) -> None:
         """Embedded mode's read models: a child process following the log, or a task here."""

@@ -24,6 +24,9 @@ def create_app(
     role must run here, since the bus is in-process; with Kafka the API usually runs none."""
 
     async def start() -> Pipeline:
-        return await Engine(settings, database_url, roles).start()
+        engine = await Engine(settings, database_url, roles).start()
+        engine.watch_pool("api", app.state.db_pool)  # the lifespan made it before the engine
+        return engine
 
-    return build_app(settings, database_url, start_pipeline=start if run_engine else None)
+    app = build_app(settings, database_url, start_pipeline=start if run_engine else None)
+    return app

@@ -233,6 +233,12 @@ class KafkaBus:
             if not self.assigned_partitions(topic, group)
         ]
 
+    def group_consumers(self) -> list[tuple[str, Any]]:
+        """(group, aiokafka consumer) of each subscription started here: what the consumer
+        lag metric asks (`infra.bus.kafka_lag`)."""
+        found = [(group, c.consumer()) for (_, group), c in sorted(self._groups.items())]
+        return [(group, consumer) for group, consumer in found if consumer is not None]
+
     def assigned_partitions(self, topic: str, group: str) -> frozenset[int]:
         """The partitions of `topic` this process holds in `group` now (none mid-rebalance)."""
         consumer = self._groups[topic, group].consumer()

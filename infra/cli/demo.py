@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from infra.bootstrap.engine import Engine
+from infra.bootstrap.probes_server import serve_probes
 from infra.bus.memory import InProcessBus
 from infra.cli.tables import print_whole
 from infra.devservices.database import database_url
@@ -35,7 +36,8 @@ def demo(
 
     By default everything runs here on the embedded PostgreSQL and the in-process bus; with
     --kafka the stages go through the configured Kafka broker (start one with
-    `strategies kafka start`).
+    `strategies kafka start`). With STRATEGIES_METRICS_PORT set, /metrics and the probes
+    answer there while it runs.
     """
     settings: Settings = ctx.obj
     if kafka and not settings.kafka.bootstrap_servers:
@@ -62,5 +64,16 @@ async def _run(
 ) -> None:
     bus = None if kafka else InProcessBus()
     async with Engine(settings, url, ["all"], bus=bus, chunk_size=chunk_size) as engine:
-        reports = await run_demo(engine, traders, console)
+        # As a worker does: /metrics and the probes on STRATEGIES_METRICS_PORT, when set,
+        # so Prometheus (or a test) can watch the story run.
+        probes = None
+        if settings.metrics_port is not None:
+            probes = await serve_probes(
+                settings.metrics_host, settings.metrics_port, engine.readiness
+            )
+        try:
+            reports = await run_demo(engine, traders, console)
+        finally:
+            if probes is not None:
+                probes.close()
     print_whole(console, summary_table(reports))

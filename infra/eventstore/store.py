@@ -240,6 +240,12 @@ class PostgresTrading(Trading):
         if create_tables:
             self.create_tables()
 
+    def pool_connections(self) -> tuple[int, int]:
+        """(in use, idle) connections of the event store's pool, for the metrics."""
+        stats = self._events_recorder.datastore.pool.get_stats()
+        idle = stats.get("pool_available", 0)
+        return stats.get("pool_size", 0) - idle, idle
+
     # -- schema -------------------------------------------------------------------------
     def create_tables(self) -> None:
         """Create the events and snapshots tables if missing; safe to race from many processes.

@@ -86,6 +86,8 @@ class RoleState:
     live_processes: int
     last_seen: datetime
     last_progress: datetime | None
+    #: When the newest of its live processes started (None: none live).
+    last_started: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -184,14 +186,17 @@ async def role_states(pool: asyncpg.Pool) -> dict[str, RoleState]:
     try:
         records = await pool.fetch(
             f"""SELECT role, count(*) FILTER (WHERE {_LIVE}) AS live,
-                       max(last_seen) AS last_seen, max(last_progress) AS last_progress
+                       max(last_seen) AS last_seen, max(last_progress) AS last_progress,
+                       max(started_at) FILTER (WHERE {_LIVE}) AS last_started
                 FROM role_heartbeats GROUP BY role""",
             LIVE_WITHIN_S,
         )
     except asyncpg.UndefinedTableError:
         return {}
     return {
-        r["role"]: RoleState(r["role"], r["live"], r["last_seen"], r["last_progress"])
+        r["role"]: RoleState(
+            r["role"], r["live"], r["last_seen"], r["last_progress"], r["last_started"]
+        )
         for r in records
     }
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from infra.devservices.ports import free_port
 from infra.tools.demo_story import Cast, story
-from tests.cli import run_cli
+from tests.cli import run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -18,9 +24,17 @@ def test_the_demo_runs_the_whole_story_and_prints_a_table(tmp_path: Path) -> Non
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
     }
     env["STRATEGIES_DATA_DIR"] = str(tmp_path)
-    done = run_cli(env, "demo", "--traders", "1200", "--chunk-size", "100", timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
+    env["STRATEGIES_METRICS_PORT"] = str(port := free_port())
+    demo = start_cli(env, tmp_path / "demo", "demo", "--traders", "1200", "--chunk-size", "100")
+    try:
+        # scraped while the story runs: the stage histograms move between two scrapes
+        counts = _stage_counts_while_running(demo, port)
+        assert demo.wait(timeout=600) == 0, (tmp_path / "demo.err").read_text()[-3000:]
+    finally:
+        demo.kill()
+        demo.wait()
+    assert any(later > earlier for earlier, later in itertools.pairwise(counts)), counts
+    out = (tmp_path / "demo.out").read_text()
     for expected in ("enrollment", "top_up", "rebalance", "partial_sell", "liquidation"):
         assert expected in out
     assert "rebalance (policy)" in out  # the policy's run after the promotion and the move
@@ -35,6 +49,26 @@ def test_the_demo_runs_the_whole_story_and_prints_a_table(tmp_path: Path) -> Non
     for audit in (["audit", "replay"], ["audit", "verify"]):
         checked = run_cli(env, *audit, timeout=300)
         assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+
+
+def _stage_counts_while_running(demo: subprocess.Popen[str], port: int) -> list[float]:
+    """`strategies_stage_call_duration_seconds_count` summed over every stage and call, at
+    each scrape of the demo's /metrics until it exits."""
+    counts: list[float] = []
+    deadline = time.monotonic() + 600
+    while demo.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as got:
+                text = got.read().decode()
+        except OSError:  # not listening yet, or gone
+            time.sleep(0.1)
+            continue
+        series = re.findall(
+            r"^strategies_stage_call_duration_seconds_count\{.*\} (\S+)$", text, re.M
+        )
+        counts.append(sum(float(value) for value in series))
+        time.sleep(0.2)
+    return counts
 
 
 def test_the_story_excludes_a_few_and_funds_everyone() -> None:

@@ -6,21 +6,20 @@ and reports every role alive (with its last progress) once workers run it."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
-import uuid
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from domain.statuses import OperationType
 from infra.bootstrap.engine import Engine
 from infra.bootstrap.http import create_app
 from infra.postgres import heartbeats
-from infra.settings import Settings
-from tests.integration.pipeline.harness import BLUE_CHIP, wait_terminal
+from tests.integration.pipeline.harness import (
+    engine_settings,
+    request_enrollment,
+    wait_terminal,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 PLATFORM = "HEALTH01"
+CODES = ["H1", "H2", "H3"]
 STAGES = ["credit-check", "pricing", "execution"]
 
 
@@ -50,14 +50,7 @@ async def test_health_names_the_missing_role_then_reports_workers_alive(
     fresh_database_url: str, kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(heartbeats, "INTERVAL_S", 0.5)  # progress shows within a second
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=fresh_database_url,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        topic_prefix=f"health-{uuid.uuid4().hex[:8]}",
-        master_key=base64.b64encode(bytes(range(32))).decode(),
-        chunk_size=2,
-    )
+    settings = engine_settings(fresh_database_url, kafka_bootstrap, tmp_path, "health")
     app = create_app(settings, fresh_database_url, roles=())  # an API process: no consumers
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -65,7 +58,7 @@ async def test_health_names_the_missing_role_then_reports_workers_alive(
             code, fresh = await report(http)
             assert all(r["live_processes"] == 0 for r in fresh["roles"].values())
             engine: Engine = app.state.engine
-            operation_id = await _enrollment(engine)
+            operation_id = await request_enrollment(engine, PLATFORM, CODES)
             code, body = await report(http)
             assert (code, body["status"]) == (503, "degraded")
             assert "no live process runs relay" in body["checks"]["pipeline"]["error"]
@@ -105,23 +98,39 @@ async def test_health_names_the_missing_role_then_reports_workers_alive(
             assert all(r["live_processes"] == 0 for r in after["roles"].values())
 
 
-async def _enrollment(engine: Engine) -> uuid.UUID:
-    trading = engine.trading
-    await engine.call(trading.register_participants, PLATFORM, ["H1", "H2", "H3"])
-    await engine.call(trading.deposit_float, PLATFORM, "USD", Decimal("10000.00"), "IT")
-    strategy, _ = await engine.call(
-        trading.create_strategy, PLATFORM, uuid.uuid4(), {"quoted_currency": "USD"}
+async def test_health_calls_a_live_role_stuck_when_work_waits_and_it_makes_no_progress(
+    fresh_database_url: str, kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that runs credit-check but handles nothing (a hung consumer, say) keeps its
+    heartbeat alive: /health used to say ok while the Operation waited for ever."""
+    monkeypatch.setattr(heartbeats, "INTERVAL_S", 0.5)
+    settings = engine_settings(
+        fresh_database_url, kafka_bootstrap, tmp_path, "stuck", stuck_after_s=2
     )
-    body = {
-        "allocations": BLUE_CHIP,
-        "participants": [{"participant_code": c, "amount": "100.00"} for c in ("H1", "H2", "H3")],
-    }
-    operation, _ = await engine.call(
-        trading.request_operation,
-        PLATFORM,
-        strategy.id,
-        uuid.uuid4(),
-        OperationType.ENROLLMENT,
-        body,
-    )
-    return operation.id
+    app = create_app(settings, fresh_database_url, roles=())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            engine: Engine = app.state.engine
+            hung = heartbeats.Heartbeat(engine.pool, ["credit-check"])
+            await hung.start()
+            try:
+                async with Engine(settings, fresh_database_url, ["relay", "projections"]):
+                    operation_id = await request_enrollment(engine, PLATFORM, CODES)
+                    stuck = await until(http, lambda code, _: code == 503, timeout=30)
+                    error = stuck["checks"]["pipeline"]["error"]
+                    assert "credit-check is stuck (an Operation is validating" in error, error
+                    assert "no live process" not in error  # it is live, and says so
+                    role = stuck["roles"]["credit-check"]
+                    assert role["stuck"] and role["live_processes"] == 1
+                    assert not any(
+                        r["stuck"] for n, r in stuck["roles"].items() if n != "credit-check"
+                    )
+
+                    # a credit-check that works moves it on: no longer stuck
+                    async with Engine(settings, fresh_database_url, STAGES):
+                        await wait_terminal(engine.trading, operation_id)
+                        healthy = await until(http, lambda code, _: code == 200)
+                        assert not healthy["roles"]["credit-check"]["stuck"]
+            finally:
+                await hung.stop()

@@ -87,6 +87,9 @@ async def test_stage_histograms_and_http_counters_move_while_an_operation_runs(
 
 
 async def test_the_read_side_gauges_follow_the_read_models(world: World) -> None:
+    funded = sample(await scrape(world), "strategies_float_available", platform=PLATFORM)
+    delivered = "strategies_webhook_attempts_total"
+    sent = sample(await scrape(world), delivered, outcome="delivered")
     strategy = await world.strategy()
     people = [{"participant_code": c, "amount": "50.00"} for c in CODES]
     operation = await world.request(
@@ -103,6 +106,27 @@ async def test_the_read_side_gauges_follow_the_read_models(world: World) -> None
         await asyncio.sleep(0.5)
     assert "strategies_relay_lag_events" in text
     assert "strategies_webhook_deliveries" in text
+    # nothing running: no chunk waits at either stage
+    assert sample(text, "strategies_chunks_in_flight", stage="check") == 0
+    assert sample(text, "strategies_chunks_in_flight", stage="settle") == 0
+    # the float the test funded, less what the enrollments spent (a figure may be one
+    # refresh behind: the spend shows by the next one)
+    while sample(text, "strategies_float_available", platform=PLATFORM, currency="USD") in (
+        0,
+        funded,
+    ):
+        assert time.monotonic() < deadline, text[-3000:]
+        await asyncio.sleep(0.5)
+        text = await scrape(world)
+    left = sample(text, "strategies_float_available", platform=PLATFORM, currency="USD")
+    assert 0 < left <= 1_000_000 - 150
+    # the webhook receiver the world subscribed got the Operation's notifications
+    assert sample(text, delivered, outcome="delivered") > sent
+    # every pool of the process: the API's, the engine's and the event store's
+    for pool in ("api", "engine", "event_store"):
+        in_use = sample(text, "strategies_db_pool_connections", pool=pool, state="in_use")
+        idle = sample(text, "strategies_db_pool_connections", pool=pool, state="idle")
+        assert in_use + idle >= 1, pool
 
 
 async def test_liveness_and_readiness(world: World) -> None:

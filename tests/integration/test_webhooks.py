@@ -31,6 +31,7 @@ from domain.statuses import OperationStatus, OperationType
 from domain.webhook_url import IPAddress
 from infra.bootstrap.engine import Engine
 from infra.bus.memory import InProcessBus
+from infra.metrics import METRICS
 from infra.postgres import platforms
 from infra.postgres.heartbeats import ROLES
 from infra.postgres.platforms import create_platform
@@ -211,11 +212,23 @@ async def test_notifications_arrive_signed_with_the_spec_payloads_even_through_f
     )
 
 
+def attempts_counted() -> Counter[str]:
+    """The webhook attempts this process counted so far, by outcome."""
+    sample = METRICS.registry.get_sample_value
+    return Counter(
+        {
+            outcome: int(sample("strategies_webhook_attempts_total", {"outcome": outcome}) or 0)
+            for outcome in ("delivered", "retry", "dead")
+        }
+    )
+
+
 async def test_a_dead_receiver_ends_in_dead_letters_that_redeliver_sends_once_it_recovers(
     fresh_database_url: str,
 ) -> None:
     with serving(Receiver(hang=True)) as dead, serving(Receiver()) as healthy:
         async with rig(fresh_database_url) as r:
+            before = attempts_counted()
             stuck = await subscribe(r.api, dead.url, (OPERATION_CHANGED,))
             fine = await subscribe(r.api, healthy.url, (OPERATION_CHANGED,))
             _, operation_id = await enroll(r.engine, CODES)
@@ -236,6 +249,9 @@ async def test_a_dead_receiver_ends_in_dead_letters_that_redeliver_sends_once_it
             dead_letters = (await r.api.get(log_url, params={"status": "dead"})).json()["message"]
             assert all(d["attempts"] == 8 and d["last_error"] for d in dead_letters)
             assert not dead.ok()
+            counted = attempts_counted() - before
+            assert counted["dead"] == expected and counted["retry"] == 7 * expected
+            assert counted["delivered"] >= expected  # the healthy subscription's
 
             dead.hang = False  # the receiver recovers; the platform asks for a redelivery
             for letter in dead_letters:
@@ -249,6 +265,7 @@ async def test_a_dead_receiver_ends_in_dead_letters_that_redeliver_sends_once_it
                 return len(found["message"]) == expected
 
             await eventually(all_redelivered)
+            assert (attempts_counted() - before)["delivered"] >= 2 * expected
             again = await r.api.post(f"{log_url}/{dead_letters[0]['id']}/redeliver")
             assert again.status_code == 409
             missing = await r.api.post(f"{log_url}/{uuid4()}/redeliver")

@@ -4,6 +4,7 @@ speaks the command topics, and checks of what the domain's maths says should hav
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import sys
 import time
@@ -11,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -19,6 +21,7 @@ import structlog
 from domain import ids
 from domain.operation import Operation
 from domain.services import Trading
+from domain.statuses import OperationType
 from domain.trader import Trader
 from infra.bus import Delivery, Record
 from infra.bus.kafka import KafkaBus
@@ -41,6 +44,41 @@ def pipeline_settings(database_url: str, bootstrap: str, prefix: str | None = No
         topic_prefix=prefix or f"it-{uuid4().hex[:12]}",
         chunk_size=50,
     )
+
+
+def engine_settings(
+    database_url: str, bootstrap: str, data_dir: Path, prefix: str, **extra: Any
+) -> Settings:
+    """Settings of a test's engines on Kafka: a data folder and topics of its own, a master
+    key (webhooks), chunks of 2 Traders; `extra` adds or overrides fields."""
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=f"{prefix}-{uuid4().hex[:8]}",
+        master_key=base64.b64encode(bytes(range(32))).decode(),
+        **({"chunk_size": 2} | extra),
+    )
+
+
+async def request_enrollment(engine: Any, platform: str, codes: list[str]) -> UUID:
+    """Fund `platform` with 10,000.00 USD, then enroll `codes` at 100.00 each in a new
+    Strategy, straight through the engine's domain calls: the Operation's id."""
+    trading = engine.trading
+    await engine.call(trading.register_participants, platform, codes)
+    await engine.call(trading.deposit_float, platform, "USD", Decimal("10000.00"), "IT")
+    strategy, _ = await engine.call(
+        trading.create_strategy, platform, uuid4(), {"quoted_currency": "USD"}
+    )
+    body = {
+        "allocations": BLUE_CHIP,
+        "participants": [{"participant_code": c, "amount": "100.00"} for c in codes],
+    }
+    operation, _ = await engine.call(
+        trading.request_operation, platform, strategy.id, uuid4(), OperationType.ENROLLMENT, body
+    )
+    operation_id: UUID = operation.id
+    return operation_id
 
 
 async def wait_terminal(trading: Trading, operation_id: UUID, timeout: float = 90) -> Operation:

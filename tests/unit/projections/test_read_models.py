@@ -114,6 +114,21 @@ def test_an_operation_row_follows_its_status_counts_and_prices(
     assert projected[told.failed_top_up.id].status_reason == "pricing_failed"
 
 
+def test_an_operation_row_counts_its_chunks_through_each_stage(
+    told: Story, history: list[DomainEventMessage]
+) -> None:
+    projected = rows_of(fold(history), OPERATIONS.name)
+    for operation in (told.enrollment, told.top_up, told.failed_enrollment, told.failed_top_up):
+        row: OperationRow = projected[operation.id]
+        stages = list(operation.chunks.values())
+        assert row.chunk_count == operation.chunk_count == len(stages)
+        # a chunk released after a failure was checked first, and never settled
+        assert row.chunks_checked == len(stages) - stages.count("planned")
+        assert row.chunks_settled == stages.count("settled")
+    settled = projected[told.enrollment.id]
+    assert settled.chunks_checked == settled.chunks_settled == settled.chunk_count
+
+
 def test_approved_executions_settle_with_filled_instructions(
     told: Story, history: list[DomainEventMessage]
 ) -> None:
