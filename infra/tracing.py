@@ -139,27 +139,34 @@ def handling(
 @contextmanager
 def serving_http(headers: Mapping[str, str], method: str) -> Iterator[Span]:
     """One HTTP request's server span, child of the caller's `traceparent` if it sent one;
-    `described` names it once the route is known."""
+    `described` names it once the route is known. When the framework made one already
+    (FastAPI does from 0.165 on, once a provider is installed, with spans of its own for
+    the dependencies, the endpoint and the serialisation under it), that one: a request
+    is one server span."""
+    correlation = {CORRELATION_ATTRIBUTE: current_correlation_id() or ""}
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.set_attributes(correlation)  # now: it ends as the response's last byte goes
+        yield current
+        return
     with _tracer.start_as_current_span(
         method,
         context=_parent(headers),
         kind=SpanKind.SERVER,
-        attributes={"http.request.method": method},
+        attributes={"http.request.method": method, **correlation},
     ) as span:
         yield span
 
 
 def described(span: Span, method: str, route: str, status: int) -> None:
     """Name the request's span by its route's template (never the raw path: ids), as the
-    OpenTelemetry conventions do, with the status and the correlation id."""
+    OpenTelemetry conventions do, with the status (nothing on a span that has ended: the
+    framework's own, which it named itself)."""
     if not span.is_recording():
         return
     span.update_name(f"{method} {route}")
     span.set_attribute("http.route", route)
     span.set_attribute("http.response.status_code", status)
-    correlation_id = current_correlation_id()
-    if correlation_id is not None:
-        span.set_attribute(CORRELATION_ATTRIBUTE, correlation_id)
     if status >= 500:
         span.set_status(Status(StatusCode.ERROR))
 
