@@ -34,7 +34,8 @@ CORRELATION_ID = "correlation_id"
 REDACTED = "***"
 # Accepted as a correlation id as is (X-Request-ID, a record's header); anything else (too
 # long, odd bytes) gets a fresh one, so that a sender cannot inject text into our logs.
-_ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+CORRELATION_ID_PATTERN = r"[A-Za-z0-9._:@/+=-]{1,128}"
+_ACCEPTABLE_ID = re.compile(CORRELATION_ID_PATTERN)
 
 # Libraries that configure their own handlers; we take their records over instead.
 _ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "aiokafka", "eventsourcing")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +17,7 @@ import pytest
 from infra.postgres.platforms import Credentials
 from tests.cli import run_cli
 from tests.e2e.client import SignedClient
-from tests.integration.processes import api_and_workers, ready_platform
+from tests.integration.processes import api_and_workers, pipeline_env, ready_platform
 
 pytestmark = pytest.mark.e2e
 PLATFORM = "E2E01"
@@ -54,16 +52,7 @@ def services(
     asyncio.run(create_database(postgres_url, database))
     url = postgres_url.rsplit("/", 1)[0] + f"/{database}"
     logs = tmp_path_factory.mktemp("e2e")
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "STRATEGIES_TOPIC_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
-        "STRATEGIES_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "STRATEGIES_ADMIN_TOKEN": "admin-" + secrets.token_hex(8),
-        "STRATEGIES_CHUNK_SIZE": "3",
-        "STRATEGIES_LOG_FORMAT": "json",
-    }
+    env = pipeline_env(url, kafka_bootstrap, "e2e")
     with api_and_workers(env, logs) as base:
         yield base, env
 

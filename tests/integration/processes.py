@@ -3,10 +3,14 @@ separate processes on real Kafka and PostgreSQL, with their logs in files."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
+import secrets
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -17,6 +21,22 @@ from infra.postgres.platforms import Credentials
 from tests.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def pipeline_env(database_url: str, bootstrap: str, prefix: str) -> dict[str, str]:
+    """This process's environment for a pipeline on its own database and topics (named
+    `prefix-...`): a master key and an admin token of its own, chunks of three Traders,
+    JSON log lines."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "STRATEGIES_TOPIC_PREFIX": f"{prefix}-{uuid.uuid4().hex[:8]}",
+        "STRATEGIES_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "STRATEGIES_ADMIN_TOKEN": "admin-" + secrets.token_hex(8),
+        "STRATEGIES_CHUNK_SIZE": "3",
+        "STRATEGIES_LOG_FORMAT": "json",
+    }
 
 
 @contextlib.contextmanager

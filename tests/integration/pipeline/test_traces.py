@@ -7,12 +7,7 @@ request's correlation id."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
-import logging
-import os
-import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,15 +24,14 @@ from infra import tracing
 from infra.bus import Record
 from infra.bus.kafka import KafkaBus
 from infra.bus.topic_names import PLATFORM_HEADER, Topics
-from infra.logging import configure_logging
 from infra.postgres.platforms import Credentials
-from infra.settings import LogFormat, Settings
 from tests.e2e.client import SignedClient
 from tests.fixtures.postgres import scratch_database
 from tests.integration.http_world import http_world
 from tests.integration.otlp_receiver import Collector, ReceivedSpan, collecting
 from tests.integration.pipeline.harness import BLUE_CHIP
-from tests.integration.processes import api_and_workers, ready_platform
+from tests.integration.processes import api_and_workers, pipeline_env, ready_platform
+from tests.log_capture import json_log_lines
 
 pytestmark = pytest.mark.integration
 
@@ -60,19 +54,10 @@ def traced_pipeline(
         collecting() as collector,
         scratch_database(postgres_url, "traces") as url,
     ):
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "STRATEGIES_TOPIC_PREFIX": f"traces-{uuid.uuid4().hex[:8]}",
-            "STRATEGIES_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-            "STRATEGIES_ADMIN_TOKEN": "admin-" + secrets.token_hex(8),
-            "STRATEGIES_CHUNK_SIZE": "3",
-            "STRATEGIES_LOG_FORMAT": "json",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
-            "OTEL_BSP_SCHEDULE_DELAY": "200",  # the SDK's own variable: export soon
-        }
+        env = pipeline_env(url, kafka_bootstrap, "traces")
         env.pop("OTEL_SERVICE_NAME", None)
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.url
+        env["OTEL_BSP_SCHEDULE_DELAY"] = "200"  # the SDK's own variable: export soon
         with api_and_workers(env, logs) as base:
             yield collector, logs, base, env
 
@@ -239,12 +224,8 @@ async def test_embedded_mode_makes_the_same_trace_over_its_in_process_bus(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("tests"))
-    lines = io.StringIO()
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    configure_logging(Settings(log_format=LogFormat.JSON), stream=lines, force=True)
     try:
-        with scratch_database(postgres_url, "traces") as url:
+        with json_log_lines() as lines, scratch_database(postgres_url, "traces") as url:
             async with http_world(url, tmp_path, "TRACES2", CODES) as world:
                 strategy = await world.strategy()
                 people = [{"participant_code": code, "amount": "20.00"} for code in CODES]
@@ -258,7 +239,6 @@ async def test_embedded_mode_makes_the_same_trace_over_its_in_process_bus(
                 operation = answer.json()
                 assert (await world.finished(operation))["status"] == "settled"
     finally:
-        root.handlers[:], root.level = saved[0], saved[1]
         provider.shutdown()
     spans = exporter.get_finished_spans()
     (request,) = [

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 
 import pytest
@@ -16,8 +15,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from infra import tracing
-from infra.logging import configure_logging, current_correlation_id, get_logger
-from infra.settings import LogFormat, Settings
+from infra.logging import current_correlation_id, get_logger
+from infra.settings import Settings
 from infra.tracing import (
     CORRELATION_HEADER,
     TRACEPARENT_HEADER,
@@ -27,6 +26,7 @@ from infra.tracing import (
     serving_http,
     trace_headers,
 )
+from tests.log_capture import json_log_lines
 
 UPSTREAM_TRACE = "0af7651916cd43dd8448eb211c80319c"
 UPSTREAM = f"00-{UPSTREAM_TRACE}-b7ad6b7169203331-01"
@@ -45,13 +45,8 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
 
 @pytest.fixture
 def lines() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    buffer = io.StringIO()
-    configure_logging(Settings(log_format=LogFormat.JSON), stream=buffer, force=True)
-    yield buffer
-    root.handlers[:] = saved_handlers
-    root.setLevel(saved_level)
+    with json_log_lines() as buffer:
+        yield buffer
 
 
 def finished(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
