@@ -7,7 +7,6 @@ globals, so tests and the CLI assemble it the same way.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -37,9 +36,10 @@ from api.routes import (
     traders,
     webhooks,
 )
-from infra.logging import bind_correlation_id, get_logger
+from infra.logging import acceptable_correlation_id, bind_correlation_id, get_logger
 from infra.metrics import METRICS
 from infra.postgres.secrets_box import secret_box_for
+from infra.tracing import described, serving_http
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,9 +53,6 @@ DESCRIPTION = (
     "Managed multi-asset baskets for platform users: define a Strategy, enroll participants, "
     "and run enroll, top-up, partial-sell, rebalance and liquidate Operations on them."
 )
-# Accepted as a correlation id as is; anything else (too long, odd bytes) gets a fresh one
-# so that a client cannot inject text into our logs.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
 def _version() -> str:
@@ -157,7 +154,8 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class CorrelationIdMiddleware:
-    """One correlation id per request, on every log line and in `X-Correlation-ID`.
+    """One correlation id per request, on every log line and in `X-Correlation-ID`, and
+    one server span (`infra.tracing`), current while the route runs.
 
     Plain ASGI rather than BaseHTTPMiddleware: no body buffering, and the contextvars bound
     here are the ones the endpoint runs with.
@@ -170,10 +168,11 @@ class CorrelationIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        requested = Headers(scope=scope).get("x-request-id", "")
-        correlation_id = requested if _REQUEST_ID.fullmatch(requested) else None
+        headers = Headers(scope=scope)
+        correlation_id = acceptable_correlation_id(headers.get("x-request-id"))
         status_code = 500  # what the client gets if the app raises before answering
         started = time.perf_counter()
+        method = scope["method"] if scope["method"] in _METHODS else "other"
 
         async def send_with_id(message: Message) -> None:
             nonlocal status_code
@@ -182,7 +181,7 @@ class CorrelationIdMiddleware:
                 MutableHeaders(scope=message).append("X-Correlation-ID", bound_id)
             await send(message)
 
-        with bind_correlation_id(correlation_id) as bound_id:
+        with bind_correlation_id(correlation_id) as bound_id, serving_http(headers, method) as span:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
@@ -197,6 +196,6 @@ class CorrelationIdMiddleware:
                 # By the route's template (the router put it in the scope), never the raw
                 # path: ids in paths would make a series per resource.
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
-                method = scope["method"] if scope["method"] in _METHODS else "other"
+                described(span, method, route, status_code)
                 METRICS.http_requests.labels(route, method, str(status_code)).inc()
                 METRICS.http_duration.labels(route, method).observe(elapsed)

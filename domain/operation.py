@@ -65,7 +65,12 @@ class Operation(Aggregate):
         request_hash: str,
         participant_count: int,
         chunk_count: int,
+        correlation_id: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
+        """`correlation_id` and `traceparent` are the request's `domain.request_trace.RequestTrace`:
+        recorded on the event for the relay to pass on with every stage task, read by no
+        rule (so not kept on the aggregate); older histories have neither."""
         self.platform_id = platform_id
         self.strategy_id = strategy_id
         self.request_id = request_id

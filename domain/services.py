@@ -57,6 +57,7 @@ from domain.policy_run import RunSelection, TraderState, price_evidence, select_
 from domain.preview import CheckedChunk, OperationPreview, PreviewTerms, preview_of
 from domain.reference import Catalogue, Participant
 from domain.request_key import RequestKey
+from domain.request_trace import UNTRACED, RequestTrace
 from domain.requesting import plan_operation
 from domain.requests import Limits
 from domain.roster import RosterEntry, in_scope, needs_scope, roster_changes
@@ -233,9 +234,12 @@ class Trading(OperationStages, Application[UUID]):
         return found or FloatAccount(platform_id, currency, fiat_precision(currency))
 
     # -- commands -----------------------------------------------------------------------
-    def handle(self, platform_id: str, request_id: UUID, command: Command) -> tuple[Any, bool]:
+    def handle(
+        self, platform_id: str, request_id: UUID, command: Command, trace: RequestTrace = UNTRACED
+    ) -> tuple[Any, bool]:
         """Run one command for a platform: what it made or changed (a Strategy, an Operation
-        or a Trader), and whether this call did (False on a replay of the same request)."""
+        or a Trader), and whether this call did (False on a replay of the same request).
+        `trace` is recorded on an Operation it requests, for the logs and traces only."""
         check_platform_id(platform_id)
         fingerprint = command.fingerprint()
         earlier = self._claimed(platform_id, request_id, fingerprint)
@@ -250,10 +254,11 @@ class Trading(OperationStages, Application[UUID]):
         if isinstance(command, SetPolicy):
             return self._set_policy(platform_id, request_id, command, fingerprint), True
         if isinstance(command, RunPolicy):
-            return self._run_policy(platform_id, request_id, command, fingerprint), True
+            return self._run_policy(platform_id, request_id, command, fingerprint, trace), True
         if isinstance(command, CancelOperation):
             return self._cancel(platform_id, request_id, command, fingerprint), True
-        return self._request_operation(platform_id, request_id, command, fingerprint), True
+        made = self._request_operation(platform_id, request_id, command, fingerprint, trace)
+        return made, True
 
     def create_strategy(
         self, platform_id: str, request_id: UUID, body: Mapping[str, Any]
@@ -357,7 +362,12 @@ class Trading(OperationStages, Application[UUID]):
         return strategy
 
     def _run_policy(
-        self, platform_id: str, request_id: UUID, command: RunPolicy, fingerprint: str
+        self,
+        platform_id: str,
+        request_id: UUID,
+        command: RunPolicy,
+        fingerprint: str,
+        trace: RequestTrace = UNTRACED,
     ) -> Operation | Strategy:
         """Record the period's run and, when any Trader drifted outside the band and cooled
         down, request its rebalance (to the current model, of those Traders only) in the
@@ -403,6 +413,7 @@ class Trading(OperationStages, Application[UUID]):
                 fingerprint,
                 strategy,
                 extra,
+                trace,
             )
         strategy.record_policy_run(
             command.period,
@@ -461,12 +472,17 @@ class Trading(OperationStages, Application[UUID]):
         )
 
     def _request_operation(
-        self, platform_id: str, request_id: UUID, command: OperationCommand, fingerprint: str
+        self,
+        platform_id: str,
+        request_id: UUID,
+        command: OperationCommand,
+        fingerprint: str,
+        trace: RequestTrace = UNTRACED,
     ) -> Operation:
         """Validate and record an Operation with its chunk plan (one atomic write)."""
         strategy = self.strategy(platform_id, command.strategy_id)
         operation, planned = self._plan_operation(
-            platform_id, request_id, command, fingerprint, strategy
+            platform_id, request_id, command, fingerprint, strategy, trace=trace
         )
         key = RequestKey(platform_id, request_id, command.type.value, fingerprint, operation.id)
         self.save(operation, *planned, key)
@@ -480,6 +496,7 @@ class Trading(OperationStages, Application[UUID]):
         fingerprint: str,
         strategy: Strategy,
         extra: Mapping[str, str] | None = None,
+        trace: RequestTrace = UNTRACED,
     ) -> tuple[Operation, list[OperationChunk]]:
         """An Operation with its chunk plan, not saved yet; `extra` parameters are recorded
         with the plan's (a policy run's origin).
@@ -514,6 +531,8 @@ class Trading(OperationStages, Application[UUID]):
             request_hash=fingerprint,
             participant_count=len(orders),
             chunk_count=len(chunks),
+            correlation_id=trace.correlation_id,
+            traceparent=trace.traceparent,
         )
         # The plan's order objects and the scope are not needed past this point: dropped
         # before the write, they are not held (107 MB for a million) while it encodes.

@@ -2,7 +2,8 @@
 
 Every line carries an ISO UTC timestamp, the level, the logger name and whatever is bound in
 the structlog contextvars, which is how one request or one message keeps its correlation id
-across uvicorn, our adapters and the libraries they call. Secrets are scrubbed in the shared
+across uvicorn, our adapters and the libraries they call; inside a span (`infra.tracing`),
+its `trace_id` too. Secrets are scrubbed in the shared
 chain, so no renderer can print a database password even when a library logs a DSN.
 """
 
@@ -20,6 +21,7 @@ from uuid import uuid4
 import orjson
 import structlog
 import structlog.tracebacks
+from opentelemetry import trace
 
 from infra.settings import LogFormat
 
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
 
 CORRELATION_ID = "correlation_id"
 REDACTED = "***"
+# Accepted as a correlation id as is (X-Request-ID, a record's header); anything else (too
+# long, odd bytes) gets a fresh one, so that a sender cannot inject text into our logs.
+CORRELATION_ID_PATTERN = r"[A-Za-z0-9._:@/+=-]{1,128}"
+_ACCEPTABLE_ID = re.compile(CORRELATION_ID_PATTERN)
 
 # Libraries that configure their own handlers; we take their records over instead.
 _ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "aiokafka", "eventsourcing")
@@ -83,6 +89,14 @@ def _drop_color_message(_logger: WrappedLogger, _method: str, event_dict: EventD
     return event_dict
 
 
+def _add_trace_id(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """The trace a line was logged in (`infra.tracing`), to find its spans from the line."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
+    return event_dict
+
+
 def _orjson_dumps(value: Any, **_: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
@@ -90,6 +104,7 @@ def _orjson_dumps(value: Any, **_: Any) -> str:
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
+        _add_trace_id,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
         structlog.stdlib.ExtraAdder(),
@@ -176,6 +191,11 @@ def bind_correlation_id(value: str | None = None) -> Iterator[str]:
     correlation_id = value or str(uuid4())
     with structlog.contextvars.bound_contextvars(**{CORRELATION_ID: correlation_id}):
         yield correlation_id
+
+
+def acceptable_correlation_id(value: str | None) -> str | None:
+    """`value` if it may stand as a correlation id on our log lines, else None."""
+    return value if value is not None and _ACCEPTABLE_ID.fullmatch(value) else None
 
 
 def current_correlation_id() -> str | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -154,6 +155,14 @@ class Settings(AbuseLimitSettings, BaseSettings):
     max_allocations: int = Field(
         default=Limits.max_allocations, ge=1, validation_alias="STRATEGIES_MAX_ALLOCATIONS"
     )
+    #: Traces (issue 20): exported over OTLP/HTTP to `<endpoint>/v1/traces` when set, else
+    #: none are recorded. OpenTelemetry's own names; the SDK reads its other OTEL_* variables
+    #: (headers, timeout, sampler, batching) itself.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    #: The traces' service name; unset: one per process role (`strategies-serve`, ...).
+    otel_service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
     # Development only: webhooks to http and to loopback/private addresses (domain.webhook_url).
     webhook_allow_private: bool = Field(
         default=False, validation_alias="STRATEGIES_WEBHOOK_ALLOW_PRIVATE"
@@ -198,6 +207,16 @@ class Settings(AbuseLimitSettings, BaseSettings):
                 msg = f"must be a comma-separated list of host:port ({server!r} is not)"
                 raise ValueError(msg)
         return ",".join(servers)
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL (the collector's OTLP/HTTP base)")
+        return value.strip()
 
     @field_validator("trusted_hosts")
     @classmethod

@@ -38,10 +38,12 @@ from infra.bus import Bus, Delivery, Record
 from infra.bus.messages import Command, CommandError, CommandResult, DeadLetter, ErrorDetail
 from infra.bus.topic_names import PLATFORM_HEADER, Topics
 from infra.metrics import METRICS
+from infra.tracing import current_trace, handling, trace_headers
 from infra.transient import is_transient
 from projections.previews import preview_resource
 from projections.representations import operation_resource, strategy_resource, trader_resource
 from workers.context import SyncCaller, utc_now
+from workers.traced import about
 
 if TYPE_CHECKING:
     from domain.venue import QuoteProvider
@@ -123,7 +125,9 @@ class CommandService:
         self, platform: str, request_id: UUID, command: commands.Command
     ) -> tuple[ResourceType, dict[str, Any], bool]:
         """(resource type, resource, created); a refusal raises the domain's error."""
-        made, created = await self.call(self.trading.handle, platform, request_id, command)
+        # The request's trace goes on the Operation it requests: see `infra.tracing`.
+        trace = current_trace()
+        made, created = await self.call(self.trading.handle, platform, request_id, command, trace)
         if isinstance(made, Strategy):
             return "strategy", strategy_resource(made), created
         if isinstance(made, Trader):
@@ -203,6 +207,14 @@ def _summary(error: ValidationError) -> str:
 def command_consumer(
     service: CommandService, bus: Bus, topics: Topics
 ) -> Callable[[Delivery], Awaitable[None]]:
+    async def traced(delivery: Delivery) -> None:
+        # Like X-REQUEST-ID over HTTP, the request id stands as the correlation id unless
+        # the sender's `correlation_id` header names one; its `traceparent` is honoured.
+        with handling(
+            delivery.headers, "command", fallback_id=delivery.key, attributes=about(delivery)
+        ):
+            await consume(delivery)
+
     async def consume(delivery: Delivery) -> None:
         try:
             platform, request_id, command = read_command(delivery)
@@ -213,7 +225,13 @@ def command_consumer(
             return
         try:
             result = await service.execute(platform, request_id, command)
-            await bus.publish(Record(topics.command_results, result.encode(), key=str(request_id)))
+            answer = Record(
+                topics.command_results,
+                result.encode(),
+                key=str(request_id),
+                headers=trace_headers(),
+            )
+            await bus.publish(answer)
         except Exception as error:
             attempt = delivery.redelivered + 1
             failure = classify(error, outage=is_transient)
@@ -241,7 +259,7 @@ def command_consumer(
             request_id=str(request_id),
         )
 
-    return consume
+    return traced
 
 
 def _dead_letter(delivery: Delivery, unreadable: UnreadableCommandError, topic: str) -> Record:

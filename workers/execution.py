@@ -8,6 +8,7 @@ import structlog
 
 from infra.bus import Delivery
 from infra.bus.messages import ExecutionRequested
+from infra.tracing import annotate
 from workers.blocks import place_blocks
 from workers.context import StageContext
 
@@ -16,6 +17,7 @@ log = structlog.get_logger("workers.execution")
 
 async def execute(delivery: Delivery, ctx: StageContext) -> None:
     task = ExecutionRequested.model_validate_json(delivery.value)
+    annotate("strategies.action", task.action)
     if task.action == "place_blocks":
         await place_blocks(task.operation_id, ctx)
         return

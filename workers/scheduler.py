@@ -36,6 +36,7 @@ from domain.statuses import StrategyStatus
 from domain.strategy import Strategy
 from domain.venue import QuoteProvider
 from infra.logging import get_logger
+from infra.tracing import handling
 from infra.transient import is_transient
 from workers.commands import CommandService
 
@@ -146,10 +147,14 @@ class PolicyScheduler:
         prices = await self._prices(strategy)
         command = RunPolicy(strategy.id, due.key, strategy.policy_version, prices, now)
         request_id = ids.policy_run_request_id(strategy.id, due.key)
+        # Its own trace and correlation id (the run's request id), which the rebalance it
+        # may request carries through its stages, as a request's would.
+        about = {"strategies.strategy_id": str(strategy.id), "strategies.period": due.key}
         try:
-            kind, resource, created = await self.commands.run(
-                strategy.platform_id, request_id, command
-            )
+            with handling({}, "policy-run", fallback_id=str(request_id), attributes=about):
+                kind, resource, created = await self.commands.run(
+                    strategy.platform_id, request_id, command
+                )
         except DomainError as error:
             if classify(error, outage=is_transient) is not Failure.REFUSED:
                 raise

@@ -61,6 +61,7 @@ from workers.execution import execute
 from workers.pricing_lock import lock_prices
 from workers.relay import OutboxRelay
 from workers.scheduler import PolicyScheduler
+from workers.traced import traced
 from workers.webhooks import WebhookRecorder, WebhookSender
 
 log = structlog.get_logger("infra.bootstrap.engine")
@@ -318,8 +319,10 @@ class Engine:
             role: str,
             handler: Callable[[Delivery, StageContext], Awaitable[None]],
             ctx: StageContext,
+            stage: str | None = None,
         ) -> Handler:
-            return tracked(role, guarded(lambda delivery: handler(delivery, ctx)))
+            task = guarded(lambda delivery: handler(delivery, ctx))
+            return tracked(role, traced(stage or role, task))
 
         if "credit-check" in self.roles:
             check = bind("credit-check", check_credit, bulk)
@@ -332,7 +335,7 @@ class Engine:
             self.bus.subscribe(topics.execution, topics.group("execution"), settle)
             # Its own lane: placing blocks must not queue behind chunk settlements, or the
             # locked quotes expire (seen with ten 10,000-trader enrollments at once).
-            place = bind("execution", execute, urgent)
+            place = bind("execution", execute, urgent, "blocks")
             self.bus.subscribe(topics.blocks, topics.group("blocks"), place)
         if "commands" in self.roles:
             consume = tracked("commands", command_consumer(self.commands, self.bus, topics))
@@ -355,8 +358,9 @@ class Engine:
                     self.pool, relay_position_name(self.topics), self.stop_event, lost=lost
                 ) as leading:
                     if leading:
+                        log_reader = ApplicationNotificationLog(self.trading)
                         self.relay = OutboxRelay(
-                            ApplicationNotificationLog(self.trading),
+                            log_reader,
                             self.bus,
                             self.positions,
                             name=relay_position_name(self.topics),
@@ -366,6 +370,7 @@ class Engine:
                             delivered=getattr(self.bus, "idle", None),
                             publish_events=self._events_read(),
                             on_published=lambda _: self.heartbeat.progress("relay"),
+                            traces=log_reader.first_state,
                         )
                         await self.relay.run(lost)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:

@@ -23,8 +23,30 @@ from infra.bus.messages import (
 )
 from infra.bus.outbox import TRANSACTION_HEADER
 from infra.bus.topic_names import PLATFORM_HEADER, Topics
+from infra.logging import CORRELATION_ID_PATTERN
+from infra.tracing import CORRELATION_HEADER, TRACEPARENT_HEADER
 
 _REF = "#/components/schemas/{model}"
+_TRACED = "traced"
+#: The headers of every message but a dead letter (which keeps the original record's):
+#: the Operation's trace (`infra.tracing`), optional, honoured on a command.
+_TRACE_HEADERS = {
+    "type": "object",
+    "properties": {
+        CORRELATION_HEADER: {
+            "type": "string",
+            "pattern": f"^{CORRELATION_ID_PATTERN}$",
+            "description": "The correlation id on the log lines of every process that "
+            "handles the record: the request's (X-Request-ID, a command's request id or "
+            "its sender's `correlation_id`). Optional.",
+        },
+        TRACEPARENT_HEADER: {
+            "type": "string",
+            "description": "W3C trace context of the request's span: a consumer's span is "
+            "its child, so one Operation is one trace. Optional.",
+        },
+    },
+}
 _KAFKA_BINDING = "0.5.0"
 
 
@@ -41,6 +63,8 @@ class _Channel:
     key: str
     actions: tuple[str, ...]
     headers: dict[str, str] | None = None
+    #: Whether the message carries the trace headers (`_TRACE_HEADERS`).
+    traced: bool = True
 
 
 def asyncapi_document(prefix: str, version: str) -> dict[str, Any]:
@@ -73,6 +97,7 @@ def asyncapi_document(prefix: str, version: str) -> dict[str, Any]:
             "attempt, with the reason and the original record.",
             "The original record's key.",
             ("send",),
+            traced=False,
         ),
         _Channel(
             "events",
@@ -140,7 +165,11 @@ def asyncapi_document(prefix: str, version: str) -> dict[str, Any]:
         },
         "channels": {},
         "operations": {},
-        "components": {"schemas": definitions.get("$defs", {}), "messages": {}},
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "messages": {},
+            "messageTraits": {_TRACED: {"headers": _TRACE_HEADERS}},
+        },
     }
     for channel in channels:
         message = channel.model.__name__
@@ -178,6 +207,8 @@ def _message(channel: _Channel, message: str) -> dict[str, Any]:
             }
         },
     }
+    if channel.traced:
+        found["traits"] = [{"$ref": f"#/components/messageTraits/{_TRACED}"}]
     if channel.headers:
         found["headers"] = {
             "type": "object",

@@ -22,6 +22,7 @@ from infra.bus.messages import (
     PricingRequested,
 )
 from infra.bus.topic_names import DEFAULT, Topics
+from infra.tracing import CORRELATION_HEADER, TRACEPARENT_HEADER
 
 _ENVELOPE_KEYS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 #: The header of an event record naming the transaction that wrote it: (transaction, the
@@ -80,14 +81,37 @@ def records_for(
     *,
     transaction: int = 0,
     events: bool = True,
+    trace: Mapping[str, str] | None = None,
 ) -> list[Record]:
     """The event on `strategies.events` (unless not `events`), followed by any stage task
-    it makes due."""
+    it makes due; `trace`: the headers of its Operation's trace (`infra.tracing`), on each."""
+    tasks = stage_tasks(message, topics, trace)
     if not events:
-        return stage_tasks(message, topics)
-    headers = {TRANSACTION_HEADER: str(transaction)}
+        return tasks
+    headers = {**(trace or {}), TRANSACTION_HEADER: str(transaction)}
     event = Record(topics.events, message.encode(), key=str(message.aggregate_id), headers=headers)
-    return [event, *stage_tasks(message, topics)]
+    return [event, *tasks]
+
+
+#: The event that records an Operation's trace (`domain.request_trace`): its fields, and
+#: the headers that carry them (`infra.tracing`).
+TRACED_EVENT = "Operation.Requested"
+_TRACE_FIELDS = {"correlation_id": CORRELATION_HEADER, "traceparent": TRACEPARENT_HEADER}
+
+
+def operation_of(message: DomainEventMessage) -> str | None:
+    """The Operation an event is part of: its own, or the one its data names (a chunk's
+    plan, a Trader's hold and settlement), None for the others."""
+    if message.aggregate_type == "Operation":
+        return str(message.aggregate_id)
+    named = message.data.get("operation_id")
+    return str(named) if named else None
+
+
+def recorded_trace(data: Mapping[str, Any]) -> dict[str, str]:
+    """The trace headers an Operation's `Requested` event (its data) records: none in
+    histories written before they were recorded."""
+    return {header: str(data[name]) for name, header in _TRACE_FIELDS.items() if data.get(name)}
 
 
 #: The only event types `stage_tasks` makes a task of.
@@ -118,7 +142,18 @@ def publish_order(headers: Mapping[str, str], message: DomainEventMessage) -> tu
     return int(raw), message.position
 
 
-def stage_tasks(message: DomainEventMessage, topics: Topics = DEFAULT) -> list[Record]:
+def stage_tasks(
+    message: DomainEventMessage,
+    topics: Topics = DEFAULT,
+    trace: Mapping[str, str] | None = None,
+) -> list[Record]:
+    tasks = _stage_tasks(message, topics)
+    if not trace:
+        return tasks
+    return [Record(task.topic, task.value, task.key, trace) for task in tasks]
+
+
+def _stage_tasks(message: DomainEventMessage, topics: Topics) -> list[Record]:
     data = message.data
     operation = str(message.aggregate_id)
     if message.type == "OperationChunk.Planned":

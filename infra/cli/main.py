@@ -36,6 +36,7 @@ from infra.devservices.database import database_url
 from infra.devservices.kafka.cli import app as kafka_app
 from infra.logging import configure_logging, get_logger
 from infra.settings import Settings, SettingsError, load_settings
+from infra.tracing import tracing
 
 log = get_logger("infra.cli")
 
@@ -138,7 +139,8 @@ def serve(
             host=host or settings.http.host,
             port=settings.http.port if port is None else port,
         )
-        uvicorn.Server(config).run()
+        with tracing(settings, "strategies-serve"):
+            uvicorn.Server(config).run()
 
 
 @contextmanager

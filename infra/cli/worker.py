@@ -17,6 +17,7 @@ from infra.devservices.database import database_url
 from infra.logging import get_logger
 from infra.postgres.heartbeats import ROLES
 from infra.settings import Settings
+from infra.tracing import tracing
 
 log = get_logger("infra.cli.worker")
 
@@ -55,7 +56,8 @@ def worker(
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
-    with database_url(settings) as url:
+    service = "strategies-worker-" + "-".join(roles)
+    with database_url(settings) as url, tracing(settings, service):
         asyncio.run(_run(settings, url, roles, chunk_size))
 
 

@@ -92,6 +92,12 @@ class ApplicationNotificationLog:
             for transaction, n in self._select(after, limit, kinds)
         ]
 
+    def first_state(self, aggregate_id: UUID) -> Mapping[str, Any] | None:
+        """The decoded state of an aggregate's first event (None: no such aggregate): one
+        primary-key read, for what only the creating event records (an Operation's trace)."""
+        found = self.app.recorder.select_events(aggregate_id, lte=1)
+        return self._decode(found[0]) if found else None
+
     def unpublished(self, after: LogPosition, cap: int) -> int:
         """How many committed events lie after `after` (at most `cap`), counting those a
         read cannot return yet because an older transaction is still in flight."""

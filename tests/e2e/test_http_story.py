@@ -5,27 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import secrets
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from infra.devservices.ports import free_port
 from infra.postgres.platforms import Credentials
 from tests.cli import run_cli
 from tests.e2e.client import SignedClient
+from tests.integration.processes import api_and_workers, pipeline_env, ready_platform
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = "E2E01"
 ALLOCATIONS = [
     {"underlying_currency": "BTC", "weight": "0.50"},
@@ -58,77 +52,15 @@ def services(
     asyncio.run(create_database(postgres_url, database))
     url = postgres_url.rsplit("/", 1)[0] + f"/{database}"
     logs = tmp_path_factory.mktemp("e2e")
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "STRATEGIES_TOPIC_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
-        "STRATEGIES_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "STRATEGIES_ADMIN_TOKEN": "admin-" + secrets.token_hex(8),
-        "STRATEGIES_CHUNK_SIZE": "3",
-        "STRATEGIES_LOG_FORMAT": "json",
-    }
-    api = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=(logs / "api.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    workers = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "worker", "all"],
-        cwd=ROOT,
-        env=env,
-        stdout=(logs / "workers.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or api.poll() is not None:
-                raise AssertionError((logs / "api.log").read_text()[-3000:])
-            time.sleep(0.3)
+    env = pipeline_env(url, kafka_bootstrap, "e2e")
+    with api_and_workers(env, logs) as base:
         yield base, env
-    finally:
-        for process in (api, workers):
-            process.terminate()
-        for process in (api, workers):
-            process.wait(timeout=60)
-        assert workers.returncode == 0, (logs / "workers.log").read_text()[-2000:]
 
 
 @pytest.fixture(scope="module")
 def credentials(services: tuple[str, dict[str, str]]) -> Credentials:
     base, env = services
-    out = cli(env, "platform", "create", PLATFORM, "--name", "End to end")
-    fields = dict(line.split(":", 1) for line in out.strip().splitlines())
-    admin = {"Authorization": f"Bearer {env['STRATEGIES_ADMIN_TOKEN']}"}
-    codes = [{"participant_code": f"U{i}"} for i in range(8)]
-    assert (
-        httpx.put(
-            f"{base}/admin/platforms/{PLATFORM}/participants",
-            json={"participants": codes},
-            headers=admin,
-        ).status_code
-        == 200
-    )
-    deposit = {"currency": "USD", "amount": "100000.00", "reference": "E2E01-FLOAT"}
-    assert (
-        httpx.post(
-            f"{base}/admin/platforms/{PLATFORM}/float-deposits", json=deposit, headers=admin
-        ).status_code
-        == 201
-    )
-    return Credentials(
-        PLATFORM, fields["api key"].strip(), fields["secret"].strip(), fields["passphrase"].strip()
-    )
+    return ready_platform(base, env, PLATFORM, [f"U{i}" for i in range(8)])
 
 
 @pytest.fixture

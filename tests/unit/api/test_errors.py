@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Annotated, Any
@@ -26,8 +25,7 @@ from domain.errors import (
     TraderHeldError,
     TraderNotFoundError,
 )
-from infra.logging import configure_logging
-from infra.settings import LogFormat, Settings
+from tests.log_capture import json_log_lines
 
 LEAKY = "password=hunter2 at /srv/app/secret.py"
 
@@ -85,13 +83,8 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def log_buffer() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    buffer = io.StringIO()
-    configure_logging(Settings(log_format=LogFormat.JSON), stream=buffer, force=True)
-    yield buffer
-    root.handlers[:] = saved_handlers
-    root.setLevel(saved_level)
+    with json_log_lines() as buffer:
+        yield buffer
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -56,3 +56,15 @@ def test_the_cli_prints_the_document_for_the_configured_prefix(monkeypatch: Any)
     assert printed.exit_code == 0, printed.output
     document = json.loads(printed.output)
     assert document["channels"]["commands"]["address"] == "acme.commands"
+
+
+def test_the_trace_headers_are_a_trait_of_every_message_but_the_dead_letters() -> None:
+    document = asyncapi_document("strategies", "1.2.3")
+    trait = document["components"]["messageTraits"]["traced"]["headers"]
+    assert set(trait["properties"]) == {"correlation_id", "traceparent"}
+    assert "required" not in trait  # optional: older records and senders have none
+    for name, channel in document["channels"].items():
+        (message,) = channel["messages"].values()
+        traits = [t["$ref"] for t in message.get("traits", [])]
+        expected = [] if name == "commandsDeadLetter" else ["#/components/messageTraits/traced"]
+        assert traits == expected, name
