@@ -141,6 +141,12 @@ def _renderer_chain(log_format: LogFormat, stream: TextIO) -> list[Processor]:
     ]
 
 
+#: Whether loggers keep their first configuration. The test suite turns it off: a cached
+#: logger never reaches `structlog.testing.capture_logs`, so which test first logged through
+#: a module's logger would decide whether a later test can see its lines.
+CACHE_LOGGERS = True
+
+
 def configure_logging(
     settings: Settings, *, stream: TextIO | None = None, force: bool = False
 ) -> None:
@@ -171,7 +177,7 @@ def configure_logging(
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         # Safe to cache: the format lives in the handler, which `force` replaces.
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS,
     )
     _configured = True
 
