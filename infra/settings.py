@@ -13,7 +13,7 @@ sections.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -24,6 +24,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.requests import Limits
+from infra.settings_kafka import KAFKA_SECRET_VARIABLES, KafkaConnection, KafkaSettings
 from infra.settings_limits import AbuseLimitSettings
 
 APP_NAME = "portfolio-strategies"
@@ -31,7 +32,10 @@ APP_NAME = "portfolio-strategies"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 # Values never echoed back in an error message: they may carry a password.
-_SECRET_VARIABLES = frozenset({"DATABASE_URL", "STRATEGIES_MASTER_KEY", "STRATEGIES_ADMIN_TOKEN"})
+_SECRET_VARIABLES = (
+    frozenset({"DATABASE_URL", "STRATEGIES_MASTER_KEY", "STRATEGIES_ADMIN_TOKEN"})
+    | KAFKA_SECRET_VARIABLES
+)
 
 
 class SettingsError(ValueError):
@@ -60,6 +64,10 @@ class PostgresSection:
 @dataclass(frozen=True)
 class KafkaSection:
     bootstrap_servers: str | None
+    #: Topic sizing and the security options of every client (`infra.settings_kafka`).
+    partitions: int = 8
+    replication_factor: int = 1
+    connection: KafkaConnection = field(default_factory=KafkaConnection)
 
     @property
     def embedded(self) -> bool:
@@ -85,7 +93,7 @@ class HttpSection:
     max_connections: int = 1000
 
 
-class Settings(AbuseLimitSettings, BaseSettings):
+class Settings(AbuseLimitSettings, KafkaSettings, BaseSettings):
     """Built once by the entry point and passed down; nothing else reads `os.environ`."""
 
     # Empty values count as unset so `DATABASE_URL=` in a shell or .env means embedded mode.
@@ -262,7 +270,12 @@ class Settings(AbuseLimitSettings, BaseSettings):
 
     @property
     def kafka(self) -> KafkaSection:
-        return KafkaSection(bootstrap_servers=self.kafka_bootstrap_servers)
+        return KafkaSection(
+            bootstrap_servers=self.kafka_bootstrap_servers,
+            partitions=self.kafka_partitions,
+            replication_factor=self.kafka_replication_factor,
+            connection=self.kafka_connection,
+        )
 
     @property
     def log(self) -> LogSection:
