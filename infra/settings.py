@@ -12,11 +12,13 @@ sections.
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -171,6 +173,9 @@ class Settings(AbuseLimitSettings, KafkaSettings, BaseSettings):
     )
     #: The traces' service name; unset: one per process role (`strategies-serve`, ...).
     otel_service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
+    #: The venue adapter: `simulated`, or `package.module:factory`, imported here at start-up
+    #: so that a wrong one is a settings error (docs/venue.md).
+    venue: str = Field(default="simulated", validation_alias="STRATEGIES_VENUE")
     # Development only: webhooks to http and to loopback/private addresses (domain.webhook_url).
     webhook_allow_private: bool = Field(
         default=False, validation_alias="STRATEGIES_WEBHOOK_ALLOW_PRIVATE"
@@ -215,6 +220,19 @@ class Settings(AbuseLimitSettings, KafkaSettings, BaseSettings):
                 msg = f"must be a comma-separated list of host:port ({server!r} is not)"
                 raise ValueError(msg)
         return ",".join(servers)
+
+    @field_validator("venue")
+    @classmethod
+    def _venue_factory(cls, value: str) -> str:
+        value = value.strip()
+        if value != "simulated":
+            _import_factory(value)
+        return value
+
+    @property
+    def venue_factory(self) -> Callable[[], object] | None:
+        """The adapter's factory; None for the simulated venue."""
+        return None if self.venue == "simulated" else _import_factory(self.venue)
 
     @field_validator("otel_exporter_otlp_endpoint")
     @classmethod
@@ -304,6 +322,20 @@ _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-
 
 def _listed(value: str) -> tuple[str, ...]:
     return tuple(item.strip().lower() for item in value.split(",") if item.strip())
+
+
+def _import_factory(spec: str) -> Callable[[], object]:
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ValueError("must be simulated or package.module:factory")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # whatever the adapter's import raises, one line says it
+        raise ValueError(f"cannot import {module_name}: {type(error).__name__}: {error}") from None
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise ValueError(f"{module_name} has no callable {name}")
+    return cast("Callable[[], object]", factory)
 
 
 def load_settings() -> Settings:

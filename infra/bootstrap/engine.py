@@ -163,7 +163,9 @@ class Engine:
         self.bus = bus or build_bus(
             settings, client_id="strategies-" + "-".join(sorted(self.roles))
         )
-        self.venue: Any = venue or build_venue(VenueConfig.from_env(os.environ))
+        self.venue: Any = venue or build_venue(
+            VenueConfig.from_env(os.environ), factory=settings.venue_factory
+        )
         self.chunk_size = chunk_size or settings.chunk_size
         self.limits = limits or settings.limits
         self.topics = Topics(settings.topic_prefix)
