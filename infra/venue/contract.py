@@ -119,27 +119,21 @@ async def a_zero_quantity_quote_gives_a_price(subject: VenueSubject) -> None:
 
 
 async def an_unknown_asset_gets_no_quote(subject: VenueSubject) -> None:
-    venue = subject.make_venue()
-    try:
-        await venue.firm_quote(
-            subject.quoted_currency, subject.unknown_asset, Side.BUY, subject.quantity
-        )
-    except QuoteUnavailableError:
-        return
-    raise AssertionError("a firm quote for an unknown asset must raise QuoteUnavailableError")
+    await _no_quote(subject, subject.unknown_asset, "an unknown")
 
 
 async def a_halted_asset_gets_no_quote(subject: VenueSubject) -> None:
-    if subject.halted_asset is None:
-        return
+    if subject.halted_asset is not None:
+        await _no_quote(subject, subject.halted_asset, "a halted")
+
+
+async def _no_quote(subject: VenueSubject, asset: str, which: str) -> None:
     venue = subject.make_venue()
     try:
-        await venue.firm_quote(
-            subject.quoted_currency, subject.halted_asset, Side.SELL, subject.quantity
-        )
+        await venue.firm_quote(subject.quoted_currency, asset, Side.BUY, subject.quantity)
     except QuoteUnavailableError:
         return
-    raise AssertionError("a firm quote for a halted asset must raise QuoteUnavailableError")
+    raise AssertionError(f"a firm quote for {which} asset must raise QuoteUnavailableError")
 
 
 async def a_block_fills_all_at_the_quoted_price(subject: VenueSubject) -> None:
