@@ -12,11 +12,13 @@ sections.
 
 from __future__ import annotations
 
+import importlib
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -24,6 +26,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.requests import Limits
+from infra.settings_kafka import KAFKA_SECRET_VARIABLES, KafkaConnection, KafkaSettings
 from infra.settings_limits import AbuseLimitSettings
 
 APP_NAME = "portfolio-strategies"
@@ -31,7 +34,10 @@ APP_NAME = "portfolio-strategies"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 # Values never echoed back in an error message: they may carry a password.
-_SECRET_VARIABLES = frozenset({"DATABASE_URL", "STRATEGIES_MASTER_KEY", "STRATEGIES_ADMIN_TOKEN"})
+_SECRET_VARIABLES = (
+    frozenset({"DATABASE_URL", "STRATEGIES_MASTER_KEY", "STRATEGIES_ADMIN_TOKEN"})
+    | KAFKA_SECRET_VARIABLES
+)
 
 
 class SettingsError(ValueError):
@@ -60,6 +66,10 @@ class PostgresSection:
 @dataclass(frozen=True)
 class KafkaSection:
     bootstrap_servers: str | None
+    #: Topic sizing and the security options of every client (`infra.settings_kafka`).
+    partitions: int = 8
+    replication_factor: int = 1
+    connection: KafkaConnection = field(default_factory=KafkaConnection)
 
     @property
     def embedded(self) -> bool:
@@ -85,7 +95,7 @@ class HttpSection:
     max_connections: int = 1000
 
 
-class Settings(AbuseLimitSettings, BaseSettings):
+class Settings(AbuseLimitSettings, KafkaSettings, BaseSettings):
     """Built once by the entry point and passed down; nothing else reads `os.environ`."""
 
     # Empty values count as unset so `DATABASE_URL=` in a shell or .env means embedded mode.
@@ -163,6 +173,9 @@ class Settings(AbuseLimitSettings, BaseSettings):
     )
     #: The traces' service name; unset: one per process role (`strategies-serve`, ...).
     otel_service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
+    #: The venue adapter: `simulated`, or `package.module:factory`, imported here at start-up
+    #: so that a wrong one is a settings error (docs/venue.md).
+    venue: str = Field(default="simulated", validation_alias="STRATEGIES_VENUE")
     # Development only: webhooks to http and to loopback/private addresses (domain.webhook_url).
     webhook_allow_private: bool = Field(
         default=False, validation_alias="STRATEGIES_WEBHOOK_ALLOW_PRIVATE"
@@ -207,6 +220,19 @@ class Settings(AbuseLimitSettings, BaseSettings):
                 msg = f"must be a comma-separated list of host:port ({server!r} is not)"
                 raise ValueError(msg)
         return ",".join(servers)
+
+    @field_validator("venue")
+    @classmethod
+    def _venue_factory(cls, value: str) -> str:
+        value = value.strip()
+        if value != "simulated":
+            _import_factory(value)
+        return value
+
+    @property
+    def venue_factory(self) -> Callable[[], object] | None:
+        """The adapter's factory; None for the simulated venue."""
+        return None if self.venue == "simulated" else _import_factory(self.venue)
 
     @field_validator("otel_exporter_otlp_endpoint")
     @classmethod
@@ -262,7 +288,12 @@ class Settings(AbuseLimitSettings, BaseSettings):
 
     @property
     def kafka(self) -> KafkaSection:
-        return KafkaSection(bootstrap_servers=self.kafka_bootstrap_servers)
+        return KafkaSection(
+            bootstrap_servers=self.kafka_bootstrap_servers,
+            partitions=self.kafka_partitions,
+            replication_factor=self.kafka_replication_factor,
+            connection=self.kafka_connection,
+        )
 
     @property
     def log(self) -> LogSection:
@@ -291,6 +322,20 @@ _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-
 
 def _listed(value: str) -> tuple[str, ...]:
     return tuple(item.strip().lower() for item in value.split(",") if item.strip())
+
+
+def _import_factory(spec: str) -> Callable[[], object]:
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise ValueError("must be simulated or package.module:factory")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # whatever the adapter's import raises, one line says it
+        raise ValueError(f"cannot import {module_name}: {type(error).__name__}: {error}") from None
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise ValueError(f"{module_name} has no callable {name}")
+    return cast("Callable[[], object]", factory)
 
 
 def load_settings() -> Settings:

@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
-from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
 from api.pipeline_state import needed_work, quiet_for
+from infra.bus.kafka_reach import reach
 from infra.logging import redact_text
 from infra.postgres.heartbeats import ROLES, role_states
+from infra.settings import KafkaSection
 from projections.poisoned import count_unresolved
 
 PROBE_TIMEOUT_S = 2.0
@@ -87,7 +88,7 @@ async def health(request: Request, response: Response) -> HealthReport:
     roles: dict[str, RoleReport] = {}
     database, broker, pipeline = await asyncio.gather(
         _probe(_select_one(state.db_pool), "embedded" if state.embedded_db else "external"),
-        _probe_broker(state.settings.kafka.bootstrap_servers),
+        _probe_broker(state.settings.kafka),
         _probe(_pipeline(state, roles), mode),
     )
     checks = {"database": database, "broker": broker, "pipeline": pipeline}
@@ -141,21 +142,14 @@ async def _select_one(pool: asyncpg.Pool) -> None:
         await conn.fetchval("SELECT 1")
 
 
-async def _probe_broker(bootstrap_servers: str | None) -> CheckResult:
-    if bootstrap_servers is None:
+async def _probe_broker(kafka: KafkaSection) -> CheckResult:
+    if kafka.bootstrap_servers is None:
         return CheckResult(ok=True, mode="embedded")  # the in-process bus is always there
-    return await _probe(_fetch_metadata(bootstrap_servers), "external")
-
-
-async def _fetch_metadata(bootstrap_servers: str) -> None:
-    # bootstrap() connects and reads cluster metadata: a broker that answers that serves.
-    client = AIOKafkaClient(
-        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(PROBE_TIMEOUT_S * 1000)
+    # A broker that answers a metadata request serves; asked with the workers' own TLS and
+    # SASL options, so a wrong password shows here too, named.
+    return await _probe(
+        reach(kafka.bootstrap_servers, kafka.connection, PROBE_TIMEOUT_S), "external"
     )
-    try:
-        await client.bootstrap()
-    finally:
-        await client.close()
 
 
 async def _probe(check: Awaitable[None], mode: Mode) -> CheckResult:

@@ -86,11 +86,17 @@ def resolve_roles(names: Iterable[str]) -> frozenset[str]:
 
 
 def build_bus(settings: Settings, client_id: str) -> Bus:
-    servers = settings.kafka.bootstrap_servers
-    if servers:
+    kafka = settings.kafka
+    if kafka.bootstrap_servers:
         from infra.bus.kafka import KafkaBus
 
-        return KafkaBus(servers, client_id=client_id)
+        return KafkaBus(
+            kafka.bootstrap_servers,
+            client_id=client_id,
+            partitions=kafka.partitions,
+            replication_factor=kafka.replication_factor,
+            connection=kafka.connection,
+        )
     from infra.bus.memory import InProcessBus
 
     return InProcessBus()
@@ -157,7 +163,9 @@ class Engine:
         self.bus = bus or build_bus(
             settings, client_id="strategies-" + "-".join(sorted(self.roles))
         )
-        self.venue: Any = venue or build_venue(VenueConfig.from_env(os.environ))
+        self.venue: Any = venue or build_venue(
+            VenueConfig.from_env(os.environ), factory=settings.venue_factory
+        )
         self.chunk_size = chunk_size or settings.chunk_size
         self.limits = limits or settings.limits
         self.topics = Topics(settings.topic_prefix)

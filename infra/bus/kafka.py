@@ -37,8 +37,10 @@ producer is replaced: the idempotent producer numbers each partition's batches, 
 broker refused one, every later batch to that partition was refused as out of sequence, so
 no retry could ever succeed until the process restarted.
 
-Topics are created with `partitions` partitions at `start()` (the subscribed ones), and on
-the first publish to a topic this bus has not created yet.
+Topics are created with `partitions` partitions and `replication_factor` replicas at
+`start()` (the subscribed ones), and on the first publish to a topic this bus has not created
+yet. Every client the bus makes (faststream's consumers, our producer, the admin client that
+creates topics) gets the same `connection`: its TLS and SASL options (`infra.settings_kafka`).
 """
 
 from __future__ import annotations
@@ -59,8 +61,11 @@ from faststream.kafka import KafkaBroker, Topic
 from faststream.middlewares import AckPolicy
 
 from infra.bus import BatchHandler, Delivery, Handler, Record
+from infra.bus.kafka_reach import BrokerRefusedError, reach
+from infra.bus.kafka_security import faststream_security
 from infra.bus.topics import ensure_topics
 from infra.logging import get_logger
+from infra.settings_kafka import KafkaConnection
 from infra.transient import is_transient
 
 if TYPE_CHECKING:
@@ -92,6 +97,7 @@ class KafkaBus:
         heartbeat_interval_ms: int = 3_000,
         max_poll_interval_ms: int = 300_000,
         connect_timeout: float = 60.0,
+        connection: KafkaConnection | None = None,
     ) -> None:
         """`max_poll_interval_ms`: a handler call longer than this makes the consumer leave
         its group (its partitions go to another member, which redelivers what was not
@@ -101,6 +107,7 @@ class KafkaBus:
         self._bootstrap_servers = bootstrap_servers
         self._client_id = client_id
         self._replication_factor = replication_factor
+        self._connection = connection or KafkaConnection()
         self._tuning = _Tuning(retry_initial, retry_max, commit_interval, graceful_timeout)
         self._graceful_timeout = graceful_timeout
         self._session_timeout_ms = session_timeout_ms
@@ -115,6 +122,7 @@ class KafkaBus:
             logger=_FASTSTREAM_LOG,
             log_level=logging.DEBUG,
             apply_types=False,  # `_raw_record` hands the handler the record itself
+            security=faststream_security(self._connection),
         )
         self._producer: Any = None
         self._producer_lock = asyncio.Lock()
@@ -252,6 +260,7 @@ class KafkaBus:
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
+            **self._connection.client_options(),
         )
 
     async def _renew_producer(self, failed: Any) -> None:
@@ -300,11 +309,25 @@ class KafkaBus:
                 await self._stop_producer(self._producer)
                 self._producer = None
                 retry = isinstance(error, Exception) and is_transient(error)
+                if retry:
+                    await self._refused_for_good(error)
                 if not retry or loop.time() + delay > deadline:
                     raise
                 log.warning("bus.broker_unreachable", retry_in=delay, error=repr(error))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def _refused_for_good(self, error: BaseException) -> None:
+        """Raise at once, naming the reason, when the broker refuses these credentials or
+        this TLS setup: aiokafka reports that as an unreachable broker, and retrying it for
+        `connect_timeout` would only delay the one line that says what to fix."""
+        try:
+            await reach(self._bootstrap_servers, self._connection, timeout_s=5.0)
+        except BrokerRefusedError as refused:
+            if refused.permanent:
+                raise refused from error
+        except Exception as probe_error:  # the probe is a diagnosis only, never a new failure
+            log.debug("bus.reach_failed", error=repr(probe_error))
 
     async def _create(self, topics: set[str]) -> None:
         if not topics:
@@ -315,6 +338,7 @@ class KafkaBus:
             partitions=self.partitions,
             replication_factor=self._replication_factor,
             client_id=f"{self._client_id}-admin",
+            connection=self._connection,
         )
         self._created |= topics
 

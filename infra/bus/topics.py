@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-
 from aiokafka.errors import TopicAlreadyExistsError, for_code  # type: ignore[import-untyped]
 
 from infra.logging import get_logger
+from infra.settings_kafka import KafkaConnection
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -42,6 +43,7 @@ async def ensure_topics(
     replication_factor: int = 1,
     client_id: str = "strategies-admin",
     wait_seconds: float = 30.0,
+    connection: KafkaConnection | None = None,
 ) -> dict[str, int]:
     """Create the missing `topics`; return the partition count each topic has."""
     names = sorted(set(topics))
@@ -51,6 +53,7 @@ async def ensure_topics(
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         request_timeout_ms=int(wait_seconds * 1000),
+        **(connection or KafkaConnection()).client_options(),
     )
     await admin.start()
     try:

@@ -130,7 +130,11 @@ async def _bench(
 
         versions["kafka"] = kafka_version()
     if bootstrap:
-        ceilings["broker"] = await broker_ceiling(bootstrap, min(max(counts) * 4, 200_000))
+        # The configured cluster's security options; the local broker is plain.
+        connection = settings.kafka.connection if settings.kafka.bootstrap_servers else None
+        ceilings["broker"] = await broker_ceiling(
+            bootstrap, min(max(counts) * 4, 200_000), connection=connection
+        )
     console.print(f"ceilings: {ceilings}")
     runs: list[RunFigures] = []
     for chosen in modes:

@@ -28,6 +28,7 @@ from domain.eligibility import ParticipantStatus
 from infra.bootstrap.engine import Engine
 from infra.bus.messages import CommandName
 from infra.cpu_meter import CPU
+from infra.settings_kafka import KafkaConnection
 
 PLATFORM = "BENCH"
 ALLOCATIONS = [
@@ -177,7 +178,9 @@ async def copy_ceiling(pool: asyncpg.Pool, rows: int) -> float:
     return rows / elapsed
 
 
-async def broker_ceiling(bootstrap: str, messages: int, size: int = 400) -> dict[str, float]:
+async def broker_ceiling(
+    bootstrap: str, messages: int, size: int = 400, connection: KafkaConnection | None = None
+) -> dict[str, float]:
     """The broker's produce and end-to-end consume rate for records of the pipeline's size,
     through our own bus (batched consumer, as the events topic is read)."""
     from infra.bus import Delivery, Record
@@ -193,7 +196,7 @@ async def broker_ceiling(bootstrap: str, messages: int, size: int = 400) -> dict
         if seen >= messages:
             done.set()
 
-    bus = KafkaBus(bootstrap, client_id="bench")
+    bus = KafkaBus(bootstrap, client_id="bench", connection=connection)
     bus.subscribe_batch(topic, f"bench-{uuid4().hex[:8]}", count)
     await bus.start()
     try:

@@ -44,11 +44,19 @@ def kafka_version(pom: Path = POM_PATH) -> str:
     return (node.text or "").strip()
 
 
-def server_properties(ports: BrokerPorts, log_dir: Path, *, partitions: int = 4) -> str:
+def server_properties(
+    ports: BrokerPorts,
+    log_dir: Path,
+    *,
+    partitions: int = 4,
+    sasl_plain: tuple[str, str] | None = None,
+) -> str:
     """A single KRaft node acting as broker and controller, reachable only on loopback.
 
     Replication factors and min ISR are 1 because there is one node; without that the
     internal topics (offsets, transactions, share state) could never be created.
+    `sasl_plain` (user, password): the client listener asks for SASL/PLAIN instead, with
+    that one user (tests of the clients' security settings).
     """
     settings = {
         "process.roles": "broker,controller",
@@ -82,9 +90,35 @@ def server_properties(ports: BrokerPorts, log_dir: Path, *, partitions: int = 4)
         # The default 128 MiB dedupe buffer would take a sixth of the small heap.
         "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
     }
+    if sasl_plain is not None:
+        settings |= _sasl_plain_listener(ports, *sasl_plain)
     lines = ["# Written by infra/devservices/kafka/launcher.py; regenerated on every start."]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
+
+
+def _sasl_plain_listener(ports: BrokerPorts, user: str, password: str) -> dict[str, str]:
+    if not all(_JAAS_SAFE.fullmatch(value) for value in (user, password)):
+        raise ValueError("SASL user and password must be letters, digits, '-' or '_'")
+    # The broker's own login (inter-broker) is the same user; KRaft's controller stays plain.
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{user}" password="{password}" user_{user}="{password}";'
+    )
+    return {
+        "listeners": (
+            f"SASL_PLAINTEXT://127.0.0.1:{ports.client},CONTROLLER://127.0.0.1:{ports.controller}"
+        ),
+        "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{ports.client}",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
+    }
+
+
+_JAAS_SAFE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def log4j2_properties(level: str, *, to_stderr: bool = False) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 import structlog
+from pydantic import SecretStr
 
 from infra.devservices.kafka import config
 from infra.devservices.kafka.errors import KafkaLauncherError, file_tail
@@ -32,6 +33,7 @@ from infra.devservices.kafka.state import (
     save_state,
 )
 from infra.devservices.kafka.tools import ensure_jars, find_java, storage_tool
+from infra.settings_kafka import KafkaConnection
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -80,13 +82,17 @@ class LocalKafka:
         *,
         heap: str = config.DEFAULT_HEAP,
         download_timeout: float = 900.0,
+        sasl_plain: tuple[str, str] | None = None,
     ) -> None:
+        """`sasl_plain` (user, password): clients must log in with SASL/PLAIN as that user
+        (`client_connection`); the default listener is plain."""
         self.version = config.kafka_version()
         # Absolute, because the path is matched against the broker's command line.
         self.home = (home or default_home()).expanduser().absolute()
         self.jar_cache = (jar_cache or default_jar_cache(self.version)).expanduser().absolute()
         self.heap = heap
         self.download_timeout = download_timeout
+        self.sasl_plain = sasl_plain
         self._process: subprocess.Popen[bytes] | None = None
         self._launched = False
 
@@ -105,6 +111,19 @@ class LocalKafka:
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
+
+    @property
+    def client_connection(self) -> KafkaConnection:
+        """What a client needs to be let in."""
+        if self.sasl_plain is None:
+            return KafkaConnection()
+        user, password = self.sasl_plain
+        return KafkaConnection(
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="PLAIN",
+            sasl_username=user,
+            sasl_password=SecretStr(password),
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -172,7 +191,12 @@ class LocalKafka:
     def _await_existing(self, state: BrokerState, pid: int, deadline: float) -> str:
         # Possibly launched a moment ago by another process and still booting: wait, not relaunch.
         try:
-            wait_until_ready(state.ports.bootstrap, deadline, lambda: self._is_ours(pid))
+            wait_until_ready(
+                state.ports.bootstrap,
+                deadline,
+                lambda: self._is_ours(pid),
+                self.client_connection,
+            )
         except NotReadyError as exc:
             msg = (
                 f"the Kafka broker recorded in {self.home} (pid {pid}) is not answering at "
@@ -225,7 +249,7 @@ class LocalKafka:
         return state
 
     def _write_properties(self, state: BrokerState) -> None:
-        text = config.server_properties(state.ports, self.data_dir)
+        text = config.server_properties(state.ports, self.data_dir, sasl_plain=self.sasl_plain)
         self.properties_path.write_text(text, encoding="utf-8")
 
     def _run_until_ready(self, java: str, libs: Path, state: BrokerState, deadline: float) -> str:
@@ -233,7 +257,9 @@ class LocalKafka:
         save_state(self.state_path, state.with_pid(process.pid))
         bootstrap = state.ports.bootstrap
         try:
-            waited = wait_until_ready(bootstrap, deadline, lambda: process.poll() is None)
+            waited = wait_until_ready(
+                bootstrap, deadline, lambda: process.poll() is None, self.client_connection
+            )
         except NotReadyError as exc:
             if not exc.exited:
                 self._terminate(process.pid, _KILL_GRACE_SECONDS)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
+from infra.settings_kafka import KafkaConnection
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -30,20 +32,27 @@ class NotReadyError(Exception):
 
 
 def wait_until_ready(
-    bootstrap: str, deadline: float, alive: Callable[[], bool] = lambda: True
+    bootstrap: str,
+    deadline: float,
+    alive: Callable[[], bool] = lambda: True,
+    connection: KafkaConnection | None = None,
 ) -> float:
     """Block until `bootstrap` answers a metadata request listing a broker.
 
     `deadline` is a time.monotonic() value; `alive` is polled between attempts so a broker
-    that crashed fails at once instead of at the deadline. Returns the seconds waited.
+    that crashed fails at once instead of at the deadline; `connection`: the listener's
+    security options (plain by default). Returns the seconds waited.
     """
     started = time.monotonic()
+    probe = _probe_until(bootstrap, deadline, alive, connection or KafkaConnection())
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-ready") as pool:
-        pool.submit(asyncio.run, _probe_until(bootstrap, deadline, alive)).result()
+        pool.submit(asyncio.run, probe).result()
     return time.monotonic() - started
 
 
-async def _probe_until(bootstrap: str, deadline: float, alive: Callable[[], bool]) -> None:
+async def _probe_until(
+    bootstrap: str, deadline: float, alive: Callable[[], bool], connection: KafkaConnection
+) -> None:
     host, _, port = bootstrap.rpartition(":") if ":" in bootstrap else (bootstrap, ":", "9092")
     last_error = "no attempt made"
     while True:
@@ -56,7 +65,7 @@ async def _probe_until(bootstrap: str, deadline: float, alive: Callable[[], bool
             # A bare TCP connect first: cheap, and it keeps aiokafka from logging an error
             # for every attempt while the JVM is still booting.
             await asyncio.wait_for(_connect(host, int(port)), timeout=min(remaining, 1.0))
-            await asyncio.wait_for(_metadata(bootstrap), timeout=remaining)
+            await asyncio.wait_for(_metadata(bootstrap, connection), timeout=remaining)
             return
         except Exception as exc:  # any failure here (refused, timeout, aiokafka) means "not yet"
             last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -74,8 +83,12 @@ async def _connect(host: str, port: int) -> None:
         await writer.wait_closed()
 
 
-async def _metadata(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=_REQUEST_TIMEOUT_MS)
+async def _metadata(bootstrap: str, connection: KafkaConnection) -> None:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=_REQUEST_TIMEOUT_MS,
+        **connection.client_options(),
+    )
     try:
         await admin.start()
         cluster = await admin.describe_cluster()
