@@ -6,12 +6,16 @@ what selects embedded mode (PostgreSQL from the data folder, in-process bus), so
 "empty" mean the same thing here.
 
 The variables are validated as one flat model so that every bad value is reported at once,
-under its environment name; code reads them through the `postgres`, `kafka`, `log` and `http`
-sections.
+under its environment name; code reads them through the `postgres`, `kafka`, `log`, `http`
+and `venue` sections. A `.env` file (`KEY=value` lines) in the working directory, or the one
+`STRATEGIES_ENV_FILE` names, is read too; a variable of the real environment wins over it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,13 +29,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.requests import Limits
 from infra.settings_limits import AbuseLimitSettings
+from infra.settings_venue import VenueSettings
 
 APP_NAME = "portfolio-strategies"
+MASTER_KEY_BYTES = 32
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 # Values never echoed back in an error message: they may carry a password.
-_SECRET_VARIABLES = frozenset({"DATABASE_URL", "STRATEGIES_MASTER_KEY", "STRATEGIES_ADMIN_TOKEN"})
+_SECRET_VARIABLES = frozenset(
+    {
+        "DATABASE_URL",
+        "STRATEGIES_MASTER_KEY",
+        "STRATEGIES_MASTER_KEY_PREVIOUS",
+        "STRATEGIES_ADMIN_TOKEN",
+    }
+)
+
+#: Read when present, from the working directory unless STRATEGIES_ENV_FILE names another;
+#: variables of the real environment win over it.
+ENV_FILE = ".env"
+ENV_FILE_VARIABLE = "STRATEGIES_ENV_FILE"
 
 
 class SettingsError(ValueError):
@@ -85,7 +103,7 @@ class HttpSection:
     max_connections: int = 1000
 
 
-class Settings(AbuseLimitSettings, BaseSettings):
+class Settings(AbuseLimitSettings, VenueSettings, BaseSettings):
     """Built once by the entry point and passed down; nothing else reads `os.environ`."""
 
     # Empty values count as unset so `DATABASE_URL=` in a shell or .env means embedded mode.
@@ -126,6 +144,11 @@ class Settings(AbuseLimitSettings, BaseSettings):
         default="process", validation_alias="STRATEGIES_EMBEDDED_PROJECTIONS"
     )
     master_key: SecretStr | None = Field(default=None, validation_alias="STRATEGIES_MASTER_KEY")
+    #: Keys that still open secrets but never seal (comma-separated): the one before a
+    #: rotation, or the next one during it (`infra.postgres.master_key`).
+    master_key_previous: SecretStr | None = Field(
+        default=None, validation_alias="STRATEGIES_MASTER_KEY_PREVIOUS"
+    )
     admin_token: SecretStr | None = Field(default=None, validation_alias="STRATEGIES_ADMIN_TOKEN")
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, validation_alias="STRATEGIES_MAX_BODY_BYTES"
@@ -193,6 +216,24 @@ class Settings(AbuseLimitSettings, BaseSettings):
             if scheme not in ("postgresql", "postgres"):
                 msg = "must be a postgresql://user:password@host:port/dbname URL"
                 raise ValueError(msg)
+        return value
+
+    @field_validator("master_key", "master_key_previous")
+    @classmethod
+    def _base64_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here so that a bad key is reported with the other variables; which
+        # command needs a key at all (and a missing one) is the command's business.
+        parts = value.get_secret_value().split(",") if value is not None else []
+        for part in filter(None, map(str.strip, parts)):
+            try:
+                key = base64.b64decode(part, validate=True)
+            except (binascii.Error, ValueError):
+                key = b""
+            if len(key) != MASTER_KEY_BYTES:
+                raise ValueError(
+                    f"must be the base64 of {MASTER_KEY_BYTES} bytes "
+                    "(make one with `strategies master-key generate`)"
+                )
         return value
 
     @field_validator("kafka_bootstrap_servers")
@@ -294,9 +335,21 @@ def _listed(value: str) -> tuple[str, ...]:
 
 
 def load_settings() -> Settings:
-    """Read the environment, turning pydantic's report into one line per bad variable."""
+    """Read the environment and the `.env` file, turning pydantic's report into one line
+    per bad variable."""
+    named = os.environ.get(ENV_FILE_VARIABLE, "").strip()
+    env_file = Path(named or ENV_FILE).expanduser().absolute()
+    if named and not env_file.is_file():
+        raise SettingsError(
+            f"invalid configuration in the environment:\n  {ENV_FILE_VARIABLE}: "
+            f"no such file ({named!r})"
+        )
+    if env_file.is_file():
+        # Child processes (the read models' process, bench workers) start elsewhere: they
+        # must read the same file.
+        os.environ[ENV_FILE_VARIABLE] = str(env_file)
     try:
-        return Settings()
+        return Settings(_env_file=env_file if env_file.is_file() else None)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
 
@@ -305,7 +358,7 @@ def _describe(exc: ValidationError) -> str:
     lines = ["invalid configuration in the environment:"]
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"])
-        line = f"  {name}: {error['msg']}"
+        line = f"  {name}: {error['msg'].removeprefix('Value error, ')}"
         if name not in _SECRET_VARIABLES and isinstance(error.get("input"), str | int):
             line += f" (got {error['input']!r})"
         lines.append(line)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from infra.cli import platform as cli_platform
 from infra.postgres import platforms
+from infra.postgres.master_key import MasterKeyError, generate_master_key, load_master_key
 from infra.postgres.platforms import (
     KeyCache,
     PlatformExistsError,
@@ -29,11 +30,8 @@ from infra.postgres.platforms import (
     rotate_key,
 )
 from infra.postgres.secrets_box import (
-    MasterKeyError,
     SecretBox,
     SecretBoxError,
-    generate_master_key,
-    load_master_key,
     secret_box_for,
     verify_passphrase,
 )
