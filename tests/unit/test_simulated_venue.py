@@ -17,8 +17,8 @@ from domain.venue import (
     QuoteExpiredError,
     QuoteUnavailableError,
 )
-from infra.venue import build_venue
 from infra.settings import Settings, SettingsError, load_settings
+from infra.venue import build_venue
 from infra.venue.config import DEFAULT_BASE_PRICES, VenueConfig
 from infra.venue.simulated import VENUE_NAMESPACE, SimulatedVenue
 

@@ -35,7 +35,8 @@ RELEASE_1_CURSOR_KEY = "9bc611292cf8f587d0a1a9cde94461ab507cea9a091d467acd30a926
 
 
 def test_a_value_sealed_by_the_previous_release_still_opens() -> None:
-    assert SecretBox(OLD).open(RELEASE_1_VALUE, aad=RELEASE_1_AAD) == b"a secret sealed by release 1"
+    opened = SecretBox(OLD).open(RELEASE_1_VALUE, aad=RELEASE_1_AAD)
+    assert opened == b"a secret sealed by release 1"
     assert SecretBox(NEW, [OLD]).open(RELEASE_1_VALUE, aad=RELEASE_1_AAD).startswith(b"a secret")
     for box, aad in ((SecretBox(NEW), RELEASE_1_AAD), (SecretBox(OLD), b"platform_api_keys:AK2")):
         with pytest.raises(SecretBoxError):
