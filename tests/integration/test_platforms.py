@@ -326,5 +326,5 @@ def test_cli_refuses_an_external_database_without_master_key(
 ) -> None:
     settings = Settings(database_url=fresh_database_url, data_dir=tmp_path)
     result = CliRunner().invoke(cli(settings), ["platform", "create", "PLAT01", "--name", "A"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a configuration error, like a bad variable
     assert "STRATEGIES_MASTER_KEY" in result.stderr
