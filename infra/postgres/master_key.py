@@ -133,26 +133,26 @@ def read_key_file(path: Path) -> bytes:
 def write_key_file(path: Path, key: bytes) -> None:
     """Replace `path` by a file holding `key`, atomically and durably: a reader, or a process
     that restarts after a crash, sees the old file or the new one, never a part of either."""
-    temporary = _complete_temporary(path, key)
-    try:
-        os.replace(temporary, path)
-        _sync_folder(path.parent)
-    except OSError as exc:
-        raise MasterKeyError(f"cannot write the master key file {path}: {exc}") from None
-    finally:
-        temporary.unlink(missing_ok=True)
+    _install(path, key, replace=True)
 
 
 def _create_key_file(path: Path) -> None:
     """Like `write_key_file`, but never over an existing key: `os.link` fails if the name
     exists, so two processes starting together cannot each install a different key."""
-    temporary = _complete_temporary(path, base64.b64decode(generate_master_key()))
+    _install(path, secrets.token_bytes(MASTER_KEY_BYTES), replace=False)
+
+
+def _install(path: Path, key: bytes, *, replace: bool) -> None:
+    temporary = _complete_temporary(path, key)
     try:
-        with contextlib.suppress(FileExistsError):  # another process's key won: use it
-            os.link(temporary, path)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            with contextlib.suppress(FileExistsError):  # another process's key won: use it
+                os.link(temporary, path)
         _sync_folder(path.parent)
     except OSError as exc:
-        raise MasterKeyError(f"cannot create the master key file {path}: {exc}") from None
+        raise MasterKeyError(f"cannot install the master key file {path}: {exc}") from None
     finally:
         temporary.unlink(missing_ok=True)
 
