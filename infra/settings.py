@@ -6,13 +6,17 @@ what selects embedded mode (PostgreSQL from the data folder, in-process bus), so
 "empty" mean the same thing here.
 
 The variables are validated as one flat model so that every bad value is reported at once,
-under its environment name; code reads them through the `postgres`, `kafka`, `log` and `http`
-sections.
+under its environment name; code reads them through the `postgres`, `kafka`, `log`, `http`
+and `venue` sections. A `.env` file (`KEY=value` lines) in the working directory, or the one
+`STRATEGIES_ENV_FILE` names, is read too; a variable of the real environment wins over it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import importlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,16 +32,30 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from domain.requests import Limits
 from infra.settings_kafka import KAFKA_SECRET_VARIABLES, KafkaConnection, KafkaSettings
 from infra.settings_limits import AbuseLimitSettings
+from infra.settings_venue import VenueSettings
 
 APP_NAME = "portfolio-strategies"
+MASTER_KEY_BYTES = 32
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 # Values never echoed back in an error message: they may carry a password.
 _SECRET_VARIABLES = (
-    frozenset({"DATABASE_URL", "STRATEGIES_MASTER_KEY", "STRATEGIES_ADMIN_TOKEN"})
+    frozenset(
+        {
+            "DATABASE_URL",
+            "STRATEGIES_MASTER_KEY",
+            "STRATEGIES_MASTER_KEY_PREVIOUS",
+            "STRATEGIES_ADMIN_TOKEN",
+        }
+    )
     | KAFKA_SECRET_VARIABLES
 )
+
+#: Read when present, from the working directory unless STRATEGIES_ENV_FILE names another;
+#: variables of the real environment win over it.
+ENV_FILE = ".env"
+ENV_FILE_VARIABLE = "STRATEGIES_ENV_FILE"
 
 
 class SettingsError(ValueError):
@@ -95,7 +113,7 @@ class HttpSection:
     max_connections: int = 1000
 
 
-class Settings(AbuseLimitSettings, KafkaSettings, BaseSettings):
+class Settings(AbuseLimitSettings, KafkaSettings, VenueSettings, BaseSettings):
     """Built once by the entry point and passed down; nothing else reads `os.environ`."""
 
     # Empty values count as unset so `DATABASE_URL=` in a shell or .env means embedded mode.
@@ -136,6 +154,11 @@ class Settings(AbuseLimitSettings, KafkaSettings, BaseSettings):
         default="process", validation_alias="STRATEGIES_EMBEDDED_PROJECTIONS"
     )
     master_key: SecretStr | None = Field(default=None, validation_alias="STRATEGIES_MASTER_KEY")
+    #: Keys that still open secrets but never seal (comma-separated): the one before a
+    #: rotation, or the next one during it (`infra.postgres.master_key`).
+    master_key_previous: SecretStr | None = Field(
+        default=None, validation_alias="STRATEGIES_MASTER_KEY_PREVIOUS"
+    )
     admin_token: SecretStr | None = Field(default=None, validation_alias="STRATEGIES_ADMIN_TOKEN")
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, validation_alias="STRATEGIES_MAX_BODY_BYTES"
@@ -175,7 +198,7 @@ class Settings(AbuseLimitSettings, KafkaSettings, BaseSettings):
     otel_service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
     #: The venue adapter: `simulated`, or `package.module:factory`, imported here at start-up
     #: so that a wrong one is a settings error (docs/venue.md).
-    venue: str = Field(default="simulated", validation_alias="STRATEGIES_VENUE")
+    venue_adapter: str = Field(default="simulated", validation_alias="STRATEGIES_VENUE")
     # Development only: webhooks to http and to loopback/private addresses (domain.webhook_url).
     webhook_allow_private: bool = Field(
         default=False, validation_alias="STRATEGIES_WEBHOOK_ALLOW_PRIVATE"
@@ -208,6 +231,24 @@ class Settings(AbuseLimitSettings, KafkaSettings, BaseSettings):
                 raise ValueError(msg)
         return value
 
+    @field_validator("master_key", "master_key_previous")
+    @classmethod
+    def _base64_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here so that a bad key is reported with the other variables; which
+        # command needs a key at all (and a missing one) is the command's business.
+        parts = value.get_secret_value().split(",") if value is not None else []
+        for part in filter(None, map(str.strip, parts)):
+            try:
+                key = base64.b64decode(part, validate=True)
+            except (binascii.Error, ValueError):
+                key = b""
+            if len(key) != MASTER_KEY_BYTES:
+                raise ValueError(
+                    f"must be the base64 of {MASTER_KEY_BYTES} bytes "
+                    "(make one with `strategies master-key generate`)"
+                )
+        return value
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _host_port_list(cls, value: str | None) -> str | None:
@@ -221,7 +262,7 @@ class Settings(AbuseLimitSettings, KafkaSettings, BaseSettings):
                 raise ValueError(msg)
         return ",".join(servers)
 
-    @field_validator("venue")
+    @field_validator("venue_adapter")
     @classmethod
     def _venue_factory(cls, value: str) -> str:
         value = value.strip()
@@ -232,7 +273,7 @@ class Settings(AbuseLimitSettings, KafkaSettings, BaseSettings):
     @property
     def venue_factory(self) -> Callable[[], object] | None:
         """The adapter's factory; None for the simulated venue."""
-        return None if self.venue == "simulated" else _import_factory(self.venue)
+        return None if self.venue_adapter == "simulated" else _import_factory(self.venue_adapter)
 
     @field_validator("otel_exporter_otlp_endpoint")
     @classmethod
@@ -339,9 +380,21 @@ def _import_factory(spec: str) -> Callable[[], object]:
 
 
 def load_settings() -> Settings:
-    """Read the environment, turning pydantic's report into one line per bad variable."""
+    """Read the environment and the `.env` file, turning pydantic's report into one line
+    per bad variable."""
+    named = os.environ.get(ENV_FILE_VARIABLE, "").strip()
+    env_file = Path(named or ENV_FILE).expanduser().absolute()
+    if named and not env_file.is_file():
+        raise SettingsError(
+            f"invalid configuration in the environment:\n  {ENV_FILE_VARIABLE}: "
+            f"no such file ({named!r})"
+        )
+    if env_file.is_file():
+        # Child processes (the read models' process, bench workers) start elsewhere: they
+        # must read the same file.
+        os.environ[ENV_FILE_VARIABLE] = str(env_file)
     try:
-        return Settings()
+        return Settings(_env_file=env_file if env_file.is_file() else None)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
 
@@ -350,7 +403,7 @@ def _describe(exc: ValidationError) -> str:
     lines = ["invalid configuration in the environment:"]
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"])
-        line = f"  {name}: {error['msg']}"
+        line = f"  {name}: {error['msg'].removeprefix('Value error, ')}"
         if name not in _SECRET_VARIABLES and isinstance(error.get("input"), str | int):
             line += f" (got {error['input']!r})"
         lines.append(line)

@@ -23,6 +23,7 @@ by the response byte budget (`api.response_budget`): fewer events, `next` after 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -235,19 +236,24 @@ def _bounded(raw: str | None, name: str, default: int, low: int, high: int) -> i
     return int(raw)
 
 
-def _cursor_key(request: Request) -> bytes:
-    key: bytes | None = getattr(request.app.state, "events_cursor_key", None)
-    if key is None:
-        key = request.app.state.secret_box.subkey(event_cursor.PURPOSE)
-        request.app.state.events_cursor_key = key
-    return key
+def _cursor_keys(request: Request) -> tuple[bytes, ...]:
+    """The current key first (it seals); a previous master key's still opens the cursors
+    given before a rotation (`strategies master-key rotate`)."""
+    keys: tuple[bytes, ...] | None = getattr(request.app.state, "events_cursor_keys", None)
+    if keys is None:
+        keys = request.app.state.secret_box.subkeys(event_cursor.PURPOSE)
+        request.app.state.events_cursor_keys = keys
+    return keys
 
 
-def _position(key: bytes, platform_id: str, after: str | None) -> LogPosition:
+def _position(keys: tuple[bytes, ...], platform_id: str, after: str | None) -> LogPosition:
     try:
         if after is not None and len(after) > 64:
             raise event_cursor.InvalidCursorError(after)
-        return event_cursor.open_cursor(key, platform_id, after or event_cursor.START)
+        for key in keys[:-1]:
+            with contextlib.suppress(event_cursor.InvalidCursorError):
+                return event_cursor.open_cursor(key, platform_id, after or event_cursor.START)
+        return event_cursor.open_cursor(keys[-1], platform_id, after or event_cursor.START)
     except event_cursor.InvalidCursorError:
         raise ProblemError(
             400,
@@ -293,8 +299,9 @@ async def list_events(
         Query(description=f"Events per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})."),
     ] = None,
 ) -> EventsPage:
-    key = _cursor_key(request)
-    cursor = _position(key, platform.platform_id, after)
+    keys = _cursor_keys(request)
+    key = keys[0]
+    cursor = _position(keys, platform.platform_id, after)
     size = _bounded(limit, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     feed = _feed(request, engine.trading)
     page = await engine.call(feed.page, platform.platform_id, cursor, size)

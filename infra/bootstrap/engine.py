@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import os
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -44,7 +43,8 @@ from infra.eventstore.store import PostgresTrading, retry_on_conflict
 from infra.metrics import METRICS
 from infra.postgres import platforms
 from infra.postgres.heartbeats import REBUILD, ROLES, Heartbeat
-from infra.postgres.secrets_box import MasterKeyError, secret_box_for
+from infra.postgres.master_key import MasterKeyError
+from infra.postgres.secrets_box import secret_box_for
 from infra.postgres.webhooks_store import WebhookStore
 from infra.settings import Settings
 from infra.transient import is_transient
@@ -164,7 +164,7 @@ class Engine:
             settings, client_id="strategies-" + "-".join(sorted(self.roles))
         )
         self.venue: Any = venue or build_venue(
-            VenueConfig.from_env(os.environ), factory=settings.venue_factory
+            VenueConfig.from_section(settings.venue), factory=settings.venue_factory
         )
         self.chunk_size = chunk_size or settings.chunk_size
         self.limits = limits or settings.limits

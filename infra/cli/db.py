@@ -12,6 +12,7 @@ import typer
 
 from infra.devservices.database import embedded_postgres
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
+from infra.postgres.master_key import KeyFiles
 from infra.settings import Settings
 
 app = typer.Typer(
@@ -36,7 +37,7 @@ def start(ctx: typer.Context) -> None:
         _fail(exc)
     # URL alone on stdout so `$(strategies db start)` captures it; the hint is for people.
     typer.echo(url)
-    typer.echo(f"export DATABASE_URL={url}", err=True)
+    typer.echo(_hint(_settings(ctx), url), err=True)
 
 
 @app.command()
@@ -70,6 +71,20 @@ def url(ctx: typer.Context) -> None:
         typer.echo("not running; start it with `strategies db start`", err=True)
         raise typer.Exit(code=1)
     typer.echo(current.url)
+
+
+def _hint(settings: Settings, url: str) -> str:
+    """What to export to use this server by URL. With DATABASE_URL set a process needs
+    STRATEGIES_MASTER_KEY too, and the one that opens this data folder's secrets is the key
+    embedded mode has used so far (`infra.postgres.master_key`)."""
+    key_file = KeyFiles.of(settings.data_dir).current
+    if settings.master_key is not None:
+        key = "STRATEGIES_MASTER_KEY is set: keep it"
+    elif key_file.exists():
+        key = f"export STRATEGIES_MASTER_KEY=$(cat {key_file})"
+    else:
+        key = "export STRATEGIES_MASTER_KEY=$(strategies master-key generate)  # keep a copy"
+    return f"export DATABASE_URL={url}\n{key}"
 
 
 def _fail(exc: EmbeddedPostgresError) -> NoReturn:

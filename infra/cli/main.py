@@ -23,6 +23,7 @@ from infra.cli import admin as cli_admin
 from infra.cli import bench as cli_bench
 from infra.cli import db as cli_db
 from infra.cli import demo as cli_demo
+from infra.cli import master_key as cli_master_key
 
 # imported for its effect: it adds `projections poisoned` to cli_admin's group
 from infra.cli import projections as cli_projections  # noqa: F401
@@ -35,6 +36,7 @@ from infra.collector import tune_collector
 from infra.devservices.database import database_url
 from infra.devservices.kafka.cli import app as kafka_app
 from infra.logging import configure_logging, get_logger
+from infra.postgres.master_key import MasterKeyError
 from infra.settings import Settings, SettingsError, load_settings
 from infra.tracing import tracing
 
@@ -43,9 +45,11 @@ log = get_logger("infra.cli")
 app = typer.Typer(
     name="strategies",
     help="Portfolio strategies: event-sourced trading engine (API, workers, local services).\n\n"
-    "Configured from the environment: DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS (unset: "
-    "embedded PostgreSQL and in-process bus), STRATEGIES_DATA_DIR, STRATEGIES_LOG_LEVEL, "
-    "STRATEGIES_LOG_FORMAT (auto, json, console), STRATEGIES_HTTP_HOST, STRATEGIES_HTTP_PORT.",
+    "Configured from the environment and a .env file (or STRATEGIES_ENV_FILE): DATABASE_URL "
+    "and KAFKA_BOOTSTRAP_SERVERS (unset: embedded PostgreSQL and in-process bus), "
+    "STRATEGIES_MASTER_KEY (required with DATABASE_URL), STRATEGIES_DATA_DIR, "
+    "STRATEGIES_LOG_LEVEL, STRATEGIES_LOG_FORMAT (auto, json, console), STRATEGIES_HTTP_HOST, "
+    "STRATEGIES_HTTP_PORT; README, 'Configuration', lists them all.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -58,6 +62,7 @@ app.add_typer(cli_admin.instruments_app, name="instruments")
 app.add_typer(cli_admin.projections_app, name="projections")
 app.add_typer(audit_app, name="audit")
 app.add_typer(cli_webhooks.app, name="webhooks")
+app.add_typer(cli_master_key.app, name="master-key")
 app.command("worker")(cli_worker.worker)
 app.command("demo")(cli_demo.demo)
 app.command("bench")(cli_bench.bench)
@@ -130,6 +135,7 @@ def serve(
     from infra.bootstrap.http import create_app
 
     settings: Settings = ctx.obj
+    cli_master_key.require_secret_box(settings)  # before a database server is started
     with _stop_on_signals(), database_url(settings) as url:
         # Without Kafka the pipeline's bus is in-process, so the API process runs every role.
         roles = () if settings.kafka.bootstrap_servers else ("all",)
@@ -172,7 +178,11 @@ def _ignore(signum: int, _frame: FrameType | None) -> None:
 
 def main() -> None:
     tune_collector()
-    app()
+    try:
+        app()
+    except MasterKeyError as exc:  # a command that found out late: still one line, exit 2
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -19,12 +19,13 @@ import asyncpg
 import typer
 
 from domain.errors import DomainError
+from infra.cli.master_key import require_secret_box
 from infra.cli.tables import JsonOption, echo_json, echo_table
 from infra.devservices.database import database_url
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
 from infra.postgres import platforms
-from infra.postgres.secrets_box import MasterKeyError, SecretBox, secret_box_for
+from infra.postgres.secrets_box import SecretBox
 from infra.settings import Settings
 
 T = TypeVar("T")
@@ -160,10 +161,7 @@ def _settings(ctx: typer.Context) -> Settings:
 
 
 def _box(ctx: typer.Context) -> SecretBox:
-    try:
-        return secret_box_for(_settings(ctx))
-    except MasterKeyError as exc:
-        _fail(str(exc))
+    return require_secret_box(_settings(ctx))
 
 
 def _run(ctx: typer.Context, action: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:

@@ -15,12 +15,13 @@ import typer
 
 from domain.errors import DomainError
 from domain.webhook_url import webhook_target
+from infra.cli.master_key import require_secret_box
 from infra.cli.tables import JsonOption, echo_json, echo_table
 from infra.devservices.database import database_url
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
 from infra.postgres.platforms import require_platform
-from infra.postgres.secrets_box import MasterKeyError, SecretBox, secret_box_for
+from infra.postgres.secrets_box import SecretBox
 from infra.postgres.webhooks_store import PAYLOAD_TYPES, Subscription, WebhookStore
 from infra.settings import Settings
 
@@ -54,13 +55,13 @@ def _fail(message: str) -> NoReturn:
 
 def _run(ctx: typer.Context, action: Callable[[WebhookStore], Awaitable[T]]) -> T:
     settings: Settings = ctx.find_root().obj
+    box = require_secret_box(settings)
     try:
-        box = secret_box_for(settings)
         with database_url(settings) as url:
             return asyncio.run(_with_store(url, box, action))
     except DomainError as exc:
         _fail(f"({exc.code}) {exc.message}")
-    except (MasterKeyError, ValueError) as exc:
+    except ValueError as exc:
         _fail(str(exc))
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as exc:
         _fail(f"database: {type(exc).__name__}: {redact_text(str(exc))}")

@@ -13,6 +13,7 @@ import typer
 
 from infra.bootstrap.engine import Engine, resolve_roles
 from infra.bootstrap.probes_server import serve_probes
+from infra.cli.master_key import require_secret_box
 from infra.devservices.database import database_url
 from infra.logging import get_logger
 from infra.postgres.heartbeats import ROLES
@@ -56,6 +57,10 @@ def worker(
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
+    if "webhooks" in resolve_roles(roles):
+        # the sender signs with the subscriptions' secrets: without the key it would only
+        # log that it cannot, and deliveries would wait forever
+        require_secret_box(settings)
     service = "strategies-worker-" + "-".join(roles)
     with database_url(settings) as url, tracing(settings, service):
         asyncio.run(_run(settings, url, roles, chunk_size))

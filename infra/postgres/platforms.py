@@ -253,7 +253,7 @@ async def find_key(
         api_key=row["api_key"],
         platform_id=row["platform_id"],
         status=row["status"],
-        secret=box.open(row["secret_sealed"], aad=_aad(row["api_key"])),
+        secret=box.open(row["secret_sealed"], aad=secret_aad(row["api_key"])),
         passphrase_hash=row["passphrase_hash"],
     )
     cache.put(record)
@@ -304,7 +304,8 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _aad(api_key: str) -> bytes:
+def secret_aad(api_key: str) -> bytes:
+    """The associated data that binds a sealed secret to its row (the key it signs for)."""
     return f"platform_api_keys:{api_key}".encode()
 
 
@@ -328,7 +329,7 @@ async def _issue(platform_id: str, box: SecretBox) -> tuple[Credentials, bytes, 
     passphrase = secrets.token_urlsafe(18)
     passphrase_hash = await asyncio.to_thread(hash_passphrase, passphrase)
     credentials = Credentials(platform_id, api_key, _b64(secret), passphrase)
-    return credentials, box.seal(secret, aad=_aad(api_key)), passphrase_hash
+    return credentials, box.seal(secret, aad=secret_aad(api_key)), passphrase_hash
 
 
 async def _insert_key(

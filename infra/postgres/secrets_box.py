@@ -1,196 +1,196 @@
-"""Secrets at rest, from the standard library only: the platforms' HMAC secrets are sealed
-(encrypted and authenticated), their passphrases are hashed with scrypt.
+"""Secrets at rest: the platforms' HMAC secrets and the webhook subscriptions' signing
+secrets are sealed (AES-256-GCM), their passphrases are hashed with scrypt.
 
 The API must know each platform's signing secret in clear (HMAC needs the key itself), so the
-secret cannot be hashed like the passphrase; it is sealed under a master key instead, and a
-copy of the `platform_api_keys` table (a backup, a dump, a replica) is useless without it.
+secret cannot be hashed like the passphrase; it is sealed under the master key
+(`infra.postgres.master_key`) instead, and a copy of the tables (a backup, a dump, a replica)
+is useless without that key.
 
-Construction (documented because it is ours, not a library's; replace it by AES-GCM from
-`cryptography` if that package is ever added, keeping the version byte to tell them apart):
+Sealed layout, version 2 (every value written since AES-GCM came in):
 
-- Two sub-keys are derived from the 32-byte master key with HMAC-SHA256 and distinct labels:
-  `enc_key` and `mac_key` (never the same key for both jobs).
-- A fresh random 16-byte nonce per message. The keystream is
-  `HMAC-SHA256(enc_key, nonce || counter_be64)` for counter 0, 1, ... (a PRF in counter
-  mode, the same idea as CTR mode with HMAC as the block function); ciphertext =
-  plaintext XOR keystream.
-- Encrypt-then-MAC: `tag = HMAC-SHA256(mac_key, version || nonce || len(aad)_be32 || aad ||
-  ciphertext)`. The associated data (the api key a secret belongs to) is authenticated but
-  not stored, so a sealed secret copied onto another key's row does not open.
-- Stored layout: `version (1 byte) || nonce (16) || ciphertext || tag (32)`.
+    0x02 || key_id (8) || nonce (12) || AES-256-GCM ciphertext and tag (16)
 
-Opening checks the tag with `hmac.compare_digest` before decrypting anything; a wrong master
-key and a tampered row look the same (`SecretBoxError`) and nothing is ever returned from a
-blob that fails the check.
+- the AES key is derived from the master key (HMAC-SHA256 with its own label), never the
+  master key itself, which also derives other keys (`subkey`);
+- `key_id` names the master key that sealed the value (`master_key.key_id`), so opening picks
+  the right one of the keys it holds (the current one, the previous one, a rotation's next);
+- the associated data is the header (version and key id) followed by the caller's `aad`,
+  which names the row (its table and primary key): authenticated, not stored, so a sealed
+  value copied onto another row, or a header edited to name another key, does not open.
 
-The master key comes from `STRATEGIES_MASTER_KEY` (base64 of 32 bytes). In embedded mode
-(no DATABASE_URL) an unset key is generated once into `<STRATEGIES_DATA_DIR>/master.key`
-(mode 0600) and reused; with an external database the key must be configured, because a key
-generated on one host could not open what another host sealed.
+Version 1, written before, was our own construction from the standard library (HMAC-SHA256
+in counter mode, encrypt-then-MAC: `0x01 || nonce (16) || ciphertext || tag (32)`); it still
+opens, with any key held, and `strategies master-key rotate` re-seals it as version 2.
+
+A wrong key and a tampered value look the same (`SecretBoxError`): nothing is ever returned
+from a value that fails authentication.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import contextlib
 import hashlib
 import hmac
-import os
 import secrets
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import SecretStr
+
+from infra.postgres.master_key import (
+    MASTER_KEY_BYTES,
+    MasterKeyError,
+    MasterKeys,
+    key_id,
+    load_master_keys,
+)
 
 if TYPE_CHECKING:
     from infra.settings import Settings
 
-MASTER_KEY_BYTES = 32
-MASTER_KEY_FILE = "master.key"
-MASTER_KEY_VARIABLE = "STRATEGIES_MASTER_KEY"
-
-_VERSION = b"\x01"
-_NONCE_BYTES = 16
-_TAG_BYTES = 32
-_BLOCK_BYTES = 32  # one HMAC-SHA256 output of keystream per counter value
-_ENC_LABEL = b"portfolio-strategies/secret-box/v1/encryption"
-_MAC_LABEL = b"portfolio-strategies/secret-box/v1/authentication"
+_V1, _V2 = b"\x01", b"\x02"
+_V2_NONCE_BYTES = 12
+_V2_HEADER_BYTES = 1 + 8
+_GCM_TAG_BYTES = 16
+_V1_NONCE_BYTES = 16
+_V1_TAG_BYTES = 32
+_V1_BLOCK_BYTES = 32  # one HMAC-SHA256 output of keystream per counter value
+_AES_LABEL = b"portfolio-strategies/secret-box/v2/aes-256-gcm"
+_V1_ENC_LABEL = b"portfolio-strategies/secret-box/v1/encryption"
+_V1_MAC_LABEL = b"portfolio-strategies/secret-box/v1/authentication"
+# Shared by both versions: the keys derived for other jobs (the event cursors') must not
+# change when the sealing does, or every cursor given out would stop opening.
 _DERIVE_LABEL = b"portfolio-strategies/secret-box/v1/derivation"
 
 
 class SecretBoxError(Exception):
-    """Raised when a sealed value does not open (wrong master key, or tampered bytes)."""
+    """Raised when a sealed value does not open (no key held sealed it, or tampered bytes)."""
 
 
-class MasterKeyError(Exception):
-    """Raised when the master key is missing, malformed or cannot be read or created."""
+class _Key:
+    """One master key's derived keys."""
 
-
-class SecretBox:
-    """Seals and opens small secrets under one master key (see the module docstring)."""
-
-    __slots__ = ("_derive_key", "_enc_key", "_mac_key")
+    __slots__ = ("aes", "derive", "id", "v1_enc", "v1_mac")
 
     def __init__(self, master_key: bytes) -> None:
         if len(master_key) != MASTER_KEY_BYTES:
             raise MasterKeyError(f"the master key must be {MASTER_KEY_BYTES} bytes")
-        self._enc_key = hmac.digest(master_key, _ENC_LABEL, hashlib.sha256)
-        self._mac_key = hmac.digest(master_key, _MAC_LABEL, hashlib.sha256)
-        self._derive_key = hmac.digest(master_key, _DERIVE_LABEL, hashlib.sha256)
+        self.id = key_id(master_key)
+        self.aes = AESGCM(hmac.digest(master_key, _AES_LABEL, hashlib.sha256))
+        self.derive = hmac.digest(master_key, _DERIVE_LABEL, hashlib.sha256)
+        self.v1_enc = hmac.digest(master_key, _V1_ENC_LABEL, hashlib.sha256)
+        self.v1_mac = hmac.digest(master_key, _V1_MAC_LABEL, hashlib.sha256)
+
+
+class SecretBox:
+    """Seals under one master key, opens with it or with `others` (see the module docstring)."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, master_key: bytes, others: Sequence[bytes] = ()) -> None:
+        keys = [_Key(master_key)]
+        for other in others:
+            candidate = _Key(other)
+            if all(candidate.id != known.id for known in keys):
+                keys.append(candidate)
+        self._keys = tuple(keys)
+
+    def __repr__(self) -> str:
+        return f"SecretBox(<{len(self._keys)} master key(s) hidden>, sealing {self.key_id})"
+
+    @property
+    def key_id(self) -> str:
+        """The sealing key's id, in hex (what `strategies master-key rotate` prints)."""
+        return self._keys[0].id.hex()
 
     def subkey(self, purpose: bytes) -> bytes:
         """A 32-byte key for another job (`purpose` names it), independent of the sealing
         keys and of every other purpose's key."""
-        return hmac.digest(self._derive_key, purpose, hashlib.sha256)
+        return self.subkeys(purpose)[0]
 
-    def __repr__(self) -> str:
-        return "SecretBox(<master key hidden>)"
+    def subkeys(self, purpose: bytes) -> tuple[bytes, ...]:
+        """`subkey` under every key held, the current one first: what the current key made
+        is made from now on, what an earlier key made still checks."""
+        return tuple(hmac.digest(key.derive, purpose, hashlib.sha256) for key in self._keys)
 
     def seal(self, plaintext: bytes, *, aad: bytes = b"") -> bytes:
-        nonce = secrets.token_bytes(_NONCE_BYTES)
-        ciphertext = _xor(plaintext, self._keystream(nonce, len(plaintext)))
-        return _VERSION + nonce + ciphertext + self._tag(nonce, aad, ciphertext)
+        key = self._keys[0]
+        header = _V2 + key.id
+        nonce = secrets.token_bytes(_V2_NONCE_BYTES)
+        return header + nonce + key.aes.encrypt(nonce, plaintext, header + aad)
 
     def open(self, sealed: bytes, *, aad: bytes = b"") -> bytes:
-        if len(sealed) < 1 + _NONCE_BYTES + _TAG_BYTES or sealed[:1] != _VERSION:
-            raise SecretBoxError("not a sealed value of a known version")
-        nonce = sealed[1 : 1 + _NONCE_BYTES]
-        ciphertext = sealed[1 + _NONCE_BYTES : -_TAG_BYTES]
-        tag = sealed[-_TAG_BYTES:]
-        if not hmac.compare_digest(tag, self._tag(nonce, aad, ciphertext)):
-            raise SecretBoxError("the sealed value does not open: wrong master key or tampered")
-        return _xor(ciphertext, self._keystream(nonce, len(ciphertext)))
+        version = sealed[:1]
+        if version == _V2 and len(sealed) >= _V2_HEADER_BYTES + _V2_NONCE_BYTES + _GCM_TAG_BYTES:
+            return self._open_v2(sealed, aad)
+        if version == _V1 and len(sealed) >= 1 + _V1_NONCE_BYTES + _V1_TAG_BYTES:
+            for key in self._keys:
+                opened = _open_v1(key, sealed, aad)
+                if opened is not None:
+                    return opened
+            raise SecretBoxError("the sealed value does not open: no key held, or tampered")
+        raise SecretBoxError("not a sealed value of a known version")
 
-    def _keystream(self, nonce: bytes, length: int) -> bytes:
-        blocks = (length + _BLOCK_BYTES - 1) // _BLOCK_BYTES
-        stream = b"".join(
-            hmac.digest(self._enc_key, nonce + counter.to_bytes(8, "big"), hashlib.sha256)
-            for counter in range(blocks)
+    def is_current(self, sealed: bytes) -> bool:
+        """Whether `sealed` is in today's format under the sealing key (nothing to re-seal)."""
+        return sealed[:_V2_HEADER_BYTES] == _V2 + self._keys[0].id
+
+    def _open_v2(self, sealed: bytes, aad: bytes) -> bytes:
+        header = sealed[:_V2_HEADER_BYTES]
+        nonce = sealed[_V2_HEADER_BYTES : _V2_HEADER_BYTES + _V2_NONCE_BYTES]
+        for key in self._keys:
+            if key.id == header[1:]:
+                try:
+                    return key.aes.decrypt(
+                        nonce, sealed[_V2_HEADER_BYTES + _V2_NONCE_BYTES :], header + aad
+                    )
+                except InvalidTag:
+                    break
+        raise SecretBoxError(
+            f"the sealed value does not open: sealed by key {header[1:].hex()}, which is "
+            "not held, or tampered"
         )
-        return stream[:length]
-
-    def _tag(self, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes:
-        message = _VERSION + nonce + len(aad).to_bytes(4, "big") + aad + ciphertext
-        return hmac.digest(self._mac_key, message, hashlib.sha256)
 
 
-def _xor(data: bytes, stream: bytes) -> bytes:
-    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(len(data), "big")
-
-
-def generate_master_key() -> str:
-    """A new master key, base64-encoded as `STRATEGIES_MASTER_KEY` expects it."""
-    return base64.b64encode(secrets.token_bytes(MASTER_KEY_BYTES)).decode("ascii")
-
-
-def decode_master_key(encoded: str) -> bytes:
-    try:
-        key = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise MasterKeyError(f"{MASTER_KEY_VARIABLE} is not valid base64") from None
-    if len(key) != MASTER_KEY_BYTES:
-        raise MasterKeyError(
-            f"{MASTER_KEY_VARIABLE} must be the base64 of {MASTER_KEY_BYTES} bytes "
-            f"(generate one with: python -c 'import base64,secrets;"
-            f"print(base64.b64encode(secrets.token_bytes(32)).decode())')"
-        )
-    return key
-
-
-def load_master_key(configured: str | None, data_dir: Path, *, embedded: bool) -> bytes:
-    """The configured key; else, in embedded mode only, the one kept in the data folder."""
-    if configured:
-        return decode_master_key(configured)
-    if not embedded:
-        raise MasterKeyError(
-            f"{MASTER_KEY_VARIABLE} must be set when DATABASE_URL is: every process that "
-            "shares the database must seal and open secrets with the same key"
-        )
-    return _key_file(data_dir / MASTER_KEY_FILE)
-
-
-def _key_file(path: Path) -> bytes:
-    if not path.exists():
-        _create_key_file(path)
-    try:
-        encoded = path.read_text(encoding="ascii")
-    except OSError as exc:
-        raise MasterKeyError(f"cannot read the master key file {path}: {exc}") from None
-    return decode_master_key(encoded)
-
-
-def _create_key_file(path: Path) -> None:
-    """Write a complete key file under a temporary name, then link it into place.
-
-    `os.link` fails if the name exists, so two processes starting together cannot each
-    install a different key, and no reader ever sees a half-written file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-    try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="ascii") as file:
-            file.write(generate_master_key() + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        with contextlib.suppress(FileExistsError):  # another process's key won: use it
-            os.link(temporary, path)
-    except OSError as exc:
-        raise MasterKeyError(f"cannot create the master key file {path}: {exc}") from None
-    finally:
-        temporary.unlink(missing_ok=True)
+def _open_v1(key: _Key, sealed: bytes, aad: bytes) -> bytes | None:
+    """The previous release's format, still read; None when `key` did not seal it."""
+    nonce = sealed[1 : 1 + _V1_NONCE_BYTES]
+    ciphertext = sealed[1 + _V1_NONCE_BYTES : -_V1_TAG_BYTES]
+    message = _V1 + nonce + len(aad).to_bytes(4, "big") + aad + ciphertext
+    expected = hmac.digest(key.v1_mac, message, hashlib.sha256)
+    if not hmac.compare_digest(sealed[-_V1_TAG_BYTES:], expected):
+        return None
+    blocks = (len(ciphertext) + _V1_BLOCK_BYTES - 1) // _V1_BLOCK_BYTES
+    stream = b"".join(
+        hmac.digest(key.v1_enc, nonce + counter.to_bytes(8, "big"), hashlib.sha256)
+        for counter in range(blocks)
+    )[: len(ciphertext)]
+    plain = int.from_bytes(ciphertext, "big") ^ int.from_bytes(stream, "big")
+    return plain.to_bytes(len(ciphertext), "big")
 
 
 def secret_box_for(settings: Settings) -> SecretBox:
-    """The box of this deployment, from `Settings.master_key` (`STRATEGIES_MASTER_KEY`).
+    """The box of this deployment (`master_keys_for`)."""
+    keys = master_keys_for(settings)
+    return SecretBox(keys.current, keys.others)
 
-    `getattr`: the settings field is added by the composition root; until it exists an unset
-    key is assumed, which embedded mode handles with the key file.
-    """
-    configured = getattr(settings, "master_key", None)
-    if configured is not None and not isinstance(configured, str):
-        configured = configured.get_secret_value()  # SecretStr
-    key = load_master_key(configured, settings.data_dir, embedded=settings.postgres.embedded)
-    return SecretBox(key)
+
+def master_keys_for(settings: Settings) -> MasterKeys:
+    """`STRATEGIES_MASTER_KEY` (or embedded mode's key file) seals;
+    `STRATEGIES_MASTER_KEY_PREVIOUS` and a rotation's key files may also open."""
+    return load_master_keys(
+        _revealed(settings.master_key),
+        _revealed(settings.master_key_previous),
+        settings.data_dir,
+        embedded=settings.postgres.embedded,
+    )
+
+
+def _revealed(value: SecretStr | str | None) -> str | None:
+    # SecretStr in Settings; `model_copy(update=...)` may hand a plain string
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 # scrypt cost: the passphrase is random (144 bits), so these mostly make a stolen table

@@ -159,7 +159,7 @@ class WebhookStore:
             raise ValueError(f"payload types must be among {', '.join(PAYLOAD_TYPES)}")
         subscription_id = uuid4()
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-        sealed = self.box.seal(secret.encode(), aad=_aad(subscription_id))
+        sealed = self.box.seal(secret.encode(), aad=secret_aad(subscription_id))
         record = await self.pool.fetchrow(
             f"""INSERT INTO webhook_subscriptions
                     (id, platform_id, url, payload_types, secret_sealed, legacy_headers)
@@ -223,7 +223,7 @@ class WebhookStore:
         )
         if sealed is None:
             raise LookupError(f"no webhook subscription {subscription_id}")
-        return self.box.open(bytes(sealed), aad=_aad(subscription_id)).decode()
+        return self.box.open(bytes(sealed), aad=secret_aad(subscription_id)).decode()
 
     # -- deliveries -------------------------------------------------------------------------
     async def record(self, connection: Any, deliveries: Sequence[NewDelivery]) -> None:
@@ -383,7 +383,8 @@ class WebhookStore:
         return [{**_delivery(r), "platform_id": r["platform_id"], "url": r["url"]} for r in records]
 
 
-def _aad(subscription_id: UUID) -> bytes:
+def secret_aad(subscription_id: UUID) -> bytes:
+    """The associated data that binds a sealed secret to its subscription's row."""
     return b"webhook-subscription:" + subscription_id.bytes
 
 

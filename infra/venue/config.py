@@ -3,16 +3,20 @@
 The simulated venue is the default (and, for now, the only) implementation. A real adapter
 will be selected here by configuration, so callers only ever see the two ports.
 
-`from_env` reads the `STRATEGIES_VENUE_*` variables; as in `infra/settings.py`, an empty value
-means "unset". Every bad value is a ValueError that names its variable.
+The `STRATEGIES_VENUE_*` variables are read and checked with every other setting
+(`infra.settings_venue`); `from_section` turns them into a configuration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from infra.settings_venue import VenueSection
 
 #: Where the simulated market starts, in USD (two decimals, like every price we report).
 DEFAULT_BASE_PRICES: Mapping[str, Decimal] = {
@@ -74,62 +78,12 @@ class VenueConfig:
                 raise ValueError(f"{name} must all be positive; not so for {', '.join(bad)}")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> VenueConfig:
-        default = cls()
-        spread = _decimal(env, "STRATEGIES_VENUE_SPREAD", lambda v: 0 <= v < 1, "in [0, 1)")
-        ttl = _decimal(env, "STRATEGIES_VENUE_QUOTE_TTL_S", lambda v: v > 0, "positive")
+    def from_section(cls, section: VenueSection) -> VenueConfig:
         return cls(
-            seed=_integer(env, "STRATEGIES_VENUE_SEED", default.seed, None),
-            spread=default.spread if spread is None else spread,
-            latency_ms=_integer(env, "STRATEGIES_VENUE_LATENCY_MS", default.latency_ms, 0),
-            quote_ttl=default.quote_ttl if ttl is None else _seconds(ttl),
-            fail_quotes=_assets(env, "STRATEGIES_VENUE_FAIL_QUOTES"),
-            reject_orders=_assets(env, "STRATEGIES_VENUE_REJECT_ORDERS"),
+            seed=section.seed,
+            spread=section.spread,
+            latency_ms=section.latency_ms,
+            quote_ttl=section.quote_ttl,
+            fail_quotes=section.fail_quotes,
+            reject_orders=section.reject_orders,
         )
-
-
-def _get(env: Mapping[str, str], name: str) -> str:
-    return env.get(name, "").strip()
-
-
-def _integer(env: Mapping[str, str], name: str, default: int, minimum: int | None) -> int:
-    raw = _get(env, name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
-
-
-def _decimal(
-    env: Mapping[str, str], name: str, valid: Callable[[Decimal], bool], expected: str
-) -> Decimal | None:
-    raw = _get(env, name)
-    if not raw:
-        return None
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise ValueError(f"{name} must be a decimal number, got {raw!r}") from None
-    if not (value.is_finite() and valid(value)):
-        raise ValueError(f"{name} must be {expected}, got {raw!r}")
-    return value
-
-
-def _seconds(value: Decimal) -> timedelta:
-    microseconds = int(value.scaleb(6))
-    if microseconds <= 0:
-        raise ValueError(f"STRATEGIES_VENUE_QUOTE_TTL_S is below one microsecond: {value}")
-    return timedelta(microseconds=microseconds)
-
-
-def _assets(env: Mapping[str, str], name: str) -> frozenset[str]:
-    symbols = [part.strip().upper() for part in _get(env, name).split(",")]
-    bad = [symbol for symbol in symbols if symbol and not symbol.isalnum()]
-    if bad:
-        raise ValueError(f"{name} must be comma-separated asset symbols; bad: {', '.join(bad)}")
-    return frozenset(symbol for symbol in symbols if symbol)

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from domain.catalogue import DEFAULT_INSTRUMENTS
-from infra.postgres.secrets_box import generate_master_key
+from infra.postgres.master_key import generate_master_key
 from tests.cli import run_cli
 
 pytestmark = pytest.mark.integration

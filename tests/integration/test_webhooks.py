@@ -388,7 +388,7 @@ def test_an_operator_manages_subscriptions_from_the_command_line(fresh_database_
     from typer.testing import CliRunner
 
     from infra.cli import webhooks as cli_webhooks
-    from infra.postgres.secrets_box import generate_master_key
+    from infra.postgres.master_key import generate_master_key
 
     settings = Settings.model_validate(
         {"database_url": fresh_database_url, "STRATEGIES_MASTER_KEY": generate_master_key()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import platformdirs
@@ -20,6 +21,10 @@ VARIABLES = (
     "STRATEGIES_DRAIN_TIMEOUT_S",
     "STRATEGIES_MAX_PARTICIPANTS",
     "STRATEGIES_MAX_ALLOCATIONS",
+    "STRATEGIES_ENV_FILE",
+    "STRATEGIES_MASTER_KEY",
+    "STRATEGIES_MASTER_KEY_PREVIOUS",
+    "STRATEGIES_TOPIC_PREFIX",
 )
 
 
@@ -214,3 +219,61 @@ def test_private_webhook_targets_are_off_unless_the_setting_says_exactly_true(
         monkeypatch.setenv("STRATEGIES_WEBHOOK_ALLOW_PRIVATE", loose)
         with pytest.raises(SettingsError, match="STRATEGIES_WEBHOOK_ALLOW_PRIVATE"):
             load_settings()
+
+
+# The .env file ------------------------------------------------------------------------------
+
+
+def test_a_dotenv_file_in_the_working_directory_is_read_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text(
+        "# the deployment's\nSTRATEGIES_HTTP_PORT=9100\nSTRATEGIES_TOPIC_PREFIX=from-file\n"
+        "UNRELATED=ignored\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STRATEGIES_TOPIC_PREFIX", "from-env")
+
+    settings = load_settings()
+
+    assert settings.http.port == 9100
+    assert settings.topic_prefix == "from-env"
+    # children started elsewhere (the read models' process) read the same file
+    assert os.environ["STRATEGIES_ENV_FILE"] == str(tmp_path / ".env")
+
+
+def test_strategies_env_file_names_another_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "prod.env").write_text("STRATEGIES_HTTP_PORT=9200\nSTRATEGIES_LOG_LEVEL=loud\n")
+    (tmp_path / ".env").write_text("STRATEGIES_HTTP_PORT=9100\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STRATEGIES_ENV_FILE", str(tmp_path / "prod.env"))
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert str(refused.value).splitlines()[1:] == [
+        "  STRATEGIES_LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or "
+        "'CRITICAL' (got 'LOUD')"
+    ]
+    monkeypatch.setenv("STRATEGIES_LOG_LEVEL", "debug")
+    assert load_settings().http.port == 9200
+
+    monkeypatch.setenv("STRATEGIES_ENV_FILE", str(tmp_path / "missing.env"))
+    with pytest.raises(SettingsError, match="STRATEGIES_ENV_FILE: no such file"):
+        load_settings()
+
+
+def test_a_malformed_master_key_is_a_bad_variable_never_echoed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STRATEGIES_MASTER_KEY", "c2hvcnQ=")
+    monkeypatch.setenv("STRATEGIES_MASTER_KEY_PREVIOUS", "not base64!")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    lines = str(refused.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "STRATEGIES_MASTER_KEY",
+        "STRATEGIES_MASTER_KEY_PREVIOUS",
+    ]
+    assert "c2hvcnQ" not in str(refused.value) and "not base64" not in str(refused.value)
+    assert all("strategies master-key generate" in line for line in lines)

@@ -17,6 +17,7 @@ from domain.venue import (
     QuoteExpiredError,
     QuoteUnavailableError,
 )
+from infra.settings import Settings, SettingsError, load_settings
 from infra.venue import build_venue
 from infra.venue.config import DEFAULT_BASE_PRICES, VenueConfig
 from infra.venue.simulated import VENUE_NAMESPACE, SimulatedVenue
@@ -289,8 +290,12 @@ def test_the_venue_implements_both_ports() -> None:
 # --- configuration ----------------------------------------------------------------------------
 
 
+def _venue_settings(env: dict[str, str]) -> VenueConfig:
+    return VenueConfig.from_section(Settings.model_validate(env).venue)
+
+
 def test_config_defaults_when_the_environment_is_empty() -> None:
-    config = VenueConfig.from_env({"STRATEGIES_VENUE_SPREAD": "  "})
+    config = _venue_settings({})
     assert config == VenueConfig()
     assert (config.spread, config.latency_ms, config.quote_ttl) == (
         Decimal("0.001"),
@@ -300,7 +305,7 @@ def test_config_defaults_when_the_environment_is_empty() -> None:
 
 
 def test_config_reads_every_variable() -> None:
-    config = VenueConfig.from_env(
+    config = _venue_settings(
         {
             "STRATEGIES_VENUE_SEED": "42",
             "STRATEGIES_VENUE_SPREAD": "0.002",
@@ -336,9 +341,13 @@ def test_config_reads_every_variable() -> None:
         ("STRATEGIES_VENUE_REJECT_ORDERS", "BTC/USD"),
     ],
 )
-def test_config_names_the_variable_with_a_bad_value(name: str, value: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        VenueConfig.from_env({name: value})
+def test_config_names_the_variable_with_a_bad_value(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=f"\\n  {name}: .*") as refused:
+        load_settings()
+    assert len(str(refused.value).splitlines()) == 2  # the heading and one line
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from infra.devservices.kafka.launcher import KafkaLauncherError, LocalKafka
+from infra.settings import Settings
 
 app = typer.Typer(
     help="Run a local Apache Kafka broker (KRaft, from Maven Central jars; no Docker needed).",
@@ -31,6 +32,7 @@ HomeOption = Annotated[
 
 @app.command()
 def start(
+    ctx: typer.Context,
     home: HomeOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker to answer.")] = 90,
 ) -> None:
@@ -39,7 +41,7 @@ def start(
     The first start downloads the Kafka jars with Maven (cached per user, once per version);
     later starts take a few seconds.
     """
-    kafka = LocalKafka(home=home)
+    kafka = LocalKafka(home=_home(ctx, home))
     try:
         bootstrap = kafka.start(timeout=timeout)
     except KafkaLauncherError as exc:
@@ -51,13 +53,14 @@ def start(
 
 @app.command()
 def stop(
+    ctx: typer.Context,
     home: HomeOption = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds to allow a clean shutdown before SIGKILL.")
     ] = 30,
 ) -> None:
     """Stop the broker running in the home folder; its data is kept for the next start."""
-    kafka = LocalKafka(home=home)
+    kafka = LocalKafka(home=_home(ctx, home))
     try:
         stopped = kafka.stop(timeout=timeout)
     except KafkaLauncherError as exc:
@@ -66,15 +69,24 @@ def stop(
 
 
 @app.command()
-def status(home: HomeOption = None) -> None:
+def status(ctx: typer.Context, home: HomeOption = None) -> None:
     """Show whether the broker runs; exit code 0 when it does, 1 when it does not (for scripts)."""
-    kafka = LocalKafka(home=home)
+    kafka = LocalKafka(home=_home(ctx, home))
     current = kafka.status()
     if not current.running:
         typer.echo(f"not running (home {kafka.home})")
         raise typer.Exit(code=1)
     typer.echo(f"running: pid {current.pid}, bootstrap {current.bootstrap}")
     typer.echo(f"log: {current.log_path}")
+
+
+def _home(ctx: typer.Context, home: Path | None) -> Path | None:
+    """--home; else the data folder of the settings (which a `.env` file may set) when run
+    under `strategies`; else the launcher's default."""
+    settings = ctx.find_root().obj
+    if home is None and isinstance(settings, Settings):
+        return settings.data_dir / "kafka"
+    return home
 
 
 def _fail(exc: KafkaLauncherError) -> NoReturn:
