@@ -13,7 +13,7 @@ import typer
 
 from infra.bootstrap.engine import Engine, resolve_roles
 from infra.bootstrap.probes_server import serve_probes
-from infra.devservices.database import database_url
+from infra.cli.database import ready_database
 from infra.logging import get_logger
 from infra.postgres.heartbeats import ROLES
 from infra.settings import Settings
@@ -57,7 +57,7 @@ def worker(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
     service = "strategies-worker-" + "-".join(roles)
-    with database_url(settings) as url, tracing(settings, service):
+    with ready_database(settings) as url, tracing(settings, service):
         asyncio.run(_run(settings, url, roles, chunk_size))
 
 

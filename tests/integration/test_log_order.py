@@ -25,7 +25,6 @@ from infra.eventstore.notification_log import START, ApplicationNotificationLog
 from infra.eventstore.positions import PostgresPositions
 from infra.eventstore.store import PostgresTrading
 from projections import poisoned, queries
-from projections.tables import ensure_schema
 from projections.writer import ProjectionWriter
 from workers.relay import OutboxRelay
 
@@ -92,7 +91,6 @@ async def relaying(
     received; with `writer`, the read models consume the topic too."""
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     positions = PostgresPositions(pool)
-    await positions.ensure_schema()
     bus = InProcessBus(partitions=1)
     received: list[Delivery] = []
 
@@ -221,7 +219,6 @@ async def test_an_event_published_later_with_a_lower_position_is_projected_after
     models already passed, with positions below what they applied: only the publish order
     (transaction, position) tells they are new."""
     pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=4)
-    await ensure_schema(pool)
     try:
         earlier, later = await overlapping(app, fresh_database_url, monkeypatch, before=True)
         written = transactions(fresh_database_url)
@@ -283,7 +280,6 @@ async def test_an_event_record_whose_transaction_header_is_garbled_is_recorded_a
     bad, good = [await asyncio.to_thread(strategy_of, app) for _ in range(2)]
     pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=2)
     try:
-        await ensure_schema(pool)
         created = [
             (n, event_message(n.position, n.topic, n.aggregate_id, n.version, n.state))
             for n in await asyncio.to_thread(ApplicationNotificationLog(app).read, START, 100)

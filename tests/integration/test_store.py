@@ -138,7 +138,7 @@ def test_an_enrollment_settles_and_another_instance_reloads_the_same_aggregates(
     assert operation.chunk_count == 3
     wanted = aggregate_ids(app, strategy, operation)
 
-    with PostgresTrading(fresh_database_url, create_tables=False) as other:
+    with PostgresTrading(fresh_database_url) as other:
         batched = other.get_many(wanted)
         assert batched == one_by_one(other, wanted) == one_by_one(app, wanted)
         other.deposit_float(PLATFORM, "USD", Decimal("1.00"), "TOP-UP")  # it can write too
