@@ -16,6 +16,7 @@ import asyncpg
 import psycopg
 import pytest
 
+from infra.bootstrap.schema import migrate_database
 from infra.bus import Delivery
 from infra.bus.memory import InProcessBus
 from infra.bus.messages import DomainEventMessage
@@ -248,7 +249,9 @@ async def test_a_store_made_before_transaction_ids_keeps_its_order_and_its_relay
     id order, as an older relay published them; its saved position N resumes as (0, N)."""
     url = fresh_database_url
     with PostgresTrading(url) as older, psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("ALTER TABLE trading_events DROP COLUMN tx_id")  # as an older release
+        # As an older release left it, before migrations.
+        conn.execute("ALTER TABLE trading_events DROP COLUMN tx_id")
+        conn.execute("DROP TABLE relay_positions; DROP TABLE schema_migrations")
         conn.execute("CREATE TABLE relay_positions (name text PRIMARY KEY, position bigint)")
         for _ in range(4):
             strategy_of(older)
@@ -256,6 +259,7 @@ async def test_a_store_made_before_transaction_ids_keeps_its_order_and_its_relay
         relayed = old_ids[len(old_ids) // 2 - 1]
         conn.execute("INSERT INTO relay_positions VALUES ('outbox', %s)", (relayed,))
 
+    await migrate_database(url)
     with PostgresTrading(url) as upgraded:
         for _ in range(2):
             strategy_of(upgraded)
