@@ -21,8 +21,6 @@ import hashlib
 import time
 from typing import TYPE_CHECKING
 
-from infra.postgres.ddl import create_missing
-
 if TYPE_CHECKING:
     import asyncpg
 
@@ -31,22 +29,7 @@ GUARDED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 KEEP_S = 180  # > 2 x the 60 s window, with room for clock steps
 PURGE_EVERY_S = 60.0
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_signatures_seen (
-    api_key text NOT NULL,
-    digest bytea NOT NULL,
-    request_id text NOT NULL,
-    seen_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (api_key, digest)
-);
-CREATE INDEX IF NOT EXISTS api_signatures_seen_by_age ON api_signatures_seen (seen_at);
-"""
-
 _last_purge = 0.0
-
-
-async def ensure_schema(pool: asyncpg.Pool) -> None:
-    await create_missing(pool, SCHEMA)
 
 
 async def first_use(pool: asyncpg.Pool, api_key: str, signature: str, request_id: str) -> bool:

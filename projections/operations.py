@@ -49,15 +49,15 @@ OPERATIONS = Table(
         *BOOKKEEPING,
         #: The request's recorded parameters (model and policy versions, origin...); null
         #: in rows made before they were kept.
-        Column("parameters", "jsonb", nullable=True, added=True),
+        Column("parameters", "jsonb", nullable=True),
         #: The Strategy's quoted currency (from `Requested`): what its prices are quoted in
         #: (`projections.prices`); null for rows projected before it was kept.
-        Column("quoted_currency", "text", nullable=True, added=True),
+        Column("quoted_currency", "text", nullable=True),
         #: Chunks planned, checked and settled (issue 20: chunks in flight per stage); null
         #: in rows projected before they were kept.
-        Column("chunk_count", "integer", nullable=True, added=True),
-        Column("chunks_checked", "integer", nullable=True, added=True),
-        Column("chunks_settled", "integer", nullable=True, added=True),
+        Column("chunk_count", "integer", nullable=True),
+        Column("chunks_checked", "integer", nullable=True),
+        Column("chunks_settled", "integer", nullable=True),
     ),
     (*list_indexes("strategy_id", "type", "status"), ("by_request", "(platform_id, request_id)")),
 )

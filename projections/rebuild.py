@@ -21,7 +21,7 @@ from infra.bus.outbox import event_message
 from infra.eventstore.notification_log import START, ApplicationNotificationLog
 from projections.poisoned import count_unresolved
 from projections.schema import quoted
-from projections.tables import drop_read_models, ensure_schema
+from projections.tables import empty_read_models
 from projections.writer import ProjectionWriter
 
 if TYPE_CHECKING:
@@ -38,13 +38,12 @@ BATCH_SIZE = 1000
 async def rebuild(
     pool: asyncpg.Pool, app: Application[UUID], schema: str, *, batch_size: int = BATCH_SIZE
 ) -> int:
-    """Drop and re-create the read-model tables of `schema`, replay the whole history into
-    them (one transaction per batch) and return how many events were replayed."""
+    """Empty the read-model tables of `schema` (`empty_read_models`), replay the whole
+    history into them (one transaction per batch) and return how many events were replayed."""
     quoted(schema)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    await drop_read_models(pool, schema)
-    await ensure_schema(pool, schema)
+    await empty_read_models(pool, schema)
     notifications = ApplicationNotificationLog(app)
     writer = ProjectionWriter(pool, schema)
     after, replayed = START, 0

@@ -1,5 +1,6 @@
-"""The read-model tables: their columns and the SQL that reads and upserts rows (their
-creation, all together, is in `projections.tables`).
+"""The read-model tables: their columns and the SQL that reads and upserts rows (the tables
+themselves are made by the migrations, `infra/postgres/migrations`; a test checks that the
+columns and indexes described here are the ones they make).
 
 Every table lives in one configurable PostgreSQL schema (default `public`), so a rebuild can
 fill a scratch schema next to the live one. Every row carries `platform_id` (each query
@@ -57,9 +58,6 @@ class Column:
     nullable: bool = False
     #: A client's JSON document (any numbers, any nesting), not one of our own shapes.
     document: bool = False
-    #: Added after its table was first released: `create` adds it to a table without it
-    #: (nullable, since the rows already there have no value for it).
-    added: bool = False
 
     @property
     def is_json(self) -> bool:
@@ -86,7 +84,7 @@ def list_indexes(*columns: str) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True)
 class Table:
-    """A read-model table keyed by `id`: its DDL and the generic statements on its rows.
+    """A read-model table keyed by `id`: its columns and the generic statements on its rows.
 
     jsonb travels as text (`::text::jsonb` in, `::text` out) so the statements work whatever
     type codecs the caller's pool has registered.
@@ -94,16 +92,12 @@ class Table:
 
     name: str
     columns: tuple[Column, ...]
-    #: (index name suffix, what follows `ON table`: the parenthesised keys, maybe a WHERE).
+    #: (index name suffix, what follows `ON table`: the parenthesised keys, maybe a WHERE):
+    #: the indexes its queries count on, made by the migrations as `<name>_<suffix>`.
     indexes: tuple[tuple[str, str], ...] = ()
     #: When an upsert may change a stored row `r` into `EXCLUDED`: by default a later event of
     #: the same stream. A row that many streams write (a price) says its own order.
     guard: str = "r.version < EXCLUDED.version AND r.source_id = EXCLUDED.source_id"
-
-    def __post_init__(self) -> None:
-        for column in self.columns:
-            if column.added and not column.nullable:
-                raise ValueError(f"{self.name}.{column.name} is added to rows already there")
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -111,30 +105,6 @@ class Table:
 
     def qualified(self, schema: str) -> str:
         return f"{quoted(schema)}.{self.name}"
-
-    def create(self, schema: str) -> str:
-        body = ",\n    ".join(
-            f"{c.name} {c.type}{'' if c.nullable else ' NOT NULL'}"
-            + (" PRIMARY KEY" if c.name == "id" else "")
-            for c in self.columns
-        )
-        statements = [f"CREATE TABLE IF NOT EXISTS {self.qualified(schema)} (\n    {body}\n);"]
-        # A column added since the table was first released, only when missing: ALTER TABLE
-        # locks the table even when there is nothing to add.
-        statements += [
-            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute "
-            f"WHERE attrelid = '{self.qualified(schema)}'::regclass AND attname = '{c.name}' "
-            f"AND NOT attisdropped) THEN ALTER TABLE {self.qualified(schema)} "
-            f"ADD COLUMN {c.name} {c.type}; END IF; END $$;"
-            for c in self.columns
-            if c.added
-        ]
-        statements += [
-            f"CREATE INDEX IF NOT EXISTS {self.name}_{suffix} "
-            f"ON {self.qualified(schema)} {expression};"
-            for suffix, expression in self.indexes
-        ]
-        return "\n".join(statements)
 
     def selected(self, alias: str = "") -> str:
         """The column list of a SELECT, jsonb as text, in the row's field order."""

@@ -35,14 +35,14 @@ STRATEGIES = Table(
         Column("metadata", "jsonb", document=True),
         *BOOKKEEPING,
         #: {"version": n, "allocations": [...]}: the current model, null without one.
-        Column("model", "jsonb", nullable=True, added=True),
+        Column("model", "jsonb", nullable=True),
         #: The current policy version (`representations.policy_document`), null without one.
-        Column("policy", "jsonb", nullable=True, added=True),
+        Column("policy", "jsonb", nullable=True),
         #: The latest automatic run (`representations.policy_run_document`).
-        Column("policy_run", "jsonb", nullable=True, added=True),
+        Column("policy_run", "jsonb", nullable=True),
         #: `active` or `needs_adjustment`; null (read as active) for rows made before.
-        Column("status", "text", nullable=True, added=True),
-        Column("broken_assets", "jsonb", nullable=True, added=True),
+        Column("status", "text", nullable=True),
+        Column("broken_assets", "jsonb", nullable=True),
     ),
     list_indexes(),
 )

@@ -168,9 +168,6 @@ class WebhookRecorder:
         self.store = store
         self.on_recorded = on_recorded
 
-    async def ensure_schema(self) -> None:
-        await self.store.ensure_schema()
-
     async def begin(self, connection: Any) -> WebhookObservation:
         # Read in the transaction: a subscription added meanwhile starts with the next one.
         return WebhookObservation(self.store, await self.store.active(connection=connection))

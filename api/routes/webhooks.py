@@ -45,11 +45,7 @@ PlatformId = Annotated[str, Path(pattern=r"^[^\x00]+$")]
 
 
 async def get_store(request: Request, pool: PoolDep) -> WebhookStore:
-    store = WebhookStore(pool, request.app.state.secret_box)
-    if not getattr(request.app.state, "webhooks_schema_ready", False):
-        await store.ensure_schema()
-        request.app.state.webhooks_schema_ready = True
-    return store
+    return WebhookStore(pool, request.app.state.secret_box)
 
 
 StoreDep = Annotated[WebhookStore, Depends(get_store)]

@@ -24,7 +24,6 @@ import asyncpg
 import structlog
 from pydantic import ValidationError
 
-from api import replay_guard
 from domain.errors import DomainError
 from domain.failures import STAGE_TASKS, Verdict, classify
 from domain.requests import Limits
@@ -41,7 +40,6 @@ from infra.eventstore.notification_log import ApplicationNotificationLog
 from infra.eventstore.positions import PostgresPositions, leadership
 from infra.eventstore.store import PostgresTrading, retry_on_conflict
 from infra.metrics import METRICS
-from infra.postgres import platforms
 from infra.postgres.heartbeats import REBUILD, ROLES, Heartbeat
 from infra.postgres.master_key import MasterKeyError
 from infra.postgres.secrets_box import secret_box_for
@@ -50,7 +48,6 @@ from infra.settings import Settings
 from infra.transient import is_transient
 from infra.venue import build_venue
 from infra.venue.config import VenueConfig
-from projections import tables as read_models
 from projections.follower import LogFollower
 from projections.queries import strategies_with_models
 from projections.writer import ProjectionWriter
@@ -224,10 +221,6 @@ class Engine:
         await self.call(self.trading.ensure_default_catalogue)
         self.pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=8)
         self.positions = PostgresPositions(self.pool)
-        await self.positions.ensure_schema()
-        await read_models.ensure_schema(self.pool)
-        await platforms.ensure_schema(self.pool)
-        await replay_guard.ensure_schema(self.pool)
         self.heartbeat = Heartbeat(self.pool, self.roles)
         await self._claim_roles()
         self.webhook_sender: WebhookSender | None = None
@@ -312,11 +305,9 @@ class Engine:
                 on_attempt=lambda: self.heartbeat.progress("webhooks"),
                 allow_private=self.settings.webhook_allow_private,
             )
-        recorder = WebhookRecorder(
+        return WebhookRecorder(
             store, on_recorded=self.webhook_sender.poke if self.webhook_sender else None
         )
-        await recorder.ensure_schema()
-        return recorder
 
     def _subscribe(self, urgent: StageContext, bulk: StageContext) -> None:
         topics = self.topics

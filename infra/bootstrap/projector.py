@@ -35,7 +35,6 @@ from infra.eventstore.store import PostgresTrading
 from infra.postgres.heartbeats import REBUILD, Heartbeat
 from infra.postgres.webhooks_store import WebhookStore
 from infra.settings import Settings
-from projections import tables as read_models
 from projections.follower import LogFollower
 from projections.writer import ProjectionWriter
 from workers.webhooks import WebhookRecorder
@@ -85,10 +84,8 @@ async def follow(settings: Settings, database_url: str, *, parent: int | None = 
     watcher = asyncio.create_task(_watch_parent(parent, stop)) if parent else None
     heartbeat = Heartbeat(pool, ["projections"])
     try:
-        await read_models.ensure_schema(pool)
-        store = WebhookStore(pool, None)  # records only: the engine's sender sends
-        recorder = WebhookRecorder(store)
-        await recorder.ensure_schema()
+        # records only: the engine's sender sends
+        recorder = WebhookRecorder(WebhookStore(pool, None))
         while blockers := await heartbeat.start(unless=REBUILD):
             log.warning(
                 "projections.waiting_for_rebuild",

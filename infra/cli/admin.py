@@ -15,8 +15,8 @@ from domain.catalogue import Instrument, InstrumentStatus
 from domain.eligibility import ParticipantStatus
 from domain.errors import DomainError
 from domain.money import parse_decimal
+from infra.cli.database import ready_database
 from infra.cli.tables import JsonOption, echo_json, echo_table
-from infra.devservices.database import database_url
 from infra.eventstore.store import PostgresTrading, retry_on_conflict
 from infra.postgres.heartbeats import REBUILD, Heartbeat, LiveProcess
 from infra.postgres.platforms import require_platform
@@ -43,7 +43,7 @@ def with_trading(ctx: typer.Context, action: Callable[[PostgresTrading], T]) -> 
     """Run `action` on the event store of the configured (or embedded) database; a domain
     refusal becomes its message and exit code 2."""
     settings: Settings = ctx.obj
-    with database_url(settings) as url:
+    with ready_database(settings) as url:
         trading = PostgresTrading(url)
         try:
             return action(trading)
@@ -70,7 +70,7 @@ def with_pool_and_trading(
             trading.close()
             await pool.close()
 
-    with database_url(settings) as url:
+    with ready_database(settings) as url:
         try:
             return asyncio.run(run(url))
         except DomainError as error:

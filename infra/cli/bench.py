@@ -23,6 +23,7 @@ from rich.table import Table
 
 from infra.bootstrap.children import ROOT, strategies_command
 from infra.bootstrap.engine import Engine
+from infra.bootstrap.schema import migrate_database
 from infra.bus.memory import InProcessBus
 from infra.cli.tables import print_whole
 from infra.devservices.database import database_url
@@ -216,7 +217,9 @@ async def _fresh_database(server: str) -> str:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
-    return server.rsplit("/", 1)[0] + f"/{name}"
+    url = server.rsplit("/", 1)[0] + f"/{name}"
+    await migrate_database(url)  # the bench's own database: its workers find it current
+    return url
 
 
 def _table(runs: list[RunFigures], ceilings: dict[str, object]) -> Table:

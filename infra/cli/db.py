@@ -1,23 +1,30 @@
-"""`strategies db ...`: the embedded PostgreSQL server, for developers and scripts.
+"""`strategies db ...`: the schema's migrations, and the embedded PostgreSQL server.
 
-`db start` leaves a detached server behind that `serve`, workers and tests reuse (and do not
-stop); `db stop` stops whatever runs on the data folder.
+`db migrate` brings the database (DATABASE_URL, or the embedded one) to this release's schema,
+the only way our tables are made (`infra.postgres.migrations`). `db start` leaves a detached
+server behind that `serve`, workers and tests reuse (and do not stop); `db stop` stops
+whatever runs on the data folder.
 """
 
 from __future__ import annotations
 
-from typing import NoReturn
+import asyncio
+from typing import Annotated, NoReturn
 
+import asyncpg
 import typer
 
-from infra.devservices.database import embedded_postgres
+from infra.bootstrap.schema import migrate_database
+from infra.devservices.database import database_url, embedded_postgres
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
+from infra.logging import redact_text
 from infra.postgres.master_key import KeyFiles
+from infra.postgres.migrations import latest, migrations, schema_version
 from infra.settings import Settings
 
 app = typer.Typer(
-    help="The embedded PostgreSQL server in $STRATEGIES_DATA_DIR/postgres (used when "
-    "DATABASE_URL is unset).",
+    help="The database schema's migrations, and the embedded PostgreSQL server in "
+    "$STRATEGIES_DATA_DIR/postgres (used when DATABASE_URL is unset).",
     no_args_is_help=True,
 )
 
@@ -25,6 +32,50 @@ app = typer.Typer(
 def _settings(ctx: typer.Context) -> Settings:
     settings: Settings = ctx.find_root().obj
     return settings
+
+
+@app.command()
+def migrate(
+    ctx: typer.Context,
+    status: Annotated[
+        bool,
+        typer.Option(
+            "--status",
+            help="Only show the schema's version and what is left to apply; exit code 1 "
+            "when the database is behind this release.",
+        ),
+    ] = False,
+) -> None:
+    """Apply the schema migrations the database lacks (DATABASE_URL, or the embedded one),
+    one line per migration applied; run it before starting a new release. Safe to run again
+    (a no-op) and from several places at once (one waits for the other)."""
+    try:
+        with database_url(_settings(ctx)) as url:
+            if status:
+                current = asyncio.run(_version(url))
+            else:
+                applied = asyncio.run(migrate_database(url))
+    except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as exc:
+        typer.echo(f"error: database: {type(exc).__name__}: {redact_text(str(exc))}", err=True)
+        raise typer.Exit(code=1) from None
+    if status:
+        typer.echo(f"database schema is at {current}, this release needs {latest()}")
+        for migration in migrations()[current:]:
+            typer.echo(f"pending {migration.label}")
+        if current < latest():
+            raise typer.Exit(code=1)
+        return
+    for migration in applied:
+        typer.echo(f"applied {migration.label}")
+    typer.echo(f"database schema is at {latest()}" + ("" if applied else " (nothing to apply)"))
+
+
+async def _version(url: str) -> int:
+    connection = await asyncpg.connect(url)
+    try:
+        return await schema_version(connection)
+    finally:
+        await connection.close()
 
 
 @app.command()

@@ -11,8 +11,8 @@ from rich.console import Console
 from infra.bootstrap.engine import Engine
 from infra.bootstrap.probes_server import serve_probes
 from infra.bus.memory import InProcessBus
+from infra.cli.database import ready_database
 from infra.cli.tables import print_whole
-from infra.devservices.database import database_url
 from infra.logging import configure_logging
 from infra.settings import Settings
 from infra.tools.demo import DemoError, run_demo, summary_table
@@ -51,7 +51,7 @@ def demo(
     quiet = settings.model_copy(update={"log_level": "WARNING"})
     configure_logging(settings if verbose else quiet, force=True)
     console = Console(width=max(Console().width, 120))
-    with database_url(settings) as url:
+    with ready_database(settings) as url:
         try:
             asyncio.run(_run(settings, url, traders, kafka, chunk_size, console))
         except DemoError as error:

@@ -30,10 +30,10 @@ from infra.cli import projections as cli_projections  # noqa: F401
 from infra.cli import webhooks as cli_webhooks
 from infra.cli import worker as cli_worker
 from infra.cli.audit import app as audit_app
+from infra.cli.database import ready_database
 from infra.cli.http_server import server_config
 from infra.cli.platform import app as platform_app
 from infra.collector import tune_collector
-from infra.devservices.database import database_url
 from infra.devservices.kafka.cli import app as kafka_app
 from infra.logging import configure_logging, get_logger
 from infra.postgres.master_key import MasterKeyError
@@ -136,7 +136,7 @@ def serve(
 
     settings: Settings = ctx.obj
     cli_master_key.require_secret_box(settings)  # before a database server is started
-    with _stop_on_signals(), database_url(settings) as url:
+    with _stop_on_signals(), ready_database(settings) as url:
         # Without Kafka the pipeline's bus is in-process, so the API process runs every role.
         roles = () if settings.kafka.bootstrap_servers else ("all",)
         config = server_config(

@@ -23,7 +23,7 @@ from typing import Annotated, NoReturn
 import asyncpg
 import typer
 
-from infra.devservices.database import database_url
+from infra.cli.database import ready_database
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
 from infra.postgres.master_key import (
@@ -78,7 +78,7 @@ def rotate(
         _fail(str(exc), code=2)
     box = SecretBox(new, (keys.current, *keys.others))
     try:
-        with database_url(settings) as url:
+        with ready_database(settings) as url:
             counts = asyncio.run(_reseal(url, box))
     except RotationError as exc:
         _fail(str(exc))

@@ -19,9 +19,9 @@ import asyncpg
 import typer
 
 from domain.errors import DomainError
+from infra.cli.database import ready_database
 from infra.cli.master_key import require_secret_box
 from infra.cli.tables import JsonOption, echo_json, echo_table
-from infra.devservices.database import database_url
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
 from infra.postgres import platforms
@@ -166,7 +166,7 @@ def _box(ctx: typer.Context) -> SecretBox:
 
 def _run(ctx: typer.Context, action: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     try:
-        with database_url(_settings(ctx)) as url:
+        with ready_database(_settings(ctx)) as url:
             return asyncio.run(_with_pool(url, action))
     except DomainError as exc:
         _fail(exc.message)
@@ -177,7 +177,6 @@ def _run(ctx: typer.Context, action: Callable[[asyncpg.Pool], Awaitable[T]]) -> 
 async def _with_pool(url: str, action: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2, timeout=10)
     try:
-        await platforms.ensure_schema(pool)
         return await action(pool)
     finally:
         await pool.close()

@@ -15,8 +15,8 @@ import asyncpg
 import typer
 
 from infra.cli.admin import projections_app
+from infra.cli.database import ready_database
 from infra.cli.tables import JsonOption, echo_json, echo_table
-from infra.devservices.database import database_url
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
 from infra.postgres.webhooks_store import WebhookStore
@@ -102,9 +102,7 @@ async def _retried(pool: asyncpg.Pool, schema: str, ids: list[int] | None) -> Ro
     for name in sorted({row.projection for row in before}):
         notifier = None
         if schema == DEFAULT_SCHEMA and name == DEFAULT_NAME:
-            store = WebhookStore(pool, None)
-            await store.ensure_schema()
-            notifier = WebhookRecorder(store)
+            notifier = WebhookRecorder(WebhookStore(pool, None))
         writer = ProjectionWriter(pool, schema, name=name, notifier=notifier)
         await retry_poisoned(writer, ids)
     return await _listed(pool, schema, [row.id for row in before])
@@ -114,7 +112,7 @@ def _run(ctx: typer.Context, schema: str, action: Action) -> Rows:
     settings: Settings = ctx.find_root().obj
     try:
         quoted(schema)
-        with database_url(settings) as url:
+        with ready_database(settings) as url:
             return asyncio.run(_with_pool(url, action))
     except ValueError as exc:
         _fail(str(exc), code=2)
@@ -153,7 +151,7 @@ def follow(
 
     settings: Settings = ctx.find_root().obj
     try:
-        with database_url(settings) as url:
+        with ready_database(settings) as url:
             asyncio.run(follow_log(settings, url, parent=parent))
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as exc:
         _fail(f"database: {type(exc).__name__}: {redact_text(str(exc))}")

@@ -15,9 +15,9 @@ import typer
 
 from domain.errors import DomainError
 from domain.webhook_url import webhook_target
+from infra.cli.database import ready_database
 from infra.cli.master_key import require_secret_box
 from infra.cli.tables import JsonOption, echo_json, echo_table
-from infra.devservices.database import database_url
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
 from infra.postgres.platforms import require_platform
@@ -57,7 +57,7 @@ def _run(ctx: typer.Context, action: Callable[[WebhookStore], Awaitable[T]]) -> 
     settings: Settings = ctx.find_root().obj
     box = require_secret_box(settings)
     try:
-        with database_url(settings) as url:
+        with ready_database(settings) as url:
             return asyncio.run(_with_store(url, box, action))
     except DomainError as exc:
         _fail(f"({exc.code}) {exc.message}")
@@ -72,9 +72,7 @@ async def _with_store(
 ) -> T:
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2, timeout=10)
     try:
-        store = WebhookStore(pool, box)
-        await store.ensure_schema()
-        return await action(store)
+        return await action(WebhookStore(pool, box))
     finally:
         await pool.close()
 

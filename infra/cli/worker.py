@@ -13,8 +13,8 @@ import typer
 
 from infra.bootstrap.engine import Engine, resolve_roles
 from infra.bootstrap.probes_server import serve_probes
+from infra.cli.database import ready_database
 from infra.cli.master_key import require_secret_box
-from infra.devservices.database import database_url
 from infra.logging import get_logger
 from infra.postgres.heartbeats import ROLES
 from infra.settings import Settings
@@ -62,7 +62,7 @@ def worker(
         # log that it cannot, and deliveries would wait forever
         require_secret_box(settings)
     service = "strategies-worker-" + "-".join(roles)
-    with database_url(settings) as url, tracing(settings, service):
+    with ready_database(settings) as url, tracing(settings, service):
         asyncio.run(_run(settings, url, roles, chunk_size))
 
 

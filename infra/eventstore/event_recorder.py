@@ -42,22 +42,11 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
     from eventsourcing.persistence import StoredEvent
-    from psycopg import Connection, Cursor
+    from psycopg import Cursor
     from psycopg.rows import DictRow
 
     from domain.roster import RosterEntry
 
-# Rows written before the column existed get 0 (a constant default adds the column without
-# rewriting the table); the default for every later row is set right after.
-_ADD_LOG_ORDER = """
-ALTER TABLE {events} ADD COLUMN tx_id xid8 NOT NULL DEFAULT '0';
-ALTER TABLE {events} ALTER COLUMN tx_id SET DEFAULT pg_current_xact_id();
-CREATE INDEX {index} ON {events} (tx_id, notification_id);
-"""
-_HAS_LOG_ORDER = (
-    "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'tx_id' "
-    "AND NOT attisdropped"
-)
 # xmin of the statement's own snapshot: every transaction below it has ended, so the rows
 # below it are all the rows there will ever be below it (committed ones all visible here).
 _SELECT_IN_LOG_ORDER = """
@@ -142,16 +131,6 @@ class ArrayInsertRecorder(PostgresApplicationRecorder):
             self._insert_events(curs, stored_events, **kwargs)  # eventsourcing's hook
             self._insert_stored_events(curs, stored_events, **kwargs)
             return [row["notification_id"] for row in curs.fetchall()]
-
-    def add_log_order(self, conn: Connection[Any]) -> None:
-        """Give the table its `tx_id` if it has none (made by eventsourcing just now, or by a
-        release before this one). Rows already there get 0, below every transaction id: they
-        come first, in notification id order, the order an older relay published them in."""
-        with conn.transaction():
-            if conn.execute(_HAS_LOG_ORDER, (self.events_table.as_string(conn),)).fetchone():
-                return
-            index = Identifier(self.events_table_name + "_log_order")
-            conn.execute(SQL(_ADD_LOG_ORDER).format(events=self.events_table, index=index))
 
     @retry_dropped_connections
     def select_in_log_order(

@@ -13,30 +13,18 @@ import asyncpg
 import structlog
 
 from infra.eventstore.notification_log import START, LogPosition
-from infra.postgres.ddl import create_missing
 
 log = structlog.get_logger("infra.eventstore.positions")
 T = TypeVar("T")
 
-# A position is a place in the log, (tx_id, position) (`LogPosition`). A row saved before
-# tx_id existed gets 0: an older relay's N meant "every id up to N", which is (0, N).
-# A transaction id (xid8) fits a bigint: it would take 2**63 transactions to overflow it.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS relay_positions (
-    name text PRIMARY KEY,
-    position bigint NOT NULL,
-    tx_id bigint NOT NULL DEFAULT 0
-);
-ALTER TABLE relay_positions ADD COLUMN IF NOT EXISTS tx_id bigint NOT NULL DEFAULT 0;
-"""
+# A position is a place in the log, (tx_id, position) (`LogPosition`), in `relay_positions`
+# (migration 0001). A transaction id (xid8) fits a bigint: it would take 2**63 transactions
+# to overflow it.
 
 
 class PostgresPositions:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-
-    async def ensure_schema(self) -> None:
-        await create_missing(self.pool, SCHEMA)
 
     async def load(self, name: str) -> LogPosition:
         async with self.pool.acquire() as connection:

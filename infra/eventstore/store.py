@@ -77,17 +77,12 @@ class _EventsRecorder(Protocol):
 
     def upsert_roster(self, curs: Cursor[Any], roster: Sequence[RosterEntry]) -> None: ...
 
-    def add_log_order(self, conn: psycopg.Connection[Any]) -> None: ...
-
 
 A = TypeVar("A")
 log = get_logger(__name__)
 
 DEFAULT_POOL_SIZE = 10
 _ALL_VERSIONS = 2**62  # "no upper bound" for the versioned load (originator_version is bigint)
-# Serialises CREATE TABLE/TYPE/INDEX/FUNCTION across processes: those statements are not safe
-# to run concurrently even with IF NOT EXISTS (they race on the catalogue's unique indexes).
-_SCHEMA_LOCK_KEY = 0x7472_6164_696E_6701  # any fixed bigint; "trading" + 1
 
 # LATERAL subqueries pin the plan to one primary-key range scan per requested aggregate,
 # bounded below by its snapshot: a plain join let the planner pick a hash join over a
@@ -115,17 +110,6 @@ FROM wanted w CROSS JOIN LATERAL (
 ORDER BY n, originator_version
 """
 
-_CREATE_ROSTER = """
-CREATE TABLE {roster} (
-    trader_id uuid PRIMARY KEY,
-    strategy_id uuid NOT NULL,
-    participant_code text NOT NULL,
-    status text NOT NULL,
-    auto_rebalance boolean NOT NULL,
-    version bigint NOT NULL
-);
-CREATE INDEX {scope_index} ON {roster} (strategy_id, status, participant_code);
-"""
 _SELECT_SCOPE = """
 SELECT participant_code FROM {roster}
 WHERE strategy_id = %s AND status = %s AND (auto_rebalance OR NOT %s)
@@ -219,7 +203,6 @@ class PostgresTrading(Trading):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         pool_size: int = DEFAULT_POOL_SIZE,
         max_overflow: int = DEFAULT_POOL_SIZE,
-        create_tables: bool = True,
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         if pool_size < 1 or max_overflow < 0:
@@ -237,8 +220,6 @@ class PostgresTrading(Trading):
             schema, roster_table_name(self._events_recorder.events_table_name)
         )
         self._scope_sql = SQL(_SELECT_SCOPE).format(roster=self._roster_table)
-        if create_tables:
-            self.create_tables()
 
     def pool_connections(self) -> tuple[int, int]:
         """(in use, idle) connections of the event store's pool, for the metrics."""
@@ -247,53 +228,27 @@ class PostgresTrading(Trading):
         return stats.get("pool_size", 0) - idle, idle
 
     # -- schema -------------------------------------------------------------------------
-    def create_tables(self) -> None:
-        """Create the events and snapshots tables if missing; safe to race from many processes.
-
-        eventsourcing's own CREATE_TABLE=y path fails when two processes start together on
-        an empty database, so it is off and this runs the same statements under a
-        session-level advisory lock, on a connection of its own (not one from the pool,
-        which the statements themselves need). Under the same lock the events table gets the
-        writing transaction's id that orders the log (`ArrayInsertRecorder.add_log_order`),
-        also when it was made by an older release.
-        """
-        pool_kwargs = self._events_recorder.datastore.pool.kwargs
-        assert isinstance(pool_kwargs, dict), "eventsourcing passes its pool a plain dict"
-        kwargs = {k: v for k, v in pool_kwargs.items() if k != "row_factory"}
-        with psycopg.connect(**kwargs, autocommit=True) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK_KEY,))
-            try:
-                for recorder in self._recorders():
-                    recorder.create_table()
-                self._events_recorder.add_log_order(conn)
-                self._create_roster(conn)
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK_KEY,))
-
-    def _create_roster(self, conn: psycopg.Connection[Any]) -> None:
-        """Create the roster with the rows the existing history implies, in one transaction:
-        a store written before the roster existed starts with every Trader already in it."""
-        table = self._roster_table.as_string(conn)
-        with conn.transaction():
-            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() != (None,):
-                return
-            scope_index = Identifier(
-                roster_table_name(self._events_recorder.events_table_name) + "_scope"
-            )
-            conn.execute(
-                SQL(_CREATE_ROSTER).format(roster=self._roster_table, scope_index=scope_index)
-            )
-            with conn.cursor() as curs:
-                for entries in self._roster_from_history(conn):
-                    self._events_recorder.upsert_roster(curs, entries)
+    def fill_roster(self) -> int:
+        """Fill the roster from the history and return how many Traders it now holds: a
+        store written before the roster existed gets every Trader its history implies (run
+        by `strategies db migrate` when it has just created the roster over such a store).
+        The upserts only move rows forward, so running it twice changes nothing."""
+        datastore = self._events_recorder.datastore
+        with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            for entries in self._roster_from_history(conn):
+                self._events_recorder.upsert_roster(curs, entries)
+            found = conn.execute(SQL("SELECT count(*) AS n FROM {}").format(self._roster_table))
+            row = found.fetchone()
+        return int(row["n"]) if row else 0
 
     def _roster_from_history(self, conn: psycopg.Connection[Any]) -> Iterable[list[RosterEntry]]:
         events = Identifier(
             self._events_recorder.datastore.schema, self._events_recorder.events_table_name
         )
-        opened = conn.execute(
-            SQL(_TRADERS_OPENED).format(events=events), (_TRADER_OPENED_TOPIC,)
-        ).fetchall()
+        with conn.cursor(row_factory=tuple_row) as curs:
+            opened = curs.execute(
+                SQL(_TRADERS_OPENED).format(events=events), (_TRADER_OPENED_TOPIC,)
+            ).fetchall()
         ids = [row[0] for row in opened]
         for start in range(0, len(ids), _BACKFILL_BATCH):
             traders = self.get_many(ids[start : start + _BACKFILL_BATCH]).values()

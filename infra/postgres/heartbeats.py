@@ -28,8 +28,6 @@ from uuid import uuid4
 import asyncpg
 import structlog
 
-from infra.postgres.ddl import create_missing
-
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
@@ -57,18 +55,6 @@ REBUILD = "projections-rebuild"
 _CLAIM_LOCK = zlib.crc32(b"portfolio-strategies.role-claims")
 _OUTAGES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS role_heartbeats (
-    process_id uuid NOT NULL,
-    role text NOT NULL,
-    host text NOT NULL,
-    pid integer NOT NULL,
-    started_at timestamptz NOT NULL,
-    last_seen timestamptz NOT NULL,
-    last_progress timestamptz,
-    PRIMARY KEY (process_id, role)
-);
-"""
 _BEAT = """
 INSERT INTO role_heartbeats (process_id, role, host, pid, started_at, last_seen, last_progress)
 VALUES ($1, $2, $3, $4, $5, now(), $6)
@@ -133,7 +119,6 @@ class Heartbeat:
         process runs that role: its live processes are returned instead, nothing written."""
         if not self._progress:
             return []
-        await create_missing(self.pool, SCHEMA)
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", _CLAIM_LOCK)
             if unless is not None:

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Literal
 
 from domain.codes import check_platform_id
 from domain.errors import ConflictError, FieldError, InvalidRequestError, NotFoundError
-from infra.postgres.ddl import create_missing
 from infra.postgres.secrets_box import hash_passphrase
 
 if TYPE_CHECKING:
@@ -45,26 +44,6 @@ KEY_CACHE_TTL_S = 5.0
 SECRET_BYTES = 32
 PLATFORM_ID = re.compile(r"[A-Z0-9][A-Z0-9_-]{1,31}")
 NAME_MAX_CHARS = 200
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS platforms (
-    platform_id text PRIMARY KEY,
-    name text NOT NULL,
-    status text NOT NULL CHECK (status IN ('active', 'disabled')),
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS platform_api_keys (
-    api_key text PRIMARY KEY,
-    platform_id text NOT NULL REFERENCES platforms (platform_id),
-    secret_sealed bytea NOT NULL,
-    passphrase_hash text NOT NULL,
-    status text NOT NULL CHECK (status IN ('active', 'revoked')),
-    created_at timestamptz NOT NULL DEFAULT now(),
-    revoked_at timestamptz
-);
-CREATE INDEX IF NOT EXISTS platform_api_keys_by_platform ON platform_api_keys (platform_id);
-"""
 
 
 class PlatformIdInvalidError(InvalidRequestError):
@@ -157,10 +136,6 @@ class KeyCache:
 
 
 key_cache = KeyCache()
-
-
-async def ensure_schema(pool: asyncpg.Pool) -> None:
-    await create_missing(pool, SCHEMA)
 
 
 async def create_platform(

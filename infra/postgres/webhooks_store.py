@@ -21,8 +21,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-from infra.postgres.ddl import create_missing
-
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
@@ -38,47 +36,6 @@ PAYLOAD_TYPES = (
 )
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 SECRET_PREFIX = "whsec_"
-
-DDL = """
-CREATE TABLE IF NOT EXISTS webhook_subscriptions (
-    id uuid PRIMARY KEY,
-    platform_id text NOT NULL,
-    url text NOT NULL,
-    payload_types text[] NOT NULL,
-    secret_sealed bytea NOT NULL,
-    legacy_headers boolean NOT NULL DEFAULT false,
-    active boolean NOT NULL DEFAULT true,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS webhook_subscriptions_by_platform
-    ON webhook_subscriptions (platform_id, active);
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
-    id uuid PRIMARY KEY,
-    subscription_id uuid NOT NULL REFERENCES webhook_subscriptions (id),
-    platform_id text NOT NULL,
-    payload_type text NOT NULL,
-    event_position bigint NOT NULL,
-    object_id uuid NOT NULL,
-    body text NOT NULL,
-    status text NOT NULL DEFAULT 'pending',
-    attempts integer NOT NULL DEFAULT 0,
-    round_attempts integer NOT NULL DEFAULT 0,
-    next_attempt_at timestamptz NOT NULL DEFAULT now(),
-    last_status_code integer,
-    last_error text NOT NULL DEFAULT '',
-    last_latency_ms integer,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    last_attempt_at timestamptz,
-    delivered_at timestamptz
-);
-CREATE INDEX IF NOT EXISTS webhook_deliveries_due
-    ON webhook_deliveries (subscription_id, next_attempt_at) WHERE status = 'pending';
--- The dashboard's dead letters, without scanning every delivery.
-CREATE INDEX IF NOT EXISTS webhook_deliveries_dead
-    ON webhook_deliveries (last_attempt_at DESC) WHERE status = 'dead';
-CREATE INDEX IF NOT EXISTS webhook_deliveries_log
-    ON webhook_deliveries (subscription_id, created_at DESC, id);
-"""
 
 _SUBSCRIPTION = "id, platform_id, url, payload_types, legacy_headers, active, created_at"
 _DELIVERY = (
@@ -144,9 +101,6 @@ class WebhookStore:
         if self._box is None:
             raise LookupError("webhook secrets need the master key (STRATEGIES_MASTER_KEY)")
         return self._box
-
-    async def ensure_schema(self) -> None:
-        await create_missing(self.pool, DDL)
 
     # -- subscriptions ----------------------------------------------------------------------
     async def create(

@@ -53,6 +53,7 @@ def services(
     url = postgres_url.rsplit("/", 1)[0] + f"/{database}"
     logs = tmp_path_factory.mktemp("e2e")
     env = pipeline_env(url, kafka_bootstrap, "e2e")
+    cli(env, "db", "migrate")  # as a deployment does first: the processes refuse an older schema
     with api_and_workers(env, logs) as base:
         yield base, env
 

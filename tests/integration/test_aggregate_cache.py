@@ -72,7 +72,7 @@ def test_a_write_from_another_process_is_folded_into_the_cached_copy(
     wanted = trader_ids(app, strategy.id)
     app.get_many(wanted)
 
-    with PostgresTrading(fresh_database_url, create_tables=False) as other:
+    with PostgresTrading(fresh_database_url) as other:
         run(
             other,
             other.strategy(strategy.platform_id, strategy.id),
@@ -115,7 +115,7 @@ def test_a_save_built_on_a_cached_copy_that_went_stale_still_conflicts(
     trader_id = trader_ids(app, strategy.id)[0]
     stale = app.get_many([trader_id])[trader_id]
 
-    with PostgresTrading(fresh_database_url, create_tables=False) as other:
+    with PostgresTrading(fresh_database_url) as other:
         fresh = other.get_many([trader_id])[trader_id]
         fresh.change_auto_rebalance(not fresh.auto_rebalance)
         other.save(fresh)

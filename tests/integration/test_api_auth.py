@@ -83,9 +83,6 @@ def build_app(pool: asyncpg.Pool) -> FastAPI:
 @pytest.fixture
 async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=12)
-    await platforms.ensure_schema(pool)
-    await replay_guard.ensure_schema(pool)
-    await replay_guard.ensure_schema(pool)  # idempotent
     try:
         yield pool
     finally:

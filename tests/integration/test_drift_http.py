@@ -23,7 +23,7 @@ from projections import queries
 from projections.prices import PriceRow, price_id
 from projections.schema import codec
 from projections.strategies import StrategyRow
-from projections.tables import ensure_schema
+from projections.tables import ensure_scratch
 from projections.traders import TraderRow
 from tests.fixtures.postgres import scratch_database
 from tests.integration.http_world import Item, World, http_world
@@ -367,7 +367,7 @@ async def _selected(pool: asyncpg.Pool, strategy_id: uuid.UUID, **drift: str) ->
 
 async def test_the_sql_filter_selects_exactly_what_the_domain_computes(world: World) -> None:
     pool = world.engine.pool
-    await ensure_schema(pool, SCHEMA)
+    await ensure_scratch(pool, SCHEMA)
     strategy_id = uuid.uuid4()
     traders = {**EDGES, **_random_traders(18, 300)}
     await _store(pool, strategy_id, traders)

@@ -35,7 +35,7 @@ from infra.eventstore.notification_log import (
 from infra.settings import Settings
 from projections.follower import LogFollower
 from projections.rebuild import rebuild
-from projections.tables import drop_read_models, ensure_schema
+from projections.tables import empty_read_models
 from projections.writer import ProjectionWriter
 from tests.integration.pipeline.harness import BLUE_CHIP, PLATFORM, wait_terminal
 from tests.integration.test_projections import snapshot
@@ -180,8 +180,7 @@ async def test_the_next_batch_is_read_while_one_is_written_and_a_failed_write_lo
     async with story_told(fresh_database_url) as engine:
         live = await snapshot(pool, "public")
         notifications = ApplicationNotificationLog(engine.trading)
-        await drop_read_models(pool, "scratch")
-        await ensure_schema(pool, "scratch")
+        await empty_read_models(pool, "scratch")
         writer = ProjectionWriter(pool, "scratch")
         steps: list[str] = []
         read, apply = notifications.read, writer.apply_logged

@@ -16,6 +16,7 @@ import asyncpg
 import psycopg
 import pytest
 
+from infra.bootstrap.schema import migrate_database
 from infra.bus import Delivery
 from infra.bus.memory import InProcessBus
 from infra.bus.messages import DomainEventMessage
@@ -25,7 +26,6 @@ from infra.eventstore.notification_log import START, ApplicationNotificationLog
 from infra.eventstore.positions import PostgresPositions
 from infra.eventstore.store import PostgresTrading
 from projections import poisoned, queries
-from projections.tables import ensure_schema
 from projections.writer import ProjectionWriter
 from workers.relay import OutboxRelay
 
@@ -92,7 +92,6 @@ async def relaying(
     received; with `writer`, the read models consume the topic too."""
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     positions = PostgresPositions(pool)
-    await positions.ensure_schema()
     bus = InProcessBus(partitions=1)
     received: list[Delivery] = []
 
@@ -221,7 +220,6 @@ async def test_an_event_published_later_with_a_lower_position_is_projected_after
     models already passed, with positions below what they applied: only the publish order
     (transaction, position) tells they are new."""
     pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=4)
-    await ensure_schema(pool)
     try:
         earlier, later = await overlapping(app, fresh_database_url, monkeypatch, before=True)
         written = transactions(fresh_database_url)
@@ -251,7 +249,9 @@ async def test_a_store_made_before_transaction_ids_keeps_its_order_and_its_relay
     id order, as an older relay published them; its saved position N resumes as (0, N)."""
     url = fresh_database_url
     with PostgresTrading(url) as older, psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("ALTER TABLE trading_events DROP COLUMN tx_id")  # as an older release
+        # As an older release left it, before migrations.
+        conn.execute("ALTER TABLE trading_events DROP COLUMN tx_id")
+        conn.execute("DROP TABLE relay_positions; DROP TABLE schema_migrations")
         conn.execute("CREATE TABLE relay_positions (name text PRIMARY KEY, position bigint)")
         for _ in range(4):
             strategy_of(older)
@@ -259,6 +259,7 @@ async def test_a_store_made_before_transaction_ids_keeps_its_order_and_its_relay
         relayed = old_ids[len(old_ids) // 2 - 1]
         conn.execute("INSERT INTO relay_positions VALUES ('outbox', %s)", (relayed,))
 
+    await migrate_database(url)
     with PostgresTrading(url) as upgraded:
         for _ in range(2):
             strategy_of(upgraded)
@@ -283,7 +284,6 @@ async def test_an_event_record_whose_transaction_header_is_garbled_is_recorded_a
     bad, good = [await asyncio.to_thread(strategy_of, app) for _ in range(2)]
     pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=2)
     try:
-        await ensure_schema(pool)
         created = [
             (n, event_message(n.position, n.topic, n.aggregate_id, n.version, n.state))
             for n in await asyncio.to_thread(ApplicationNotificationLog(app).read, START, 100)

@@ -52,7 +52,6 @@ async def _seed(
     previous release (revoked, still re-sealed: its row is kept)."""
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     try:
-        await platforms.ensure_schema(pool)
         credentials = await create_platform(pool, platform_id, "Rotation", box)
         await pool.execute(
             """INSERT INTO platform_api_keys
@@ -62,7 +61,6 @@ async def _seed(
             RELEASE_1_VALUE,
         )
         store = WebhookStore(pool, box)
-        await store.ensure_schema()
         subscription, secret = await store.create(
             platform_id, "https://hooks.example/a", PAYLOAD_TYPES
         )

@@ -14,7 +14,6 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from infra.cli import platform as cli_platform
-from infra.postgres import platforms
 from infra.postgres.master_key import MasterKeyError, generate_master_key, load_master_key
 from infra.postgres.platforms import (
     KeyCache,
@@ -49,8 +48,6 @@ BOX = SecretBox(b"m" * 32)
 @pytest.fixture
 async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=4)
-    await platforms.ensure_schema(pool)
-    await platforms.ensure_schema(pool)  # idempotent
     try:
         yield pool
     finally:

@@ -27,7 +27,6 @@ from infra.bus import Delivery
 from projections import poisoned
 from projections.rebuild import rebuild
 from projections.retry import retry_poisoned
-from projections.tables import ensure_schema
 from projections.writer import ProjectionWriter
 from tests.integration.test_projections import TOPIC, Partitions, real_story, snapshot
 from tests.unit.domain.flows import PLATFORM
@@ -50,7 +49,6 @@ REFUSED = "P2"
 @pytest.fixture
 async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
     created = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=6)
-    await ensure_schema(created)
     yield created
     await created.close()
 

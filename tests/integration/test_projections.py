@@ -28,7 +28,7 @@ from infra.settings import Settings
 from projections import queries
 from projections.rebuild import rebuild
 from projections.schema import rows_from_records
-from projections.tables import ensure_schema, read_model_tables
+from projections.tables import ensure_scratch, read_model_tables
 from projections.writer import ROW_TYPES, Projection, ProjectionWriter
 from tests.integration.pipeline.harness import wait_terminal
 from tests.unit.domain.flows import (
@@ -97,7 +97,6 @@ async def snapshot(pool: asyncpg.Pool, schema: str) -> dict[str, list[dict[str, 
 @pytest.fixture
 async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
     created = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=6)
-    await ensure_schema(created)
     yield created
     await created.close()
 
@@ -312,7 +311,7 @@ async def test_the_writer_on_the_engine_bus_follows_the_pipeline_and_equals_a_re
     bus = InProcessBus()
     # A schema of its own, so this consumer is the only one writing it (the Engine may run
     # its own projection of the same events into `public`).
-    await ensure_schema(pool, "observed")
+    await ensure_scratch(pool, "observed")
     writer = ProjectionWriter(pool, "observed", name="it-observed")
     bus.subscribe_batch(Topics(settings.topic_prefix).events, "it-observed", writer.handle_many)
     async with Engine(settings, fresh_database_url, ["all"], bus=bus) as engine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from domain.float_account import FloatAccount
 from domain.reference import Catalogue
 from domain.statuses import OperationStatus, OperationType
 from domain.trader import Trader
+from infra.bootstrap.schema import migrate_database
 from infra.eventstore.store import PostgresTrading, retry_on_conflict
 from tests.unit.domain.flows import (
     BLUE_CHIP,
@@ -138,7 +140,7 @@ def test_an_enrollment_settles_and_another_instance_reloads_the_same_aggregates(
     assert operation.chunk_count == 3
     wanted = aggregate_ids(app, strategy, operation)
 
-    with PostgresTrading(fresh_database_url, create_tables=False) as other:
+    with PostgresTrading(fresh_database_url) as other:
         batched = other.get_many(wanted)
         assert batched == one_by_one(other, wanted) == one_by_one(app, wanted)
         other.deposit_float(PLATFORM, "USD", Decimal("1.00"), "TOP-UP")  # it can write too
@@ -265,9 +267,19 @@ def test_operations_racing_for_the_same_traders_hold_each_at_most_once(
         assert check_all(first, two.id).status is OperationStatus.PRICING
 
 
-def test_instances_starting_together_on_an_empty_database_create_the_tables_once(
+def test_instances_starting_together_seed_the_catalogue_once_and_make_no_table(
     fresh_database_url: str,
 ) -> None:
+    """The tables are the migrations' (`strategies db migrate`): a store only uses them."""
+
+    def tables() -> list[tuple[str, ...]]:
+        with psycopg.connect(fresh_database_url) as conn:
+            return conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = 'public' ORDER BY table_name"
+            ).fetchall()
+
+    migrated = tables()
     barrier = threading.Barrier(4)
 
     def start() -> int:
@@ -276,12 +288,7 @@ def test_instances_starting_together_on_an_empty_database_create_the_tables_once
             return len(retry_on_conflict(app.ensure_default_catalogue).instruments)
 
     assert race(*[start] * 4) == [len(DEFAULT_INSTRUMENTS)] * 4
-    with psycopg.connect(fresh_database_url) as conn:
-        tables = conn.execute(
-            "SELECT table_name FROM information_schema.tables"
-            " WHERE table_schema = 'public' ORDER BY table_name"
-        ).fetchall()
-    assert tables == [("trading_events",), ("trading_roster",), ("trading_snapshots",)]
+    assert ("trading_roster",) in migrated and tables() == migrated
 
 
 def test_the_pool_keeps_as_many_connections_as_asked(fresh_database_url: str) -> None:
@@ -409,8 +416,9 @@ def test_the_roster_is_written_with_the_events_and_filled_from_history_once(
             first.save(stale)
         assert first.scope(strategy.id, auto_rebalance_only=True) == ["P3"]
 
-    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
-        conn.execute("DROP TABLE trading_roster")
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:  # as an older store
+        conn.execute("DROP TABLE trading_roster; DROP TABLE schema_migrations")
+    asyncio.run(migrate_database(fresh_database_url))
     with PostgresTrading(fresh_database_url, chunk_size=3) as upgraded:
         assert upgraded.scope(strategy.id, auto_rebalance_only=True) == ["P3"]
         assert upgraded.scope(strategy.id, auto_rebalance_only=False) == ["P1", "P2", "P3"]

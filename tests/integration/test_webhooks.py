@@ -32,7 +32,6 @@ from domain.webhook_url import IPAddress
 from infra.bootstrap.engine import Engine
 from infra.bus.memory import InProcessBus
 from infra.metrics import METRICS
-from infra.postgres import platforms
 from infra.postgres.heartbeats import ROLES
 from infra.postgres.platforms import create_platform
 from infra.postgres.secrets_box import SecretBox, secret_box_for
@@ -429,7 +428,6 @@ def test_an_operator_manages_subscriptions_from_the_command_line(fresh_database_
 async def _registered(database_url: str, settings: Settings) -> None:
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
-        await platforms.ensure_schema(pool)
         await create_platform(pool, PLATFORM, "Webhook tests", secret_box_for(settings))
     finally:
         await pool.close()

@@ -45,7 +45,10 @@ def test_every_engine_service_runs_our_image_against_kafka_and_postgres() -> Non
         environment = service["environment"]
         assert environment["DATABASE_URL"].startswith("postgresql://"), name
         assert environment["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092", name
-        assert set(service["depends_on"]) == {"kafka", "postgres"}, name
+        assert set(service["depends_on"]) == {"kafka", "postgres", "migrate"}, name
+        assert service["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert services["migrate"]["command"] == ["strategies", "db", "migrate"]
+    assert set(services["migrate"]["depends_on"]) == {"postgres"}
 
 
 def test_the_dockerfile_installs_the_locked_dependencies() -> None:

@@ -317,7 +317,6 @@ async def _prepare(
         trading.create_strategy, PLATFORM, uuid4(), {"quoted_currency": "USD"}
     )
     store = WebhookStore(pool, SecretBox(key))
-    await store.ensure_schema()
     await store.create(
         PLATFORM,
         url,

@@ -8,11 +8,11 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from infra.postgres.migrations import migrations
 from projections.executions import EXECUTIONS, ExecutionRow
-from projections.operations import OPERATIONS
 from projections.queries import _where, check_page, execution_resource, trader_resource
 from projections.schema import quoted
-from projections.traders import TRADERS, TraderRow, is_visible
+from projections.traders import TraderRow, is_visible
 
 NOW = datetime(2026, 5, 29, 18, 56, 43, tzinfo=UTC)
 
@@ -33,7 +33,7 @@ def test_upserts_only_move_a_row_forward_within_its_own_stream() -> None:
 
 
 def test_every_list_filter_and_the_sort_order_have_an_index() -> None:
-    ddl = EXECUTIONS.create("public") + TRADERS.create("public") + OPERATIONS.create("public")
+    ddl = "".join(migration.sql for migration in migrations())
     for table, column in [
         ("executions", "strategy_id"),
         ("executions", "operation_id"),
@@ -47,9 +47,9 @@ def test_every_list_filter_and_the_sort_order_have_an_index() -> None:
         ("operations", "type"),
         ("operations", "status"),
     ]:
-        assert f'"public".{table} (platform_id, {column}, created_at DESC, id)' in ddl
-    assert '"public".operations (platform_id, request_id)' in ddl
-    assert '"public".operations (platform_id, created_at DESC, id)' in ddl
+        assert f"public.{table} (platform_id, {column}, created_at DESC, id)" in ddl
+    assert "public.operations (platform_id, request_id)" in ddl
+    assert "public.operations (platform_id, created_at DESC, id)" in ddl
 
 
 def test_conditions_become_parameters_and_absent_filters_vanish() -> None:
