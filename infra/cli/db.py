@@ -80,11 +80,15 @@ async def _version(url: str) -> int:
 
 @app.command()
 def start(ctx: typer.Context) -> None:
-    """Start the server (or find the one running), leave it running, print its URL."""
+    """Start the server (or find the one running) at this release's schema, leave it
+    running, print its URL."""
     server = embedded_postgres(_settings(ctx), keep_running=True)
     try:
         url = server.start()
-    except EmbeddedPostgresError as exc:
+        # This program owns the server, so it is brought to this release's schema here too:
+        # the hint's `export DATABASE_URL=...` then names a database a process accepts.
+        asyncio.run(migrate_database(url))
+    except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as exc:
         _fail(exc)
     # URL alone on stdout so `$(strategies db start)` captures it; the hint is for people.
     typer.echo(url)
@@ -138,6 +142,6 @@ def _hint(settings: Settings, url: str) -> str:
     return f"export DATABASE_URL={url}\n{key}"
 
 
-def _fail(exc: EmbeddedPostgresError) -> NoReturn:
-    typer.echo(f"error: {exc}", err=True)
+def _fail(exc: Exception) -> NoReturn:
+    typer.echo(f"error: {redact_text(str(exc))}", err=True)
     raise typer.Exit(code=1)

@@ -173,6 +173,16 @@ def test_db_status_exit_code_tells_whether_the_server_runs(data_dir: Path) -> No
     try:
         assert strategies("db", "status").returncode == 0
         assert strategies("db", "url").stdout.strip() == started.stdout.strip()
+        # migrated: a process given this URL as DATABASE_URL accepts it
+        by_url = {**env, "DATABASE_URL": started.stdout.strip()}
+        migrated = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "db", "migrate", "--status"],
+            env=by_url,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     finally:
         assert strategies("db", "stop").returncode == 0
     assert strategies("db", "status").returncode == 1
