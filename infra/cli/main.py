@@ -8,11 +8,7 @@ PostgreSQL server) on SIGTERM and SIGINT as well as on a normal exit.
 from __future__ import annotations
 
 import json
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -33,6 +29,7 @@ from infra.cli.audit import app as audit_app
 from infra.cli.database import ready_database
 from infra.cli.http_server import server_config
 from infra.cli.platform import app as platform_app
+from infra.cli.signals import stop_on_signals
 from infra.collector import tune_collector
 from infra.devservices.kafka.cli import app as kafka_app
 from infra.logging import configure_logging, get_logger
@@ -136,7 +133,7 @@ def serve(
 
     settings: Settings = ctx.obj
     cli_master_key.require_secret_box(settings)  # before a database server is started
-    with _stop_on_signals(), ready_database(settings) as url:
+    with stop_on_signals(), ready_database(settings) as url:
         # Without Kafka the pipeline's bus is in-process, so the API process runs every role.
         roles = () if settings.kafka.bootstrap_servers else ("all",)
         config = server_config(
@@ -147,33 +144,6 @@ def serve(
         )
         with tracing(settings, "strategies-serve"):
             uvicorn.Server(config).run()
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    """Turn the first SIGTERM/SIGINT into a normal exit, so context managers clean up.
-
-    uvicorn handles the signal while it serves, then re-raises it once it has shut down;
-    without our handler the default action would kill the process before the embedded
-    server is stopped. Later signals are ignored so that clean-up is not cut short.
-    """
-
-    def exit_cleanly(signum: int, _frame: FrameType | None) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, _ignore)
-        log.info("process.terminating", signal=signal.Signals(signum).name)
-        raise SystemExit(0)
-
-    previous = {sig: signal.signal(sig, exit_cleanly) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _ignore(signum: int, _frame: FrameType | None) -> None:
-    log.warning("process.signal_ignored_during_shutdown", signal=signal.Signals(signum).name)
 
 
 def main() -> None:

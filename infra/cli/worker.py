@@ -15,6 +15,7 @@ from infra.bootstrap.engine import Engine, resolve_roles
 from infra.bootstrap.probes_server import serve_probes
 from infra.cli.database import ready_database
 from infra.cli.master_key import require_secret_box
+from infra.cli.signals import stop_on_signals
 from infra.logging import get_logger
 from infra.postgres.heartbeats import ROLES
 from infra.settings import Settings
@@ -57,6 +58,11 @@ def worker(
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
+    with stop_on_signals():
+        _start(settings, roles, chunk_size)
+
+
+def _start(settings: Settings, roles: list[str], chunk_size: int | None) -> None:
     if "webhooks" in resolve_roles(roles):
         # the sender signs with the subscriptions' secrets: without the key it would only
         # log that it cannot, and deliveries would wait forever

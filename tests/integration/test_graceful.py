@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from infra.bootstrap.http import create_app
+from infra.bootstrap.schema import migrate_database
 from infra.devservices.embedded_postgres import EmbeddedPostgres
 from infra.postgres.platforms import create_platform
 from infra.settings import Settings
@@ -27,6 +28,7 @@ async def test_the_api_answers_503_while_the_database_is_down_and_recovers(
     server = EmbeddedPostgres(tmp_path / "postgres")
     url = server.start()
     try:
+        await migrate_database(url)
         settings = Settings(
             data_dir=tmp_path,
             database_url=url,

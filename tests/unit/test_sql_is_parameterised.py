@@ -98,6 +98,9 @@ ALLOWED = {
     ("projections/schema.py", "self.columns"): "the table's Column literals",
     ("projections/schema.py", "self.guard"): "an upsert guard literal (Table.guard)",
     ("projections/schema.py", "alias"): "a table alias written by the calling code",
+    # SEALED_COLUMNS: a module constant tuple of SealedColumn literals (table and key names).
+    ("infra/postgres/secrets_rotation.py", "column.table"): "a SEALED_COLUMNS table literal",
+    ("infra/postgres/secrets_rotation.py", "column.key"): "a SEALED_COLUMNS column literal",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
@@ -29,6 +30,8 @@ from tests.integration.pipeline.harness import (
     pipeline_settings,
     wait_terminal,
 )
+
+MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -123,6 +126,8 @@ def start_worker(
         **os.environ,
         "DATABASE_URL": database_url,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        # `worker all` sends webhooks, which needs the key (the same in every process)
+        "STRATEGIES_MASTER_KEY": MASTER_KEY,
         "STRATEGIES_TOPIC_PREFIX": prefix,
         "STRATEGIES_LOG_FORMAT": "json",
     }
@@ -179,6 +184,8 @@ async def test_a_worker_killed_mid_operation_finishes_it_exactly_once_after_rest
             assert time.monotonic() - began < 45  # drained in-flight work, did not hang
             assert '"engine.stopped"' in log.read_text()
         worker = start_worker(fresh_database_url, kafka_bootstrap, prefix, log)
+        # started before it is stopped below: a signal during its imports is not a drain
+        await _until_started(worker, log, times=2)
         done = await wait_terminal(trading, operation.id, timeout=180)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -205,6 +212,14 @@ async def test_a_worker_killed_mid_operation_finishes_it_exactly_once_after_rest
     assert check_balanced(str(operation.id), postings) == []
     assert worker.returncode == 0, log.read_text()[-2000:]
     trading.close()
+
+
+async def _until_started(worker: subprocess.Popen[bytes], log: Path, times: int) -> None:
+    """Until the log (shared by the worker's runs) shows its `times`-th engine start."""
+    deadline = time.monotonic() + 60
+    while log.read_text().count('"engine.started"') < times:
+        assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        await asyncio.sleep(0.2)
 
 
 async def _until_stage(trading: PostgresTrading, operation_id: UUID, stage: str, log: Path) -> None:

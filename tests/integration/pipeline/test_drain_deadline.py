@@ -3,6 +3,7 @@ after STRATEGIES_DRAIN_TIMEOUT_S, or at once on a second signal, with exit code 
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from infra.devservices.kafka.launcher import LocalKafka
+
+MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -37,6 +40,8 @@ def _worker(database_url: str, bootstrap: str, log: Path, drain_s: str) -> subpr
         **os.environ,
         "DATABASE_URL": database_url,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        # `worker all` sends webhooks, which needs the key (the same in every process)
+        "STRATEGIES_MASTER_KEY": MASTER_KEY,
         "STRATEGIES_TOPIC_PREFIX": f"drain-{log.stem}",
         "STRATEGIES_LOG_FORMAT": "json",
         "STRATEGIES_DRAIN_TIMEOUT_S": drain_s,
