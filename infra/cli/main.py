@@ -19,6 +19,7 @@ from infra.cli import admin as cli_admin
 from infra.cli import bench as cli_bench
 from infra.cli import db as cli_db
 from infra.cli import demo as cli_demo
+from infra.cli import env as cli_env
 from infra.cli import master_key as cli_master_key
 
 # imported for its effect: it adds `projections poisoned` to cli_admin's group
@@ -60,6 +61,7 @@ app.add_typer(cli_admin.projections_app, name="projections")
 app.add_typer(audit_app, name="audit")
 app.add_typer(cli_webhooks.app, name="webhooks")
 app.add_typer(cli_master_key.app, name="master-key")
+app.add_typer(cli_env.app, name="env")
 app.command("worker")(cli_worker.worker)
 app.command("demo")(cli_demo.demo)
 app.command("bench")(cli_bench.bench)

@@ -105,7 +105,7 @@ class Session:
             key: value
             for key, value in os.environ.items()
             if key not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
-            and not key.startswith("STRATEGIES_")
+            and not (key.startswith("STRATEGIES_") and key != "STRATEGIES_ENV_FILE")
         }
         self.env = inherited | {
             "STRATEGIES_DATA_DIR": str(self.data_dir),

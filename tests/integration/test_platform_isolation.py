@@ -59,7 +59,11 @@ STARTUP_DEADLINE_S = 60.0
 @contextlib.contextmanager
 def serving(database_url: str, tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATEGIES_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("STRATEGIES_") and k != "STRATEGIES_ENV_FILE")
+    }
     env |= {
         "DATABASE_URL": database_url,
         "STRATEGIES_MASTER_KEY": MASTER_KEY,

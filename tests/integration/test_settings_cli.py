@@ -24,7 +24,7 @@ def _env(tmp_path: Path, **variables: str) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith("STRATEGIES_")
+        if not (name.startswith("STRATEGIES_") and name != "STRATEGIES_ENV_FILE")
         and name not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
     }
     return {**env, "STRATEGIES_DATA_DIR": str(tmp_path), **variables}

@@ -105,7 +105,11 @@ def scheduled_minute() -> datetime:
 def fleet_for(
     database_url: str, tmp_path: Path, kafka: str | None
 ) -> Iterator[tuple[Fleet, list[str]]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATEGIES_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("STRATEGIES_") and k != "STRATEGIES_ENV_FILE")
+    }
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env |= {
         "DATABASE_URL": database_url,
