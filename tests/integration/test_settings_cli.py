@@ -102,3 +102,20 @@ def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     assert _refused(env, "asyncapi")[1:] == [
         "  STRATEGIES_VENUE_SPREAD: Input should be less than 1 (got '2')"
     ]
+
+
+@pytest.mark.parametrize("command", [("worker", "relay"), ("platform", "list")])
+def test_a_database_it_cannot_reach_is_one_line_and_exit_1(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    env = _env(
+        tmp_path,
+        DATABASE_URL=UNREACHABLE_DATABASE,
+        KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9",
+        STRATEGIES_MASTER_KEY=generate_master_key(),
+    )
+    done = run_cli(env, *command, timeout=60)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: database: ") and "Traceback" not in done.stderr
+    assert ":pw@" not in line  # the password is never echoed
