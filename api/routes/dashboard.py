@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from api import dashboard_session as session
 from api.pages import page
 from api.routes.webhooks import get_store
+from domain.codes import code_problem
 from infra.postgres.webhooks_store import WebhookStore
 
 if TYPE_CHECKING:
@@ -163,6 +164,8 @@ async def redeliver(request: Request) -> Response:
         return form
     try:
         platform_id = form["platform_id"]
+        if code_problem(platform_id) is not None:  # as strict as the admin API's path
+            raise ValueError(platform_id)
         subscription_id = UUID(form["subscription_id"])
         delivery_id = UUID(form["delivery_id"])
     except (KeyError, ValueError):

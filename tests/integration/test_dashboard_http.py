@@ -111,6 +111,8 @@ async def test_forms_that_change_something_need_the_sessions_csrf_token(world: W
     assert unknown.status_code == 409  # no such dead letter: nothing changed
     bad = await http.post("/dashboard/redeliver", data={**fields, "csrf": csrf, "delivery_id": "x"})
     assert bad.status_code == 400
+    odd = {**fields, "csrf": csrf, "platform_id": "A B\u0000"}
+    assert (await http.post("/dashboard/redeliver", data=odd)).status_code == 400
     # JSON is not a form: no field, so no CSRF token either
     assert (
         await http.post("/dashboard/redeliver", json={**fields, "csrf": csrf})
