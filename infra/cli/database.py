@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from infra.settings import Settings
 
 
+def database_problem(exc: BaseException) -> str:
+    """A database error as the one line every command prints: its kind and its message,
+    a password in it blanked."""
+    return f"database: {type(exc).__name__}: {redact_text(str(exc))}"
+
+
 @contextmanager
 def ready_database(settings: Settings) -> Iterator[str]:
     """`database_url`, once its schema is this release's (see the module's docstring)."""
@@ -36,7 +42,7 @@ def ready_database(settings: Settings) -> Iterator[str]:
             raise typer.Exit(code=2) from None
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # unreachable, refused, wrong password: one line, as `db migrate` says it
-            typer.echo(f"error: database: {type(exc).__name__}: {redact_text(str(exc))}", err=True)
+            typer.echo(f"error: {database_problem(exc)}", err=True)
             raise typer.Exit(code=1) from None
     with database_url(settings) as url:
         if settings.postgres.url is None:

@@ -15,6 +15,7 @@ import asyncpg
 import typer
 
 from infra.bootstrap.schema import migrate_database
+from infra.cli.database import database_problem
 from infra.devservices.database import database_url, embedded_postgres
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
 from infra.logging import redact_text
@@ -56,7 +57,7 @@ def migrate(
             else:
                 applied = asyncio.run(migrate_database(url))
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as exc:
-        typer.echo(f"error: database: {type(exc).__name__}: {redact_text(str(exc))}", err=True)
+        typer.echo(f"error: {database_problem(exc)}", err=True)
         raise typer.Exit(code=1) from None
     if status:
         typer.echo(f"database schema is at {current}, this release needs {latest()}")

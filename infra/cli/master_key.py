@@ -23,9 +23,8 @@ from typing import Annotated, NoReturn
 import asyncpg
 import typer
 
-from infra.cli.database import ready_database
+from infra.cli.database import database_problem, ready_database
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
-from infra.logging import redact_text
 from infra.postgres.master_key import (
     MASTER_KEY_BYTES,
     MASTER_KEY_VARIABLE,
@@ -83,7 +82,7 @@ def rotate(
     except RotationError as exc:
         _fail(str(exc))
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as exc:
-        _fail(f"database: {type(exc).__name__}: {redact_text(str(exc))}; nothing was changed")
+        _fail(f"{database_problem(exc)}; nothing was changed")
     summary = ", ".join(f"{count} {label}" for label, count in counts.items())
     if keys.file is None:
         typer.echo(

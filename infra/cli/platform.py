@@ -19,11 +19,10 @@ import asyncpg
 import typer
 
 from domain.errors import DomainError
-from infra.cli.database import ready_database
+from infra.cli.database import database_problem, ready_database
 from infra.cli.master_key import require_secret_box
 from infra.cli.tables import JsonOption, echo_json, echo_table
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
-from infra.logging import redact_text
 from infra.postgres import platforms
 from infra.postgres.secrets_box import SecretBox
 from infra.settings import Settings
@@ -171,7 +170,7 @@ def _run(ctx: typer.Context, action: Callable[[asyncpg.Pool], Awaitable[T]]) -> 
     except DomainError as exc:
         _fail(exc.message)
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as exc:
-        _fail(f"database: {type(exc).__name__}: {redact_text(str(exc))}")
+        _fail(database_problem(exc))
 
 
 async def _with_pool(url: str, action: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:

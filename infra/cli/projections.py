@@ -15,10 +15,9 @@ import asyncpg
 import typer
 
 from infra.cli.admin import projections_app
-from infra.cli.database import ready_database
+from infra.cli.database import database_problem, ready_database
 from infra.cli.tables import JsonOption, echo_json, echo_table
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
-from infra.logging import redact_text
 from infra.postgres.webhooks_store import WebhookStore
 from infra.settings import Settings
 from projections import poisoned
@@ -117,7 +116,7 @@ def _run(ctx: typer.Context, schema: str, action: Action) -> Rows:
     except ValueError as exc:
         _fail(str(exc), code=2)
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as exc:
-        _fail(f"database: {type(exc).__name__}: {redact_text(str(exc))}")
+        _fail(database_problem(exc))
 
 
 async def _with_pool(url: str, action: Action) -> Rows:
@@ -154,4 +153,4 @@ def follow(
         with ready_database(settings) as url:
             asyncio.run(follow_log(settings, url, parent=parent))
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as exc:
-        _fail(f"database: {type(exc).__name__}: {redact_text(str(exc))}")
+        _fail(database_problem(exc))

@@ -15,11 +15,10 @@ import typer
 
 from domain.errors import DomainError
 from domain.webhook_url import webhook_target
-from infra.cli.database import ready_database
+from infra.cli.database import database_problem, ready_database
 from infra.cli.master_key import require_secret_box
 from infra.cli.tables import JsonOption, echo_json, echo_table
 from infra.devservices.embedded_postgres import EmbeddedPostgresError
-from infra.logging import redact_text
 from infra.postgres.platforms import require_platform
 from infra.postgres.secrets_box import SecretBox
 from infra.postgres.webhooks_store import PAYLOAD_TYPES, Subscription, WebhookStore
@@ -64,7 +63,7 @@ def _run(ctx: typer.Context, action: Callable[[WebhookStore], Awaitable[T]]) -> 
     except ValueError as exc:
         _fail(str(exc))
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError) as exc:
-        _fail(f"database: {type(exc).__name__}: {redact_text(str(exc))}")
+        _fail(database_problem(exc))
 
 
 async def _with_store(
